@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// weft — the command-line tool. `weft dev ...` drives the local playground cluster.
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+
+const USAGE = `usage:
+  weft dev up [--nodes N] [--name NAME] [--detach] [--demo]   start a playground cluster
+  weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
+  weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
+  weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
+  weft dev down [--name NAME]                                 remove everything the playground made`;
+
+const DEFAULT_NAME = process.env.WEFT_PLAYGROUND ?? 'weft';
+
+function fail(msg: string, code = 1): never {
+  process.stderr.write(`weft: ${msg}\n`);
+  process.exit(code);
+}
+
+async function dev(argv: string[]): Promise<void> {
+  const [sub, ...rest] = argv;
+  // Arguments after the pod (exec) or the subcommand (kubectl) belong to the child command.
+  const split = rest.indexOf('--');
+  const own = split >= 0 ? rest.slice(0, split) : rest;
+  const passthrough = split >= 0 ? rest.slice(split + 1) : [];
+  const opts = {
+    name: { type: 'string', default: DEFAULT_NAME },
+    nodes: { type: 'string', default: '2' },
+    detach: { type: 'boolean', default: false },
+    demo: { type: 'boolean', default: false },
+    output: { type: 'string', short: 'o', default: 'text' },
+  } as const;
+
+  switch (sub) {
+    case 'up': {
+      const { values } = parseArgs({ args: own, options: opts });
+      const { up } = await import('../playground/up.ts');
+      const nodes = Number(values.nodes);
+      if (!Number.isInteger(nodes) || nodes < 1) fail(`--nodes must be a positive integer, not "${values.nodes}"`);
+      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo });
+      if (state) {
+        process.stderr.write(`playground "${state.name}" is ready in ${state.upSeconds} s; kubeconfig: ${state.plan.paths.adminKubeconfig}\n`);
+        if (values.demo) await (await import('../playground/demo.ts')).deployDemo(state.plan);
+      }
+      return;
+    }
+    case 'down': {
+      const { values } = parseArgs({ args: own, options: { name: opts.name } });
+      const { teardown } = await import('../playground/down.ts');
+      const existed = await teardown(values.name);
+      process.stderr.write(existed ? `playground "${values.name}" removed\n` : `no playground "${values.name}" was running; swept any leftovers\n`);
+      return;
+    }
+    case 'status': {
+      const { values } = parseArgs({ args: own, options: { name: opts.name, output: opts.output } });
+      const { status, formatStatus } = await import('../playground/status.ts');
+      const s = await status(values.name);
+      process.stdout.write(values.output === 'json' ? `${JSON.stringify(s, null, 2)}\n` : `${formatStatus(s)}\n`);
+      return;
+    }
+    case 'exec': {
+      const { values, positionals } = parseArgs({ args: own, options: { name: opts.name }, allowPositionals: true });
+      const target = positionals[0];
+      if (!target || !target.includes('/') || passthrough.length === 0) fail('usage: weft dev exec <namespace>/<pod> -- <cmd...>', 2);
+      const { podNetns } = await import('../playground/exec-pod.ts');
+      const netns = await podNetns(values.name, target);
+      const r = spawnSync('nsenter', [`--net=/run/netns/${netns}`, '--', ...passthrough], { stdio: 'inherit' });
+      process.exit(r.status ?? 1);
+      return;
+    }
+    case 'kubectl': {
+      // Everything but --name goes to kubectl untouched.
+      let name = DEFAULT_NAME;
+      const args = [...rest];
+      const i = args.findIndex((a) => a === '--name' || a.startsWith('--name='));
+      if (i >= 0) {
+        const a = args[i] as string;
+        name = a.includes('=') ? a.slice(7) : (args[i + 1] ?? fail('--name needs a value', 2));
+        args.splice(i, a.includes('=') ? 1 : 2);
+      }
+      const { readState } = await import('../playground/state.ts');
+      const s = (await readState(name)) ?? fail(`no playground named "${name}" is running`);
+      const r = spawnSync(join(s.plan.binDir, 'kubectl'), [`--kubeconfig=${s.plan.paths.adminKubeconfig}`, ...args], { stdio: 'inherit' });
+      process.exit(r.status ?? 1);
+      return;
+    }
+    default:
+      fail(USAGE, 2);
+  }
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  if (cmd === 'dev') return dev(rest);
+  fail(USAGE, 2);
+}
+
+main().catch((e: unknown) => fail(e instanceof Error ? e.message : String(e)));

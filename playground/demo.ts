@@ -1,0 +1,76 @@
+// The demo app `npm start` deploys: an HTTP echo Deployment spread over the nodes, a Service in
+// front of it, and a client pod to try things from.
+import { join } from 'node:path';
+import type { PlaygroundPlan } from './config.ts';
+import { run } from './exec.ts';
+
+export const DEMO_NAMESPACE = 'demo';
+
+export function demoManifests(): object {
+  const labels = { app: 'echo' };
+  return {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE } },
+      {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'echo', namespace: DEMO_NAMESPACE },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
+            spec: {
+              topologySpreadConstraints: [
+                { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: labels } },
+              ],
+              containers: [
+                {
+                  name: 'http',
+                  image: 'python:3 (informational)',
+                  command: ['python3', '-m', 'http.server', '8080', '--bind', '0.0.0.0'],
+                  workingDir: '/tmp',
+                  ports: [{ name: 'http', containerPort: 8080 }],
+                  readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 2 },
+                },
+              ],
+            },
+          },
+        },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'echo', namespace: DEMO_NAMESPACE },
+        spec: { selector: labels, ports: [{ name: 'http', port: 80, targetPort: 'http', appProtocol: 'http' }] },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'client', namespace: DEMO_NAMESPACE },
+        spec: { containers: [{ name: 'shell', image: 'busybox (informational)', command: ['sleep', 'infinity'] }] },
+      },
+    ],
+  };
+}
+
+export async function deployDemo(p: PlaygroundPlan): Promise<void> {
+  const kubectl = join(p.binDir, 'kubectl');
+  const kc = `--kubeconfig=${p.paths.adminKubeconfig}`;
+  await run(kubectl, [kc, 'apply', '-f', '-'], { input: JSON.stringify(demoManifests()) });
+  await run(kubectl, [kc, '-n', DEMO_NAMESPACE, 'wait', '--for=condition=Ready', 'pod', '--all', '--timeout=90s'], { timeoutMs: 100_000 });
+  const svc = (await run(kubectl, [kc, '-n', DEMO_NAMESPACE, 'get', 'svc', 'echo', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  process.stderr.write(
+    [
+      '',
+      'The demo app is running. Try:',
+      `  npx weft dev status                                   # nodes and pods`,
+      `  npx weft dev kubectl get pods -A -o wide              # the real API server`,
+      `  npx weft dev exec demo/client -- curl -s http://${svc}/   # through the echo Service (kube-proxy)`,
+      `  npx weft dev down                                     # remove everything`,
+      '',
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,94 @@
+// `weft dev status`: what the playground is made of, in a form people and tools can read.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { podNetnsName } from './config.ts';
+import { isAlive, readState } from './state.ts';
+
+export interface PodStatus {
+  namespace: string;
+  name: string;
+  node: string;
+  netns: string;
+  ip: string;
+  phase: string;
+  /** Filled by the mesh once it runs; empty until then. */
+  meshed: boolean;
+  identity: string;
+}
+
+export interface NodeStatus {
+  name: string;
+  netns: string;
+  ip: string;
+  podCIDR: string;
+  ready: boolean;
+}
+
+export interface DevStatus {
+  name: string;
+  phase: string;
+  supervisorPid: number;
+  upSeconds: number | undefined;
+  kubeconfig: string;
+  kubectl: string;
+  apiServer: string;
+  nodes: NodeStatus[];
+  pods: PodStatus[];
+}
+
+export async function status(name: string): Promise<DevStatus> {
+  const s = await readState(name);
+  if (!s) throw new Error(`no playground named "${name}" is running; start one with "weft dev up"`);
+  const phase = isAlive(s.supervisorPid) ? s.phase : 'dead (run "weft dev down" to clean up)';
+  const plan = s.plan;
+  const kc = new KubeConfig();
+  kc.loadFromFile(plan.paths.adminKubeconfig);
+  const api = kc.makeApiClient(CoreV1Api);
+  const [nodeList, podList] = await Promise.all([api.listNode(), api.listPodForAllNamespaces()]);
+  const ready = new Map(
+    nodeList.items.map((n) => [n.metadata?.name ?? '', n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false]),
+  );
+  return {
+    name: s.name,
+    phase,
+    supervisorPid: s.supervisorPid,
+    upSeconds: s.upSeconds,
+    kubeconfig: plan.paths.adminKubeconfig,
+    kubectl: join(plan.binDir, 'kubectl'),
+    apiServer: `https://${plan.hostIP}:${plan.apiServerPort}`,
+    nodes: plan.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, podCIDR: n.podCIDR, ready: ready.get(n.name) ?? false })),
+    pods: podList.items.map((p) => podStatus(s.name, p)),
+  };
+}
+
+function podStatus(playground: string, p: V1Pod): PodStatus {
+  const uid = p.metadata?.uid ?? '';
+  const netns = uid ? podNetnsName(playground, uid) : '';
+  return {
+    namespace: p.metadata?.namespace ?? '',
+    name: p.metadata?.name ?? '',
+    node: p.spec?.nodeName ?? '',
+    netns: netns && existsSync(`/run/netns/${netns}`) ? netns : '',
+    ip: p.status?.podIP ?? '',
+    phase: p.status?.phase ?? '',
+    meshed: false,
+    identity: '',
+  };
+}
+
+export function formatStatus(s: DevStatus): string {
+  const lines = [
+    `playground ${s.name}: ${s.phase}${s.upSeconds !== undefined ? ` (up in ${s.upSeconds} s)` : ''}`,
+    `  kubeconfig: ${s.kubeconfig}`,
+    `  kubectl:    ${s.kubectl}   (or: weft dev kubectl ...)`,
+    `  API server: ${s.apiServer}`,
+    '',
+    'NODE        READY  IP            POD CIDR          NETNS',
+    ...s.nodes.map((n) => `${n.name.padEnd(11)} ${String(n.ready).padEnd(6)} ${n.ip.padEnd(13)} ${n.podCIDR.padEnd(17)} ${n.netns}`),
+    '',
+    'NAMESPACE/POD                        NODE        PHASE      IP',
+    ...s.pods.map((p) => `${`${p.namespace}/${p.name}`.padEnd(36)} ${p.node.padEnd(11)} ${p.phase.padEnd(10)} ${p.ip}`),
+  ];
+  return lines.join('\n');
+}

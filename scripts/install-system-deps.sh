@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what Weft's playground, tests and benchmarks need on a Debian/Ubuntu machine, then
+# builds the pinned Kubernetes components from their Go modules (cached outside the repository,
+# so this is quick after the first run). Idempotent; needs root.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+packages=(
+  iproute2 util-linux nftables iptables conntrack   # namespaces, links, redirection rules
+  containernetworking-plugins                      # the real CNI chain: ptp, bridge, host-local
+  curl socat tcpdump iperf3 wrk stunnel4 haproxy   # tests and benchmark references
+  ca-certificates git
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then log "need root to install: ${missing[*]}"; exit 1; fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The distribution's haproxy and stunnel services are not ours to run; the benchmarks start
+  # their own instances.
+  for svc in haproxy stunnel4; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+fi
+
+# Go builds the Kubernetes components. If the machine's Go is older than the pinned Kubernetes
+# needs, the Go toolchain fetches the right version from the Go module proxy by itself.
+if ! command -v go >/dev/null; then
+  for d in /usr/local/go/bin /usr/lib/go/bin; do [ -x "$d/go" ] && export PATH="$d:$PATH"; done
+fi
+if ! command -v go >/dev/null; then
+  log "installing Go from Debian (it upgrades itself to the needed toolchain through the module proxy)"
+  apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
+
+bash playground/build/build-components.sh >/dev/null
+log "system dependencies ready"

@@ -1,0 +1,106 @@
+// Drives a playground through the real CLI, as a user would, for the end-to-end suites.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
+const WEFT = join(REPO, 'cli/weft.ts');
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function sh(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+  });
+}
+
+/** A playground name no other run uses (names end up in interface names: 8 chars max). */
+export function uniqueName(prefix = 't'): string {
+  return `${prefix}${randomBytes(3).toString('hex')}`.slice(0, 8);
+}
+
+export function weft(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Result> {
+  return sh(process.execPath, [WEFT, ...args], opts);
+}
+
+export class Playground {
+  readonly name: string;
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  async up(nodes: number): Promise<Result> {
+    return weft(['dev', 'up', '--name', this.name, '--nodes', String(nodes), '--detach'], { timeoutMs: 600_000 });
+  }
+
+  async down(): Promise<Result> {
+    return weft(['dev', 'down', '--name', this.name], { timeoutMs: 120_000 });
+  }
+
+  async status(): Promise<DevStatusJson> {
+    const r = await weft(['dev', 'status', '-o', 'json', '--name', this.name]);
+    if (r.code !== 0) throw new Error(`weft dev status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as DevStatusJson;
+  }
+
+  kubectl(args: string[], input?: string, timeoutMs?: number): Promise<Result> {
+    return weft(['dev', 'kubectl', '--name', this.name, ...args], { ...(input !== undefined ? { input } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
+  }
+
+  exec(pod: string, cmd: string[], timeoutMs = 30_000): Promise<Result> {
+    return weft(['dev', 'exec', pod, '--name', this.name, '--', ...cmd], { timeoutMs });
+  }
+
+  async apply(manifest: object): Promise<void> {
+    const r = await this.kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+    if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+  }
+
+  async waitReady(namespace: string, selector: string[], timeoutS = 90): Promise<void> {
+    const r = await this.kubectl(['-n', namespace, 'wait', '--for=condition=Ready', 'pod', ...selector, `--timeout=${timeoutS}s`], undefined, (timeoutS + 10) * 1000);
+    if (r.code !== 0) {
+      const pods = await this.kubectl(['-n', namespace, 'get', 'pods', '-o', 'wide']);
+      throw new Error(`pods not Ready: ${r.stderr}\n${pods.stdout}`);
+    }
+  }
+}
+
+export interface DevStatusJson {
+  name: string;
+  phase: string;
+  upSeconds?: number;
+  kubeconfig: string;
+  kubectl: string;
+  nodes: { name: string; netns: string; ip: string; podCIDR: string; ready: boolean }[];
+  pods: { namespace: string; name: string; node: string; netns: string; ip: string; phase: string; meshed: boolean; identity: string }[];
+}
+
+/** A plain Pod manifest running a command, pinned to a node if given. */
+export function pod(namespace: string, name: string, command: string[], opts: { node?: string; labels?: Record<string, string>; port?: number } = {}): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels: opts.labels ?? { app: name } },
+    spec: {
+      ...(opts.node ? { nodeName: opts.node } : {}),
+      terminationGracePeriodSeconds: 2,
+      containers: [
+        {
+          name: 'main',
+          image: 'informational',
+          command,
+          ...(opts.port ? { ports: [{ containerPort: opts.port, name: 'http' }], readinessProbe: { tcpSocket: { port: opts.port }, periodSeconds: 1 } } : {}),
+        },
+      ],
+    },
+  };
+}
