@@ -11,6 +11,7 @@ packages=(
   iproute2 util-linux nftables iptables conntrack   # namespaces, links, redirection rules
   containernetworking-plugins                      # the real CNI chain: ptp, bridge, host-local
   curl socat tcpdump iperf3 wrk stunnel4 haproxy   # tests and benchmark references
+  gcc libc6-dev                                     # the agent's Node-API addon (SO_ORIGINAL_DST)
   ca-certificates git
 )
 missing=()

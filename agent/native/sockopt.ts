@@ -1,0 +1,42 @@
+// Loads the sockopt addon (built by scripts/build-native.ts) and exposes it for net.Socket.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import type { Socket } from 'node:net';
+
+export const ADDON_PATH = new URL('../../dist/native/weft_sockopt.node', import.meta.url).pathname;
+
+interface Addon {
+  originalDst(fd: number): [string, number];
+  setMark(fd: number, mark: number): void;
+}
+
+let addon: Addon | undefined;
+function load(): Addon {
+  if (!addon) {
+    if (!existsSync(ADDON_PATH)) throw Object.assign(new Error(`${ADDON_PATH} is missing: run "npm run build"`), { code: 'ADDON_MISSING' });
+    addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+  }
+  return addon;
+}
+
+function fdOf(socket: Socket): number {
+  // libuv's TCP handle exposes its descriptor on Unix; there is no public API for it.
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw Object.assign(new Error('socket has no file descriptor'), { code: 'NO_FD' });
+  return fd;
+}
+
+export interface Address {
+  ip: string;
+  port: number;
+}
+
+/** Where a redirected TCP connection was going before nftables sent it to us. */
+export function originalDst(socket: Socket): Address {
+  const [ip, port] = load().originalDst(fdOf(socket));
+  return { ip, port };
+}
+
+export function setMark(socket: Socket, mark: number): void {
+  load().setMark(fdOf(socket), mark);
+}

@@ -1,0 +1,62 @@
+// Applies the redirection rules (rules.ts) with the nft tool, in the agent's network namespace
+// (or another one, for tests). Each change is one nft transaction: all or nothing.
+import { execFile } from 'node:child_process';
+import { renderAdd, renderRemove, renderTable, TABLE, type EnrolledPod } from './rules.ts';
+
+export class NftError extends Error {
+  readonly code = 'NFT_FAILED';
+}
+
+export interface RedirectorOptions {
+  /** Run nft inside this named network namespace instead of the current one. */
+  netns?: string;
+}
+
+export class Redirector {
+  readonly #argv: string[];
+
+  constructor(opts: RedirectorOptions = {}) {
+    this.#argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, 'nft'] : ['nft'];
+  }
+
+  #nft(args: string[], input?: string): Promise<string> {
+    const [cmd, ...pre] = this.#argv;
+    return new Promise((resolve, reject) => {
+      const child = execFile(cmd as string, [...pre, ...args], { timeout: 10_000 }, (err, stdout, stderr) => {
+        if (err) reject(new NftError(`nft ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
+        else resolve(String(stdout));
+      });
+      if (input !== undefined) child.stdin?.end(input);
+    });
+  }
+
+  /** Installs (or replaces) the whole table with exactly these pods enrolled. */
+  async sync(pods: EnrolledPod[]): Promise<void> {
+    await this.#nft(['-f', '-'], renderTable(pods));
+  }
+
+  async enrol(pod: EnrolledPod): Promise<void> {
+    await this.#nft(['-f', '-'], renderAdd(pod));
+  }
+
+  async release(pod: EnrolledPod): Promise<void> {
+    await this.#nft(['-f', '-'], renderRemove(pod));
+  }
+
+  /** True when the pod's interface and addresses are in the sets (for CNI CHECK). */
+  async isEnrolled(pod: EnrolledPod): Promise<boolean> {
+    const sets = await this.#listSets();
+    return sets.ifaces.has(pod.hostInterface) && pod.ips.filter((ip) => !ip.includes(':')).every((ip) => sets.ips.has(ip));
+  }
+
+  async #listSets(): Promise<{ ifaces: Set<string>; ips: Set<string> }> {
+    const out = JSON.parse(await this.#nft(['-j', 'list', 'table', 'inet', TABLE])) as { nftables: { set?: { name: string; elem?: unknown[] } }[] };
+    const get = (name: string) => new Set((out.nftables.find((o) => o.set?.name === name)?.set?.elem ?? []).map(String));
+    return { ifaces: get('pod_ifaces'), ips: get('pod_ips4') };
+  }
+
+  /** Removes the table: traffic of enrolled pods flows unmeshed again (uninstall only). */
+  async remove(): Promise<void> {
+    await this.#nft(['-f', '-'], `table inet ${TABLE}\ndelete table inet ${TABLE}\n`);
+  }
+}
