@@ -1,0 +1,239 @@
+// The controller → agent protocol (agent sync): the contract both sides import.
+//
+// Transport: HTTP/2 over TLS to the controller's port 15012. The agent authenticates with its
+// service-account token (`authorization: Bearer …`), bound to its Node through the TokenRequest
+// API, which the controller checks with a TokenReview: the node an agent speaks for is whatever its
+// token is bound to, never what it claims.
+//
+//   POST /weft.v1/sync   one long-lived bidirectional stream of newline-delimited JSON:
+//                        controller → agent: SyncMessage; agent → controller: AgentMessage.
+//   POST /weft.v1/sign   one request: SignRequest → SignResponse (the mesh CA).
+//
+// Sync is versioned, incremental and acknowledged. The controller numbers every change to the
+// state it computes with a revision, within an epoch (one controller process lifetime). On
+// connect the agent says which epoch and revision it last applied; if the controller still holds
+// the changes since then it sends only those, otherwise a full snapshot. The agent ACKs each
+// revision it applied, or NACKs it with a reason and keeps its last good state; it keeps that state
+// for as long as the controller is away.
+
+/** A meshable workload (a pod). Every agent learns every meshed pod, so that it can tunnel to it. */
+export interface Workload {
+  /** `<namespace>/<name>` */
+  key: string;
+  uid: string;
+  namespace: string;
+  name: string;
+  node: string;
+  ips: string[];
+  serviceAccount: string;
+  /** `spiffe://<trust-domain>/ns/<ns>/sa/<sa>` */
+  identity: string;
+  /** Whether the pod (or its namespace) opted in and is not opted out. */
+  meshed: boolean;
+  labels: Record<string, string>;
+}
+
+export interface ServicePort {
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  /** The Service's appProtocol, or the protocol the port name implies (`http`, `grpc`, ...). */
+  appProtocol: string;
+}
+
+export interface Endpoint {
+  ip: string;
+  /** Port name → target port, from the EndpointSlice. */
+  ports: Record<string, number>;
+  ready: boolean;
+  /** `<namespace>/<pod>` when the endpoint is a pod. */
+  workload?: string;
+}
+
+export interface Service {
+  /** `<namespace>/<name>` */
+  key: string;
+  namespace: string;
+  name: string;
+  clusterIPs: string[];
+  ports: ServicePort[];
+  endpoints: Endpoint[];
+}
+
+export interface MeshConfig {
+  trustDomain: string;
+  /** Mesh-wide mTLS mode. */
+  mtlsMode: 'STRICT' | 'PERMISSIVE';
+}
+
+export type Resource = { kind: 'Workload'; value: Workload } | { kind: 'Service'; value: Service };
+export type ResourceRef = { kind: 'Workload' | 'Service'; key: string };
+
+export type SyncMessage =
+  | {
+      type: 'snapshot';
+      epoch: string;
+      revision: number;
+      config: MeshConfig;
+      resources: Resource[];
+    }
+  | {
+      type: 'delta';
+      epoch: string;
+      revision: number;
+      /** Revision the delta applies on top of; an agent at another revision must reconnect. */
+      base: number;
+      config?: MeshConfig;
+      upserts: Resource[];
+      removes: ResourceRef[];
+    };
+
+export type AgentMessage =
+  | { type: 'hello'; node: string; epoch?: string; revision?: number; agentVersion: string }
+  | { type: 'ack'; epoch: string; revision: number }
+  | { type: 'nack'; epoch: string; revision: number; reason: string };
+
+export interface SignRequest {
+  namespace: string;
+  serviceAccount: string;
+  csrPem: string;
+}
+
+export interface SignResponse {
+  certChainPem: string;
+  trustBundlePem: string;
+  notAfter: string;
+}
+
+export const SYNC_PATH = '/weft.v1/sync';
+export const SIGN_PATH = '/weft.v1/sign';
+export const CONTROLLER_PORT = 15012;
+export const MESH_ANNOTATION = 'weft.dev/mesh';
+export const MESH_LABEL = 'weft.dev/mesh';
+
+export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+// ---- validation where the data enters (a malformed message is refused, never half-applied) ----
+
+export class ProtocolError extends Error {
+  readonly code = 'PROTOCOL_ERROR';
+}
+
+type Json = unknown;
+const isObj = (v: Json): v is Record<string, Json> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStr = (v: Json): v is string => typeof v === 'string';
+const isStrArr = (v: Json): v is string[] => Array.isArray(v) && v.every(isStr);
+const isInt = (v: Json): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+function need(cond: boolean, path: string, what: string): asserts cond {
+  if (!cond) throw new ProtocolError(`${path}: ${what}`);
+}
+
+function checkWorkload(v: Json, p: string): Workload {
+  need(isObj(v), p, 'must be an object');
+  for (const f of ['key', 'uid', 'namespace', 'name', 'node', 'serviceAccount', 'identity'] as const) need(isStr(v[f]), `${p}.${f}`, 'must be a string');
+  need(isStrArr(v.ips), `${p}.ips`, 'must be a list of strings');
+  need(typeof v.meshed === 'boolean', `${p}.meshed`, 'must be a boolean');
+  need(isObj(v.labels) && Object.values(v.labels).every(isStr), `${p}.labels`, 'must map strings to strings');
+  return v as unknown as Workload;
+}
+
+function checkService(v: Json, p: string): Service {
+  need(isObj(v), p, 'must be an object');
+  for (const f of ['key', 'namespace', 'name'] as const) need(isStr(v[f]), `${p}.${f}`, 'must be a string');
+  need(isStrArr(v.clusterIPs), `${p}.clusterIPs`, 'must be a list of strings');
+  need(Array.isArray(v.ports), `${p}.ports`, 'must be a list');
+  v.ports.forEach((sp: Json, i: number) => {
+    need(isObj(sp) && isStr(sp.name) && isInt(sp.port) && isStr(sp.protocol) && isStr(sp.appProtocol), `${p}.ports[${i}]`, 'must have name, port, protocol, appProtocol');
+  });
+  need(Array.isArray(v.endpoints), `${p}.endpoints`, 'must be a list');
+  v.endpoints.forEach((e: Json, i: number) => {
+    need(isObj(e) && isStr(e.ip) && typeof e.ready === 'boolean' && isObj(e.ports) && Object.values(e.ports).every(isInt), `${p}.endpoints[${i}]`, 'must have ip, ready, ports');
+  });
+  return v as unknown as Service;
+}
+
+function checkResource(v: Json, p: string): Resource {
+  need(isObj(v), p, 'must be an object');
+  if (v.kind === 'Workload') return { kind: 'Workload', value: checkWorkload(v.value, `${p}.value`) };
+  if (v.kind === 'Service') return { kind: 'Service', value: checkService(v.value, `${p}.value`) };
+  throw new ProtocolError(`${p}.kind: unknown kind ${JSON.stringify(v.kind)}`);
+}
+
+function checkConfig(v: Json, p: string): MeshConfig {
+  need(isObj(v) && isStr(v.trustDomain), `${p}.trustDomain`, 'must be a string');
+  need(v.mtlsMode === 'STRICT' || v.mtlsMode === 'PERMISSIVE', `${p}.mtlsMode`, 'must be STRICT or PERMISSIVE');
+  return v as unknown as MeshConfig;
+}
+
+export function parseSyncMessage(line: string): SyncMessage {
+  let v: Json;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    throw new ProtocolError('message is not JSON');
+  }
+  need(isObj(v), 'message', 'must be an object');
+  need(isStr(v.epoch), 'epoch', 'must be a string');
+  need(isInt(v.revision), 'revision', 'must be a non-negative integer');
+  if (v.type === 'snapshot') {
+    need(Array.isArray(v.resources), 'resources', 'must be a list');
+    return { type: 'snapshot', epoch: v.epoch, revision: v.revision, config: checkConfig(v.config, 'config'), resources: v.resources.map((r: Json, i: number) => checkResource(r, `resources[${i}]`)) };
+  }
+  if (v.type === 'delta') {
+    need(isInt(v.base), 'base', 'must be a non-negative integer');
+    need(Array.isArray(v.upserts) && Array.isArray(v.removes), 'delta', 'needs upserts and removes lists');
+    const removes = v.removes.map((r: Json, i: number) => {
+      need(isObj(r) && (r.kind === 'Workload' || r.kind === 'Service') && isStr(r.key), `removes[${i}]`, 'must have kind and key');
+      return { kind: r.kind, key: r.key };
+    });
+    return {
+      type: 'delta',
+      epoch: v.epoch,
+      revision: v.revision,
+      base: v.base,
+      ...(v.config !== undefined ? { config: checkConfig(v.config, 'config') } : {}),
+      upserts: v.upserts.map((r: Json, i: number) => checkResource(r, `upserts[${i}]`)),
+      removes,
+    };
+  }
+  throw new ProtocolError(`type: unknown message type ${JSON.stringify(v.type)}`);
+}
+
+export function parseAgentMessage(line: string): AgentMessage {
+  let v: Json;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    throw new ProtocolError('message is not JSON');
+  }
+  need(isObj(v), 'message', 'must be an object');
+  switch (v.type) {
+    case 'hello':
+      need(isStr(v.node) && isStr(v.agentVersion), 'hello', 'needs node and agentVersion');
+      need(v.epoch === undefined || isStr(v.epoch), 'hello.epoch', 'must be a string');
+      need(v.revision === undefined || isInt(v.revision), 'hello.revision', 'must be a non-negative integer');
+      return v as unknown as AgentMessage;
+    case 'ack':
+      need(isStr(v.epoch) && isInt(v.revision), 'ack', 'needs epoch and revision');
+      return v as unknown as AgentMessage;
+    case 'nack':
+      need(isStr(v.epoch) && isInt(v.revision) && isStr(v.reason), 'nack', 'needs epoch, revision and reason');
+      return v as unknown as AgentMessage;
+    default:
+      throw new ProtocolError(`type: unknown message type ${JSON.stringify(v.type)}`);
+  }
+}
+
+export function parseSignRequest(body: string): SignRequest {
+  let v: Json;
+  try {
+    v = JSON.parse(body);
+  } catch {
+    throw new ProtocolError('request is not JSON');
+  }
+  need(isObj(v) && isStr(v.namespace) && isStr(v.serviceAccount) && isStr(v.csrPem), 'sign', 'needs namespace, serviceAccount and csrPem');
+  return { namespace: v.namespace, serviceAccount: v.serviceAccount, csrPem: v.csrPem };
+}
