@@ -1,0 +1,117 @@
+// Outbound (port 15001): TCP that an enrolled pod on this node sends. The destination the pod
+// dialled is recovered from the redirect; a Service address is balanced over its ready
+// endpoints here (the capture runs before kube-proxy). A meshed destination is reached through an
+// HBONE tunnel to its node — or, on this node, handed straight to the inbound path; anything else
+// is connected to directly (passthrough).
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Service, Workload } from '../../api/agent-sync.ts';
+import { originalDst, type Address } from '../native/sockopt.ts';
+import type { StateStore } from '../state/store.ts';
+import type { ConnectionReporter } from './report.ts';
+import { relay } from './relay.ts';
+import { PORTS } from '../redirect/rules.ts';
+
+export interface TunnelDialer {
+  /** An HBONE stream to `via` (the destination pod's IP, port 15008) carrying a connection to `target`. */
+  dial(o: { source: Workload; destination: Workload; via: Address; target: Address }): Promise<Duplex>;
+}
+
+export interface LocalInbound {
+  /** Delivers a connection from a local meshed pod to another local pod, policy included. */
+  deliver(o: { source: Workload; destination: Workload; target: Address }): Promise<Duplex>;
+}
+
+export interface OutboundOptions {
+  store: StateStore;
+  node: string;
+  tunnels: TunnelDialer;
+  local: LocalInbound;
+  report: ConnectionReporter;
+  connectTimeoutMs?: number;
+}
+
+/** Picks the upstream for a connection to `dst`: the Service endpoint, or `dst` itself. */
+export function resolveTarget(store: StateStore, dst: Address, pick: (n: number) => number): { target: Address; service?: Service } | { error: string } {
+  const svc = store.serviceByIP(dst.ip);
+  if (!svc) return { target: dst };
+  const port = svc.ports.find((p) => p.port === dst.port && p.protocol === 'TCP');
+  if (!port) return { error: `service ${svc.key} has no TCP port ${dst.port}` };
+  const ready = svc.endpoints.filter((e) => e.ready && e.ports[port.name] !== undefined);
+  if (ready.length === 0) return { error: `service ${svc.key} has no ready endpoints` };
+  const ep = ready[pick(ready.length)];
+  if (!ep) return { error: 'endpoint selection failed' };
+  return { target: { ip: ep.ip, port: ep.ports[port.name] as number }, service: svc };
+}
+
+export class OutboundProxy {
+  readonly #o: OutboundOptions;
+  readonly #server: Server;
+  #rr = 0;
+
+  constructor(o: OutboundOptions) {
+    this.#o = o;
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#handle(s));
+  }
+
+  listen(host = '0.0.0.0', port = PORTS.outbound): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ host, port, backlog: 4096 }, () => resolve());
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #handle(down: Socket): void {
+    void this.#route(down).catch((e: unknown) => {
+      this.#o.report.refused({ direction: 'outbound', down, reason: (e as Error).message });
+      down.resetAndDestroy();
+    });
+  }
+
+  async #route(down: Socket): Promise<void> {
+    const { store } = this.#o;
+    down.on('error', () => {}); // reported by relay or refusal
+    const dst = originalDst(down);
+    const source = store.workloadByIP(down.remoteAddress ?? '');
+    // Only an enrolled pod of this node gets here; anything else means the state is behind: refuse.
+    if (!source || source.node !== this.#o.node) throw new Error(`unknown source ${down.remoteAddress}`);
+    const resolved = resolveTarget(store, dst, (n) => this.#rr++ % n);
+    if ('error' in resolved) throw new Error(resolved.error);
+    const { target, service } = resolved;
+    const destination = store.workloadByIP(target.ip);
+
+    let up: Duplex;
+    let mode: 'tunnel' | 'local' | 'passthrough';
+    if (destination?.meshed && destination.node === this.#o.node) {
+      mode = 'local';
+      up = await this.#o.local.deliver({ source, destination, target });
+    } else if (destination?.meshed) {
+      mode = 'tunnel';
+      up = await this.#o.tunnels.dial({ source, destination, via: { ip: target.ip, port: PORTS.hbone }, target });
+    } else {
+      mode = 'passthrough';
+      up = await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
+    }
+    const conn = this.#o.report.opened({ direction: 'outbound', mode, source, destination, target, service, down });
+    relay(down, up, (outcome) => conn.closed(outcome));
+  }
+}
+
+export function dialPlain(target: Address, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: target.ip, port: target.port, noDelay: true, allowHalfOpen: true });
+    const timer = setTimeout(() => s.destroy(new Error(`connect to ${target.ip}:${target.port} timed out`)), timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}

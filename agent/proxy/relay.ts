@@ -1,0 +1,38 @@
+// Moves bytes between the downstream connection and its upstream (a tunnel stream or a plain
+// socket), carrying half-close and resets across, and reports once when both sides are done.
+// Byte counts come from the socket's own counters at close: no per-chunk work on the data path.
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+export interface RelayOutcome {
+  /** Bytes received from the downstream (connection initiator). */
+  received: number;
+  /** Bytes sent to the downstream. */
+  sent: number;
+  durationMs: number;
+  /** Empty when both sides closed cleanly; otherwise the first error. */
+  error: string;
+}
+
+export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void): void {
+  const started = performance.now();
+  let error = '';
+  let open = 2;
+  const finish = () => {
+    if (--open > 0) return;
+    done({ received: down.bytesRead, sent: down.bytesWritten, durationMs: performance.now() - started, error });
+  };
+  const fail = (side: string) => (e: Error) => {
+    if (!error) error = `${side}: ${(e as NodeJS.ErrnoException).code ?? e.message}`;
+    // A reset on one side becomes a reset on the other: never a clean FIN that hides the failure.
+    if (!down.destroyed) down.resetAndDestroy();
+    if (!up.destroyed) up.destroy();
+  };
+  down.on('error', fail('downstream'));
+  up.on('error', fail('upstream'));
+  down.once('close', finish);
+  up.once('close', finish);
+  // pipe() ends the destination when the source ends: a FIN travels as a FIN (half-close).
+  down.pipe(up);
+  up.pipe(down);
+}

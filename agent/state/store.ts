@@ -1,0 +1,139 @@
+// The agent's one store of workloads, services and mesh configuration, filled by the sync
+// client and read by the proxies. A message is applied whole or not at all: an invalid delta
+// leaves the last good state in place. The store is checkpointed to disk so that an agent that
+// restarts while the controller is away comes back with the state it had.
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import type { MeshConfig, Resource, Service, SyncMessage, Workload } from '../../api/agent-sync.ts';
+
+export interface Destination {
+  /** Set when the address is a pod's: meshed or not. */
+  workload?: Workload;
+  /** Set when the address is a Service ClusterIP. */
+  service?: Service;
+}
+
+export type ApplyResult = { ok: true; changed: boolean } | { ok: false; reason: string };
+
+interface Checkpoint {
+  epoch: string;
+  revision: number;
+  config: MeshConfig;
+  resources: Resource[];
+}
+
+export class StateStore {
+  epoch: string | undefined;
+  revision = 0;
+  config: MeshConfig = { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' };
+  readonly #workloads = new Map<string, Workload>();
+  readonly #services = new Map<string, Service>();
+  // Indexes for the data path: one map lookup per connection.
+  #byIP = new Map<string, Workload>();
+  #byVIP = new Map<string, Service>();
+  #listeners = new Set<() => void>();
+
+  /** Applies a sync message; a delta on another base is refused (the client then reconnects). */
+  apply(msg: SyncMessage): ApplyResult {
+    if (msg.type === 'snapshot') {
+      this.#workloads.clear();
+      this.#services.clear();
+      for (const r of msg.resources) this.#put(r);
+      this.config = msg.config;
+    } else {
+      if (msg.epoch !== this.epoch || msg.base !== this.revision) {
+        return { ok: false, reason: `delta on ${msg.epoch}/${msg.base} but the agent is at ${this.epoch ?? '-'}/${this.revision}` };
+      }
+      for (const r of msg.removes) (r.kind === 'Workload' ? this.#workloads : this.#services).delete(r.key);
+      for (const r of msg.upserts) this.#put(r);
+      if (msg.config) this.config = msg.config;
+    }
+    this.epoch = msg.epoch;
+    this.revision = msg.revision;
+    this.#reindex();
+    for (const l of this.#listeners) l();
+    return { ok: true, changed: true };
+  }
+
+  #put(r: Resource): void {
+    if (r.kind === 'Workload') this.#workloads.set(r.value.key, r.value);
+    else this.#services.set(r.value.key, r.value);
+  }
+
+  #reindex(): void {
+    const byIP = new Map<string, Workload>();
+    for (const w of this.#workloads.values()) for (const ip of w.ips) byIP.set(ip, w);
+    const byVIP = new Map<string, Service>();
+    for (const s of this.#services.values()) for (const ip of s.clusterIPs) byVIP.set(ip, s);
+    this.#byIP = byIP;
+    this.#byVIP = byVIP;
+  }
+
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  workloadByIP(ip: string): Workload | undefined {
+    return this.#byIP.get(ip);
+  }
+
+  serviceByIP(ip: string): Service | undefined {
+    return this.#byVIP.get(ip);
+  }
+
+  workload(key: string): Workload | undefined {
+    return this.#workloads.get(key);
+  }
+
+  workloadByUID(uid: string): Workload | undefined {
+    for (const w of this.#workloads.values()) if (w.uid === uid) return w;
+    return undefined;
+  }
+
+  workloads(): Workload[] {
+    return [...this.#workloads.values()];
+  }
+
+  services(): Service[] {
+    return [...this.#services.values()];
+  }
+
+  /** Workloads scheduled on a node (the ones whose certificates this agent needs). */
+  workloadsOnNode(node: string): Workload[] {
+    return this.workloads().filter((w) => w.node === node);
+  }
+
+  async save(path: string): Promise<void> {
+    if (!this.epoch) return;
+    const cp: Checkpoint = {
+      epoch: this.epoch,
+      revision: this.revision,
+      config: this.config,
+      resources: [
+        ...[...this.#workloads.values()].map((value) => ({ kind: 'Workload' as const, value })),
+        ...[...this.#services.values()].map((value) => ({ kind: 'Service' as const, value })),
+      ],
+    };
+    await writeFile(`${path}.tmp`, JSON.stringify(cp), { mode: 0o600 });
+    await rename(`${path}.tmp`, path);
+  }
+
+  /** Restores a checkpoint; a missing or unreadable one leaves the store empty. */
+  async load(path: string): Promise<boolean> {
+    let cp: Checkpoint;
+    try {
+      cp = JSON.parse(await readFile(path, 'utf8')) as Checkpoint;
+    } catch {
+      return false;
+    }
+    const { parseSyncMessage } = await import('../../api/agent-sync.ts');
+    // Validate through the protocol's own parser: a corrupt checkpoint must not poison the store.
+    try {
+      const msg = parseSyncMessage(JSON.stringify({ type: 'snapshot', ...cp }));
+      this.apply(msg);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

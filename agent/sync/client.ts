@@ -1,0 +1,142 @@
+// The agent's end of the sync protocol (api/agent-sync.ts): one HTTP/2 stream to the controller,
+// reconnected with backoff, resumed from the last applied (epoch, revision). While the
+// controller is away the store keeps serving its last good state.
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { parseSyncMessage, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
+import type { StateStore } from '../state/store.ts';
+
+export interface SyncClientOptions {
+  /** e.g. https://10.200.0.1:15012 */
+  url: string;
+  node: string;
+  /** CA bundle that signs the controller's serving certificate. */
+  caFile: string;
+  /** Service-account token, re-read on every connect (kubelet/TokenRequest rotate it). */
+  tokenFile: string;
+  /** The controller's DNS name in its certificate. */
+  serverName?: string;
+  agentVersion: string;
+  store: StateStore;
+  /** Called after each applied message (checkpointing, metrics). */
+  onApplied?: (revision: number) => void;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export class SyncClient {
+  readonly #o: SyncClientOptions;
+  #session: ClientHttp2Session | undefined;
+  #stream: ClientHttp2Stream | undefined;
+  #stopped = false;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  connected = false;
+  lastError = '';
+  lastSyncAt: Date | undefined;
+
+  constructor(o: SyncClientOptions) {
+    this.#o = o;
+  }
+
+  start(): void {
+    void this.#connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#stream?.close();
+    this.#session?.close();
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#stopped) return;
+    const o = this.#o;
+    let token: string;
+    let ca: Buffer;
+    try {
+      [token, ca] = await Promise.all([readFile(o.tokenFile, 'utf8').then((t) => t.trim()), readFile(o.caFile)]);
+    } catch (e) {
+      return this.#retry(`reading credentials: ${(e as Error).message}`);
+    }
+    const session = connect(o.url, { ca, servername: o.serverName ?? 'weft-controller', minVersion: 'TLSv1.3' });
+    this.#session = session;
+    session.on('error', (e: Error) => this.#retry(`connection: ${e.message}`));
+    session.on('close', () => this.#retry('connection closed'));
+    const stream = session.request({
+      [constants.HTTP2_HEADER_METHOD]: 'POST',
+      [constants.HTTP2_HEADER_PATH]: SYNC_PATH,
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/x-ndjson',
+    });
+    this.#stream = stream;
+    stream.setEncoding('utf8');
+    stream.on('response', (headers) => {
+      const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
+      if (status !== 200) {
+        this.#retry(`controller answered ${status}`);
+        return;
+      }
+      this.connected = true;
+      this.#attempt = 0;
+      o.log('info', 'connected to the controller', { url: o.url, epoch: o.store.epoch, revision: o.store.revision });
+    });
+    stream.on('error', (e: Error) => this.#retry(`stream: ${e.message}`));
+    stream.on('close', () => this.#retry('stream closed'));
+    this.#send({ type: 'hello', node: o.node, agentVersion: o.agentVersion, ...(o.store.epoch ? { epoch: o.store.epoch, revision: o.store.revision } : {}) });
+
+    const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    lines.on('line', (line) => {
+      if (line.length === 0) return; // heartbeat
+      this.#handle(line);
+    });
+  }
+
+  #handle(line: string): void {
+    const o = this.#o;
+    let msg;
+    try {
+      msg = parseSyncMessage(line);
+    } catch (e) {
+      // Refuse the message, keep the state; the controller sees why.
+      const reason = (e as Error).message;
+      o.log('warn', 'refused a malformed sync message', { reason });
+      this.#send({ type: 'nack', epoch: o.store.epoch ?? '', revision: o.store.revision, reason });
+      return;
+    }
+    const r = o.store.apply(msg);
+    if (!r.ok) {
+      o.log('warn', 'sync message does not apply; resyncing', { reason: r.reason });
+      this.#send({ type: 'nack', epoch: msg.epoch, revision: msg.revision, reason: r.reason });
+      // A fresh connection with our (epoch, revision) gets a consistent delta or snapshot.
+      this.#stream?.close();
+      return;
+    }
+    this.lastSyncAt = new Date();
+    this.#send({ type: 'ack', epoch: msg.epoch, revision: msg.revision });
+    o.onApplied?.(msg.revision);
+  }
+
+  #send(m: AgentMessage): void {
+    const s = this.#stream;
+    if (s && !s.destroyed && s.writable) s.write(`${JSON.stringify(m)}\n`);
+  }
+
+  #retry(why: string): void {
+    if (this.#stopped || this.#timer) return;
+    if (this.connected || this.#attempt === 0) this.#o.log('warn', 'controller unreachable; keeping the last good state', { why });
+    this.connected = false;
+    this.lastError = why;
+    this.#stream?.destroy();
+    this.#session?.destroy();
+    this.#stream = undefined;
+    this.#session = undefined;
+    // 0.5 s doubling to 15 s, with jitter so that a fleet of agents does not reconnect in step.
+    const delay = Math.min(15_000, 500 * 2 ** this.#attempt++) * (0.75 + Math.random() / 2);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#connect();
+    }, delay);
+  }
+}
