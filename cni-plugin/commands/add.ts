@@ -1,0 +1,58 @@
+// ADD: tell the agent which pod just got its network and wait until the agent has enrolled it or
+// decided it is not meshed. weft-cni changes nothing a CNI result describes, so on success it
+// prints prevResult exactly as it received it.
+import { CNI_API_PATHS, parsePodAddResponse } from '../../api/cni.ts';
+import type { PodAddRequest } from '../../api/cni.ts';
+import { callAgent } from '../agent-client.ts';
+import { readAgentAnswer } from '../agent-answer.ts';
+import { podFromArgs } from '../env.ts';
+import { CNI_ERROR, CniError } from '../errors.ts';
+import { podNetworkFromPrevResult } from '../prev-result.ts';
+import type { Command } from './context.ts';
+import { passUnlessMeshed } from './without-agent.ts';
+
+export const add: Command = async (ctx) => {
+  const { env, conf, log } = ctx;
+  const prev = conf.prevResult;
+  if (prev === null) {
+    throw new CniError(CNI_ERROR.INVALID_NETWORK_CONFIG, 'weft-cni is a chained plugin: it must follow an interface plugin (no prevResult)');
+  }
+  const pod = podFromArgs(env.args);
+  if (pod === null) {
+    log.info('not a Kubernetes pod (CNI_ARGS has no K8S_POD_NAMESPACE/K8S_POD_NAME); passing through');
+    return prev;
+  }
+  if (conf.settings.excludeNamespaces.includes(pod.namespace)) {
+    log.debug('namespace is excluded; passing through');
+    return prev;
+  }
+  const net = podNetworkFromPrevResult(prev, env.ifname);
+  if (net.ips.length === 0) {
+    throw new CniError(CNI_ERROR.INVALID_NETWORK_CONFIG, `prevResult lists no address for interface ${env.ifname}`);
+  }
+  const request: PodAddRequest = {
+    pod,
+    containerId: env.containerId,
+    ifname: env.ifname,
+    netns: env.netns,
+    ips: net.ips,
+    hostInterface: net.hostInterface,
+  };
+  const reply = await callAgent({
+    socketPath: conf.settings.agentSocket,
+    method: 'POST',
+    path: CNI_API_PATHS.podAdd,
+    body: request,
+    timeoutMs: conf.settings.timeoutMs,
+  });
+  const outcome = readAgentAnswer(reply, parsePodAddResponse);
+  if (outcome.kind === 'ok') {
+    const answer = outcome.value;
+    if (answer.result === 'enrolled') log.info('pod enrolled', { ips: net.ips.join(','), hostInterface: net.hostInterface });
+    else log.info('pod not meshed', { reason: answer.reason });
+    return prev;
+  }
+  log.warn('agent unavailable for ADD', { reason: outcome.reason });
+  await passUnlessMeshed(ctx, pod, outcome.reason);
+  return prev;
+};

@@ -1,0 +1,44 @@
+// CHECK: is the pod's redirection still in place? The spec asks a plugin to fail CHECK when a
+// daemon its pods need is missing; a pod that is not meshed needs no agent.
+import { CNI_API_PATHS, parsePodCheckResponse } from '../../api/cni.ts';
+import type { PodCheckRequest } from '../../api/cni.ts';
+import { callAgent } from '../agent-client.ts';
+import { readAgentAnswer } from '../agent-answer.ts';
+import { podFromArgs } from '../env.ts';
+import { CNI_ERROR, CniError } from '../errors.ts';
+import { podNetworkFromPrevResult } from '../prev-result.ts';
+import type { Command } from './context.ts';
+import { passUnlessMeshed } from './without-agent.ts';
+
+export const check: Command = async (ctx) => {
+  const { env, conf, log } = ctx;
+  if (conf.prevResult === null) throw new CniError(CNI_ERROR.INVALID_NETWORK_CONFIG, 'CHECK needs prevResult');
+  const pod = podFromArgs(env.args);
+  if (pod === null || conf.settings.excludeNamespaces.includes(pod.namespace)) return undefined;
+
+  const net = podNetworkFromPrevResult(conf.prevResult, env.ifname);
+  const request: PodCheckRequest = {
+    pod,
+    containerId: env.containerId,
+    ifname: env.ifname,
+    netns: env.netns,
+    ips: net.ips,
+    hostInterface: net.hostInterface,
+  };
+  const reply = await callAgent({
+    socketPath: conf.settings.agentSocket,
+    method: 'POST',
+    path: CNI_API_PATHS.podCheck,
+    body: request,
+    timeoutMs: conf.settings.timeoutMs,
+  });
+  const outcome = readAgentAnswer(reply, parsePodCheckResponse);
+  if (outcome.kind === 'unavailable') {
+    await passUnlessMeshed(ctx, pod, outcome.reason);
+    return undefined;
+  }
+  const answer = outcome.value;
+  if (answer.result === 'missing') throw new CniError(CNI_ERROR.NOT_ENROLLED, answer.reason);
+  log.debug(`CHECK: ${answer.result}`);
+  return undefined;
+};
