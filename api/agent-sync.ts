@@ -15,8 +15,26 @@
 // the changes since then it sends only those, otherwise a full snapshot. The agent ACKs each
 // revision it applied, or NACKs it with a reason and keeps its last good state; it keeps that state
 // for as long as the controller is away.
+//
+// The sync stream, step by step (controller/server/ implements the controller's side):
+//   1. The agent opens the POST with `authorization` and `content-type: application/x-ndjson` and
+//      sends `hello` as its first line; the controller answers the request headers only after
+//      reading it. Refusals before that point are a plain HTTP status with an ErrorBody: 401 (no or
+//      bad token), 403 (not the agent's service account, or a hello naming another node than the
+//      token's), 400 (first line not a hello), 503 (controller not synced yet: retry).
+//   2. 200, then a snapshot or delta right away. A delta with base == revision and nothing in it
+//      means "you are current". Further deltas follow as the state changes, each based on the
+//      previous message unless the agent NACKed (then based on its last ACKed revision).
+//   3. The controller ends a stream it refuses mid-way (a malformed line, an ACK for a revision it
+//      never sent, shutdown) with HTTP/2 trailers `weft-error-code` / `weft-error-message`
+//      (SYNC_ERROR_TRAILERS); the agent reconnects with back-off and resumes.
+//   Liveness: the controller sends HTTP/2 PINGs and closes a connection that stops answering; no
+//   heartbeat lines travel on the stream, so every line is a message.
 
-/** A meshable workload (a pod). Every agent learns every meshed pod, so that it can tunnel to it. */
+/**
+ * A pod in the pod network (not host-network, with an IP, not finished). Every agent learns every
+ * such pod, meshed or not, so that it can tunnel to meshed ones and knows which ones are not.
+ */
 export interface Workload {
   /** `<namespace>/<name>` */
   key: string;
@@ -108,8 +126,36 @@ export interface SignResponse {
 export const SYNC_PATH = '/weft.v1/sync';
 export const SIGN_PATH = '/weft.v1/sign';
 export const CONTROLLER_PORT = 15012;
+/** The name agents verify in the controller's serving certificate (its Service's DNS name). */
+export const CONTROLLER_SERVER_NAME = 'weft-controller.weft-system.svc';
 export const MESH_ANNOTATION = 'weft.dev/mesh';
 export const MESH_LABEL = 'weft.dev/mesh';
+export const SYNC_CONTENT_TYPE = 'application/x-ndjson';
+
+/** Trailers that end a sync stream the controller refused after answering 200. */
+export const SYNC_ERROR_TRAILERS = { code: 'weft-error-code', message: 'weft-error-message' } as const;
+
+/** Codes in ErrorBody and in the `weft-error-code` trailer. */
+export type AgentApiErrorCode =
+  | 'UNAUTHENTICATED' // 401: no bearer token, or the API server rejected it
+  | 'FORBIDDEN' // 403: authenticated, but not the agent's service account or not bound to a node
+  | 'NODE_MISMATCH' // 403: hello names another node than the one the token is bound to
+  | 'NOT_AUTHORIZED_FOR_IDENTITY' // 403: no pod with that service account on the agent's node
+  | 'BAD_REQUEST' // 400: not JSON, missing fields, first sync line not a hello
+  | 'PROTOCOL_ERROR' // trailer: a malformed or out-of-order message mid-stream
+  | 'CSR_INVALID' // 400: the CSR does not parse or verify
+  | 'KEY_UNSUPPORTED' // 400: the CSR's key is not EC P-256
+  | 'IDENTITY_INVALID' // 400: namespace / service account cannot form a SPIFFE ID
+  | 'PAYLOAD_TOO_LARGE' // 413
+  | 'NOT_FOUND' // 404
+  | 'METHOD_NOT_ALLOWED' // 405
+  | 'NOT_READY' // 503: caches not synced, or the API server cannot review tokens right now
+  | 'SHUTTING_DOWN' // trailer / 503: the controller is stopping; reconnect to another replica
+  | 'INTERNAL'; // 500
+
+export interface ErrorBody {
+  error: { code: AgentApiErrorCode; message: string };
+}
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
@@ -119,6 +165,7 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
 
 export class ProtocolError extends Error {
   readonly code = 'PROTOCOL_ERROR';
+  override readonly name = 'ProtocolError';
 }
 
 type Json = unknown;
@@ -185,7 +232,7 @@ export function parseSyncMessage(line: string): SyncMessage {
   if (v.type === 'delta') {
     need(isInt(v.base), 'base', 'must be a non-negative integer');
     need(Array.isArray(v.upserts) && Array.isArray(v.removes), 'delta', 'needs upserts and removes lists');
-    const removes = v.removes.map((r: Json, i: number) => {
+    const removes = v.removes.map((r: Json, i: number): ResourceRef => {
       need(isObj(r) && (r.kind === 'Workload' || r.kind === 'Service') && isStr(r.key), `removes[${i}]`, 'must have kind and key');
       return { kind: r.kind, key: r.key };
     });

@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 
 const USAGE = `usage:
-  weft dev up [--nodes N] [--name NAME] [--detach] [--demo]   start a playground cluster
+  weft dev up [--nodes N] [--name NAME] [--detach] [--demo] [--no-mesh] [--mtls-mode STRICT|PERMISSIVE]
+                                                              start a playground cluster (with Weft unless --no-mesh)
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
@@ -29,6 +30,8 @@ async function dev(argv: string[]): Promise<void> {
     nodes: { type: 'string', default: '2' },
     detach: { type: 'boolean', default: false },
     demo: { type: 'boolean', default: false },
+    'no-mesh': { type: 'boolean', default: false },
+    'mtls-mode': { type: 'string', default: 'PERMISSIVE' },
     output: { type: 'string', short: 'o', default: 'text' },
   } as const;
 
@@ -38,7 +41,9 @@ async function dev(argv: string[]): Promise<void> {
       const { up } = await import('../playground/up.ts');
       const nodes = Number(values.nodes);
       if (!Number.isInteger(nodes) || nodes < 1) fail(`--nodes must be a positive integer, not "${values.nodes}"`);
-      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo });
+      const mtlsMode = values['mtls-mode'].toUpperCase();
+      if (mtlsMode !== 'STRICT' && mtlsMode !== 'PERMISSIVE') fail(`--mtls-mode must be STRICT or PERMISSIVE, not "${values['mtls-mode']}"`);
+      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo, mesh: !values['no-mesh'], mtlsMode });
       if (state) {
         process.stderr.write(`playground "${state.name}" is ready in ${state.upSeconds} s; kubeconfig: ${state.plan.paths.adminKubeconfig}\n`);
         if (values.demo) await (await import('../playground/demo.ts')).deployDemo(state.plan);

@@ -17,6 +17,8 @@ export interface PlaygroundState {
   /** Seconds from start to a Ready cluster. */
   upSeconds?: number;
   pids: Record<string, number>;
+  /** Whether Weft runs on this playground. */
+  mesh?: boolean;
   plan: PlaygroundPlan;
   repo: string;
 }

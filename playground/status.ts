@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { podNetnsName } from './config.ts';
+import { run } from './exec.ts';
 import { isAlive, readState } from './state.ts';
+import { spiffeId } from '../api/agent-sync.ts';
 
 export interface PodStatus {
   namespace: string;
@@ -12,7 +14,7 @@ export interface PodStatus {
   netns: string;
   ip: string;
   phase: string;
-  /** Filled by the mesh once it runs; empty until then. */
+  /** The node agent captures the pod's traffic. */
   meshed: boolean;
   identity: string;
 }
@@ -45,7 +47,7 @@ export async function status(name: string): Promise<DevStatus> {
   const kc = new KubeConfig();
   kc.loadFromFile(plan.paths.adminKubeconfig);
   const api = kc.makeApiClient(CoreV1Api);
-  const [nodeList, podList] = await Promise.all([api.listNode(), api.listPodForAllNamespaces()]);
+  const [nodeList, podList, enrolled] = await Promise.all([api.listNode(), api.listPodForAllNamespaces(), s.mesh ? enrolledPods(plan.nodes) : new Set<string>()]);
   const ready = new Map(
     nodeList.items.map((n) => [n.metadata?.name ?? '', n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false]),
   );
@@ -58,11 +60,23 @@ export async function status(name: string): Promise<DevStatus> {
     kubectl: join(plan.binDir, 'kubectl'),
     apiServer: `https://${plan.hostIP}:${plan.apiServerPort}`,
     nodes: plan.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, podCIDR: n.podCIDR, ready: ready.get(n.name) ?? false })),
-    pods: podList.items.map((p) => podStatus(s.name, p)),
+    pods: podList.items.map((p) => podStatus(s.name, p, enrolled)),
   };
 }
 
-function podStatus(playground: string, p: V1Pod): PodStatus {
+/** Pod UIDs the node agents capture, from each agent's admin endpoint (localhost of its node). */
+async function enrolledPods(nodes: { netns: string }[]): Promise<Set<string>> {
+  const uids = new Set<string>();
+  await Promise.all(
+    nodes.map(async (n) => {
+      const out = await run('nsenter', [`--net=/run/netns/${n.netns}`, '--', 'curl', '-sf', '-m', '2', 'http://127.0.0.1:15000/enrolments']).catch(() => '[]');
+      for (const e of JSON.parse(out) as { uid: string }[]) uids.add(e.uid);
+    }),
+  );
+  return uids;
+}
+
+function podStatus(playground: string, p: V1Pod, enrolled: Set<string>): PodStatus {
   const uid = p.metadata?.uid ?? '';
   const netns = uid ? podNetnsName(playground, uid) : '';
   return {
@@ -72,8 +86,8 @@ function podStatus(playground: string, p: V1Pod): PodStatus {
     netns: netns && existsSync(`/run/netns/${netns}`) ? netns : '',
     ip: p.status?.podIP ?? '',
     phase: p.status?.phase ?? '',
-    meshed: false,
-    identity: '',
+    meshed: enrolled.has(uid),
+    identity: enrolled.has(uid) ? spiffeId('cluster.local', p.metadata?.namespace ?? '', p.spec?.serviceAccountName ?? 'default') : '',
   };
 }
 

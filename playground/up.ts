@@ -24,7 +24,7 @@ import { Supervisor } from './supervisor.ts';
 import { teardown } from './down.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const REQUIRED_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'kubectl', 'cnitool', 'helm'];
+const REQUIRED_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'kubectl', 'cnitool', 'helm', 'fortio'];
 
 export interface UpOptions {
   name: string;
@@ -32,6 +32,9 @@ export interface UpOptions {
   detach: boolean;
   /** Deploy the demo app once the cluster is ready. */
   demo: boolean;
+  /** Install Weft (controller + agents); false gives a bare Kubernetes cluster. */
+  mesh: boolean;
+  mtlsMode: 'STRICT' | 'PERMISSIVE';
 }
 
 const say = (msg: string) => process.stderr.write(`[weft dev] ${msg}\n`);
@@ -79,7 +82,8 @@ async function upDetached(opts: UpOptions): Promise<PlaygroundState> {
   const logPath = supervisorLog(opts.name);
   await writeFile(logPath, '');
   const fd = openSync(logPath, 'a');
-  const args = [join(REPO_ROOT, 'cli/weft.ts'), 'dev', 'up', '--name', opts.name, '--nodes', String(opts.nodes)];
+  const args = [join(REPO_ROOT, 'cli/weft.ts'), 'dev', 'up', '--name', opts.name, '--nodes', String(opts.nodes), '--mtls-mode', opts.mtlsMode];
+  if (!opts.mesh) args.push('--no-mesh');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, WEFT_DEV_FOREGROUND: '1' } });
   closeSync(fd);
   child.unref();
@@ -191,6 +195,11 @@ async function runForeground(opts: UpOptions): Promise<void> {
       await startKubelet(plan, n, kubeletKc, sup);
     }
     await waitUntilReady(plan, admin);
+    if (opts.mesh) {
+      const { installMesh } = await import('./mesh.ts');
+      await installMesh(plan, sup, REPO_ROOT, { mtlsMode: opts.mtlsMode });
+    }
+    state.mesh = opts.mesh;
     state.phase = 'ready';
     state.readyAt = new Date().toISOString();
     state.upSeconds = Math.round((Date.now() - t0) / 100) / 10;

@@ -23,7 +23,7 @@ t.teardown(async () => {
 });
 
 t.test('a 2-node playground comes up with Ready nodes', async (t) => {
-  const r = await pg.up(2);
+  const r = await pg.up(2, ['--no-mesh']);
   t.equal(r.code, 0, `weft dev up succeeds: ${r.stderr}`);
   const s = await pg.status();
   t.equal(s.phase, 'ready');
@@ -112,13 +112,13 @@ t.test('deleting a pod runs CNI DEL and removes its network namespace', async (t
 });
 
 t.test('a playground name is used once; another name runs beside it', async (t) => {
-  const again = await pg.up(1);
+  const again = await pg.up(1, ['--no-mesh']);
   t.not(again.code, 0, 'a second playground with the same name is refused');
   t.match(again.stderr, /already running/);
 
   const other = new Playground(uniqueName('pb'));
   t.teardown(() => other.down().then(() => undefined));
-  const r = await other.up(1);
+  const r = await other.up(1, ['--no-mesh']);
   t.equal(r.code, 0, `a playground with another name starts beside the first: ${r.stderr}`);
   const a = await pg.status();
   const b = await other.status();

@@ -3,23 +3,24 @@
 // endpoints here (the capture runs before kube-proxy). A meshed destination is reached through an
 // HBONE tunnel to its node — or, on this node, handed straight to the inbound path; anything else
 // is connected to directly (passthrough).
+import type { ClientHttp2Stream } from 'node:http2';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import { originalDst, type Address } from '../native/sockopt.ts';
 import type { StateStore } from '../state/store.ts';
 import type { ConnectionReporter } from './report.ts';
-import { relay } from './relay.ts';
+import { peerOf, relay } from './relay.ts';
 import { PORTS } from '../redirect/rules.ts';
+import { splice } from '../hbone/splice.ts';
 
 export interface TunnelDialer {
-  /** An HBONE stream to `via` (the destination pod's IP, port 15008) carrying a connection to `target`. */
-  dial(o: { source: Workload; destination: Workload; via: Address; target: Address }): Promise<Duplex>;
+  /** An HBONE stream to the destination pod's node carrying a connection to `target`. */
+  dial(o: { source: Workload; destination: Workload; target: Address }): Promise<ClientHttp2Stream>;
 }
 
 export interface LocalInbound {
   /** Delivers a connection from a local meshed pod to another local pod, policy included. */
-  deliver(o: { source: Workload; destination: Workload; target: Address }): Promise<Duplex>;
+  deliver(o: { source: Workload; destination: Workload; target: Address }): Promise<Socket>;
 }
 
 export interface OutboundOptions {
@@ -67,7 +68,7 @@ export class OutboundProxy {
 
   #handle(down: Socket): void {
     void this.#route(down).catch((e: unknown) => {
-      this.#o.report.refused({ direction: 'outbound', down, reason: (e as Error).message });
+      this.#o.report.refused({ direction: 'outbound', peer: peerOf(down), reason: (e as Error).message });
       down.resetAndDestroy();
     });
   }
@@ -84,19 +85,26 @@ export class OutboundProxy {
     const { target, service } = resolved;
     const destination = store.workloadByIP(target.ip);
 
-    let up: Duplex;
-    let mode: 'tunnel' | 'local' | 'passthrough';
-    if (destination?.meshed && destination.node === this.#o.node) {
-      mode = 'local';
-      up = await this.#o.local.deliver({ source, destination, target });
-    } else if (destination?.meshed) {
-      mode = 'tunnel';
-      up = await this.#o.tunnels.dial({ source, destination, via: { ip: target.ip, port: PORTS.hbone }, target });
-    } else {
-      mode = 'passthrough';
-      up = await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
+    const info = { direction: 'outbound' as const, source, destination, target, service, peer: peerOf(down) };
+    if (destination?.meshed && destination.node !== this.#o.node) {
+      const stream = await this.#o.tunnels.dial({ source, destination, target });
+      const conn = this.#o.report.opened({ ...info, mode: 'tunnel' });
+      const started = performance.now();
+      void splice(stream, down).then((r) =>
+        conn.closed({
+          received: r.bytesFromSocket,
+          sent: r.bytesToSocket,
+          durationMs: performance.now() - started,
+          error: r.end === 'closed' ? '' : r.end,
+        }),
+      );
+      return;
     }
-    const conn = this.#o.report.opened({ direction: 'outbound', mode, source, destination, target, service, down });
+    const local = destination?.meshed === true;
+    const up = local
+      ? await this.#o.local.deliver({ source, destination, target })
+      : await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
+    const conn = this.#o.report.opened({ ...info, mode: local ? 'local' : 'passthrough' });
     relay(down, up, (outcome) => conn.closed(outcome));
   }
 }

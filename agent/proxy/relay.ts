@@ -14,6 +14,8 @@ export interface RelayOutcome {
   error: string;
 }
 
+export const peerOf = (s: Socket): string => `${s.remoteAddress}:${s.remotePort}`;
+
 export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void): void {
   const started = performance.now();
   let error = '';

@@ -1,6 +1,5 @@
 // One place that turns a connection's life into metrics, an access-log line and an entry in the
 // admin endpoint's table of open connections. Every proxy path reports through it.
-import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { Address } from '../native/sockopt.ts';
 import { tcpClosed, tcpOpened, tcpReceived, tcpSent, type PeerLabels } from '../metrics.ts';
@@ -18,13 +17,13 @@ export interface OpenedInfo {
   destination: Workload | undefined;
   target: Address;
   service?: Service | undefined;
-  down: Socket;
+  /** The far end of the accepted connection, ip:port. */
+  peer: string;
 }
 
 export interface OpenConnection {
   id: number;
-  info: Omit<OpenedInfo, 'down'>;
-  peer: string;
+  info: OpenedInfo;
   startedAt: number;
 }
 
@@ -47,9 +46,7 @@ export class ConnectionReporter {
 
   opened(info: OpenedInfo): ConnectionHandle {
     const id = this.#next++;
-    const { down, ...rest } = info;
-    const peer = `${down.remoteAddress}:${down.remotePort}`;
-    this.#open.set(id, { id, info: rest, peer, startedAt: Date.now() });
+    this.#open.set(id, { id, info, startedAt: Date.now() });
     const labels = peerLabels(info, info.direction === 'outbound' ? 'source' : 'destination', '-');
     tcpOpened.inc(labels);
     return {
@@ -59,19 +56,19 @@ export class ConnectionReporter {
         tcpClosed.inc(l);
         tcpReceived.inc(labels, o.received);
         tcpSent.inc(labels, o.sent);
-        this.#log(info, peer, o.error ? 'error' : 'ok', o);
+        this.#log(info, o.error ? 'error' : 'ok', o);
       },
     };
   }
 
-  refused(o: { direction: Direction; down: Socket; reason: string; source?: Workload; sourcePrincipal?: string; target?: Address }): void {
-    const info: OpenedInfo = { direction: o.direction, mode: 'passthrough', source: o.source, destination: undefined, target: o.target ?? { ip: '', port: 0 }, down: o.down };
+  refused(o: { direction: Direction; peer: string; reason: string; source?: Workload | undefined; sourcePrincipal?: string; destination?: Workload | undefined; target?: Address }): void {
+    const info: OpenedInfo = { direction: o.direction, mode: 'passthrough', source: o.source, destination: o.destination, target: o.target ?? { ip: '', port: 0 }, peer: o.peer };
     if (o.sourcePrincipal) info.sourcePrincipal = o.sourcePrincipal;
     tcpOpened.inc(peerLabels(info, o.direction === 'outbound' ? 'source' : 'destination', 'REFUSED'));
-    this.#log(info, `${o.down.remoteAddress}:${o.down.remotePort}`, 'refused', undefined, o.reason);
+    this.#log(info, 'refused', undefined, o.reason);
   }
 
-  #log(info: OpenedInfo, peer: string, result: string, o?: RelayOutcome, reason?: string): void {
+  #log(info: OpenedInfo, result: string, o?: RelayOutcome, reason?: string): void {
     this.#write(
       `${JSON.stringify({
         ts: new Date().toISOString(),
@@ -80,7 +77,7 @@ export class ConnectionReporter {
         mode: info.mode,
         result,
         ...(reason || o?.error ? { reason: reason ?? o?.error } : {}),
-        peer,
+        peer: info.peer,
         source: info.source ? info.source.key : undefined,
         source_identity: info.sourcePrincipal ?? info.source?.identity,
         destination: info.destination?.key,
@@ -95,7 +92,7 @@ export class ConnectionReporter {
   }
 }
 
-function peerLabels(info: Omit<OpenedInfo, 'down'>, reporter: 'source' | 'destination', flags: string): PeerLabels {
+function peerLabels(info: OpenedInfo, reporter: 'source' | 'destination', flags: string): PeerLabels {
   const s = info.source;
   const d = info.destination;
   return {

@@ -4,7 +4,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { parseSyncMessage, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
+import { CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
 import type { StateStore } from '../state/store.ts';
 
 export interface SyncClientOptions {
@@ -60,7 +60,7 @@ export class SyncClient {
     } catch (e) {
       return this.#retry(`reading credentials: ${(e as Error).message}`);
     }
-    const session = connect(o.url, { ca, servername: o.serverName ?? 'weft-controller', minVersion: 'TLSv1.3' });
+    const session = connect(o.url, { ca, servername: o.serverName ?? CONTROLLER_SERVER_NAME, minVersion: 'TLSv1.3' });
     this.#session = session;
     session.on('error', (e: Error) => this.#retry(`connection: ${e.message}`));
     session.on('close', () => this.#retry('connection closed'));

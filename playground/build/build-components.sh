@@ -94,10 +94,11 @@ build kubectl "$kmod" k8s.io/kubernetes/cmd/kubectl
 standalone() { # name, module@version, package
   local name=$1 modver=$2 pkg=$3 dir="$work/$1"
   if [ -x "$bin/$name" ]; then log "$name: cached"; return; fi
-  mkdir -p "$dir"
-  if [ ! -f "$dir/go.mod" ]; then
-    (cd "$dir" && go mod init "weft.dev/playground-$name" >/dev/null 2>&1 && go mod edit -require="$modver" \
-      && printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" > tools.go && go mod tidy)
+  if [ ! -f "$dir/go.mod" ] || ! grep -q "${modver%@*} ${modver#*@}" "$dir/go.mod"; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    # `go get` of the package at the module's version records the module and every go.sum entry
+    # the build needs (a main package cannot be imported from a tools.go file for `go mod tidy`).
+    (cd "$dir" && go mod init "weft.dev/playground-$name" >/dev/null 2>&1 && go get "$pkg@${modver#*@}")
   fi
   log "$name: building $pkg"
   (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/$name.tmp" "$pkg")
@@ -105,6 +106,9 @@ standalone() { # name, module@version, package
 }
 standalone cnitool "github.com/containernetworking/cni@$CNI_VERSION" github.com/containernetworking/cni/cnitool
 standalone helm "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+# fortio: the load generator of the benchmarks (fixed-rate latency, TCP echo). Pinned below
+# v1.67: later versions need grol.io modules that the Go module proxy does not serve.
+standalone fortio "fortio.org/fortio@$FORTIO_VERSION" fortio.org/fortio
 
 log "all components are in $bin"
 echo "$bin"

@@ -38,8 +38,8 @@ export class Playground {
     this.name = name;
   }
 
-  async up(nodes: number): Promise<Result> {
-    return weft(['dev', 'up', '--name', this.name, '--nodes', String(nodes), '--detach'], { timeoutMs: 600_000 });
+  async up(nodes: number, extra: string[] = []): Promise<Result> {
+    return weft(['dev', 'up', '--name', this.name, '--nodes', String(nodes), '--detach', ...extra], { timeoutMs: 600_000 });
   }
 
   async down(): Promise<Result> {

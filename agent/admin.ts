@@ -1,0 +1,52 @@
+// The agent's small HTTP endpoints: Prometheus metrics (15020, all interfaces), readiness and
+// liveness (15021), and the admin dump (15000, localhost only: it shows workloads and
+// connections, never key material).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { registry } from './metrics.ts';
+
+export interface AdminSources {
+  /** Sections of /config_dump, each produced on demand. */
+  dump: Record<string, () => unknown>;
+  /** Why the agent is not ready, or undefined when it is. */
+  notReady: () => string | undefined;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+function serve(host: string, port: number, handler: Handler): Promise<Server> {
+  const server = createServer((req, res) => {
+    Promise.resolve(handler(req, res)).catch((e: unknown) => {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(e as Error).message}\n`);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => resolve(server));
+  });
+}
+
+const json = (res: ServerResponse, status: number, body: unknown) =>
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body, null, 2)}\n`);
+
+export async function startEndpoints(src: AdminSources, ports = { metrics: 15020, health: 15021, admin: 15000 }, bind = '0.0.0.0'): Promise<Server[]> {
+  const metrics = await serve(bind, ports.metrics, async (req, res) => {
+    if (req.url !== '/metrics' && req.url !== '/stats/prometheus') return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+  });
+  const health = await serve(bind, ports.health, (req, res) => {
+    if (req.url === '/healthz/live' || req.url === '/livez') return void res.writeHead(200).end('ok\n');
+    if (req.url === '/healthz/ready' || req.url === '/readyz') {
+      const why = src.notReady();
+      return void (why ? res.writeHead(503).end(`${why}\n`) : res.writeHead(200).end('ready\n'));
+    }
+    res.writeHead(404).end();
+  });
+  const admin = await serve('127.0.0.1', ports.admin, (req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path === '/config_dump') return void json(res, 200, Object.fromEntries(Object.entries(src.dump).map(([k, f]) => [k, f()])));
+    const f = src.dump[path.slice(1)];
+    if (f) return void json(res, 200, f());
+    json(res, 404, { error: `unknown path ${path}`, paths: ['/config_dump', ...Object.keys(src.dump).map((k) => `/${k}`)] });
+  });
+  return [metrics, health, admin];
+}

@@ -1,0 +1,153 @@
+// Runs Weft on the playground: the controller in the root namespace (where a control-plane node
+// would run it) and one agent per node, inside the node's namespace, each with its own
+// ServiceAccount and least-privilege RBAC and a token from the TokenRequest API — the agents'
+// tokens bound to their Node, so the controller learns which node an agent speaks for.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { NodePlan, PlaygroundPlan } from './config.ts';
+import { run } from './exec.ts';
+import { waitFor } from './controlplane.ts';
+import type { Supervisor } from './supervisor.ts';
+import { createRoot } from '../controller/ca/root.ts';
+
+export const INSTALL_NAMESPACE = 'weft-system';
+
+/** The objects the Helm chart will own; kept minimal: each verb is one the code uses. */
+export function meshRbac(): object {
+  const ns = INSTALL_NAMESPACE;
+  return {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'weft-controller', namespace: ns } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'weft-agent', namespace: ns } },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'weft-controller' },
+        rules: [
+          // Watch what agents need to know.
+          { apiGroups: [''], resources: ['pods', 'namespaces', 'services', 'nodes'], verbs: ['get', 'list', 'watch'] },
+          { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+          // Authenticate agents by their tokens.
+          { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+        ],
+      },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'weft-controller' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'weft-controller' },
+        subjects: [{ kind: 'ServiceAccount', name: 'weft-controller', namespace: ns }],
+      },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'weft-agent' },
+        // Only the CNI plugin's fallback, when the agent cannot answer: is this pod meshed?
+        rules: [{ apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get'] }],
+      },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'weft-agent' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'weft-agent' },
+        subjects: [{ kind: 'ServiceAccount', name: 'weft-agent', namespace: ns }],
+      },
+    ],
+  };
+}
+
+export interface MeshPaths {
+  caCert: string;
+  caKey: string;
+  controllerKubeconfig: string;
+}
+
+function kubectl(p: PlaygroundPlan): (args: string[], input?: string) => Promise<string> {
+  return (args, input) => run(join(p.binDir, 'kubectl'), [`--kubeconfig=${p.paths.adminKubeconfig}`, ...args], input !== undefined ? { input } : {});
+}
+
+async function token(p: PlaygroundPlan, sa: string, bindNode?: string): Promise<string> {
+  const args = ['create', 'token', sa, '-n', INSTALL_NAMESPACE, '--duration=48h'];
+  if (bindNode) args.push('--bound-object-kind=Node', `--bound-object-name=${bindNode}`);
+  return (await kubectl(p)(args)).trim();
+}
+
+export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: string, opts: { mtlsMode?: 'STRICT' | 'PERMISSIVE' } = {}): Promise<MeshPaths> {
+  await kubectl(p)(['apply', '-f', '-'], JSON.stringify(meshRbac()));
+  const root = await createRoot({ trustDomain: 'cluster.local' });
+  const paths: MeshPaths = {
+    caCert: join(p.paths.pki, 'mesh-ca.crt'),
+    caKey: join(p.paths.pki, 'mesh-ca.key'),
+    controllerKubeconfig: join(p.paths.pki, 'weft-controller.kubeconfig'),
+  };
+  await writeFile(paths.caCert, root.certificatePem, { mode: 0o644 });
+  await writeFile(paths.caKey, root.keyPem, { mode: 0o600 });
+
+  const clusterCa = await run('cat', [join(p.paths.pki, 'ca.crt')]);
+  const kc = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'playground', cluster: { server: `https://${p.hostIP}:${p.apiServerPort}`, 'certificate-authority-data': Buffer.from(clusterCa).toString('base64') } }],
+    users: [{ name: 'weft-controller', user: { token: await token(p, 'weft-controller') } }],
+    contexts: [{ name: 'weft', context: { cluster: 'playground', user: 'weft-controller' } }],
+    'current-context': 'weft',
+  };
+  await writeFile(paths.controllerKubeconfig, JSON.stringify(kc), { mode: 0o600 });
+
+  sup.start({
+    name: 'weft-controller',
+    cmd: process.execPath,
+    args: [
+      join(repo, 'controller/main.ts'),
+      `--kubeconfig=${paths.controllerKubeconfig}`,
+      `--ca-cert=${paths.caCert}`,
+      `--ca-key=${paths.caKey}`,
+      `--listen=${p.hostIP}:15012`,
+      `--health-listen=${p.hostIP}:15014`,
+      `--mtls-mode=${opts.mtlsMode ?? 'PERMISSIVE'}`,
+    ],
+    logFile: join(p.paths.logs, 'weft-controller.log'),
+  });
+  for (const n of p.nodes) await startAgent(p, n, sup, repo, paths);
+
+  await waitFor('the Weft controller', 60_000, async () => (await fetch(`http://${p.hostIP}:15014/readyz`)).ok || 'not ready');
+  await waitFor('Weft agents ready on every node', 60_000, async () => {
+    const states = await Promise.all(p.nodes.map((n) => fetch(`http://${n.ip}:15021/healthz/ready`).then((r) => r.ok, () => false)));
+    return states.every(Boolean) || `${states.filter(Boolean).length}/${p.nodes.length} ready`;
+  });
+  return paths;
+}
+
+export function agentDir(n: NodePlan): string {
+  return join(n.dir, 'weft');
+}
+
+async function startAgent(p: PlaygroundPlan, n: NodePlan, sup: Supervisor, repo: string, paths: MeshPaths): Promise<void> {
+  const dir = agentDir(n);
+  await mkdir(join(dir, 'run'), { recursive: true, mode: 0o700 });
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, await token(p, 'weft-agent', n.name), { mode: 0o600 });
+  sup.start({
+    name: `weft-agent/${n.name}`,
+    netns: n.netns,
+    cmd: process.execPath,
+    args: [join(repo, 'agent/main.ts')],
+    env: {
+      ...process.env,
+      NODE_NAME: n.name,
+      WEFT_CONTROLLER: `https://${p.hostIP}:15012`,
+      WEFT_TOKEN_FILE: tokenFile,
+      WEFT_CA_FILE: paths.caCert,
+      WEFT_STATE_DIR: join(dir, 'run'),
+      WEFT_CNI_BINARY: join(repo, 'dist/weft-cni'),
+      WEFT_CNI_BIN_DIR: n.cniBinDir,
+      WEFT_CNI_CONF_DIR: n.cniConfDir,
+      WEFT_CNI_KUBE_API: `https://${p.hostIP}:${p.apiServerPort}`,
+      WEFT_CNI_KUBE_CA_SOURCE: join(p.paths.pki, 'ca.crt'),
+    },
+    logFile: join(dir, 'agent.log'),
+  });
+}
