@@ -47,7 +47,10 @@ export function callAgent(call: AgentCall): Promise<AgentReply> {
     };
     const timer = setTimeout(() => settle({ kind: 'unavailable', reason: `no answer within ${call.timeoutMs} ms` }), call.timeoutMs);
 
-    socket.on('connect', () => socket.end(Buffer.concat([Buffer.from(head, 'latin1'), payload])));
+    // write(), not end(): Node's HTTP server drops a connection whose client half-closes before
+    // the answer is ready, and enrolment takes a few milliseconds. The server closes after
+    // answering (`connection: close`).
+    socket.on('connect', () => socket.write(Buffer.concat([Buffer.from(head, 'latin1'), payload])));
     socket.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > CNI_MAX_BODY_BYTES + MAX_HEAD_BYTES) {

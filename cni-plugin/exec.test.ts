@@ -166,6 +166,15 @@ t.test('ADD with the agent up: prevResult printed unchanged, the agent told who 
   t.match(enroller.calls.at(-1), { op: 'enrol', req: { ips: ['10.2.0.9'], hostInterface: 'veth77' } });
 });
 
+t.test('ADD waits for an agent that takes a while to enrol (the answer comes after the request)', async (t) => {
+  const { enroller } = await withAgent(t);
+  enroller.enrolDelayMs = 200;
+  const run = await pluginCall({ command: 'ADD', pod: ['mesh-shop', 'cart-1', 'uid-cart-1'], prev: prevResult });
+  t.equal(run.code, 0, run.stdout);
+  t.same(run.json, prevResult);
+  t.equal(enroller.enrolled.size, 1, 'the pod is enrolled');
+});
+
 t.test('ADD for something that is not a Kubernetes pod passes through without asking anyone', async (t) => {
   const { enroller } = await withAgent(t);
   const run = await pluginCall({ command: 'ADD', prev: prevResult });

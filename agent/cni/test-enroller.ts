@@ -28,15 +28,18 @@ export class RecordingEnroller implements Enroller {
   isMeshed: (req: PodAddRequest) => boolean = (req) => req.pod.namespace.startsWith('mesh');
   /** When set, the next enrol() throws it (once). */
   failNextEnrol: Error | null = null;
+  /** How long enrol() takes, as programming nftables does for the real enroller. */
+  enrolDelayMs = 0;
 
-  enrol(req: PodAddRequest): Promise<PodAddResponse> {
+  async enrol(req: PodAddRequest): Promise<PodAddResponse> {
     this.calls.push({ op: 'enrol', req });
     const failure = this.failNextEnrol;
     this.failNextEnrol = null;
-    if (failure !== null) return Promise.reject(failure);
-    if (!this.isMeshed(req)) return Promise.resolve({ result: 'notMeshed', reason: 'test: not opted in' });
+    if (this.enrolDelayMs > 0) await new Promise((r) => setTimeout(r, this.enrolDelayMs));
+    if (failure !== null) throw failure;
+    if (!this.isMeshed(req)) return { result: 'notMeshed', reason: 'test: not opted in' };
     this.enrolled.set(key(req), req);
-    return Promise.resolve({ result: 'enrolled' });
+    return { result: 'enrolled' };
   }
 
   release(req: PodDelRequest): Promise<PodDelResponse> {

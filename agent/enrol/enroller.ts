@@ -31,7 +31,8 @@ export interface NodeEnrollerOptions {
   redirector: Redirector;
   /** Where enrolments are checkpointed, so a restarted agent rebuilds exactly the same sets. */
   stateFile: string;
-  /** How long ADD waits for the controller to tell us about a just-scheduled pod. */
+  /** How long ADD waits for the controller to tell us about a just-scheduled pod; less than the
+   * plugin's own timeout (5 s), so that the plugin hears a reason rather than a cut connection. */
   waitForWorkloadMs?: number;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -50,7 +51,10 @@ export class NodeEnroller implements Enroller {
   async start(): Promise<void> {
     try {
       const saved = JSON.parse(await readFile(this.#o.stateFile, 'utf8')) as Enrolment[];
-      for (const e of saved) this.#enrolled.set(e.uid, e);
+      for (const e of saved) {
+      this.#enrolled.set(e.uid, e);
+      this.#o.store.setLocalIPs(e.uid, e.ips);
+    }
     } catch {
       /* first start */
     }
@@ -99,7 +103,7 @@ export class NodeEnroller implements Enroller {
       const timer = setTimeout(() => {
         off();
         resolve(undefined);
-      }, this.#o.waitForWorkloadMs ?? 5000);
+      }, this.#o.waitForWorkloadMs ?? 3000);
     });
   }
 
@@ -113,6 +117,7 @@ export class NodeEnroller implements Enroller {
     await this.#serial(async () => {
       await this.#o.redirector.enrol(e);
       this.#enrolled.set(e.uid, e);
+      this.#o.store.setLocalIPs(e.uid, e.ips);
       await this.#save();
     });
     this.#o.log('info', 'pod enrolled', { pod: key, ips: e.ips, via: 'cni' });
@@ -132,6 +137,7 @@ export class NodeEnroller implements Enroller {
     await this.#serial(async () => {
       await this.#o.redirector.release(e);
       this.#enrolled.delete(e.uid);
+      this.#o.store.clearLocalIPs(e.ips);
       await this.#save();
     });
     this.#o.log('info', 'pod released', { pod: e.key, via });

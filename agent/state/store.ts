@@ -30,6 +30,9 @@ export class StateStore {
   // Indexes for the data path: one map lookup per connection.
   #byIP = new Map<string, Workload>();
   #byVIP = new Map<string, Service>();
+  #byUID = new Map<string, Workload>();
+  // Addresses this node's CNI handed to local pods, known before the controller reports them.
+  readonly #localIPs = new Map<string, string>();
   #listeners = new Set<() => void>();
 
   /** Applies a sync message; a delta on another base is refused (the client then reconnects). */
@@ -66,6 +69,19 @@ export class StateStore {
     for (const s of this.#services.values()) for (const ip of s.clusterIPs) byVIP.set(ip, s);
     this.#byIP = byIP;
     this.#byVIP = byVIP;
+    this.#byUID = new Map([...this.#workloads.values()].map((w) => [w.uid, w]));
+  }
+
+  /**
+   * Records the IPs a local pod just got from the CNI chain. The controller reports them only
+   * once the kubelet has written the pod's status; until then this keeps the pod reachable.
+   */
+  setLocalIPs(uid: string, ips: string[]): void {
+    for (const ip of ips) this.#localIPs.set(ip, uid);
+  }
+
+  clearLocalIPs(ips: string[]): void {
+    for (const ip of ips) this.#localIPs.delete(ip);
   }
 
   onChange(fn: () => void): () => void {
@@ -74,7 +90,10 @@ export class StateStore {
   }
 
   workloadByIP(ip: string): Workload | undefined {
-    return this.#byIP.get(ip);
+    const w = this.#byIP.get(ip);
+    if (w) return w;
+    const uid = this.#localIPs.get(ip);
+    return uid === undefined ? undefined : this.#byUID.get(uid);
   }
 
   serviceByIP(ip: string): Service | undefined {
@@ -86,8 +105,7 @@ export class StateStore {
   }
 
   workloadByUID(uid: string): Workload | undefined {
-    for (const w of this.#workloads.values()) if (w.uid === uid) return w;
-    return undefined;
+    return this.#byUID.get(uid);
   }
 
   workloads(): Workload[] {

@@ -87,6 +87,7 @@ export class SyncClient {
     this.#send({ type: 'hello', node: o.node, agentVersion: o.agentVersion, ...(o.store.epoch ? { epoch: o.store.epoch, revision: o.store.revision } : {}) });
 
     const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    lines.on('error', () => {}); // the stream's own error handler reconnects
     lines.on('line', (line) => {
       if (line.length === 0) return; // heartbeat
       this.#handle(line);
