@@ -32,8 +32,10 @@
 //   heartbeat lines travel on the stream, so every line is a message.
 
 /**
- * A pod in the pod network (not host-network, with an IP, not finished). Every agent learns every
- * such pod, meshed or not, so that it can tunnel to meshed ones and knows which ones are not.
+ * A pod in the pod network of a node (scheduled, not host-network, not finished). Every agent
+ * learns every such pod, meshed or not, so that it can tunnel to meshed ones and knows which ones
+ * are not. A pod is announced as soon as it is scheduled, with `ips: []` until the API has its
+ * addresses, so that its node's agent knows at CNI ADD whether to capture it.
  */
 export interface Workload {
   /** `<namespace>/<name>` */

@@ -80,6 +80,7 @@ export interface DevStatusJson {
   upSeconds?: number;
   kubeconfig: string;
   kubectl: string;
+  apiServer: string;
   nodes: { name: string; netns: string; ip: string; podCIDR: string; ready: boolean }[];
   pods: { namespace: string; name: string; node: string; netns: string; ip: string; phase: string; meshed: boolean; identity: string }[];
 }

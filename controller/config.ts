@@ -1,0 +1,147 @@
+// The controller's settings: command-line flags, each with an environment variable for the chart
+// to set (a flag wins over its variable). Parsed and checked in one place, so that main.ts only
+// deals with a valid ControllerConfig and a mistake stops the process with a message that names
+// the flag.
+import { parseArgs } from 'node:util';
+import { CONTROLLER_PORT } from '../api/agent-sync.ts';
+import type { MeshConfig } from '../api/agent-sync.ts';
+import { isLogLevel } from './log.ts';
+import type { LogLevel } from './log.ts';
+
+export interface ListenAddress {
+  /** Undefined: every address (IPv4 and IPv6). */
+  host: string | undefined;
+  port: number;
+}
+
+export interface ControllerConfig {
+  /** Path to a kubeconfig; undefined means in-cluster, else the usual default lookup. */
+  kubeconfig: string | undefined;
+  trustDomain: string;
+  mtlsMode: MeshConfig['mtlsMode'];
+  installNamespace: string;
+  agentListen: ListenAddress;
+  healthListen: ListenAddress;
+  /** Root CA PEM files; both or neither. */
+  caCertFile: string | undefined;
+  caKeyFile: string | undefined;
+  /** Without CA files: make a throw-away root (development only). */
+  devCa: boolean;
+  /** Where to write the trust bundle (the root certificate, never the key), e.g. for dev agents. */
+  trustBundleOut: string | undefined;
+  agentServiceAccount: { namespace: string; name: string };
+  /** Audiences agent tokens must carry; empty means the API server's own. */
+  tokenAudiences: string[];
+  /** Extra names (DNS or IP) for the serving certificate, besides the Service's. */
+  servingHosts: string[];
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  override readonly name = 'ConfigError';
+}
+
+export const USAGE = `usage: weft-controller [flags]
+  --kubeconfig PATH            KUBECONFIG            kubeconfig file (default: in-cluster, else ~/.kube/config)
+  --trust-domain NAME          WEFT_TRUST_DOMAIN     SPIFFE trust domain (default cluster.local)
+  --mtls-mode MODE             WEFT_MTLS_MODE        mesh-wide mTLS mode: PERMISSIVE (default) or STRICT
+  --namespace NAME             WEFT_NAMESPACE        install namespace (default weft-system)
+  --listen HOST:PORT           WEFT_LISTEN           agent API (default :${CONTROLLER_PORT})
+  --health-listen HOST:PORT    WEFT_HEALTH_LISTEN    /healthz, /readyz, /metrics, /agents (default :15014)
+  --ca-cert PATH               WEFT_CA_CERT          mesh root certificate (PEM)
+  --ca-key PATH                WEFT_CA_KEY           mesh root key (PEM)
+  --dev-ca                     WEFT_DEV_CA=1         no CA files: generate a throw-away root (development)
+  --trust-bundle-out PATH      WEFT_TRUST_BUNDLE_OUT write the root certificate here (for agents in development)
+  --agent-service-account NS/NAME  WEFT_AGENT_SA     the agents' service account (default weft-system/weft-agent)
+  --token-audience AUD[,AUD]   WEFT_TOKEN_AUDIENCES  audiences agent tokens must be issued for (default: the API server's)
+  --serving-host NAME[,NAME]   WEFT_SERVING_HOSTS    extra DNS names / IPs in the serving certificate
+  --log-level LEVEL            WEFT_LOG_LEVEL        debug, info (default), warn, error`;
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        kubeconfig: { type: 'string' },
+        'trust-domain': { type: 'string' },
+        'mtls-mode': { type: 'string' },
+        namespace: { type: 'string' },
+        listen: { type: 'string' },
+        'health-listen': { type: 'string' },
+        'ca-cert': { type: 'string' },
+        'ca-key': { type: 'string' },
+        'dev-ca': { type: 'boolean' },
+        'trust-bundle-out': { type: 'string' },
+        'agent-service-account': { type: 'string' },
+        'token-audience': { type: 'string' },
+        'serving-host': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const str = (flag: string, envName: string): string | undefined => {
+    const v = values[flag];
+    if (typeof v === 'string') return v;
+    const e = env[envName];
+    return e !== undefined && e !== '' ? e : undefined;
+  };
+
+  const trustDomain = str('trust-domain', 'WEFT_TRUST_DOMAIN') ?? 'cluster.local';
+  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(trustDomain)) throw new ConfigError(`--trust-domain: "${trustDomain}" is not a valid SPIFFE trust domain`);
+
+  const mtlsMode = (str('mtls-mode', 'WEFT_MTLS_MODE') ?? 'PERMISSIVE').toUpperCase();
+  if (mtlsMode !== 'PERMISSIVE' && mtlsMode !== 'STRICT') throw new ConfigError(`--mtls-mode: must be PERMISSIVE or STRICT, not "${mtlsMode}"`);
+
+  const installNamespace = str('namespace', 'WEFT_NAMESPACE') ?? 'weft-system';
+  const caCertFile = str('ca-cert', 'WEFT_CA_CERT');
+  const caKeyFile = str('ca-key', 'WEFT_CA_KEY');
+  const devCa = values['dev-ca'] === true || env.WEFT_DEV_CA === '1' || env.WEFT_DEV_CA === 'true';
+  if ((caCertFile === undefined) !== (caKeyFile === undefined)) throw new ConfigError('--ca-cert and --ca-key go together');
+  if (caCertFile === undefined && !devCa) throw new ConfigError('no mesh CA: give --ca-cert and --ca-key, or --dev-ca for a throw-away root');
+
+  const saText = str('agent-service-account', 'WEFT_AGENT_SA') ?? 'weft-system/weft-agent';
+  const [saNs, saName, ...rest] = saText.split('/');
+  if (!saNs || !saName || rest.length > 0) throw new ConfigError(`--agent-service-account: expected NAMESPACE/NAME, not "${saText}"`);
+
+  const logLevel = str('log-level', 'WEFT_LOG_LEVEL') ?? 'info';
+  if (!isLogLevel(logLevel)) throw new ConfigError(`--log-level: must be debug, info, warn or error, not "${logLevel}"`);
+
+  return {
+    kubeconfig: str('kubeconfig', 'KUBECONFIG'),
+    trustDomain,
+    mtlsMode,
+    installNamespace,
+    agentListen: parseListen(str('listen', 'WEFT_LISTEN') ?? `:${CONTROLLER_PORT}`, '--listen'),
+    healthListen: parseListen(str('health-listen', 'WEFT_HEALTH_LISTEN') ?? ':15014', '--health-listen'),
+    caCertFile,
+    caKeyFile,
+    devCa: caCertFile === undefined && devCa,
+    trustBundleOut: str('trust-bundle-out', 'WEFT_TRUST_BUNDLE_OUT'),
+    agentServiceAccount: { namespace: saNs, name: saName },
+    tokenAudiences: list(str('token-audience', 'WEFT_TOKEN_AUDIENCES')),
+    servingHosts: list(str('serving-host', 'WEFT_SERVING_HOSTS')),
+    logLevel,
+  };
+}
+
+/** `HOST:PORT`, `:PORT` or `[v6]:PORT`. */
+export function parseListen(text: string, flag: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${flag}: expected HOST:PORT or :PORT, not "${text}"`);
+  const host = m[1] ?? m[2];
+  return { host: host ? host : undefined, port };
+}
+
+function list(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
