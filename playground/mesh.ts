@@ -9,6 +9,7 @@ import { run } from './exec.ts';
 import { waitFor } from './controlplane.ts';
 import type { Supervisor } from './supervisor.ts';
 import { createRoot } from '../controller/ca/root.ts';
+import { buildAgent } from '../scripts/build-agent.ts';
 
 export const INSTALL_NAMESPACE = 'weft-system';
 
@@ -111,7 +112,9 @@ export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: stri
     ],
     logFile: join(p.paths.logs, 'weft-controller.log'),
   });
-  for (const n of p.nodes) await startAgent(p, n, sup, repo, paths);
+  // Agents run from their bundle, as the image ships them (see scripts/build-agent.ts).
+  const agentEntry = await buildAgent();
+  for (const n of p.nodes) await startAgent(p, n, sup, agentEntry, repo, paths);
 
   await waitFor('the Weft controller', 60_000, async () => (await fetch(`http://${p.hostIP}:15014/readyz`)).ok || 'not ready');
   await waitFor('Weft agents ready on every node', 60_000, async () => {
@@ -125,7 +128,7 @@ export function agentDir(n: NodePlan): string {
   return join(n.dir, 'weft');
 }
 
-async function startAgent(p: PlaygroundPlan, n: NodePlan, sup: Supervisor, repo: string, paths: MeshPaths): Promise<void> {
+async function startAgent(p: PlaygroundPlan, n: NodePlan, sup: Supervisor, entry: string, repo: string, paths: MeshPaths): Promise<void> {
   const dir = agentDir(n);
   await mkdir(join(dir, 'run'), { recursive: true, mode: 0o700 });
   const tokenFile = join(dir, 'token');
@@ -134,7 +137,7 @@ async function startAgent(p: PlaygroundPlan, n: NodePlan, sup: Supervisor, repo:
     name: `weft-agent/${n.name}`,
     netns: n.netns,
     cmd: process.execPath,
-    args: [join(repo, 'agent/main.ts')],
+    args: [entry],
     env: {
       ...process.env,
       NODE_NAME: n.name,
