@@ -21,7 +21,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { Service, SignResponse, SyncMessage, Workload } from '../api/agent-sync.ts';
 import { Playground, weft } from '../tests/helpers/playground.ts';
 import { ECDSA_P256 } from './ca/root.ts';
-import { x509 } from './ca/x509.ts';
+import { x509 } from '../api/x509.ts';
 import { TestAgent } from './server/test-agent.ts';
 import type { SyncStream } from './server/test-agent.ts';
 

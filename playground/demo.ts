@@ -12,7 +12,7 @@ export function demoManifests(): object {
     apiVersion: 'v1',
     kind: 'List',
     items: [
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: DEMO_NAMESPACE, labels: { 'weft.dev/mesh': 'enabled' } } },
       {
         apiVersion: 'apps/v1',
         kind: 'Deployment',
@@ -66,9 +66,10 @@ export async function deployDemo(p: PlaygroundPlan): Promise<void> {
     [
       '',
       'The demo app is running. Try:',
-      `  npx weft dev status                                   # nodes and pods`,
+      `  npx weft dev status                                   # nodes, pods, and which are meshed`,
       `  npx weft dev kubectl get pods -A -o wide              # the real API server`,
-      `  npx weft dev exec demo/client -- curl -s http://${svc}/   # through the echo Service (kube-proxy)`,
+      `  npx weft dev exec demo/client -- curl -s http://${svc}/   # through the echo Service, inside an mTLS tunnel`,
+      `  npx weft dev kubectl label ns demo weft.dev/mesh-        # take the namespace out of the mesh`,
       `  npx weft dev down                                     # remove everything`,
       '',
     ].join('\n'),

@@ -13,7 +13,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { Resource, SignResponse, SyncMessage, Workload } from '../../api/agent-sync.ts';
 import { MeshCa } from '../ca/ca.ts';
 import { ECDSA_P256, createRoot } from '../ca/root.ts';
-import { x509 } from '../ca/x509.ts';
+import { x509 } from '../../api/x509.ts';
 import { createLogger } from '../log.ts';
 import { createControllerMetrics } from '../metrics.ts';
 import { RevisionedStore } from '../state/store.ts';

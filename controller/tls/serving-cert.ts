@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { webcrypto } from 'node:crypto';
 import { ECDSA_P256, randomSerialNumber, toPem } from '../ca/root.ts';
 import type { CaRoot } from '../ca/root.ts';
-import { x509 } from '../ca/x509.ts';
+import { x509 } from '../../api/x509.ts';
 
 export interface ServingCertOptions {
   spiffeId: string;

@@ -1,0 +1,297 @@
+// The HBONE server: inbound mTLS tunnels on 15008.
+//
+// The inbound listener accepts TCP and hands each socket over together with the connection's
+// original destination, the pod IP the client dialled. That address selects the certificate to
+// present (HBONE sends no SNI) and is the only address streams on the connection may target: the
+// client verified that pod's identity, not any other.
+//
+// TLS is terminated by a tls.Server that never listens; sockets are fed to it with
+// emit('connection'). A bare `new tls.TLSSocket({ isServer: true })` would be lighter, but Node
+// checks the client's chain only inside tls.Server (a standalone server socket accepts any client
+// certificate and never reports `authorized`), and chain verification is not something to
+// re-implement. There is one tls.Server per (certificate, destination IP): the certificate because
+// a tls.Server presents one, the IP because its 'secureConnection' event is the first place the
+// TLS socket is seen and must know which destination it serves. They live in a WeakMap keyed by the
+// certificate, so renewal drops them. The verified socket then goes to one plain HTTP/2 server.
+//
+// Per stream: only CONNECT (else 405), `:authority` = the original destination IP and a port
+// (else 400); the injected handler decides (policy) and connects; 200 and splice on success, 503
+// when the destination cannot be reached, 401/403 when the handler denies.
+
+import http2 from 'node:http2';
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { WorkloadCertificate } from '../identity/certificate.ts';
+import { peerSpiffeId } from '../identity/peer.ts';
+import { canonicalIp, parseAuthority, type SocketAddress } from './authority.ts';
+import { HBONE_ALPN, MAX_SESSION_MEMORY_MB, SERVER_MAX_CONCURRENT_STREAMS, WINDOW_SIZE, localSettings } from './settings.ts';
+import { splice, type SpliceResult } from './splice.ts';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+export type InboundRequest = {
+  /** The client's SPIFFE ID, from its verified certificate. */
+  peerIdentity: string;
+  /** The identity this server presented: the destination workload's. */
+  localIdentity: string;
+  /** Where to connect: `:authority`, whose IP is the connection's original destination. */
+  target: SocketAddress;
+  /** The far end of the tunnel connection (the source node). */
+  peerAddress: SocketAddress;
+  /** Request headers, e.g. `baggage` or `traceparent` from an Istio peer. */
+  headers: http2.IncomingHttpHeaders;
+  /** Aborted if the stream goes away before the handler answers. */
+  signal: AbortSignal;
+};
+
+export type InboundDecision =
+  | { action: 'connect'; socket: net.Socket }
+  | { action: 'deny'; status: 401 | 403; reason: string }
+  | { action: 'unreachable'; reason: string };
+
+/** Decides on a stream (policy) and, if allowed, connects to the target (see connectTarget). */
+export type InboundHandler = (request: InboundRequest) => Promise<InboundDecision>;
+
+export type HboneServerEvent =
+  | { type: 'connection-refused'; reason: string; peerAddress?: SocketAddress; originalDestination: string }
+  | { type: 'stream-rejected'; status: number; reason: string; peerIdentity: string; authority: string | undefined }
+  | { type: 'stream-closed'; peerIdentity: string; target: SocketAddress; result: SpliceResult };
+
+export type HboneServerOptions = {
+  /** The certificate of the workload at a pod IP, or undefined if this node serves no such pod. */
+  certificateFor: (originalDestinationIp: string) => WorkloadCertificate | undefined;
+  handler: InboundHandler;
+  /** Reset a tunnelled stream after this long without data. Default 1 h; 0 disables. */
+  streamIdleTimeoutMs?: number;
+  /** Drop a connection whose TLS handshake has not completed after this long. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  onEvent?: (event: HboneServerEvent) => void;
+};
+
+export type HboneServerStats = {
+  connectionsAccepted: number;
+  connectionsRefused: number;
+  connectionsOpen: number;
+  streamsAccepted: number;
+  streamsRejected: number;
+  streamsOpen: number;
+};
+
+type Connection = { peerIdentity: string; localIdentity: string; destinationIp: string; peerAddress: SocketAddress };
+
+export class HboneServer {
+  readonly #options: HboneServerOptions;
+  readonly #streamIdleTimeoutMs: number;
+  readonly #handshakeTimeoutMs: number;
+  readonly #emit: (event: HboneServerEvent) => void;
+  readonly #h2: http2.Http2Server;
+  /** TLS terminators, dropped with the certificate they present when it is renewed. */
+  readonly #tlsServers = new WeakMap<WorkloadCertificate, Map<string, tls.Server>>();
+  readonly #sessions = new Map<http2.ServerHttp2Session, Connection>();
+  readonly #sessionsClosed = new Set<() => void>();
+  /** The connection being handed to the HTTP/2 server; its 'session' event fires synchronously. */
+  #handover: Connection | undefined;
+  #closing = false;
+  readonly #stats: HboneServerStats = {
+    connectionsAccepted: 0,
+    connectionsRefused: 0,
+    connectionsOpen: 0,
+    streamsAccepted: 0,
+    streamsRejected: 0,
+    streamsOpen: 0,
+  };
+
+  constructor(options: HboneServerOptions) {
+    this.#options = options;
+    this.#streamIdleTimeoutMs = options.streamIdleTimeoutMs ?? 60 * 60 * 1000;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+    this.#emit = options.onEvent ?? (() => {});
+    this.#h2 = http2.createServer({
+      settings: { ...localSettings, maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS },
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+    });
+    this.#h2.on('session', (session) => this.#onSession(session));
+    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
+  }
+
+  /**
+   * Takes over an accepted TCP connection whose original destination was `originalDestination`
+   * (the pod IP and 15008).
+   */
+  handleConnection(socket: net.Socket, originalDestination: SocketAddress): void {
+    const destinationIp = canonicalIp(originalDestination.ip);
+    const certificate = this.#closing ? undefined : this.#options.certificateFor(destinationIp);
+    if (!certificate) {
+      this.#refuse(socket, this.#closing ? 'SERVER_CLOSING' : 'NO_CERTIFICATE', destinationIp, addressOf(socket));
+      return;
+    }
+    socket.setNoDelay(true);
+    this.#tlsServerFor(certificate, destinationIp).emit('connection', socket);
+  }
+
+  stats(): HboneServerStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Graceful drain: refuse new connections, send GOAWAY so that clients open no new streams here,
+   * let open streams finish for up to `graceMs`, then reset whatever is left.
+   */
+  async close(options: { graceMs?: number } = {}): Promise<void> {
+    this.#closing = true;
+    const graceMs = options.graceMs ?? 5000;
+    const allClosed = new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (this.#sessions.size > 0) return;
+        this.#sessionsClosed.delete(check);
+        resolve();
+      };
+      this.#sessionsClosed.add(check);
+      check();
+    });
+    for (const session of this.#sessions.keys()) session.close();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([allClosed, deadline]);
+    clearTimeout(timer);
+    for (const session of this.#sessions.keys()) session.destroy();
+    await allClosed;
+  }
+
+  #tlsServerFor(certificate: WorkloadCertificate, destinationIp: string): tls.Server {
+    let byDestination = this.#tlsServers.get(certificate);
+    if (!byDestination) this.#tlsServers.set(certificate, (byDestination = new Map<string, tls.Server>()));
+    let server = byDestination.get(destinationIp);
+    if (server) return server;
+    server = tls.createServer({
+      ...certificate.tlsCredentials(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [HBONE_ALPN],
+      handshakeTimeout: this.#handshakeTimeoutMs,
+    });
+    const localIdentity = certificate.identity;
+    server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, localIdentity, destinationIp));
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+      // authorizationError says why the client's chain was refused; otherwise the handshake failed.
+      const reason = socket.authorizationError ? String(socket.authorizationError) : (err.code ?? err.message);
+      this.#refuse(socket, reason, destinationIp, addressOf(socket));
+    });
+    byDestination.set(destinationIp, server);
+    return server;
+  }
+
+  #onSecureConnection(socket: tls.TLSSocket, localIdentity: string, destinationIp: string): void {
+    const peerAddress = addressOf(socket);
+    if (this.#closing) return this.#refuse(socket, 'SERVER_CLOSING', destinationIp, peerAddress);
+    if (socket.alpnProtocol !== HBONE_ALPN) return this.#refuse(socket, 'ALPN_MISMATCH', destinationIp, peerAddress);
+    let peerIdentity: string;
+    try {
+      peerIdentity = peerSpiffeId(socket);
+    } catch {
+      return this.#refuse(socket, 'PEER_IDENTITY_INVALID', destinationIp, peerAddress);
+    }
+    this.#handover = { peerIdentity, localIdentity, destinationIp, peerAddress: peerAddress ?? { ip: '', port: 0 } };
+    try {
+      this.#h2.emit('connection', socket);
+    } finally {
+      this.#handover = undefined;
+    }
+  }
+
+  #onSession(session: http2.ServerHttp2Session): void {
+    const connection = this.#handover;
+    if (!connection) {
+      session.destroy();
+      return;
+    }
+    this.#sessions.set(session, connection);
+    this.#stats.connectionsAccepted += 1;
+    this.#stats.connectionsOpen += 1;
+    session.setLocalWindowSize(WINDOW_SIZE);
+    session.on('error', () => {
+      // The session closes; streams are reset and their splices clean up.
+    });
+    session.once('close', () => {
+      this.#sessions.delete(session);
+      this.#stats.connectionsOpen -= 1;
+      for (const check of this.#sessionsClosed) check();
+    });
+  }
+
+  #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const connection = this.#sessions.get(stream.session as http2.ServerHttp2Session);
+    if (!connection) {
+      stream.close(NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    stream.on('error', () => {
+      // Reported through the stream's close and the splice result.
+    });
+    if (headers[':method'] !== 'CONNECT') return this.#reject(stream, connection, 405, 'only CONNECT is accepted', headers);
+    const target = parseAuthority(headers[':authority']);
+    if (!target) return this.#reject(stream, connection, 400, ':authority must be <ip>:<port>', headers);
+    if (target.ip !== connection.destinationIp) {
+      return this.#reject(stream, connection, 400, `target ${target.ip} is not the connection's destination`, headers);
+    }
+    void this.#dispatch(stream, connection, target, headers);
+  }
+
+  async #dispatch(stream: http2.ServerHttp2Stream, connection: Connection, target: SocketAddress, headers: http2.IncomingHttpHeaders): Promise<void> {
+    const gone = new AbortController();
+    const onGone = (): void => gone.abort();
+    stream.once('close', onGone);
+    let decision: InboundDecision;
+    try {
+      decision = await this.#options.handler({
+        peerIdentity: connection.peerIdentity,
+        localIdentity: connection.localIdentity,
+        target,
+        peerAddress: connection.peerAddress,
+        headers,
+        signal: gone.signal,
+      });
+    } catch (err) {
+      decision = { action: 'unreachable', reason: `handler failed: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    stream.off('close', onGone);
+
+    if (decision.action !== 'connect') {
+      const status = decision.action === 'deny' ? decision.status : 503;
+      return this.#reject(stream, connection, status, decision.reason, headers);
+    }
+    const { socket } = decision;
+    if (stream.closed || stream.destroyed) {
+      socket.destroy();
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    this.#stats.streamsAccepted += 1;
+    this.#stats.streamsOpen += 1;
+    const result = await splice(stream, socket, { idleTimeoutMs: this.#streamIdleTimeoutMs });
+    this.#stats.streamsOpen -= 1;
+    this.#emit({ type: 'stream-closed', peerIdentity: connection.peerIdentity, target, result });
+  }
+
+  #reject(stream: http2.ServerHttp2Stream, connection: Connection, status: number, reason: string, headers: http2.IncomingHttpHeaders): void {
+    this.#stats.streamsRejected += 1;
+    const authority = headers[':authority'];
+    this.#emit({ type: 'stream-rejected', status, reason, peerIdentity: connection.peerIdentity, authority });
+    if (stream.closed || stream.destroyed) return;
+    stream.respond({ ':status': status }, { endStream: true });
+    // RST_STREAM(NO_ERROR) after the response (RFC 9113 8.1) tells the client to stop sending;
+    // Node sends it once the response has been written.
+    stream.close(NGHTTP2_NO_ERROR);
+  }
+
+  #refuse(socket: net.Socket, reason: string, originalDestination: string, peerAddress: SocketAddress | undefined): void {
+    this.#stats.connectionsRefused += 1;
+    this.#emit({ type: 'connection-refused', reason, peerAddress, originalDestination });
+    socket.destroy();
+  }
+}
+
+function addressOf(socket: net.Socket): SocketAddress | undefined {
+  const { remoteAddress, remotePort } = socket;
+  return remoteAddress === undefined || remotePort === undefined ? undefined : { ip: canonicalIp(remoteAddress), port: remotePort };
+}
