@@ -132,7 +132,9 @@ async function main(): Promise<void> {
     const gb = (tputMeshed * SECONDS) / 8;
     const agentCpu = (after.cpuSeconds - before.cpuSeconds) / gb;
 
-    // Idle tunnelled connections: held open from the meshed client, measured at the agents.
+    // Idle tunnelled connections: held open from the meshed client, measured at the agents
+    // against their RSS just before (the heap grown under load does not shrink back).
+    const beforeHold = await agentsSample();
     const holder = pg.exec('meshed/client', [process.execPath, join(import.meta.dirname, 'hold-connections.ts'), ip('meshed', 'echo'), '8078', String(IDLE_CONNS), String(SECONDS + 20)], (SECONDS + 40) * 1000);
     await new Promise((r) => setTimeout(r, Math.min(15_000, 3000 + IDLE_CONNS * 5)));
     const held = await agentsSample();
@@ -145,7 +147,7 @@ async function main(): Promise<void> {
       agentCpuSecondsPerGB: agentCpu,
       agentRssWithIdleConnectionsMB: held.rssMB,
       idleConnections: IDLE_CONNS,
-      perIdleConnectionKB: ((held.rssMB - idle.rssMB) * 1024) / IDLE_CONNS,
+      perIdleConnectionKB: ((held.rssMB - beforeHold.rssMB) * 1024) / IDLE_CONNS,
     };
     console.log(
       [
