@@ -5,8 +5,8 @@
 import { parseArgs } from 'node:util';
 import { CONTROLLER_PORT } from '../api/agent-sync.ts';
 import type { MeshConfig } from '../api/agent-sync.ts';
-import { isLogLevel } from './log.ts';
-import type { LogLevel } from './log.ts';
+import { isLogLevel } from '../api/log.ts';
+import type { LogLevel } from '../api/log.ts';
 
 export interface ListenAddress {
   /** Undefined: every address (IPv4 and IPv6). */

@@ -15,7 +15,7 @@ import type { HealthServer } from './health-server.ts';
 import { createClusterWatches } from './kube/cluster-watches.ts';
 import type { ClusterWatches } from './kube/cluster-watches.ts';
 import { kubeTokenReviewer } from './kube/token-review.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../api/log.ts';
 import { createControllerMetrics } from './metrics.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import { AgentAuthenticator } from './server/agent-auth.ts';

@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Logger } from './log.ts';
+import type { Logger } from '../api/log.ts';
 import type { AgentStatus } from './server/agent-registry.ts';
 
 export interface HealthServerOptions {

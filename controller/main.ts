@@ -5,7 +5,7 @@
 // and watches close. A second signal exits at once.
 import { startController } from './controller.ts';
 import { ConfigError, USAGE, parseConfig } from './config.ts';
-import { createLogger, errorMessage } from './log.ts';
+import { createLogger, errorMessage } from '../api/log.ts';
 
 const EXIT_CONFIG = 2;
 const SHUTDOWN_GRACE_MS = 10_000;

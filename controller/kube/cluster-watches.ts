@@ -2,7 +2,7 @@
 // Pods, Namespaces, Services, EndpointSlices (discovery.k8s.io/v1) and Nodes, cluster-wide.
 import { CoreV1Api, DiscoveryV1Api } from '@kubernetes/client-node';
 import type { KubeConfig, V1EndpointSlice, V1Namespace, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../api/log.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { watchResource } from './resource-watch.ts';
 import type { ResourceWatch } from './resource-watch.ts';

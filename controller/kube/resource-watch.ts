@@ -9,10 +9,10 @@
 // state for agents, and the level-based reconciler catches up on the relist.
 import { makeInformer } from '@kubernetes/client-node';
 import type { Informer, KubeConfig, KubernetesObject, ListPromise, ObjectCache } from '@kubernetes/client-node';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../api/log.ts';
 import { Backoff } from './backoff.ts';
 import type { BackoffOptions } from './backoff.ts';
-import { apiErrorSummary } from './errors.ts';
+import { apiErrorSummary } from '../../api/kube-errors.ts';
 
 export type WatchEvent = 'add' | 'update' | 'delete';
 export type WatchHandler<T> = (event: WatchEvent, obj: T) => void;

@@ -3,7 +3,7 @@
 import { AuthenticationV1Api } from '@kubernetes/client-node';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { TokenReviewResult, TokenReviewer } from '../server/agent-auth.ts';
-import { apiErrorSummary } from './errors.ts';
+import { apiErrorSummary } from '../../api/kube-errors.ts';
 
 export interface KubeTokenReviewerOptions {
   /**

@@ -14,7 +14,7 @@ import type { Resource, SignResponse, SyncMessage, Workload } from '../../api/ag
 import { MeshCa } from '../ca/ca.ts';
 import { ECDSA_P256, createRoot } from '../ca/root.ts';
 import { x509 } from '../../api/x509.ts';
-import { createLogger } from '../log.ts';
+import { createLogger } from '../../api/log.ts';
 import { createControllerMetrics } from '../metrics.ts';
 import { RevisionedStore } from '../state/store.ts';
 import { controllerHostnames, issueServingCert } from '../tls/serving-cert.ts';

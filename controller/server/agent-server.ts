@@ -10,7 +10,7 @@ import type { Http2SecureServer, IncomingHttpHeaders, ServerHttp2Session, Server
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { CONTROLLER_PORT, ProtocolError, SIGN_PATH, SYNC_PATH, parseSignRequest } from '../../api/agent-sync.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../api/log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import type { RevisionedStore } from '../state/store.ts';
 import type { AgentAuthenticator, AgentIdentity } from './agent-auth.ts';

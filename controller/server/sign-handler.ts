@@ -9,7 +9,7 @@ import { spiffeId } from '../../api/agent-sync.ts';
 import type { SignRequest, SignResponse } from '../../api/agent-sync.ts';
 import { authorizeIdentity } from '../ca/authorize.ts';
 import type { PodPlacement } from '../ca/authorize.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../api/log.ts';
 import type { AgentIdentity } from './agent-auth.ts';
 import { AgentApiError } from './errors.ts';
 import type { WorkloadSigner } from './signer.ts';

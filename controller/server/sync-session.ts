@@ -11,7 +11,7 @@ import type { ServerHttp2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
 import { ProtocolError, SYNC_CONTENT_TYPE, SYNC_ERROR_TRAILERS, parseAgentMessage } from '../../api/agent-sync.ts';
 import type { AgentApiErrorCode, AgentMessage, SyncMessage } from '../../api/agent-sync.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../api/log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import type { RevisionedStore } from '../state/store.ts';
 import type { AgentIdentity } from './agent-auth.ts';

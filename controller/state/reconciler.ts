@@ -6,7 +6,7 @@
 // keys whose objects vanished while a watch was down, and catches what no single event names (an
 // EndpointSlice relabelled to another Service).
 import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../api/log.ts';
 import type { ResourceWatch } from '../kube/resource-watch.ts';
 import { SERVICE_NAME_LABEL, computeService, computeWorkload, objectKey } from './compute.ts';
 import type { RevisionedStore } from './store.ts';

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { CRASH_LOOP_BACKOFF, RestartBackoff, formatDuration, type BackoffPolicy } from './backoff.ts';
 import { errorMessage } from './errors.ts';
 import type { EventType } from './events.ts';
-import { silentLogger, type Logger } from './log.ts';
+import { silentLogger, type Logger } from '../../api/log.ts';
 import type { ProcessRecord } from './pod-state-store.ts';
 import { adoptProcess, resolveExecutable, startProcess, type ContainerProcess, type ExitStatus } from './process.ts';
 

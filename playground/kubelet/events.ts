@@ -4,7 +4,7 @@
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
 import { apiErrorSummary } from './errors.ts';
 import { mergePatch } from './kube-api.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../../api/log.ts';
 import type { PodRef } from './pod-state-store.ts';
 
 export type EventType = 'Normal' | 'Warning';

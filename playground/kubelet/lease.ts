@@ -3,7 +3,7 @@
 // when the Node is deleted.
 import { V1MicroTime, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
 import { apiErrorSummary, httpStatus } from './errors.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../../api/log.ts';
 
 export const LEASE_NAMESPACE = 'kube-node-lease';
 

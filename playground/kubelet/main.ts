@@ -14,7 +14,7 @@ import { KubeletError, errorMessage } from './errors.ts';
 import { EventRecorder } from './events.ts';
 import { loadClients, podApi } from './kube-api.ts';
 import { LeaseRenewer } from './lease.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Logger } from '../../api/log.ts';
 import { NodeRegistration } from './node-registration.ts';
 import { nodeIdentity } from './node-status.ts';
 import { PodManager } from './pod-manager.ts';

@@ -6,7 +6,7 @@ import { RetryBackoff } from './backoff.ts';
 import { loadNetworkConfig } from './cni-config.ts';
 import { apiErrorSummary, errorMessage, httpStatus } from './errors.ts';
 import { strategicMerge } from './kube-api.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../../api/log.ts';
 import { nodeLabels, nodeObject, nodeStatusPatch, type NodeIdentity, type RuntimeHealth } from './node-status.ts';
 
 export interface NodeRegistrationOptions {

@@ -4,7 +4,7 @@
 // (deleted while the kubelet was down).
 import { ListWatch, Watch, type CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { apiErrorSummary } from './errors.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../../api/log.ts';
 import { PodWorker, type PodWorkerDeps } from './pod-worker.ts';
 
 export interface PodManagerOptions {

@@ -12,7 +12,7 @@ import { containerArgv, containerEnv, type EnvContext } from './env.ts';
 import { KubeletError, apiErrorSummary, errorMessage, httpStatus } from './errors.ts';
 import { containerFieldPath, type EventSink } from './events.ts';
 import type { PodApi } from './kube-api.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../../api/log.ts';
 import { deleteNetns } from './netns.ts';
 import type { ProbeType } from './prober.ts';
 import { adoptProcess } from './process.ts';

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseNetworkConfig } from './cni-config.ts';
 import { CniPluginError } from './cni-chain.ts';
-import { silentLogger } from './log.ts';
+import { silentLogger } from '../../api/log.ts';
 import { createNetns, netnsExists } from './netns.ts';
 import { PodStateStore } from './pod-state-store.ts';
 import { ensureSandbox, sandboxId, teardownSandbox, type SandboxDeps, type SandboxSpec } from './sandbox.ts';

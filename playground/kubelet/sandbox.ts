@@ -7,7 +7,7 @@ import { cniAdd, cniDel } from './cni-chain.ts';
 import { loadNetworkConfig } from './cni-config.ts';
 import { sandboxIPs } from './cni-result.ts';
 import { KubeletError } from './errors.ts';
-import type { Logger } from './log.ts';
+import type { Logger } from '../../api/log.ts';
 import { createNetns, deleteNetns, netnsExists, netnsPath } from './netns.ts';
 import type { PodRecord, PodRef, PodStateStore } from './pod-state-store.ts';
 

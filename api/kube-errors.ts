@@ -1,6 +1,6 @@
 // How Kubernetes API failures are described in logs and reasons: the status and the server's
 // message, never the whole ApiException text (it embeds every response header).
-import { errorMessage } from '../log.ts';
+import { errorMessage } from './log.ts';
 
 /**
  * The HTTP status of a failed API call, if it got that far. @kubernetes/client-node v2 throws an
