@@ -159,6 +159,19 @@ t.test('a stopped agent fails closed; a restarted one restores traffic without r
   t.equal(after?.meshed, true, 'and it is still captured');
 });
 
+t.test('with the controller away, agents keep their last good state and traffic keeps flowing', async (t) => {
+  const state = JSON.parse(readFileSync(`/run/weft-playground/${pg.name}/state.json`, 'utf8')) as { pids: Record<string, number> };
+  const controller = state.pids['weft-controller'] as number;
+  process.kill(controller, 'SIGSTOP');
+  try {
+    t.equal(await httpCode(`${MESHED}/client`, `http://${ipOf(MESHED, 'backend')}:8080/`), '200', 'meshed traffic flows while the controller is frozen');
+    const vip = await svcIP(MESHED, 'backend');
+    t.equal(await httpCode(`${MESHED}/client`, `http://${vip}/`), '200', 'and Services still resolve from the agent state');
+  } finally {
+    process.kill(controller, 'SIGCONT');
+  }
+});
+
 t.test('STRICT refuses plaintext from outside the mesh; meshed traffic still flows', async (t) => {
   const strict = new Playground(uniqueName('st'));
   t.teardown(() => strict.down().then(() => undefined));

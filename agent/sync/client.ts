@@ -1,10 +1,10 @@
 // The agent's end of the sync protocol (api/agent-sync.ts): one HTTP/2 stream to the controller,
 // reconnected with backoff, resumed from the last applied (epoch, revision). While the
 // controller is away the store keeps serving its last good state.
-import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
+import { CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_ERROR_TRAILERS, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
 import type { StateStore } from '../state/store.ts';
 
 export interface SyncClientOptions {
@@ -81,6 +81,12 @@ export class SyncClient {
       this.connected = true;
       this.#attempt = 0;
       o.log('info', 'connected to the controller', { url: o.url, epoch: o.store.epoch, revision: o.store.revision });
+    });
+    // The controller ends a stream it refuses with error trailers: reconnect now, not when the
+    // controller gives up on our half of the stream.
+    stream.on('trailers', (t: IncomingHttpHeaders) => {
+      const code = t[SYNC_ERROR_TRAILERS.code];
+      if (code) this.#retry(`controller ended the stream: ${String(code)} ${String(t[SYNC_ERROR_TRAILERS.message] ?? '')}`);
     });
     stream.on('error', (e: Error) => this.#retry(`stream: ${e.message}`));
     stream.on('close', () => this.#retry('stream closed'));
