@@ -118,6 +118,15 @@ async function main(): Promise<void> {
     if (!s.pods.find((p) => p.namespace === 'meshed' && p.name === 'client')?.meshed) throw new Error('the meshed client is not captured');
 
     const idle = await agentsSample();
+    // Idle tunnelled connections: held open from the meshed client, measured at the agents
+    // before any load, against their idle RSS (a heap grown under load does not shrink back).
+    const settleMs = Math.min(15_000, 3000 + IDLE_CONNS * 5);
+    const holdS = Math.ceil(settleMs / 1000) + 3;
+    const holder = pg.exec('meshed/client', [process.execPath, join(import.meta.dirname, 'hold-connections.ts'), ip('meshed', 'echo'), '8078', String(IDLE_CONNS), String(holdS)], (holdS + 30) * 1000);
+    await new Promise((r) => setTimeout(r, settleMs));
+    const held = await agentsSample();
+    await holder;
+
     const rows: Row[] = [];
     const lat = { direct: await latency('direct', ip('direct', 'echo')), meshed: await latency('meshed', ip('meshed', 'echo')) };
     rows.push({ metric: `latency p50 @${QPS} rps`, direct: lat.direct.p50, meshed: lat.meshed.p50, unit: 'µs', better: 'lower' });
@@ -132,13 +141,6 @@ async function main(): Promise<void> {
     const gb = (tputMeshed * SECONDS) / 8;
     const agentCpu = (after.cpuSeconds - before.cpuSeconds) / gb;
 
-    // Idle tunnelled connections: held open from the meshed client, measured at the agents
-    // against their RSS just before (the heap grown under load does not shrink back).
-    const beforeHold = await agentsSample();
-    const holder = pg.exec('meshed/client', [process.execPath, join(import.meta.dirname, 'hold-connections.ts'), ip('meshed', 'echo'), '8078', String(IDLE_CONNS), String(SECONDS + 20)], (SECONDS + 40) * 1000);
-    await new Promise((r) => setTimeout(r, Math.min(15_000, 3000 + IDLE_CONNS * 5)));
-    const held = await agentsSample();
-    await holder;
 
     printTable(rows);
     const extra = {
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
       agentCpuSecondsPerGB: agentCpu,
       agentRssWithIdleConnectionsMB: held.rssMB,
       idleConnections: IDLE_CONNS,
-      perIdleConnectionKB: ((held.rssMB - beforeHold.rssMB) * 1024) / IDLE_CONNS,
+      perIdleConnectionKB: ((held.rssMB - idle.rssMB) * 1024) / IDLE_CONNS,
     };
     console.log(
       [
