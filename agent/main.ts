@@ -45,6 +45,8 @@ export interface AgentConfig {
   };
   /** Bind address of the metrics and health endpoints. */
   bind: string;
+  /** Connections idle this long in both directions are reset. */
+  idleTimeoutMs: number;
 }
 
 function env(name: string, fallback?: string): string {
@@ -71,6 +73,7 @@ export function configFromEnv(): AgentConfig {
         : null,
     },
     bind: env('WEFT_BIND', '0.0.0.0'),
+    idleTimeoutMs: Number(env('WEFT_IDLE_TIMEOUT_SECONDS', '3600')) * 1000,
   };
 }
 
@@ -103,6 +106,7 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
   const outbound = new OutboundProxy({
     store,
     node: cfg.node,
+    idleTimeoutMs: cfg.idleTimeoutMs,
     report,
     local: inbound,
     tunnels: {
@@ -112,7 +116,7 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
       },
     },
   });
-  const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, mtlsMode: () => store.config.mtlsMode });
+  const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, idleTimeoutMs: cfg.idleTimeoutMs, mtlsMode: () => store.config.mtlsMode });
   await Promise.all([outbound.listen(), plaintext.listen(), inbound.listen()]);
 
   const enroller = new NodeEnroller({ node: cfg.node, store, redirector: new Redirector(), stateFile: join(cfg.stateDir, 'enrolled.json'), log });

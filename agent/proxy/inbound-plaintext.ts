@@ -15,6 +15,8 @@ export interface InboundPlaintextOptions {
   /** The mTLS mode for a destination workload and port (policy refines the mesh-wide default). */
   mtlsMode: (destinationKey: string, port: number) => 'STRICT' | 'PERMISSIVE';
   connectTimeoutMs?: number;
+  /** Reset connections idle this long in both directions (default 1 h). */
+  idleTimeoutMs?: number;
 }
 
 export class InboundPlaintextProxy {
@@ -60,7 +62,7 @@ export class InboundPlaintextProxy {
     try {
       const up = await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
       const conn = report.opened({ direction: 'inbound-plaintext', mode: 'plaintext', source, destination, target, peer: peerOf(down) });
-      relay(down, up, (o) => conn.closed(o));
+      relay(down, up, (o) => conn.closed(o), this.#o.idleTimeoutMs);
     } catch (e) {
       report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: (e as Error).message });
       down.resetAndDestroy();

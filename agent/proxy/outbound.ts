@@ -9,7 +9,7 @@ import type { Service, Workload } from '../../api/agent-sync.ts';
 import { originalDst, type Address } from '../native/sockopt.ts';
 import type { StateStore } from '../state/store.ts';
 import type { ConnectionReporter } from './report.ts';
-import { peerOf, relay } from './relay.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS, peerOf, relay } from './relay.ts';
 import { PORTS } from '../redirect/rules.ts';
 import { splice } from '../hbone/splice.ts';
 
@@ -30,6 +30,8 @@ export interface OutboundOptions {
   local: LocalInbound;
   report: ConnectionReporter;
   connectTimeoutMs?: number;
+  /** Reset connections idle this long in both directions (default 1 h). */
+  idleTimeoutMs?: number;
 }
 
 /** Picks the upstream for a connection to `dst`: the Service endpoint, or `dst` itself. */
@@ -90,7 +92,7 @@ export class OutboundProxy {
       const stream = await this.#o.tunnels.dial({ source, destination, target });
       const conn = this.#o.report.opened({ ...info, mode: 'tunnel' });
       const started = performance.now();
-      void splice(stream, down).then((r) =>
+      void splice(stream, down, { idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS }).then((r) =>
         conn.closed({
           received: r.bytesFromSocket,
           sent: r.bytesToSocket,
@@ -105,7 +107,7 @@ export class OutboundProxy {
       ? await this.#o.local.deliver({ source, destination, target })
       : await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
     const conn = this.#o.report.opened({ ...info, mode: local ? 'local' : 'passthrough' });
-    relay(down, up, (outcome) => conn.closed(outcome));
+    relay(down, up, (outcome) => conn.closed(outcome), this.#o.idleTimeoutMs);
   }
 }
 

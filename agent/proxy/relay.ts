@@ -16,7 +16,10 @@ export interface RelayOutcome {
 
 export const peerOf = (s: Socket): string => `${s.remoteAddress}:${s.remotePort}`;
 
-export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void): void {
+/** Connections with no data either way for this long are reset (both sides). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60 * 60 * 1000;
+
+export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void, idleTimeoutMs = DEFAULT_IDLE_TIMEOUT_MS): void {
   const started = performance.now();
   let error = '';
   let open = 2;
@@ -37,4 +40,8 @@ export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void)
   // pipe() ends the destination when the source ends: a FIN travels as a FIN (half-close).
   down.pipe(up);
   up.pipe(down);
+  if (idleTimeoutMs > 0) {
+    // The timer restarts on every read and write of the downstream socket, i.e. both directions.
+    down.setTimeout(idleTimeoutMs, () => fail('idle')(new Error('idle timeout')));
+  }
 }
