@@ -1,7 +1,7 @@
 // Runs Weft on the playground: the controller in the root namespace (where a control-plane node
-// would run it) and one agent per node, inside the node's namespace, each with its own
-// ServiceAccount and least-privilege RBAC and a token from the TokenRequest API — the agents'
-// tokens bound to their Node, so the controller learns which node an agent speaks for.
+// would run it) and one agent per node, inside the node's namespace, each with the chart's
+// ServiceAccount and RBAC and a token from the TokenRequest API — the agents' tokens bound to
+// their Node, so the controller learns which node an agent speaks for.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodePlan, PlaygroundPlan } from './config.ts';
@@ -13,51 +13,14 @@ import { buildAgent } from '../scripts/build-agent.ts';
 
 export const INSTALL_NAMESPACE = 'weft-system';
 
-/** The objects the Helm chart will own; kept minimal: each verb is one the code uses. */
-export function meshRbac(): object {
-  const ns = INSTALL_NAMESPACE;
-  return {
-    apiVersion: 'v1',
-    kind: 'List',
-    items: [
-      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'weft-controller', namespace: ns } },
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'weft-agent', namespace: ns } },
-      {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRole',
-        metadata: { name: 'weft-controller' },
-        rules: [
-          // Watch what agents need to know.
-          { apiGroups: [''], resources: ['pods', 'namespaces', 'services', 'nodes'], verbs: ['get', 'list', 'watch'] },
-          { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-          // Authenticate agents by their tokens.
-          { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
-        ],
-      },
-      {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRoleBinding',
-        metadata: { name: 'weft-controller' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'weft-controller' },
-        subjects: [{ kind: 'ServiceAccount', name: 'weft-controller', namespace: ns }],
-      },
-      {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRole',
-        metadata: { name: 'weft-agent' },
-        // Only the CNI plugin's fallback, when the agent cannot answer: is this pod meshed?
-        rules: [{ apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get'] }],
-      },
-      {
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRoleBinding',
-        metadata: { name: 'weft-agent' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'weft-agent' },
-        subjects: [{ kind: 'ServiceAccount', name: 'weft-agent', namespace: ns }],
-      },
-    ],
-  };
+/**
+ * The ServiceAccounts and RBAC rendered from the Helm chart itself, so that the playground's
+ * controller and agents run with exactly the permissions a real install grants: a missing rule
+ * fails here first.
+ */
+async function chartRbac(p: PlaygroundPlan, repo: string): Promise<string> {
+  const only = ['serviceaccounts.yaml', 'controller-rbac.yaml', 'agent-rbac.yaml'].flatMap((f) => ['--show-only', `templates/${f}`]);
+  return run(join(p.binDir, 'helm'), ['template', 'weft', join(repo, 'helm/weft'), '--namespace', INSTALL_NAMESPACE, ...only]);
 }
 
 export interface MeshPaths {
@@ -77,7 +40,8 @@ async function token(p: PlaygroundPlan, sa: string, bindNode?: string): Promise<
 }
 
 export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: string, opts: { mtlsMode?: 'STRICT' | 'PERMISSIVE' } = {}): Promise<MeshPaths> {
-  await kubectl(p)(['apply', '-f', '-'], JSON.stringify(meshRbac()));
+  await kubectl(p)(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: INSTALL_NAMESPACE } }));
+  await kubectl(p)(['apply', '-f', '-'], await chartRbac(p, repo));
   const root = await createRoot({ trustDomain: 'cluster.local' });
   const paths: MeshPaths = {
     caCert: join(p.paths.pki, 'mesh-ca.crt'),
