@@ -217,14 +217,20 @@ function checkConfig(v: Json, p: string): MeshConfig {
   return v as unknown as MeshConfig;
 }
 
-export function parseSyncMessage(line: string): SyncMessage {
+/** One JSON object, or a ProtocolError naming what was expected. */
+function parseObject(text: string, what: string): Record<string, Json> {
   let v: Json;
   try {
-    v = JSON.parse(line);
+    v = JSON.parse(text);
   } catch {
-    throw new ProtocolError('message is not JSON');
+    throw new ProtocolError(`${what} is not JSON`);
   }
-  need(isObj(v), 'message', 'must be an object');
+  need(isObj(v), what, 'must be an object');
+  return v;
+}
+
+export function parseSyncMessage(line: string): SyncMessage {
+  const v = parseObject(line, 'message');
   need(isStr(v.epoch), 'epoch', 'must be a string');
   need(isInt(v.revision), 'revision', 'must be a non-negative integer');
   if (v.type === 'snapshot') {
@@ -252,13 +258,7 @@ export function parseSyncMessage(line: string): SyncMessage {
 }
 
 export function parseAgentMessage(line: string): AgentMessage {
-  let v: Json;
-  try {
-    v = JSON.parse(line);
-  } catch {
-    throw new ProtocolError('message is not JSON');
-  }
-  need(isObj(v), 'message', 'must be an object');
+  const v = parseObject(line, 'message');
   switch (v.type) {
     case 'hello':
       need(isStr(v.node) && isStr(v.agentVersion), 'hello', 'needs node and agentVersion');
@@ -277,12 +277,7 @@ export function parseAgentMessage(line: string): AgentMessage {
 }
 
 export function parseSignRequest(body: string): SignRequest {
-  let v: Json;
-  try {
-    v = JSON.parse(body);
-  } catch {
-    throw new ProtocolError('request is not JSON');
-  }
-  need(isObj(v) && isStr(v.namespace) && isStr(v.serviceAccount) && isStr(v.csrPem), 'sign', 'needs namespace, serviceAccount and csrPem');
+  const v = parseObject(body, 'request');
+  need(isStr(v.namespace) && isStr(v.serviceAccount) && isStr(v.csrPem), 'sign', 'needs namespace, serviceAccount and csrPem');
   return { namespace: v.namespace, serviceAccount: v.serviceAccount, csrPem: v.csrPem };
 }

@@ -3,12 +3,11 @@
 // prints prevResult exactly as it received it.
 import { CNI_API_PATHS, parsePodAddResponse } from '../../api/cni.ts';
 import type { PodAddRequest } from '../../api/cni.ts';
-import { callAgent } from '../agent-client.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { podFromArgs } from '../env.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
 import { podNetworkFromPrevResult } from '../prev-result.ts';
-import type { Command } from './context.ts';
+import { askAgent, type Command } from './context.ts';
 import { passUnlessMeshed } from './without-agent.ts';
 
 export const add: Command = async (ctx) => {
@@ -38,13 +37,7 @@ export const add: Command = async (ctx) => {
     ips: net.ips,
     hostInterface: net.hostInterface,
   };
-  const reply = await callAgent({
-    socketPath: conf.settings.agentSocket,
-    method: 'POST',
-    path: CNI_API_PATHS.podAdd,
-    body: request,
-    timeoutMs: conf.settings.timeoutMs,
-  });
+  const reply = await askAgent(conf, CNI_API_PATHS.podAdd, request);
   const outcome = readAgentAnswer(reply, parsePodAddResponse);
   if (outcome.kind === 'ok') {
     const answer = outcome.value;

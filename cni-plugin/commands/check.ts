@@ -2,12 +2,11 @@
 // daemon its pods need is missing; a pod that is not meshed needs no agent.
 import { CNI_API_PATHS, parsePodCheckResponse } from '../../api/cni.ts';
 import type { PodCheckRequest } from '../../api/cni.ts';
-import { callAgent } from '../agent-client.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { podFromArgs } from '../env.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
 import { podNetworkFromPrevResult } from '../prev-result.ts';
-import type { Command } from './context.ts';
+import { askAgent, type Command } from './context.ts';
 import { passUnlessMeshed } from './without-agent.ts';
 
 export const check: Command = async (ctx) => {
@@ -25,13 +24,7 @@ export const check: Command = async (ctx) => {
     ips: net.ips,
     hostInterface: net.hostInterface,
   };
-  const reply = await callAgent({
-    socketPath: conf.settings.agentSocket,
-    method: 'POST',
-    path: CNI_API_PATHS.podCheck,
-    body: request,
-    timeoutMs: conf.settings.timeoutMs,
-  });
+  const reply = await askAgent(conf, CNI_API_PATHS.podCheck, request);
   const outcome = readAgentAnswer(reply, parsePodCheckResponse);
   if (outcome.kind === 'unavailable') {
     await passUnlessMeshed(ctx, pod, outcome.reason);

@@ -5,12 +5,11 @@
 // could capture the next pod that gets this IP, so the runtime should retry.
 import { CNI_API_PATHS, parsePodDelResponse } from '../../api/cni.ts';
 import type { PodDelRequest } from '../../api/cni.ts';
-import { callAgent } from '../agent-client.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { podFromArgs } from '../env.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
 import { podNetworkFromPrevResult } from '../prev-result.ts';
-import type { Command } from './context.ts';
+import { askAgent, type Command } from './context.ts';
 
 export const del: Command = async ({ env, conf, log }) => {
   const pod = podFromArgs(env.args);
@@ -31,13 +30,7 @@ export const del: Command = async ({ env, conf, log }) => {
     netns: env.netns === '' ? null : env.netns,
     ips,
   };
-  const reply = await callAgent({
-    socketPath: conf.settings.agentSocket,
-    method: 'POST',
-    path: CNI_API_PATHS.podDel,
-    body: request,
-    timeoutMs: conf.settings.timeoutMs,
-  });
+  const reply = await askAgent(conf, CNI_API_PATHS.podDel, request);
   try {
     const outcome = readAgentAnswer(reply, parsePodDelResponse);
     if (outcome.kind === 'ok') log.info(`DEL: ${outcome.value.result}`);

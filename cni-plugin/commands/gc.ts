@@ -2,10 +2,9 @@
 // enrolment not on it.
 import { CNI_API_PATHS, parseGcResponse } from '../../api/cni.ts';
 import type { GcRequest } from '../../api/cni.ts';
-import { callAgent } from '../agent-client.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
-import type { Command } from './context.ts';
+import { askAgent, type Command } from './context.ts';
 
 export const gc: Command = async ({ conf, log }) => {
   if (conf.validAttachments === null) {
@@ -13,13 +12,7 @@ export const gc: Command = async ({ conf, log }) => {
     return undefined;
   }
   const request: GcRequest = { validAttachments: conf.validAttachments };
-  const reply = await callAgent({
-    socketPath: conf.settings.agentSocket,
-    method: 'POST',
-    path: CNI_API_PATHS.gc,
-    body: request,
-    timeoutMs: conf.settings.timeoutMs,
-  });
+  const reply = await askAgent(conf, CNI_API_PATHS.gc, request);
   const outcome = readAgentAnswer(reply, parseGcResponse);
   if (outcome.kind === 'unavailable') throw new CniError(CNI_ERROR.TRY_AGAIN_LATER, `weft agent unavailable: ${outcome.reason}`);
   log.info('GC done', { valid: conf.validAttachments.length, released: outcome.value.released });

@@ -1,16 +1,10 @@
 // STATUS (spec 1.1): ready to service ADD exactly when the agent is.
 import { CNI_API_PATHS, parseStatusResponse } from '../../api/cni.ts';
-import { callAgent } from '../agent-client.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
-import type { Command } from './context.ts';
+import { askAgent, type Command } from './context.ts';
 
 export const status: Command = async ({ conf }) => {
-  const reply = await callAgent({
-    socketPath: conf.settings.agentSocket,
-    method: 'GET',
-    path: CNI_API_PATHS.status,
-    timeoutMs: conf.settings.timeoutMs,
-  });
+  const reply = await askAgent(conf, CNI_API_PATHS.status);
   if (reply.kind === 'unavailable') throw new CniError(CNI_ERROR.PLUGIN_NOT_AVAILABLE, `weft agent unavailable: ${reply.reason}`);
   let answer;
   try {
