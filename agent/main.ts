@@ -12,7 +12,7 @@ import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
 import type { Workload } from '../api/agent-sync.ts';
 import { startEndpoints } from './admin.ts';
 import { createCniServer } from './cni/server.ts';
-import { installCniPlugin, uninstallCniPlugin, watchChain } from './cni/install.ts';
+import { installCniPlugin, uninstallCniPlugin, watchChain, writeApiCredentials } from './cni/install.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
 import { HbonePool } from './hbone/pool.ts';
 import { CertificateManager } from './identity/manager.ts';
@@ -42,6 +42,8 @@ export interface AgentConfig {
     confDir: string;
     /** API server the plugin asks when the agent cannot answer; null: fail closed. */
     kubernetes: { apiServer: string; caFile: string; tokenFile: string } | null;
+    /** The API server's CA bundle, copied for the plugin (the agent's own mount). */
+    kubeCaSource: string;
   };
   /** Bind address of the metrics and health endpoints. */
   bind: string;
@@ -71,6 +73,7 @@ export function configFromEnv(): AgentConfig {
       kubernetes: apiServer
         ? { apiServer, caFile: join(stateDir, 'cni-kube-ca.crt'), tokenFile: join(stateDir, 'cni-kube-token') }
         : null,
+      kubeCaSource: env('WEFT_CNI_KUBE_CA_SOURCE', '/var/run/secrets/weft/kube-ca.crt'),
     },
     bind: env('WEFT_BIND', '0.0.0.0'),
     idleTimeoutMs: Number(env('WEFT_IDLE_TIMEOUT_SECONDS', '3600')) * 1000,
@@ -135,11 +138,20 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
     log: { info: (m, f) => log('info', m, f), warn: (m, f) => log('warn', m, f), error: (m, f) => log('error', m, f) },
   });
   await cniServer.listen();
-  const credentials = cfg.cni.kubernetes
-    ? { caPem: await readFile(process.env.WEFT_CNI_KUBE_CA_SOURCE ?? cfg.caFile, 'utf8'), token: (await readFile(cfg.tokenFile, 'utf8')).trim() }
-    : undefined;
+  const readCredentials = async () => ({ caPem: await readFile(cfg.cni.kubeCaSource, 'utf8'), token: (await readFile(cfg.tokenFile, 'utf8')).trim() });
+  const credentials = cfg.cni.kubernetes ? await readCredentials() : undefined;
   const installed = await installCniPlugin({ binarySource: cfg.cni.binarySource, binDir: cfg.cni.binDir, confDir: cfg.cni.confDir, settings, ...(credentials ? { credentials } : {}) });
   log('info', 'CNI plugin installed', { binary: installed.binary, chain: installed.chain });
+  // The kubelet rotates the agent's projected token; keep the plugin's copy current.
+  const kube = cfg.cni.kubernetes;
+  const refreshCredentials = kube
+    ? setInterval(() => {
+        readCredentials()
+          .then((c) => writeApiCredentials(kube, c))
+          .catch((e: unknown) => log('warn', 'refreshing the CNI plugin credentials failed', { error: (e as Error).message }));
+      }, 5 * 60_000)
+    : undefined;
+  refreshCredentials?.unref();
   const watcher = watchChain({ confDir: cfg.cni.confDir, settings, onResult: (r) => r instanceof Error && log('warn', 'CNI chain check failed', { error: r.message }) });
 
   let saving: Promise<void> = Promise.resolve();
@@ -186,6 +198,7 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
     // Drain: stop accepting, let open connections finish, keep the rules (fail closed: a new
     // agent process takes over the same ports and sets).
     clearInterval(gauges);
+    clearInterval(refreshCredentials);
     sync.stop();
     await watcher.close();
     await cniServer.close();
