@@ -9,6 +9,7 @@ import type { PodAddRequest } from '../../api/cni.ts';
 import { createCniServer } from './server.ts';
 import type { CniServerLog } from './server.ts';
 import { RecordingEnroller } from './test-enroller.ts';
+import { EnrollerError } from './enroller.ts';
 
 const quiet: CniServerLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -162,6 +163,13 @@ t.test('enroller failures and readiness travel as contract errors', async (t) =>
     status: 500,
     body: { error: { code: 'ENROLLER_FAILED', message: 'NFT_FAILED: nft: set weft_pods is full' } },
   });
+
+  enroller.failNextEnrol = new EnrollerError('NOT_READY', 'the controller has not announced pod shop/cart-0 yet');
+  t.same(
+    await call(socketPath, 'POST', '/v1/pods/add', JSON.stringify(addRequest)),
+    { status: 503, body: { error: { code: 'NOT_READY', message: 'the controller has not announced pod shop/cart-0 yet' } } },
+    'an enroller that cannot decide yet answers "not ready", so the plugin decides from the API server',
+  );
 
   enroller.readiness = { ready: false, reason: 'waiting for the first workload snapshot' };
   const before = enroller.calls.length;

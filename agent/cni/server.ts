@@ -107,6 +107,8 @@ export function createCniServer(opts: CniServerOptions): CniServer {
     } catch (err) {
       if (err instanceof CniContractError) return failure('BAD_REQUEST', err.message);
       const code = (err as { code?: unknown }).code;
+      // "Cannot decide yet" is not a failure: the plugin decides from the API server instead.
+      if (code === 'NOT_READY') return failure('NOT_READY', (err as Error).message);
       return failure('ENROLLER_FAILED', `${typeof code === 'string' ? `${code}: ` : ''}${(err as Error).message}`);
     }
   };

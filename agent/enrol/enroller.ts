@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { Attachment, GcResponse, PodAddRequest, PodAddResponse, PodCheckRequest, PodCheckResponse, PodDelRequest, PodDelResponse, StatusResponse } from '../../api/cni.ts';
 import type { Workload } from '../../api/agent-sync.ts';
-import type { Enroller } from '../cni/enroller.ts';
+import { EnrollerError, type Enroller } from '../cni/enroller.ts';
 import type { Redirector } from '../redirect/nftables.ts';
 import type { StateStore } from '../state/store.ts';
 
@@ -110,7 +110,9 @@ export class NodeEnroller implements Enroller {
   async enrol(req: PodAddRequest): Promise<PodAddResponse> {
     const key = `${req.pod.namespace}/${req.pod.name}`;
     const w = await this.#waitForWorkload(req.pod.uid, key);
-    if (!w) throw Object.assign(new Error(`the controller has not announced pod ${key} yet`), { code: 'UNKNOWN_POD' });
+    // Unknown after the wait: answer "not ready", so that the plugin decides from the API server
+    // (an unmeshed pod starts; a meshed one is retried) rather than failing every pod.
+    if (!w) throw new EnrollerError('NOT_READY', `the controller has not announced pod ${key} yet`);
     if (!w.meshed) return { result: 'notMeshed', reason: `${key} has not opted in` };
     if (!req.hostInterface) throw Object.assign(new Error(`no host-side interface for ${key} in prevResult`), { code: 'NO_HOST_INTERFACE' });
     const e: Enrolment = { key, uid: w.uid, hostInterface: req.hostInterface, ips: req.ips, containerId: req.containerId, ifname: req.ifname };
