@@ -9,6 +9,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClientHttp2Stream } from 'node:http2';
 import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
+import { createLogger } from '../api/log.ts';
 import type { Workload } from '../api/agent-sync.ts';
 import { startEndpoints } from './admin.ts';
 import { createCniServer } from './cni/server.ts';
@@ -80,9 +81,9 @@ export function configFromEnv(): AgentConfig {
   };
 }
 
-type Level = 'info' | 'warn' | 'error';
-export function log(level: Level, msg: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields })}\n`);
+const logger = createLogger({}, { write: (line) => void process.stdout.write(line) });
+export function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+  logger[level](msg, fields);
 }
 
 export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
@@ -114,7 +115,8 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
     local: inbound,
     tunnels: {
       dial: async ({ source, destination, target }): Promise<ClientHttp2Stream> => {
-        await certificates.whenReady(source.identity, AbortSignal.timeout(5000));
+        // Only a pod whose first certificate is still being issued waits (no timer per connection).
+        if (!certificates.certificateFor(source.identity)) await certificates.whenReady(source.identity, AbortSignal.timeout(5000));
         return pool.open({ source: source.identity, destinationIdentity: destination.identity, target, headers: { baggage: baggage(source) } });
       },
     },

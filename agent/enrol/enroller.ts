@@ -67,10 +67,6 @@ export class NodeEnroller implements Enroller {
     return [...this.#enrolled.values()];
   }
 
-  isEnrolledIP(ip: string): boolean {
-    for (const e of this.#enrolled.values()) if (e.ips.includes(ip)) return true;
-    return false;
-  }
 
   // Changes are serialised: nft transactions and the checkpoint must follow one order.
   #serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -3,7 +3,7 @@
 // leaves the last good state in place. The store is checkpointed to disk so that an agent that
 // restarts while the controller is away comes back with the state it had.
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import type { MeshConfig, Resource, Service, SyncMessage, Workload } from '../../api/agent-sync.ts';
+import { parseSyncMessage, type MeshConfig, type Resource, type Service, type SyncMessage, type Workload } from '../../api/agent-sync.ts';
 
 export interface Destination {
   /** Set when the address is a pod's: meshed or not. */
@@ -144,7 +144,6 @@ export class StateStore {
     } catch {
       return false;
     }
-    const { parseSyncMessage } = await import('../../api/agent-sync.ts');
     // Validate through the protocol's own parser: a corrupt checkpoint must not poison the store.
     try {
       const msg = parseSyncMessage(JSON.stringify({ type: 'snapshot', ...cp }));
