@@ -2,12 +2,11 @@
 // decided it is not meshed. weft-cni changes nothing a CNI result describes, so on success it
 // prints prevResult exactly as it received it.
 import { CNI_API_PATHS, parsePodAddResponse } from '../../api/cni.ts';
-import type { PodAddRequest } from '../../api/cni.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { podFromArgs } from '../env.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
 import { podNetworkFromPrevResult } from '../prev-result.ts';
-import { askAgent, type Command } from './context.ts';
+import { askAgent, podRequest, type Command } from './context.ts';
 import { passUnlessMeshed } from './without-agent.ts';
 
 export const add: Command = async (ctx) => {
@@ -29,14 +28,7 @@ export const add: Command = async (ctx) => {
   if (net.ips.length === 0) {
     throw new CniError(CNI_ERROR.INVALID_NETWORK_CONFIG, `prevResult lists no address for interface ${env.ifname}`);
   }
-  const request: PodAddRequest = {
-    pod,
-    containerId: env.containerId,
-    ifname: env.ifname,
-    netns: env.netns,
-    ips: net.ips,
-    hostInterface: net.hostInterface,
-  };
+  const request = podRequest(env, pod, net);
   const reply = await askAgent(conf, CNI_API_PATHS.podAdd, request);
   const outcome = readAgentAnswer(reply, parsePodAddResponse);
   if (outcome.kind === 'ok') {

@@ -1,12 +1,11 @@
 // CHECK: is the pod's redirection still in place? The spec asks a plugin to fail CHECK when a
 // daemon its pods need is missing; a pod that is not meshed needs no agent.
 import { CNI_API_PATHS, parsePodCheckResponse } from '../../api/cni.ts';
-import type { PodCheckRequest } from '../../api/cni.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { podFromArgs } from '../env.ts';
 import { CNI_ERROR, CniError } from '../errors.ts';
 import { podNetworkFromPrevResult } from '../prev-result.ts';
-import { askAgent, type Command } from './context.ts';
+import { askAgent, podRequest, type Command } from './context.ts';
 import { passUnlessMeshed } from './without-agent.ts';
 
 export const check: Command = async (ctx) => {
@@ -16,14 +15,7 @@ export const check: Command = async (ctx) => {
   if (pod === null || conf.settings.excludeNamespaces.includes(pod.namespace)) return undefined;
 
   const net = podNetworkFromPrevResult(conf.prevResult, env.ifname);
-  const request: PodCheckRequest = {
-    pod,
-    containerId: env.containerId,
-    ifname: env.ifname,
-    netns: env.netns,
-    ips: net.ips,
-    hostInterface: net.hostInterface,
-  };
+  const request = podRequest(env, pod, net);
   const reply = await askAgent(conf, CNI_API_PATHS.podCheck, request);
   const outcome = readAgentAnswer(reply, parsePodCheckResponse);
   if (outcome.kind === 'unavailable') {

@@ -1,9 +1,10 @@
 // What every command gets: the runtime's environment, the parsed configuration and the log.
-import type { CniApiPath } from '../../api/cni.ts';
+import type { CniApiPath, PodAddRequest, PodIdentity } from '../../api/cni.ts';
 import { callAgent, type AgentReply } from '../agent-client.ts';
 import type { CniEnv } from '../env.ts';
 import type { Logger } from '../log.ts';
 import type { NetConf } from '../netconf.ts';
+import type { PodNetwork } from '../prev-result.ts';
 
 export interface CommandContext {
   env: CniEnv;
@@ -23,4 +24,9 @@ export function askAgent(conf: NetConf, path: CniApiPath, body?: unknown): Promi
     ...(body === undefined ? {} : { body }),
     timeoutMs: conf.settings.timeoutMs,
   });
+}
+
+/** What ADD and CHECK tell the agent: the pod, its attachment and its network from prevResult. */
+export function podRequest(env: CniEnv, pod: PodIdentity, net: PodNetwork): PodAddRequest {
+  return { pod, containerId: env.containerId, ifname: env.ifname, netns: env.netns, ips: net.ips, hostInterface: net.hostInterface };
 }
