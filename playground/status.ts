@@ -101,8 +101,10 @@ export function formatStatus(s: DevStatus): string {
     'NODE        READY  IP            POD CIDR          NETNS',
     ...s.nodes.map((n) => `${n.name.padEnd(11)} ${String(n.ready).padEnd(6)} ${n.ip.padEnd(13)} ${n.podCIDR.padEnd(17)} ${n.netns}`),
     '',
-    'NAMESPACE/POD                        NODE        PHASE      IP',
-    ...s.pods.map((p) => `${`${p.namespace}/${p.name}`.padEnd(36)} ${p.node.padEnd(11)} ${p.phase.padEnd(10)} ${p.ip}`),
+    'NAMESPACE/POD                        NODE        PHASE      IP              MESHED  IDENTITY',
+    ...s.pods.map(
+      (p) => `${`${p.namespace}/${p.name}`.padEnd(36)} ${p.node.padEnd(11)} ${p.phase.padEnd(10)} ${p.ip.padEnd(15)} ${String(p.meshed).padEnd(7)} ${p.identity}`,
+    ),
   ];
   return lines.join('\n');
 }
