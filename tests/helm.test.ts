@@ -22,7 +22,7 @@ let kubeconfig = '';
 const helm = (args: string[]): Promise<Result> => sh(helmBin, args, { timeoutMs: 60_000 });
 const kubectl = (args: string[], input?: string): Promise<Result> =>
   sh(kubectlBin, [`--kubeconfig=${kubeconfig}`, ...args], { ...(input !== undefined ? { input } : {}), timeoutMs: 60_000 });
-const render = (args: string[] = []): Promise<Result> => helm(['template', 'weft', CHART, '-n', NS, ...args]);
+const render = (args: string[] = []): Promise<Result> => helm(['template', 'weft', CHART, '-n', NS, '--include-crds', ...args]);
 
 t.before(async () => {
   const up = await pg.up(1, ['--no-mesh']);
