@@ -10,7 +10,11 @@ const USAGE = `usage:
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
-  weft dev down [--name NAME]                                 remove everything the playground made`;
+  weft dev down [--name NAME]                                 remove everything the playground made
+  weft policy check <namespace>/<src-pod> <namespace>/<dst-pod> [--port P] [--method M] [--path /x] [--host H]
+        [--header 'name: value']... [-o json] [--kubeconfig PATH] [--name NAME] [--namespace weft-system]
+        [--trust-domain cluster.local] [--mtls-mode PERMISSIVE|STRICT]
+                                                              which policy and rule decide a connection (exit 0 allow, 3 deny)`;
 
 const DEFAULT_NAME = process.env.WEFT_PLAYGROUND ?? 'weft';
 
@@ -95,9 +99,15 @@ async function dev(argv: string[]): Promise<void> {
   }
 }
 
+async function policy(argv: string[]): Promise<void> {
+  const { policyCommand } = await import('./policy-check.ts');
+  process.exitCode = await policyCommand(argv, { defaultPlayground: DEFAULT_NAME, usage: USAGE });
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === 'dev') return dev(rest);
+  if (cmd === 'policy') return policy(rest);
   fail(USAGE, 2);
 }
 
