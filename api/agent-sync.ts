@@ -31,6 +31,9 @@
 //   Liveness: the controller sends HTTP/2 PINGs and closes a connection that stops answering; no
 //   heartbeat lines travel on the stream, so every line is a message.
 
+import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from './policy/model.ts';
+import { checkCompiledAccessPolicy, checkCompiledMeshTLSPolicy } from './policy/wire.ts';
+
 /**
  * A pod in the pod network of a node (scheduled, not host-network, not finished). Every agent
  * learns every such pod, meshed or not, so that it can tunnel to meshed ones and knows which ones
@@ -51,6 +54,8 @@ export interface Workload {
   /** Whether the pod (or its namespace) opted in and is not opted out. */
   meshed: boolean;
   labels: Record<string, string>;
+  /** Named container ports (`ports[].name` → `containerPort`, TCP), for policies naming ports. */
+  namedPorts: Record<string, number>;
 }
 
 export interface ServicePort {
@@ -86,8 +91,15 @@ export interface MeshConfig {
   mtlsMode: 'STRICT' | 'PERMISSIVE';
 }
 
-export type Resource = { kind: 'Workload'; value: Workload } | { kind: 'Service'; value: Service };
-export type ResourceRef = { kind: 'Workload' | 'Service'; key: string };
+export type Resource =
+  | { kind: 'Workload'; value: Workload }
+  | { kind: 'Service'; value: Service }
+  /** A valid AccessPolicy, compiled (api/policy/model.ts). Every agent gets every policy. */
+  | { kind: 'AccessPolicy'; value: CompiledAccessPolicy }
+  | { kind: 'MeshTLSPolicy'; value: CompiledMeshTLSPolicy };
+export type ResourceKind = Resource['kind'];
+export type ResourceRef = { kind: ResourceKind; key: string };
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['Workload', 'Service', 'AccessPolicy', 'MeshTLSPolicy'];
 
 export type SyncMessage =
   | {
@@ -186,6 +198,9 @@ function checkWorkload(v: Json, p: string): Workload {
   need(isStrArr(v.ips), `${p}.ips`, 'must be a list of strings');
   need(typeof v.meshed === 'boolean', `${p}.meshed`, 'must be a boolean');
   need(isObj(v.labels) && Object.values(v.labels).every(isStr), `${p}.labels`, 'must map strings to strings');
+  // Absent in checkpoints written before named ports were announced.
+  v.namedPorts ??= {};
+  need(isObj(v.namedPorts) && Object.values(v.namedPorts).every(isInt), `${p}.namedPorts`, 'must map port names to numbers');
   return v as unknown as Workload;
 }
 
@@ -208,6 +223,8 @@ function checkResource(v: Json, p: string): Resource {
   need(isObj(v), p, 'must be an object');
   if (v.kind === 'Workload') return { kind: 'Workload', value: checkWorkload(v.value, `${p}.value`) };
   if (v.kind === 'Service') return { kind: 'Service', value: checkService(v.value, `${p}.value`) };
+  if (v.kind === 'AccessPolicy') return { kind: 'AccessPolicy', value: checkCompiledAccessPolicy(v.value, `${p}.value`) };
+  if (v.kind === 'MeshTLSPolicy') return { kind: 'MeshTLSPolicy', value: checkCompiledMeshTLSPolicy(v.value, `${p}.value`) };
   throw new ProtocolError(`${p}.kind: unknown kind ${JSON.stringify(v.kind)}`);
 }
 
@@ -241,8 +258,8 @@ export function parseSyncMessage(line: string): SyncMessage {
     need(isInt(v.base), 'base', 'must be a non-negative integer');
     need(Array.isArray(v.upserts) && Array.isArray(v.removes), 'delta', 'needs upserts and removes lists');
     const removes = v.removes.map((r: Json, i: number): ResourceRef => {
-      need(isObj(r) && (r.kind === 'Workload' || r.kind === 'Service') && isStr(r.key), `removes[${i}]`, 'must have kind and key');
-      return { kind: r.kind, key: r.key };
+      need(isObj(r) && RESOURCE_KINDS.includes(r.kind as ResourceKind) && isStr(r.key), `removes[${i}]`, 'must have kind and key');
+      return { kind: r.kind as ResourceKind, key: r.key };
     });
     return {
       type: 'delta',

@@ -2,6 +2,7 @@
 // to set (a flag wins over its variable). Parsed and checked in one place, so that main.ts only
 // deals with a valid ControllerConfig and a mistake stops the process with a message that names
 // the flag.
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { CONTROLLER_PORT } from '../api/agent-sync.ts';
 import type { MeshConfig } from '../api/agent-sync.ts';
@@ -35,6 +36,8 @@ export interface ControllerConfig {
   /** Extra names (DNS or IP) for the serving certificate, besides the Service's. */
   servingHosts: string[];
   logLevel: LogLevel;
+  /** This replica's name in the leader Lease and in Events (the pod name in a cluster). */
+  identity: string;
 }
 
 export class ConfigError extends Error {
@@ -56,7 +59,8 @@ export const USAGE = `usage: weft-controller [flags]
   --agent-service-account NS/NAME  WEFT_AGENT_SA     the agents' service account (default weft-system/weft-agent)
   --token-audience AUD[,AUD]   WEFT_TOKEN_AUDIENCES  audiences agent tokens must be issued for (default: the API server's)
   --serving-host NAME[,NAME]   WEFT_SERVING_HOSTS    extra DNS names / IPs in the serving certificate
-  --log-level LEVEL            WEFT_LOG_LEVEL        debug, info (default), warn, error`;
+  --log-level LEVEL            WEFT_LOG_LEVEL        debug, info (default), warn, error
+  --identity NAME              POD_NAME              this replica's name in the leader Lease and Events (default host-pid)`;
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerConfig {
   let values: Record<string, string | boolean | undefined>;
@@ -78,6 +82,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
         'token-audience': { type: 'string' },
         'serving-host': { type: 'string' },
         'log-level': { type: 'string' },
+        identity: { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -127,6 +132,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
     tokenAudiences: list(str('token-audience', 'WEFT_TOKEN_AUDIENCES')),
     servingHosts: list(str('serving-host', 'WEFT_SERVING_HOSTS')),
     logLevel,
+    identity: str('identity', 'POD_NAME') ?? `${hostname()}-${process.pid}`,
   };
 }
 

@@ -23,6 +23,10 @@ import { AgentRegistry } from './server/agent-registry.ts';
 import { createAgentServer } from './server/agent-server.ts';
 import type { AgentServer } from './server/agent-server.ts';
 import { meshCaSigner } from './server/signer.ts';
+import { createLeaderElector } from './kube/leader.ts';
+import type { LeaderElector } from './kube/leader.ts';
+import { PolicyReconciler } from './policy/reconciler.ts';
+import { PolicyStatusWriter } from './policy/status-writer.ts';
 import { MeshStateReconciler } from './state/reconciler.ts';
 import { RevisionedStore } from './state/store.ts';
 import { controllerHostnames, issueServingCert } from './tls/serving-cert.ts';
@@ -31,6 +35,8 @@ export interface RunningController {
   readonly store: RevisionedStore;
   readonly registry: AgentRegistry;
   readonly watches: ClusterWatches;
+  readonly policies: PolicyReconciler;
+  readonly leader: LeaderElector;
   readonly metrics: ControllerMetrics;
   readonly agentAddress: AddressInfo;
   readonly healthAddress: AddressInfo;
@@ -69,7 +75,11 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     },
     { processMetrics: opts.processMetrics ?? false },
   );
-  const reconciler = new MeshStateReconciler({ sources: watches, store, trustDomain: cfg.trustDomain, log });
+  const policies = new PolicyReconciler({ sources: watches, store, installNamespace: cfg.installNamespace, trustDomain: cfg.trustDomain, log });
+  const reconciler = new MeshStateReconciler({ sources: watches, store, trustDomain: cfg.trustDomain, log, others: [policies] });
+  // Every replica serves agents; only the Lease holder writes policy status and Events.
+  const leader = createLeaderElector({ kubeConfig, namespace: cfg.installNamespace, name: 'weft-controller', identity: cfg.identity, log });
+  const statusWriter = new PolicyStatusWriter({ kubeConfig, sources: watches, store, registry, reconciler: policies, leader, installNamespace: cfg.installNamespace, identity: cfg.identity, log });
 
   const authenticator = new AgentAuthenticator({
     reviewer: kubeTokenReviewer(kubeConfig, { audiences: cfg.tokenAudiences }),
@@ -117,6 +127,10 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     throw err;
   }
   watches.start();
+  void reconciler.whenReady.then(() => {
+    statusWriter.start();
+    leader.start();
+  });
 
   // Renew the serving certificate at half its life; open connections keep the old one.
   let renewTimer: NodeJS.Timeout | undefined;
@@ -153,6 +167,8 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     store,
     registry,
     watches,
+    policies,
+    leader,
     metrics,
     agentAddress,
     healthAddress,
@@ -163,7 +179,10 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
         health.drain();
         clearTimeout(renewTimer);
         await agentServer.close(graceMs);
+        await statusWriter.stop();
+        await leader.stop();
         reconciler.stop();
+        policies.stop();
         await watches.stop();
         store.close();
         await health.close();

@@ -41,6 +41,9 @@ async function token(p: PlaygroundPlan, sa: string, bindNode?: string): Promise<
 
 export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: string, opts: { mtlsMode?: 'STRICT' | 'PERMISSIVE' } = {}): Promise<MeshPaths> {
   await kubectl(p)(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: INSTALL_NAMESPACE } }));
+  // The chart's CRDs (helm/weft/crds, generated from api/policy/schema.ts), as `helm install` does first.
+  await kubectl(p)(['apply', '--server-side', '-f', join(repo, 'helm/weft/crds')]);
+  await kubectl(p)(['wait', '--for=condition=Established', '--timeout=60s', '-f', join(repo, 'helm/weft/crds')]);
   await kubectl(p)(['apply', '-f', '-'], await chartRbac(p, repo));
   const root = await createRoot({ trustDomain: 'cluster.local' });
   const paths: MeshPaths = {
@@ -73,6 +76,7 @@ export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: stri
       `--listen=${p.hostIP}:15012`,
       `--health-listen=${p.hostIP}:15014`,
       `--mtls-mode=${opts.mtlsMode ?? 'PERMISSIVE'}`,
+      '--identity=weft-controller-0',
     ],
     logFile: join(p.paths.logs, 'weft-controller.log'),
   });

@@ -12,6 +12,7 @@ import { Playground, REPO, sh } from './helpers/playground.ts';
 import type { Result } from './helpers/playground.ts';
 
 const CHART = join(REPO, 'helm/weft');
+const CRD_DIR = join(CHART, 'crds');
 const NS = 'weft-system';
 const pg = new Playground(`h${randomBytes(2).toString('hex')}`);
 
@@ -224,12 +225,18 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
   t.equal(rbac.code, 0, rbac.stderr);
   const applied = await kubectl(['apply', '-f', '-'], rbac.stdout);
   t.equal(applied.code, 0, `RBAC applied: ${applied.stderr}`);
+  // The CRDs, so that questions about weft.dev resources have a resource to be about.
+  const crds = await kubectl(['apply', '-f', CRD_DIR]);
+  t.equal(crds.code, 0, `CRDs applied: ${crds.stderr}`);
+  await kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', CRD_DIR]);
 
   // Impersonate the service account with the groups its real tokens carry, so that anything those
   // groups are granted elsewhere in the cluster counts too.
   const as = (sa: string) => [`--as=system:serviceaccount:${NS}:${sa}`, '--as-group=system:serviceaccounts', `--as-group=system:serviceaccounts:${NS}`, '--as-group=system:authenticated'];
   const canI = async (sa: string, verb: string, resource: string, ns?: string): Promise<string> => {
-    const r = await kubectl(['auth', 'can-i', verb, resource, ...as(sa), ...(ns ? ['-n', ns] : [])]);
+    // `resource#status` asks about the status subresource.
+    const [name, sub] = resource.split('#');
+    const r = await kubectl(['auth', 'can-i', verb, name as string, ...(sub ? [`--subresource=${sub}`] : []), ...as(sa), ...(ns ? ['-n', ns] : [])]);
     return r.stdout.trim();
   };
   const expect = async (sa: string, answer: 'yes' | 'no', checks: [string, string, string?][]) => {
@@ -245,8 +252,18 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
   await expect('weft-controller', 'yes', [
     ...['pods', 'services', 'endpointslices.discovery.k8s.io', 'nodes', 'namespaces'].flatMap((r): [string, string][] => [['list', r], ['watch', r]]),
     ['create', 'tokenreviews.authentication.k8s.io'],
+    // Policies: read them, write only their status; Events about them; its leader Lease.
+    ...['accesspolicies.weft.dev', 'meshtlspolicies.weft.dev'].flatMap((r): [string, string][] => [['list', r], ['watch', r], ['patch', `${r}#status`]]),
+    ['create', 'events'],
+    ['create', 'leases.coordination.k8s.io', NS],
+    ['update', 'leases.coordination.k8s.io/weft-controller', NS],
   ]);
   await expect('weft-controller', 'no', [
+    // Never a policy's spec, never anyone else's Lease.
+    ...['create', 'update', 'patch', 'delete'].map((v): [string, string] => [v, 'accesspolicies.weft.dev']),
+    ['update', 'accesspolicies.weft.dev#status'],
+    ['update', 'leases.coordination.k8s.io/kube-scheduler', 'kube-system'],
+    ['update', 'leases.coordination.k8s.io/other', NS],
     ['get', 'secrets'], ['get', 'secrets', NS], ['list', 'secrets', NS], ['get', 'secrets/weft-ca', NS],
     ...['create', 'update', 'patch', 'delete'].flatMap((v): [string, string][] => [[v, 'pods'], [v, 'nodes']]),
     ['create', 'pods/eviction'], ['update', 'pods/status'], ['create', 'serviceaccounts/token', NS], ['create', 'subjectaccessreviews.authorization.k8s.io'],

@@ -1,6 +1,10 @@
 // The Kubernetes objects the controller reads, each kept current by its own ResourceWatch:
-// Pods, Namespaces, Services, EndpointSlices (discovery.k8s.io/v1) and Nodes, cluster-wide.
-import { CoreV1Api, DiscoveryV1Api } from '@kubernetes/client-node';
+// Pods, Namespaces, Services, EndpointSlices (discovery.k8s.io/v1), Nodes, and Weft's own
+// AccessPolicies and MeshTLSPolicies (weft.dev), cluster-wide.
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api } from '@kubernetes/client-node';
+import type { KubernetesListObject } from '@kubernetes/client-node';
+import { ACCESS_POLICY_PLURAL, MESH_TLS_POLICY_PLURAL, POLICY_GROUP, POLICY_VERSION } from '../../api/policy/model.ts';
+import type { AccessPolicy, MeshTLSPolicy } from '../../api/policy/types.gen.ts';
 import type { KubeConfig, V1EndpointSlice, V1Namespace, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../../api/log.ts';
 import type { BackoffOptions } from './backoff.ts';
@@ -13,14 +17,18 @@ export interface ClusterWatches {
   services: ResourceWatch<V1Service>;
   endpointSlices: ResourceWatch<V1EndpointSlice>;
   nodes: ResourceWatch<V1Node>;
+  accessPolicies: ResourceWatch<AccessPolicy>;
+  meshTLSPolicies: ResourceWatch<MeshTLSPolicy>;
   /** Every watch, for iteration (readiness, metrics). */
-  all(): ResourceWatch<V1Pod | V1Namespace | V1Service | V1EndpointSlice | V1Node>[];
+  all(): ResourceWatch<WatchedObject>[];
   /** Resolves once every watch has synced. */
   readonly whenSynced: Promise<void>;
   synced(): boolean;
   start(): void;
   stop(): Promise<void>;
 }
+
+type WatchedObject = V1Pod | V1Namespace | V1Service | V1EndpointSlice | V1Node | AccessPolicy | MeshTLSPolicy;
 
 export interface ClusterWatchOptions {
   log: Logger;
@@ -45,7 +53,24 @@ export function createClusterWatches(kubeConfig: KubeConfig, opts: ClusterWatchO
   });
   const nodes = watchResource<V1Node>({ ...common, resource: 'nodes', path: '/api/v1/nodes', list: () => core.listNode() });
 
-  const every = [pods, namespaces, services, endpointSlices, nodes] as ResourceWatch<V1Pod | V1Namespace | V1Service | V1EndpointSlice | V1Node>[];
+  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+  // The generic custom-object client returns untyped lists; the informer needs the list shape.
+  const listCustom = <T extends AccessPolicy | MeshTLSPolicy>(plural: string) => async () =>
+    (await custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural })) as KubernetesListObject<T>;
+  const accessPolicies = watchResource<AccessPolicy>({
+    ...common,
+    resource: ACCESS_POLICY_PLURAL,
+    path: `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${ACCESS_POLICY_PLURAL}`,
+    list: listCustom<AccessPolicy>(ACCESS_POLICY_PLURAL),
+  });
+  const meshTLSPolicies = watchResource<MeshTLSPolicy>({
+    ...common,
+    resource: MESH_TLS_POLICY_PLURAL,
+    path: `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${MESH_TLS_POLICY_PLURAL}`,
+    list: listCustom<MeshTLSPolicy>(MESH_TLS_POLICY_PLURAL),
+  });
+
+  const every = [pods, namespaces, services, endpointSlices, nodes, accessPolicies, meshTLSPolicies] as ResourceWatch<WatchedObject>[];
   const whenSynced = Promise.all(every.map((w) => w.whenSynced)).then(() => undefined);
   return {
     pods,
@@ -53,6 +78,8 @@ export function createClusterWatches(kubeConfig: KubeConfig, opts: ClusterWatchO
     services,
     endpointSlices,
     nodes,
+    accessPolicies,
+    meshTLSPolicies,
     all: () => every,
     whenSynced,
     synced: () => every.every((w) => w.synced()),

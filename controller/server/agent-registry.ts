@@ -41,6 +41,17 @@ const MAX_REASON_CHARS = 1024;
 export class AgentRegistry {
   readonly #agents = new Map<string, AgentStatus>();
   readonly #now: () => Date;
+  readonly #listeners = new Set<(node: string) => void>();
+
+  /** Called with the node's name after it connected, acknowledged, refused or disconnected. */
+  onChange(fn: (node: string) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #changed(node: string): void {
+    for (const l of this.#listeners) l(node);
+  }
 
   constructor(now: () => Date = () => new Date()) {
     this.#now = now;
@@ -56,6 +67,7 @@ export class AgentRegistry {
     status.connectedSince ??= at;
     delete status.disconnectedAt;
     this.#agents.set(node, status);
+    this.#changed(node);
     let open = true;
     return {
       sent: (epoch, revision) => {
@@ -66,9 +78,11 @@ export class AgentRegistry {
         status.epoch = epoch;
         status.lastAckedRevision = revision;
         status.lastAckedAt = this.#now().toISOString();
+        this.#changed(node);
       },
       nacked: (epoch, revision, reason) => {
         status.lastNack = { epoch, revision, reason: reason.slice(0, MAX_REASON_CHARS), at: this.#now().toISOString() };
+        this.#changed(node);
       },
       closed: (reason) => {
         if (!open) return;
@@ -79,6 +93,7 @@ export class AgentRegistry {
           status.disconnectedAt = this.#now().toISOString();
         }
         status.lastCloseReason = reason;
+        this.#changed(node);
       },
     };
   }

@@ -55,6 +55,7 @@ function workload(name: string, node = 'node-1', ip = '10.0.0.1'): Resource {
     identity: `spiffe://${TD}/ns/shop/sa/cart`,
     meshed: true,
     labels: { app: name },
+    namedPorts: {},
   };
   return { kind: 'Workload', value };
 }

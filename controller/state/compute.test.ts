@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
-import { appProtocolFor, computeService, computeWorkload, meshDecision, mergeEndpoints, podIPs } from './compute.ts';
+import { appProtocolFor, computeService, computeWorkload, meshDecision, mergeEndpoints, namedContainerPorts, podIPs } from './compute.ts';
 
 const TD = 'cluster.local';
 
@@ -42,6 +42,18 @@ t.test('host-network pods and pods without an IP are never meshed', async (t) =>
   t.equal(computeWorkload(pod({ ...optedIn, phase: 'Failed' }), undefined, TD), null);
 });
 
+t.test('named container ports, TCP only, for policies that name ports', async (t) => {
+  const p = pod();
+  p.spec = {
+    ...p.spec,
+    containers: [
+      { name: 'a', ports: [{ name: 'web', containerPort: 8080 }, { name: 'dns', containerPort: 53, protocol: 'UDP' }, { containerPort: 9 }] },
+      { name: 'b', ports: [{ name: 'admin', containerPort: 9901, protocol: 'TCP' }] },
+    ],
+  };
+  t.strictSame(namedContainerPorts(p), { admin: 9901, web: 8080 });
+});
+
 t.test('a workload carries identity, addresses and labels', async (t) => {
   const w = computeWorkload(pod({ sa: 'cart', ips: ['10.0.0.5', 'fd00::5'], labels: { version: 'v2', app: 'cart' } }), ns('shop', { 'weft.dev/mesh': 'enabled' }), 'example.org');
   t.strictSame(w, {
@@ -55,6 +67,7 @@ t.test('a workload carries identity, addresses and labels', async (t) => {
     identity: 'spiffe://example.org/ns/shop/sa/cart',
     meshed: true,
     labels: { app: 'cart', version: 'v2' },
+    namedPorts: {},
   });
   t.strictSame(Object.keys(w?.labels ?? {}), ['app', 'version'], 'labels in a fixed order, so equal pods compare equal');
   const unmeshed = computeWorkload(pod(), ns('shop'), TD);

@@ -92,7 +92,19 @@ export function computeWorkload(pod: V1Pod, namespace: V1Namespace | undefined, 
     identity: spiffeId(trustDomain, ns, serviceAccount),
     meshed: meshDecision(pod, namespace).meshed,
     labels: sortedRecord(pod.metadata?.labels ?? {}),
+    namedPorts: namedContainerPorts(pod),
   };
+}
+
+/** `ports[].name` → `containerPort` over all containers (TCP only: only TCP is captured). */
+export function namedContainerPorts(pod: V1Pod): Record<string, number> {
+  const named: Record<string, number> = {};
+  for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+    for (const p of c.ports ?? []) {
+      if (p.name && (p.protocol ?? 'TCP') === 'TCP') named[p.name] = p.containerPort;
+    }
+  }
+  return sortedRecord(named);
 }
 
 // ---- services ----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ export interface ReconcilerOptions {
   store: RevisionedStore;
   trustDomain: string;
   log: Logger;
+  /** Reconcilers of other kinds (policies) whose full pass must be in the first snapshot too. */
+  others?: { resyncAll(): void }[];
   /** Full recompute period; 0 disables it. */
   resyncIntervalMs?: number;
 }
@@ -35,6 +37,7 @@ export class MeshStateReconciler {
   readonly #trustDomain: string;
   readonly #log: Logger;
   readonly #resyncIntervalMs: number;
+  readonly #others: { resyncAll(): void }[];
   #ready = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
@@ -46,6 +49,7 @@ export class MeshStateReconciler {
     this.#trustDomain = opts.trustDomain;
     this.#log = opts.log.child({ component: 'reconciler' });
     this.#resyncIntervalMs = opts.resyncIntervalMs ?? 5 * 60_000;
+    this.#others = opts.others ?? [];
 
     const { pods, namespaces, services, endpointSlices } = this.#sources;
     pods.onChange((_e, pod) => this.#workload(pod.metadata?.namespace ?? '', pod.metadata?.name ?? ''));
@@ -104,6 +108,8 @@ export class MeshStateReconciler {
       this.#service(ns, name);
     }
     for (const key of this.#store.keys('Service')) if (!svcs.has(key)) this.#store.remove({ kind: 'Service', key });
+    // Policies are part of the first state agents get: a snapshot without them would fail open.
+    for (const other of this.#others) other.resyncAll();
   }
 
   stop(): void {

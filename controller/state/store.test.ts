@@ -17,6 +17,7 @@ function workload(name: string, ip = '10.0.0.1', labels: Record<string, string> 
     identity: 'spiffe://cluster.local/ns/ns/sa/default',
     meshed: true,
     labels,
+    namedPorts: {},
   };
   return { kind: 'Workload', value };
 }

@@ -55,6 +55,8 @@ export class RevisionedStore {
   #revision = 0;
   #config: MeshConfig;
   readonly #resources = new Map<RefKey, Resource>();
+  // The revision that last changed each resource: what an agent must have ACKed to hold it.
+  readonly #changedAt = new Map<RefKey, number>();
   // Ring of the most recent revisions; #log[0] is the oldest.
   #log: LogEntry[] = [];
   #logRefs = 0;
@@ -105,6 +107,11 @@ export class RevisionedStore {
   }
 
   /** Committed keys of one kind. */
+  /** The revision that committed the resource's current value (undefined when absent). */
+  revisionOf(ref: ResourceRef): number | undefined {
+    return this.#changedAt.get(refKey(ref));
+  }
+
   keys(kind: ResourceRef['kind']): string[] {
     const out: string[] = [];
     for (const r of this.#resources.values()) if (r.kind === kind) out.push(r.value.key);
@@ -156,6 +163,10 @@ export class RevisionedStore {
     if (changed.length === 0 && !configChanged) return this.#revision;
 
     this.#revision += 1;
+    for (const key of changed) {
+      if (this.#resources.has(key)) this.#changedAt.set(key, this.#revision);
+      else this.#changedAt.delete(key);
+    }
     this.#append({ revision: this.#revision, refs: changed, config: configChanged });
     this.#snapshot = undefined;
     this.#deltas.clear();
