@@ -1,0 +1,7 @@
+// The L7 HTTP path: HTTP terminated on the client side of an inbound connection, every request
+// normalized and authorized, allowed requests forwarded to the pod. See serve.ts.
+
+export { serveHttp } from './serve.ts';
+export { normalizePath, type NormalizedPath } from './path.ts';
+export { DEFAULT_IDLE_TIMEOUT_MS } from './connection.ts';
+export type { HttpRequestInfo, L7Options, L7Outcome, L7Session, RequestRecord, RequestVerdict } from './types.ts';
