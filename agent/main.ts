@@ -18,6 +18,7 @@ import { NodeEnroller } from './enrol/enroller.ts';
 import { HbonePool } from './hbone/pool.ts';
 import { CertificateManager } from './identity/manager.ts';
 import { certExpiry, enrolledPods, syncConnected, syncRevision } from './metrics.ts';
+import { PolicyEnforcer } from './proxy/enforcer.ts';
 import { InboundProxy } from './proxy/inbound.ts';
 import { InboundPlaintextProxy } from './proxy/inbound-plaintext.ts';
 import { OutboundProxy } from './proxy/outbound.ts';
@@ -50,6 +51,8 @@ export interface AgentConfig {
   bind: string;
   /** Connections idle this long in both directions are reset. */
   idleTimeoutMs: number;
+  /** Weft's install namespace: AccessPolicies there are mesh-wide. */
+  installNamespace: string;
 }
 
 function env(name: string, fallback?: string): string {
@@ -78,6 +81,7 @@ export function configFromEnv(): AgentConfig {
     },
     bind: env('WEFT_BIND', '0.0.0.0'),
     idleTimeoutMs: Number(env('WEFT_IDLE_TIMEOUT_SECONDS', '3600')) * 1000,
+    installNamespace: env('WEFT_NAMESPACE', 'weft-system'),
   };
 }
 
@@ -106,7 +110,8 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
   store.onChange(() => certificates.setIdentities(localIdentities()));
 
   const pool = new HbonePool({ secureContextFor: (id) => certificates.secureContextFor(id) });
-  const inbound = new InboundProxy({ store, node: cfg.node, certificates, report, authorize: () => ({ allow: true }) });
+  const enforcer = new PolicyEnforcer({ store, installNamespace: cfg.installNamespace, log });
+  const inbound = new InboundProxy({ store, node: cfg.node, certificates, report, enforcer, idleTimeoutMs: cfg.idleTimeoutMs });
   const outbound = new OutboundProxy({
     store,
     node: cfg.node,
@@ -121,7 +126,7 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
       },
     },
   });
-  const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, idleTimeoutMs: cfg.idleTimeoutMs, mtlsMode: () => store.config.mtlsMode });
+  const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, idleTimeoutMs: cfg.idleTimeoutMs, enforcer });
   await Promise.all([outbound.listen(), plaintext.listen(), inbound.listen()]);
 
   const enroller = new NodeEnroller({ node: cfg.node, store, redirector: new Redirector(), stateFile: join(cfg.stateDir, 'enrolled.json'), log });
@@ -180,6 +185,7 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
         workloads: () => store.workloads(),
         services: () => store.services(),
         config: () => store.config,
+        policies: () => ({ revision: store.revision, access: store.accessPolicies(), mtls: store.mtlsPolicies(), openConnectionsWatched: enforcer.openCount }),
         enrolments: () => enroller.enrolments(),
         certificates: () => certificates.snapshot(),
         connections: () => report.openConnections(),

@@ -46,7 +46,10 @@ export type InboundRequest = {
 
 export type InboundDecision =
   | { action: 'connect'; socket: net.Socket }
-  | { action: 'deny'; status: 401 | 403; reason: string }
+  /** Answer 200 and hand the stream to `serve` (the L7 path terminates HTTP inside the tunnel). */
+  | { action: 'serve'; serve: (stream: http2.ServerHttp2Stream) => Promise<void> }
+  /** `reported`: the handler already logged the refusal (with the policy that decided it). */
+  | { action: 'deny'; status: 401 | 403; reason: string; reported?: boolean }
   | { action: 'unreachable'; reason: string };
 
 /** Decides on a stream (policy) and, if allowed, connects to the target (see connectTarget). */
@@ -54,7 +57,7 @@ export type InboundHandler = (request: InboundRequest) => Promise<InboundDecisio
 
 export type HboneServerEvent =
   | { type: 'connection-refused'; reason: string; peerAddress?: SocketAddress; originalDestination: string }
-  | { type: 'stream-rejected'; status: number; reason: string; peerIdentity: string; authority: string | undefined }
+  | { type: 'stream-rejected'; status: number; reason: string; peerIdentity: string; authority: string | undefined; reported: boolean }
   | { type: 'stream-closed'; peerIdentity: string; target: SocketAddress; result: SpliceResult };
 
 export type HboneServerOptions = {
@@ -256,9 +259,21 @@ export class HboneServer {
     }
     stream.off('close', onGone);
 
-    if (decision.action !== 'connect') {
+    if (decision.action === 'deny' || decision.action === 'unreachable') {
       const status = decision.action === 'deny' ? decision.status : 503;
-      return this.#reject(stream, connection, status, decision.reason, headers);
+      return this.#reject(stream, connection, status, decision.reason, headers, decision.action === 'deny' && decision.reported === true);
+    }
+    if (decision.action === 'serve') {
+      if (stream.closed || stream.destroyed) return;
+      stream.respond({ ':status': 200 });
+      this.#stats.streamsAccepted += 1;
+      this.#stats.streamsOpen += 1;
+      try {
+        await decision.serve(stream);
+      } finally {
+        this.#stats.streamsOpen -= 1;
+      }
+      return;
     }
     const { socket } = decision;
     if (stream.closed || stream.destroyed) {
@@ -273,10 +288,10 @@ export class HboneServer {
     this.#emit({ type: 'stream-closed', peerIdentity: connection.peerIdentity, target, result });
   }
 
-  #reject(stream: http2.ServerHttp2Stream, connection: Connection, status: number, reason: string, headers: http2.IncomingHttpHeaders): void {
+  #reject(stream: http2.ServerHttp2Stream, connection: Connection, status: number, reason: string, headers: http2.IncomingHttpHeaders, reported = false): void {
     this.#stats.streamsRejected += 1;
     const authority = headers[':authority'];
-    this.#emit({ type: 'stream-rejected', status, reason, peerIdentity: connection.peerIdentity, authority });
+    this.#emit({ type: 'stream-rejected', status, reason, peerIdentity: connection.peerIdentity, authority, reported });
     if (stream.closed || stream.destroyed) return;
     stream.respond({ ':status': status }, { endStream: true });
     // RST_STREAM(NO_ERROR) after the response (RFC 9113 8.1) tells the client to stop sending;

@@ -1,19 +1,23 @@
 // Inbound plaintext (port 15006): TCP to an enrolled pod that did not come through a tunnel — a
-// client outside the mesh. The mTLS mode decides: PERMISSIVE delivers it, STRICT refuses it.
+// client outside the mesh. The mTLS mode (mesh default, refined by MeshTLSPolicies) decides first:
+// STRICT refuses it. Then access policy, with no identity: only rules about addresses and ports
+// can allow such a client.
 import { createServer, type Server, type Socket } from 'node:net';
 import { originalDst } from '../native/sockopt.ts';
 import { PORTS } from '../redirect/rules.ts';
 import type { StateStore } from '../state/store.ts';
 import { dialPlain } from './outbound.ts';
 import { peerOf, relay } from './relay.ts';
-import type { ConnectionReporter } from './report.ts';
+import type { ConnectionAttrs } from '../policy/attributes.ts';
+import { decidedBy, type PolicyEnforcer } from './enforcer.ts';
+import { serveInspected } from './inspected.ts';
+import type { ConnectionReporter, OpenedInfo } from './report.ts';
 
 export interface InboundPlaintextOptions {
   store: StateStore;
   node: string;
   report: ConnectionReporter;
-  /** The mTLS mode for a destination workload and port (policy refines the mesh-wide default). */
-  mtlsMode: (destinationKey: string, port: number) => 'STRICT' | 'PERMISSIVE';
+  enforcer: PolicyEnforcer;
   connectTimeoutMs?: number;
   /** Reset connections idle this long in both directions (default 1 h). */
   idleTimeoutMs?: number;
@@ -55,16 +59,30 @@ export class InboundPlaintextProxy {
       report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: `${target.ip} is not a meshed pod on this node` });
       return void down.resetAndDestroy();
     }
-    if (this.#o.mtlsMode(destination.key, target.port) === 'STRICT') {
-      report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: 'plaintext refused: mTLS mode is STRICT', ...(source ? { source } : {}) });
+    const attrs: ConnectionAttrs = { source: { ip: down.remoteAddress ?? '' }, destination, port: target.port, destinationIp: target.ip };
+    const mtls = this.#o.enforcer.mtlsMode(attrs);
+    if (mtls.mode === 'STRICT') {
+      report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: 'plaintext refused: mTLS mode is STRICT', source, destination, policy: mtls.policy });
       return void down.resetAndDestroy();
     }
+    const d = this.#o.enforcer.connection(attrs);
+    const info: OpenedInfo = { direction: 'inbound-plaintext', mode: 'plaintext', source, destination, target, peer: peerOf(down) };
+    if (d.verdict === 'deny') {
+      report.refused({ ...info, reason: d.reason, ...decidedBy(d) });
+      return void down.resetAndDestroy();
+    }
+    const dial = () => dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
+    if (d.verdict === 'inspect') {
+      return serveInspected({ client: down, inspect: d, attrs, info, enforcer: this.#o.enforcer, report, dial, ...(this.#o.idleTimeoutMs !== undefined ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}) });
+    }
     try {
-      const up = await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
-      const conn = report.opened({ direction: 'inbound-plaintext', mode: 'plaintext', source, destination, target, peer: peerOf(down) });
+      const up = await dial();
+      const conn = report.opened({ ...info, ...decidedBy(d) });
+      const untrack = this.#o.enforcer.track({ attrs, inspected: false, close: () => up.resetAndDestroy() });
+      up.once('close', untrack);
       relay(down, up, (o) => conn.closed(o), this.#o.idleTimeoutMs);
     } catch (e) {
-      report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: (e as Error).message });
+      report.refused({ ...info, reason: (e as Error).message });
       down.resetAndDestroy();
     }
   }

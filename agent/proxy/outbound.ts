@@ -8,6 +8,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import { originalDst, type Address } from '../native/sockopt.ts';
 import type { StateStore } from '../state/store.ts';
+import type { LocalDelivery } from './inbound.ts';
 import type { ConnectionReporter } from './report.ts';
 import { DEFAULT_IDLE_TIMEOUT_MS, peerOf, relay } from './relay.ts';
 import { PORTS } from '../redirect/rules.ts';
@@ -20,7 +21,7 @@ export interface TunnelDialer {
 
 export interface LocalInbound {
   /** Delivers a connection from a local meshed pod to another local pod, policy included. */
-  deliver(o: { source: Workload; destination: Workload; target: Address }): Promise<Socket>;
+  deliver(o: { source: Workload; destination: Workload; target: Address }): Promise<LocalDelivery>;
 }
 
 export interface OutboundOptions {
@@ -70,7 +71,9 @@ export class OutboundProxy {
 
   #handle(down: Socket): void {
     void this.#route(down).catch((e: unknown) => {
-      this.#o.report.refused({ direction: 'outbound', peer: peerOf(down), reason: (e as Error).message });
+      // A same-node delivery that policy denied names the policy and rule that did.
+      const { policy, rule } = e as { policy?: string; rule?: string };
+      this.#o.report.refused({ direction: 'outbound', peer: peerOf(down), reason: (e as Error).message, policy, rule });
       down.resetAndDestroy();
     });
   }
@@ -102,11 +105,15 @@ export class OutboundProxy {
       );
       return;
     }
-    const local = destination?.meshed === true;
-    const up = local
-      ? await this.#o.local.deliver({ source, destination, target })
-      : await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
-    const conn = this.#o.report.opened({ ...info, mode: local ? 'local' : 'passthrough' });
+    if (destination?.meshed === true) {
+      const delivery = await this.#o.local.deliver({ source, destination, target });
+      if (delivery.kind === 'inspect') return void delivery.serve(down, { ...info, mode: 'local' });
+      const conn = this.#o.report.opened({ ...info, mode: 'local' });
+      relay(down, delivery.socket, (outcome) => conn.closed(outcome), this.#o.idleTimeoutMs);
+      return;
+    }
+    const up = await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
+    const conn = this.#o.report.opened({ ...info, mode: 'passthrough' });
     relay(down, up, (outcome) => conn.closed(outcome), this.#o.idleTimeoutMs);
   }
 }

@@ -2,7 +2,7 @@
 // admin endpoint's table of open connections. Every proxy path reports through it.
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { Address } from '../native/sockopt.ts';
-import { tcpClosed, tcpOpened, tcpReceived, tcpSent, type PeerLabels } from '../metrics.ts';
+import { requestDuration, requests, tcpClosed, tcpOpened, tcpReceived, tcpSent, type PeerLabels, type RequestLabels } from '../metrics.ts';
 import type { RelayOutcome } from './relay.ts';
 
 export type Direction = 'outbound' | 'inbound' | 'inbound-plaintext';
@@ -19,6 +19,28 @@ export interface OpenedInfo {
   service?: Service | undefined;
   /** The far end of the accepted connection, ip:port. */
   peer: string;
+  /** The policy (`ns/name`) and rule that allowed or denied it, when one did. */
+  policy?: string;
+  rule?: string;
+  /** AUDIT rules that matched (`ns/policy:rule`): what they would have denied. */
+  audits?: string[];
+}
+
+/** One HTTP request the L7 path handled. */
+export interface RequestInfo {
+  connection: OpenedInfo;
+  protocol: 'http/1.1' | 'h2';
+  method: string;
+  path: string;
+  host: string;
+  status: number;
+  grpcStatus?: number;
+  durationMs: number;
+  /** Set when policy denied the request: why. */
+  denied?: string;
+  policy?: string;
+  rule?: string;
+  audits?: string[];
 }
 
 export interface OpenConnection {
@@ -61,11 +83,62 @@ export class ConnectionReporter {
     };
   }
 
-  refused(o: { direction: Direction; peer: string; reason: string; source?: Workload | undefined; sourcePrincipal?: string; destination?: Workload | undefined; target?: Address }): void {
+  refused(o: {
+    direction: Direction;
+    peer: string;
+    reason: string;
+    source?: Workload | undefined;
+    sourcePrincipal?: string | undefined;
+    destination?: Workload | undefined;
+    target?: Address;
+    policy?: string | undefined;
+    rule?: string | undefined;
+    audits?: string[] | undefined;
+  }): void {
     const info: OpenedInfo = { direction: o.direction, mode: 'passthrough', source: o.source, destination: o.destination, target: o.target ?? { ip: '', port: 0 }, peer: o.peer };
     if (o.sourcePrincipal) info.sourcePrincipal = o.sourcePrincipal;
+    if (o.policy) info.policy = o.policy;
+    if (o.rule) info.rule = o.rule;
+    if (o.audits?.length) info.audits = o.audits;
     tcpOpened.inc(peerLabels(info, o.direction === 'outbound' ? 'source' : 'destination', 'REFUSED'));
     this.#log(info, 'refused', undefined, o.reason);
+  }
+
+  /** An HTTP request the L7 path finished (allowed or denied): metrics and an access line. */
+  request(r: RequestInfo): void {
+    const labels: RequestLabels = {
+      ...workloadLabels(r.connection, 'destination'),
+      request_protocol: r.protocol === 'h2' ? (r.grpcStatus !== undefined ? 'grpc' : 'http2') : 'http',
+      response_code: String(r.status),
+      grpc_response_status: r.grpcStatus === undefined ? '' : String(r.grpcStatus),
+    };
+    requests.inc(labels);
+    requestDuration.observe(labels, r.durationMs / 1000);
+    const c = r.connection;
+    this.#write(
+      `${JSON.stringify({
+        ts: new Date().toISOString(),
+        kind: 'request',
+        direction: c.direction,
+        result: r.denied ? 'denied' : 'ok',
+        ...(r.denied ? { reason: r.denied } : {}),
+        policy: r.policy,
+        rule: r.rule,
+        audits: r.audits,
+        source: c.source?.key,
+        source_identity: c.sourcePrincipal ?? c.source?.identity,
+        destination: c.destination?.key,
+        destination_identity: c.destination?.identity,
+        target: `${c.target.ip}:${c.target.port}`,
+        protocol: r.protocol,
+        method: r.method,
+        host: r.host,
+        path: r.path,
+        status: r.status,
+        grpc_status: r.grpcStatus,
+        duration_ms: Math.round(r.durationMs * 1000) / 1000,
+      })}\n`,
+    );
   }
 
   #log(info: OpenedInfo, result: string, o?: RelayOutcome, reason?: string): void {
@@ -77,6 +150,9 @@ export class ConnectionReporter {
         mode: info.mode,
         result,
         ...(reason || o?.error ? { reason: reason ?? o?.error } : {}),
+        policy: info.policy,
+        rule: info.rule,
+        audits: info.audits,
         peer: info.peer,
         source: info.source ? info.source.key : undefined,
         source_identity: info.sourcePrincipal ?? info.source?.identity,
@@ -93,6 +169,10 @@ export class ConnectionReporter {
 }
 
 function peerLabels(info: OpenedInfo, reporter: 'source' | 'destination', flags: string): PeerLabels {
+  return { ...workloadLabels(info, reporter), response_flags: flags };
+}
+
+function workloadLabels(info: OpenedInfo, reporter: 'source' | 'destination'): Omit<PeerLabels, 'response_flags'> {
   const s = info.source;
   const d = info.destination;
   return {
@@ -104,7 +184,6 @@ function peerLabels(info: OpenedInfo, reporter: 'source' | 'destination', flags:
     destination_workload_namespace: d?.namespace ?? 'unknown',
     destination_principal: d?.meshed ? d.identity : 'unknown',
     destination_service: info.service?.key ?? 'unknown',
-    response_flags: flags,
   };
 }
 

@@ -17,6 +17,7 @@ const wl = (name: string, ip: string, node: string, meshed = true): Workload => 
   identity: `spiffe://cluster.local/ns/ns/sa/default`,
   meshed,
   labels: { app: name },
+  namedPorts: {},
 });
 const svc: Service = {
   key: 'ns/echo',

@@ -4,6 +4,7 @@
 // restarts while the controller is away comes back with the state it had.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { parseSyncMessage, type MeshConfig, type Resource, type Service, type SyncMessage, type Workload } from '../../api/agent-sync.ts';
+import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from '../../api/policy/model.ts';
 
 export interface Destination {
   /** Set when the address is a pod's: meshed or not. */
@@ -27,6 +28,8 @@ export class StateStore {
   config: MeshConfig = { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' };
   readonly #workloads = new Map<string, Workload>();
   readonly #services = new Map<string, Service>();
+  readonly #accessPolicies = new Map<string, CompiledAccessPolicy>();
+  readonly #mtlsPolicies = new Map<string, CompiledMeshTLSPolicy>();
   // Indexes for the data path: one map lookup per connection.
   #byIP = new Map<string, Workload>();
   #byVIP = new Map<string, Service>();
@@ -38,15 +41,14 @@ export class StateStore {
   /** Applies a sync message; a delta on another base is refused (the client then reconnects). */
   apply(msg: SyncMessage): ApplyResult {
     if (msg.type === 'snapshot') {
-      this.#workloads.clear();
-      this.#services.clear();
+      for (const m of this.#maps()) m.clear();
       for (const r of msg.resources) this.#put(r);
       this.config = msg.config;
     } else {
       if (msg.epoch !== this.epoch || msg.base !== this.revision) {
         return { ok: false, reason: `delta on ${msg.epoch}/${msg.base} but the agent is at ${this.epoch ?? '-'}/${this.revision}` };
       }
-      for (const r of msg.removes) (r.kind === 'Workload' ? this.#workloads : this.#services).delete(r.key);
+      for (const r of msg.removes) this.#mapOf(r.kind).delete(r.key);
       for (const r of msg.upserts) this.#put(r);
       if (msg.config) this.config = msg.config;
     }
@@ -57,9 +59,34 @@ export class StateStore {
     return { ok: true, changed: true };
   }
 
+  #maps(): Map<string, unknown>[] {
+    return [this.#workloads, this.#services, this.#accessPolicies, this.#mtlsPolicies];
+  }
+
+  #mapOf(kind: Resource['kind']): Map<string, unknown> {
+    switch (kind) {
+      case 'Workload':
+        return this.#workloads;
+      case 'Service':
+        return this.#services;
+      case 'AccessPolicy':
+        return this.#accessPolicies;
+      case 'MeshTLSPolicy':
+        return this.#mtlsPolicies;
+    }
+  }
+
   #put(r: Resource): void {
-    if (r.kind === 'Workload') this.#workloads.set(r.value.key, r.value);
-    else this.#services.set(r.value.key, r.value);
+    this.#mapOf(r.kind).set(r.value.key, r.value);
+  }
+
+  #resources(): Resource[] {
+    return [
+      ...[...this.#workloads.values()].map((value) => ({ kind: 'Workload' as const, value })),
+      ...[...this.#services.values()].map((value) => ({ kind: 'Service' as const, value })),
+      ...[...this.#accessPolicies.values()].map((value) => ({ kind: 'AccessPolicy' as const, value })),
+      ...[...this.#mtlsPolicies.values()].map((value) => ({ kind: 'MeshTLSPolicy' as const, value })),
+    ];
   }
 
   #reindex(): void {
@@ -116,6 +143,14 @@ export class StateStore {
     return [...this.#services.values()];
   }
 
+  accessPolicies(): CompiledAccessPolicy[] {
+    return [...this.#accessPolicies.values()];
+  }
+
+  mtlsPolicies(): CompiledMeshTLSPolicy[] {
+    return [...this.#mtlsPolicies.values()];
+  }
+
   /** Workloads scheduled on a node (the ones whose certificates this agent needs). */
   workloadsOnNode(node: string): Workload[] {
     return this.workloads().filter((w) => w.node === node);
@@ -127,10 +162,7 @@ export class StateStore {
       epoch: this.epoch,
       revision: this.revision,
       config: this.config,
-      resources: [
-        ...[...this.#workloads.values()].map((value) => ({ kind: 'Workload' as const, value })),
-        ...[...this.#services.values()].map((value) => ({ kind: 'Service' as const, value })),
-      ],
+      resources: this.#resources(),
     };
     await writeFile(`${path}.tmp`, JSON.stringify(cp), { mode: 0o600 });
     await rename(`${path}.tmp`, path);

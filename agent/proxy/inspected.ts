@@ -1,0 +1,58 @@
+// The L7 leg of an inbound connection whose verdict is `inspect`: HTTP is terminated on the client
+// side (agent/l7), every request is decided by the evaluator, and the connection stays under the
+// enforcer's watch so that a policy change that denies it closes it. One function for the three
+// inbound paths (tunnel stream, plaintext socket, same-node socket).
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { serveHttp, type HttpRequestInfo } from '../l7/index.ts';
+import type { ConnectionAttrs } from '../policy/attributes.ts';
+import type { InspectDecision, Decision } from '../policy/decision.ts';
+import { decidedBy, type PolicyEnforcer } from './enforcer.ts';
+import type { ConnectionReporter, OpenedInfo } from './report.ts';
+
+export interface InspectedOptions {
+  client: Duplex;
+  inspect: InspectDecision;
+  attrs: ConnectionAttrs;
+  info: OpenedInfo;
+  enforcer: PolicyEnforcer;
+  report: ConnectionReporter;
+  dial: () => Promise<Socket>;
+  idleTimeoutMs?: number;
+}
+
+export async function serveInspected(o: InspectedOptions): Promise<void> {
+  const started = performance.now();
+  const handle = o.report.opened({ ...o.info, ...decidedBy({ audits: o.inspect.audits }) });
+  // authorize() and onRequest() are separate callbacks: the request object links them.
+  const decisions = new WeakMap<HttpRequestInfo, Decision>();
+  const session = serveHttp(o.client, {
+    dial: o.dial,
+    ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+    authorize: (req) => {
+      const d = o.enforcer.request(o.inspect, req);
+      decisions.set(req, d);
+      return d.verdict === 'allow' ? { allow: true } : { allow: false, reason: d.reason };
+    },
+    onRequest: (r) => {
+      const d = decisions.get(r.req);
+      o.report.request({
+        connection: o.info,
+        protocol: r.req.protocol,
+        method: r.req.method,
+        path: r.req.path,
+        host: r.req.host,
+        status: r.status,
+        ...(r.grpcStatus !== undefined ? { grpcStatus: r.grpcStatus } : {}),
+        durationMs: r.durationMs,
+        ...(r.denied !== undefined ? { denied: r.denied } : {}),
+        ...(d ? decidedBy(d) : {}),
+      });
+    },
+  });
+  const untrack = o.enforcer.track({ attrs: o.attrs, inspected: true, close: (reason) => session.close(reason) });
+  const result = await session.done;
+  untrack();
+  const socket = 'bytesRead' in o.client ? (o.client as Socket) : undefined;
+  handle.closed({ received: socket?.bytesRead ?? 0, sent: socket?.bytesWritten ?? 0, durationMs: performance.now() - started, error: result.error });
+}
