@@ -20,6 +20,8 @@ import { webcrypto } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Service, SignResponse, SyncMessage, Workload } from '../api/agent-sync.ts';
 import { Playground, weft } from '../tests/helpers/playground.ts';
+import { createLeaderElector } from './kube/leader.ts';
+import { createLogger } from '../api/log.ts';
 import { ECDSA_P256 } from './ca/root.ts';
 import { x509 } from '../api/x509.ts';
 import { TestAgent } from './server/test-agent.ts';
@@ -120,6 +122,10 @@ await writeFile(kubeconfig, relayed.exportConfig(), { mode: 0o600 });
 // ---- identities: the agents' service account and tokens bound to the Node ----------------------
 
 await kubectl(['create', 'namespace', 'weft-system']);
+// The chart's CRDs: the controller watches AccessPolicies and MeshTLSPolicies.
+const crds = new URL('../helm/weft/crds', import.meta.url).pathname;
+await kubectl(['apply', '-f', crds]);
+await kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
 await kubectl(['-n', 'weft-system', 'create', 'serviceaccount', 'weft-agent']);
 await kubectl(['-n', 'weft-system', 'create', 'serviceaccount', 'intruder']);
 const nodeToken = await kubectl(['create', 'token', 'weft-agent', '-n', 'weft-system', '--bound-object-kind', 'Node', '--bound-object-name', 'node-1']);
@@ -318,6 +324,29 @@ t.test('watches come back after the API server goes away', async (t) => {
   t.equal(view.workloads.get('shop/cart')?.meshed, false, 'the agent stream itself was never interrupted');
 });
 
+// A second replica, in-process, with the same credentials: it must wait while the controller leads.
+const standby = createLeaderElector({
+  kubeConfig: relayed,
+  namespace: 'weft-system',
+  name: 'weft-controller',
+  identity: 'standby-replica',
+  log: createLogger({}, { write: () => {} }),
+  retryMs: 200,
+});
+t.teardown(() => standby.stop());
+
+t.test('leader election: the controller holds the Lease, a second replica waits', async (t) => {
+  let holder = '';
+  for (let i = 0; i < 100 && !holder; i++) {
+    holder = (await pg.kubectl(['-n', 'weft-system', 'get', 'lease', 'weft-controller', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout.trim();
+    if (!holder) await sleep(100);
+  }
+  t.match(holder, /-\d+$/, `the controller took the Lease (${holder})`);
+  standby.start();
+  await sleep(1500);
+  t.notOk(standby.isLeader(), 'the standby does not take a Lease that is being renewed');
+});
+
 t.test('SIGTERM: streams end with SHUTTING_DOWN and the process exits 0', async (t) => {
   const exited = once(controller, 'exit');
   controller.kill('SIGTERM');
@@ -326,4 +355,11 @@ t.test('SIGTERM: streams end with SHUTTING_DOWN and the process exits 0', async 
   t.equal(code, 0);
   t.notOk(logLines.some((l) => l.includes(nodeToken) || l.includes(nodeToken.split('.')[2] ?? '-')), 'no token reached the log');
   t.notOk(logLines.some((l) => l.includes('PRIVATE KEY')), 'no key reached the log');
+});
+
+t.test('a stopped controller releases its Lease: the standby leads at once, not after the lease duration', async (t) => {
+  const since = Date.now();
+  while (!standby.isLeader() && Date.now() - since < 10_000) await sleep(50);
+  t.ok(standby.isLeader(), `the standby became the leader ${Date.now() - since} ms after the controller exited (lease duration 15 s)`);
+  t.ok(Date.now() - since < 5_000, 'well before the 15 s lease would have expired');
 });

@@ -7,7 +7,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
+import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('po'));
 t.teardown(async () => {
@@ -244,6 +244,15 @@ t.test('DENY wins over ALLOW', async (t) => {
   await enforce(accessPolicy(A, 'deny-a', { action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${A}/sa/client-a`] }] }] }));
   t.equal(await http(clientA), 'refused', 'denied although an ALLOW rule matches');
   t.equal(await http(clientB), '200', 'others still allowed');
+
+  // The what-if tool, with the agents' own evaluator, agrees with the traffic and names the rule.
+  const check = (src: Client, extra: string[] = []) => weft(['policy', 'check', src.join('/'), `${A}/server`, '--port', '8080', '--kubeconfig', status.kubeconfig, ...extra]);
+  const denied = await check(clientA);
+  t.equal(denied.code, 3, 'weft policy check exits 3 for a denial');
+  t.match(denied.stdout, new RegExp(`${A}/deny-a`), 'and names the DENY policy');
+  const allowed = await check(clientB, ['-o', 'json']);
+  t.equal(allowed.code, 0, 'exits 0 for an allowed client');
+  t.match(JSON.parse(allowed.stdout), { decision: 'ALLOW', policy: `${A}/allow-all` }, 'JSON names the ALLOW policy');
 });
 
 t.test('scope: mesh-wide (install namespace), namespace, workload', async (t) => {
