@@ -51,7 +51,7 @@ t.test('an invalid update: Accepted=False with the paths, the last good generati
   t.match(cond(s, 'Accepted'), { status: 'False', reason: 'Invalid', observedGeneration: 3 });
   t.match(cond(s, 'Accepted')?.message, /spec\.rules\[0\]\.to\[0\]\.paths\[0\]: bad \*\. Generation 2 remains in force\./);
   t.match(cond(s, 'Programmed'), { status: 'False', reason: 'Invalid' });
-  const never = computeStatus(input({ generation: 1, verdict: { ...verdict, generation: 1, inForceGeneration: undefined }, revision: undefined, selected: [] } as Partial<StatusInput>));
+  const never = computeStatus(input({ generation: 1, verdict: { ...verdict, generation: 1, inForceGeneration: undefined }, revision: undefined, selected: [] }));
   t.match(cond(never, 'Accepted')?.message, /Nothing from this policy is enforced/);
 });
 
