@@ -12,6 +12,7 @@ packages=(
   containernetworking-plugins                      # the real CNI chain: ptp, bridge, host-local
   curl socat tcpdump iperf3 wrk stunnel4 haproxy   # tests and benchmark references
   gcc libc6-dev                                     # the agent's Node-API addon (SO_ORIGINAL_DST)
+  prometheus                                        # tests/dashboards.test.ts queries the chart's dashboards
   ca-certificates git
 )
 missing=()
@@ -24,9 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The distribution's haproxy and stunnel services are not ours to run; the benchmarks start
-  # their own instances.
-  for svc in haproxy stunnel4; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+  # The distribution's haproxy, stunnel and prometheus services are not ours to run; the
+  # benchmarks and tests/dashboards.test.ts start their own instances.
+  for svc in haproxy stunnel4 prometheus; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
 # Go builds the Kubernetes components. If the machine's Go is older than the pinned Kubernetes
