@@ -104,3 +104,23 @@ t.test('helpers: the kubernetes Service address and quantities', async (t) => {
   t.equal(parseQuantity('2'), 2);
   t.throws(() => parseQuantity('lots'), { code: 'CONTAINER_CONFIG' });
 });
+
+t.test('service links: the variables of the namespace Services, unless the pod turns them off', async (t) => {
+  const services = () =>
+    Promise.resolve([
+      { metadata: { name: 'weft-test-server' }, spec: { clusterIP: '10.200.96.20', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { port: 9000 }] } },
+      { metadata: { name: 'headless' }, spec: { clusterIP: 'None', ports: [{ port: 80 }] } },
+    ]);
+  const env = await containerEnv({ name: 'app' }, ctx({ services }));
+  t.match(env, {
+    WEFT_TEST_SERVER_SERVICE_HOST: '10.200.96.20',
+    WEFT_TEST_SERVER_SERVICE_PORT: '8080',
+    WEFT_TEST_SERVER_SERVICE_PORT_HTTP: '8080',
+    WEFT_TEST_SERVER_PORT: 'tcp://10.200.96.20:8080',
+    WEFT_TEST_SERVER_PORT_9000_TCP_ADDR: '10.200.96.20',
+    KUBERNETES_SERVICE_HOST: '10.200.96.1',
+  });
+  t.notOk('HEADLESS_SERVICE_HOST' in env, 'headless Services have no address to link');
+  const off = await containerEnv({ name: 'app' }, ctx({ services, pod: { ...pod, spec: { ...pod.spec, containers: pod.spec?.containers ?? [], enableServiceLinks: false } } }));
+  t.notOk('WEFT_TEST_SERVER_SERVICE_HOST' in off, 'enableServiceLinks: false');
+});

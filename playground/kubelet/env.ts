@@ -1,7 +1,7 @@
 // A container's environment and command line, built as the kubelet builds them: the API server's
 // service variables first, then envFrom, then env in order, each value able to refer to the ones
 // before it as $(NAME); then command and args expanded against the result.
-import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1Pod, V1Service } from '@kubernetes/client-node';
 import { KubeletError } from './errors.ts';
 import { DEFAULT_PATH } from './process.ts';
 
@@ -9,6 +9,9 @@ export type ObjectKind = 'configMap' | 'secret';
 
 /** Reads a ConfigMap's or Secret's data (decoded); undefined if it does not exist. */
 export type DataLookup = (kind: ObjectKind, namespace: string, name: string) => Promise<Record<string, string> | undefined>;
+
+/** The Services of a namespace, for the service-link variables. */
+export type ServiceLookup = (namespace: string) => Promise<V1Service[]>;
 
 export interface EnvContext {
   pod: V1Pod;
@@ -21,16 +24,23 @@ export interface EnvContext {
   nodeCPU: number;
   nodeMemory: number;
   lookup: DataLookup;
+  /** Absent: no service links (only the `kubernetes` Service's variables). */
+  services?: ServiceLookup;
 }
 
 /** The environment a container's process gets. Throws CONTAINER_CONFIG (CreateContainerConfigError). */
 export async function containerEnv(c: V1Container, ctx: EnvContext): Promise<Record<string, string>> {
+  const ns = ctx.pod.metadata?.namespace ?? 'default';
+  // Service links (enableServiceLinks, default true): the variables of every Service in the pod's
+  // namespace that existed when the container started; the playground has no cluster DNS, so
+  // these are how a pod finds a Service by name here.
+  const links = ctx.services && ctx.pod.spec?.enableServiceLinks !== false ? serviceLinks(await ctx.services(ns)) : {};
   const env: Record<string, string> = {
     PATH: DEFAULT_PATH,
     HOSTNAME: ctx.pod.spec?.hostname ?? ctx.pod.metadata?.name ?? '',
+    ...links,
     ...serviceEnv(ctx.apiServiceIP),
   };
-  const ns = ctx.pod.metadata?.namespace ?? 'default';
   for (const src of c.envFrom ?? []) {
     const ref = src.configMapRef ?? src.secretRef;
     if (!ref?.name) continue;
@@ -96,6 +106,31 @@ export function firstServiceIP(cidr: string): string {
   const n = (((parts[0] as number) << 24) | ((parts[1] as number) << 16) | ((parts[2] as number) << 8) | (parts[3] as number)) >>> 0;
   const ip = n + 1;
   return [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].join('.');
+}
+
+/** Docker-link style variables, as the kubelet writes them: FOO_BAR_SERVICE_HOST, FOO_BAR_PORT_80_TCP, ... */
+export function serviceLinks(services: readonly V1Service[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const svc of services) {
+    const ip = svc.spec?.clusterIP;
+    const ports = svc.spec?.ports ?? [];
+    if (!ip || ip === 'None' || ports.length === 0) continue;
+    const name = (svc.metadata?.name ?? '').toUpperCase().replace(/-/g, '_');
+    const first = ports[0] as { port: number; protocol?: string };
+    env[`${name}_SERVICE_HOST`] = ip;
+    env[`${name}_SERVICE_PORT`] = String(first.port);
+    env[`${name}_PORT`] = `${(first.protocol ?? 'TCP').toLowerCase()}://${ip}:${first.port}`;
+    for (const p of ports) {
+      const proto = (p.protocol ?? 'TCP').toUpperCase();
+      if (p.name) env[`${name}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, '_')}`] = String(p.port);
+      const prefix = `${name}_PORT_${p.port}_${proto}`;
+      env[prefix] = `${proto.toLowerCase()}://${ip}:${p.port}`;
+      env[`${prefix}_PROTO`] = proto.toLowerCase();
+      env[`${prefix}_PORT`] = String(p.port);
+      env[`${prefix}_ADDR`] = ip;
+    }
+  }
+  return env;
 }
 
 function serviceEnv(ip: string): Record<string, string> {

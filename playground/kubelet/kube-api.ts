@@ -8,7 +8,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import type { DataLookup } from './env.ts';
+import type { DataLookup, ServiceLookup } from './env.ts';
 import { httpStatus } from './errors.ts';
 import { statusPatch, type PodStatusJSON } from './pod-status.ts';
 import type { PodRef } from './pod-state-store.ts';
@@ -38,6 +38,7 @@ export interface PodApi {
   /** Removes the pod object now (grace period 0), only if it is still the pod with this UID. */
   deletePod(pod: PodRef): Promise<void>;
   lookup: DataLookup;
+  services: ServiceLookup;
 }
 
 export function podApi(core: CoreV1Api): PodApi {
@@ -57,6 +58,9 @@ export function podApi(core: CoreV1Api): PodApi {
         const status = httpStatus(err);
         if (status !== 404 && status !== 409) throw err;
       }
+    },
+    async services(namespace) {
+      return (await core.listNamespacedService({ namespace })).items;
     },
     async lookup(kind, namespace, name) {
       try {

@@ -335,6 +335,7 @@ export class PodWorker {
       nodeCPU: this.#d.nodeCPU,
       nodeMemory: this.#d.nodeMemory,
       lookup: this.#d.api.lookup,
+      services: this.#d.api.services,
     };
   }
 
