@@ -210,7 +210,7 @@ t.test('health: live at once, ready once the watches synced, metrics', async (t)
   }
   t.equal(ready.status, 200, `ready: ${ready.text}`);
   const metrics = (await get('/metrics')).text;
-  for (const r of ['pods', 'namespaces', 'services', 'endpointslices', 'nodes']) t.match(metrics, new RegExp(`weft_controller_watch_synced\\{resource="${r}"\\} 1`));
+  for (const r of ['pods', 'namespaces', 'services', 'endpointslices', 'accesspolicies', 'meshtlspolicies']) t.match(metrics, new RegExp(`weft_controller_watch_synced\\{resource="${r}"\\} 1`));
   t.match(metrics, /weft_controller_store_revision [1-9]/, 'the store holds the cluster state');
   t.match(metrics, /weft_controller_process_resident_memory_bytes/, 'process metrics too');
 });

@@ -1,11 +1,11 @@
 // The Kubernetes objects the controller reads, each kept current by its own ResourceWatch:
-// Pods, Namespaces, Services, EndpointSlices (discovery.k8s.io/v1), Nodes, and Weft's own
+// Pods, Namespaces, Services, EndpointSlices (discovery.k8s.io/v1), and Weft's own
 // AccessPolicies and MeshTLSPolicies (weft.dev), cluster-wide.
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api } from '@kubernetes/client-node';
 import type { KubernetesListObject } from '@kubernetes/client-node';
 import { ACCESS_POLICY_PLURAL, MESH_TLS_POLICY_PLURAL, POLICY_GROUP, POLICY_VERSION } from '../../api/policy/model.ts';
 import type { AccessPolicy, MeshTLSPolicy } from '../../api/policy/types.gen.ts';
-import type { KubeConfig, V1EndpointSlice, V1Namespace, V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { KubeConfig, V1EndpointSlice, V1Namespace, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Logger } from '../../api/log.ts';
 import type { BackoffOptions } from './backoff.ts';
 import { watchResource } from './resource-watch.ts';
@@ -16,7 +16,6 @@ export interface ClusterWatches {
   namespaces: ResourceWatch<V1Namespace>;
   services: ResourceWatch<V1Service>;
   endpointSlices: ResourceWatch<V1EndpointSlice>;
-  nodes: ResourceWatch<V1Node>;
   accessPolicies: ResourceWatch<AccessPolicy>;
   meshTLSPolicies: ResourceWatch<MeshTLSPolicy>;
   /** Every watch, for iteration (readiness, metrics). */
@@ -28,7 +27,7 @@ export interface ClusterWatches {
   stop(): Promise<void>;
 }
 
-type WatchedObject = V1Pod | V1Namespace | V1Service | V1EndpointSlice | V1Node | AccessPolicy | MeshTLSPolicy;
+type WatchedObject = V1Pod | V1Namespace | V1Service | V1EndpointSlice | AccessPolicy | MeshTLSPolicy;
 
 export interface ClusterWatchOptions {
   log: Logger;
@@ -51,7 +50,6 @@ export function createClusterWatches(kubeConfig: KubeConfig, opts: ClusterWatchO
     path: '/apis/discovery.k8s.io/v1/endpointslices',
     list: () => discovery.listEndpointSliceForAllNamespaces(),
   });
-  const nodes = watchResource<V1Node>({ ...common, resource: 'nodes', path: '/api/v1/nodes', list: () => core.listNode() });
 
   const custom = kubeConfig.makeApiClient(CustomObjectsApi);
   // The generic custom-object client returns untyped lists; the informer needs the list shape.
@@ -70,14 +68,13 @@ export function createClusterWatches(kubeConfig: KubeConfig, opts: ClusterWatchO
     list: listCustom<MeshTLSPolicy>(MESH_TLS_POLICY_PLURAL),
   });
 
-  const every = [pods, namespaces, services, endpointSlices, nodes, accessPolicies, meshTLSPolicies] as ResourceWatch<WatchedObject>[];
+  const every = [pods, namespaces, services, endpointSlices, accessPolicies, meshTLSPolicies] as ResourceWatch<WatchedObject>[];
   const whenSynced = Promise.all(every.map((w) => w.whenSynced)).then(() => undefined);
   return {
     pods,
     namespaces,
     services,
     endpointSlices,
-    nodes,
     accessPolicies,
     meshTLSPolicies,
     all: () => every,

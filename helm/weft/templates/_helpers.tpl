@@ -1,10 +1,21 @@
 {{/* Labels every object carries; selectors use only the stable subset (weft.selectorLabels). */}}
 {{- define "weft.labels" -}}
-app.kubernetes.io/part-of: weft
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "weft.sharedLabels" . }}
+{{- end -}}
+
+{{- define "weft.sharedLabels" -}}
+app.kubernetes.io/part-of: weft
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* All labels of one component's objects: weft.labels plus its selector labels, each key once
+(a repeated key is invalid YAML to strict parsers). Call with (dict "root" $ "component" "agent"). */}}
+{{- define "weft.componentLabels" -}}
+{{ include "weft.sharedLabels" .root }}
+{{ include "weft.selectorLabels" . }}
 {{- end -}}
 
 {{/* Selector labels of one component; call with (dict "root" $ "component" "controller"). */}}
