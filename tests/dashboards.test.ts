@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
+import { Playground, REPO, eventually, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const CHART = join(REPO, 'helm/weft');
 const RELEASE = 'weft';
@@ -250,16 +250,6 @@ async function echo(port = 9000): Promise<string> {
   return r.stdout.includes('weft-ping') ? 'ok' : 'refused';
 }
 
-async function eventually(fn: () => Promise<string>, want: string, timeoutMs = 20_000): Promise<string> {
-  const until = Date.now() + timeoutMs;
-  let got = '';
-  while (Date.now() < until) {
-    got = await fn();
-    if (got === want) return got;
-    await sleep(200);
-  }
-  return got;
-}
 
 const accessPolicy = (name: string, spec: object) => ({ apiVersion: 'weft.dev/v1alpha1', kind: 'AccessPolicy', metadata: { name, namespace: NS }, spec });
 

@@ -7,7 +7,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson, type Result } from './helpers/playground.ts';
+import { Playground, REPO, eventually, pod, sh, uniqueName, weft, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('po'));
 t.teardown(async () => {
@@ -443,13 +443,3 @@ t.test('kubectl get shows the printer columns', async (t) => {
   t.match(r.stdout, /cols\s+ALLOW\s+True\s+True\s+3\s+2\/2/, 'row');
 });
 
-async function eventually(fn: () => Promise<string>, want: string, timeoutMs = 10_000): Promise<string> {
-  const until = Date.now() + timeoutMs;
-  let got = '';
-  while (Date.now() < until) {
-    got = await fn();
-    if (got === want) return got;
-    await sleep(200);
-  }
-  return got;
-}

@@ -7,6 +7,7 @@
 // agent-sync.ts imports this module and this module imports ProtocolError from it: the cycle is
 // safe because ProtocolError is only used when a check runs, never while modules load.
 import { ProtocolError } from '../agent-sync.ts';
+import { CONDITION_KEYS as SCHEMA_CONDITION_KEYS } from './schema.ts';
 import type {
   CompiledAccessPolicy,
   CompiledCondition,
@@ -25,16 +26,7 @@ const ACTIONS: readonly unknown[] = ['ALLOW', 'DENY', 'AUDIT'];
 const MODES: readonly unknown[] = ['STRICT', 'PERMISSIVE'];
 const SCOPES: readonly unknown[] = ['mesh', 'namespace', 'workload'];
 const OPERATORS: readonly unknown[] = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
-const CONDITION_KEYS: readonly unknown[] = [
-  'source.ip',
-  'source.principal',
-  'source.namespace',
-  'destination.ip',
-  'destination.port',
-  'request.method',
-  'request.path',
-  'request.host',
-];
+const CONDITION_KEYS: readonly unknown[] = SCHEMA_CONDITION_KEYS;
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isStr = (v: unknown): v is string => typeof v === 'string';

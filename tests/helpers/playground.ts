@@ -105,3 +105,15 @@ export function pod(namespace: string, name: string, command: string[], opts: { 
     },
   };
 }
+
+/** Polls `fn` until it returns `want` or the time is up; returns the last value seen. */
+export async function eventually(fn: () => Promise<string>, want: string, timeoutMs = 10_000): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  let got = '';
+  while (Date.now() < until) {
+    got = await fn();
+    if (got === want) return got;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return got;
+}
