@@ -1,42 +1,52 @@
 // The agent's small HTTP endpoints: Prometheus metrics (15020, all interfaces), readiness and
 // liveness (15021), and the admin dump (15000, localhost only: it shows workloads and
 // connections, never key material).
+//
+// All three bind with SO_REUSEPORT: during an upgrade the new agent process binds them while the
+// old one still runs (and the kubelet probes the node's 15021, which either may answer: the
+// readiness source accounts for that, see handover.ts). A draining process closes its metrics and
+// admin endpoints first, so that the node's are the new process's; health stays until it exits.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenShared } from './listen.ts';
 import { registry } from './metrics.ts';
 
 export interface AdminSources {
   /** Sections of /config_dump, each produced on demand. */
   dump: Record<string, () => unknown>;
   /** Why the agent is not ready, or undefined when it is. */
-  notReady: () => string | undefined;
+  notReady: () => string | undefined | Promise<string | undefined>;
+}
+
+export interface AgentEndpoints {
+  metrics: Server;
+  health: Server;
+  admin: Server;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
-function serve(host: string, port: number, handler: Handler): Promise<Server> {
+async function serve(host: string, port: number, handler: Handler): Promise<Server> {
   const server = createServer((req, res) => {
     Promise.resolve(handler(req, res)).catch((e: unknown) => {
       res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(e as Error).message}\n`);
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => resolve(server));
-  });
+  await listenShared(server, { host, port });
+  return server;
 }
 
 const json = (res: ServerResponse, status: number, body: unknown) =>
   res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body, null, 2)}\n`);
 
-export async function startEndpoints(src: AdminSources, ports = { metrics: 15020, health: 15021, admin: 15000 }, bind = '0.0.0.0'): Promise<Server[]> {
+export async function startEndpoints(src: AdminSources, ports = { metrics: 15020, health: 15021, admin: 15000 }, bind = '0.0.0.0'): Promise<AgentEndpoints> {
   const metrics = await serve(bind, ports.metrics, async (req, res) => {
     if (req.url !== '/metrics' && req.url !== '/stats/prometheus') return void res.writeHead(404).end();
     res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
   });
-  const health = await serve(bind, ports.health, (req, res) => {
+  const health = await serve(bind, ports.health, async (req, res) => {
     if (req.url === '/healthz/live' || req.url === '/livez') return void res.writeHead(200).end('ok\n');
     if (req.url === '/healthz/ready' || req.url === '/readyz') {
-      const why = src.notReady();
+      const why = await src.notReady();
       return void (why ? res.writeHead(503).end(`${why}\n`) : res.writeHead(200).end('ready\n'));
     }
     res.writeHead(404).end();
@@ -48,5 +58,5 @@ export async function startEndpoints(src: AdminSources, ports = { metrics: 15020
     if (f) return void json(res, 200, f());
     json(res, 404, { error: `unknown path ${path}`, paths: ['/config_dump', ...Object.keys(src.dump).map((k) => `/${k}`)] });
   });
-  return [metrics, health, admin];
+  return { metrics, health, admin };
 }

@@ -5,6 +5,13 @@
 // from the checkpoint in one nftables transaction), then the CNI socket and plugin install, then
 // the controller connection. A restarted agent therefore captures exactly what it captured before
 // as soon as it can serve it, and until then the kernel refuses the traffic: it never bypasses.
+//
+// Upgrades drop no established connection (the chart's DaemonSet surges, one node at a time): the
+// new process starts beside the old one, re-applies the same rules (conntrack keeps the
+// translation of established flows), takes the CNI and agent sockets over, and binds its
+// listeners (SO_REUSEPORT) only once it is ready. Then the old one gets SIGTERM and drains: it
+// stops accepting, sends GOAWAY on its tunnels, and carries what it has until it ends or
+// WEFT_DRAIN_SECONDS pass. handover.ts says how the two processes find each other.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClientHttp2Stream } from 'node:http2';
@@ -12,6 +19,8 @@ import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
 import { createLogger } from '../api/log.ts';
 import type { Workload } from '../api/agent-sync.ts';
 import { startEndpoints } from './admin.ts';
+import { AGENT_SOCKET, AgentSocket, HandoverRedirector, enableRequestMigration } from './handover.ts';
+import { someoneListens } from './unix-socket.ts';
 import { createCniServer } from './cni/server.ts';
 import { installCniPlugin, uninstallCniPlugin, watchChain, writeApiCredentials } from './cni/install.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
@@ -51,6 +60,8 @@ export interface AgentConfig {
   bind: string;
   /** Connections idle this long in both directions are reset. */
   idleTimeoutMs: number;
+  /** How long a stopping agent carries its open connections before it resets them. */
+  drainMs: number;
   /** Weft's install namespace: AccessPolicies there are mesh-wide. */
   installNamespace: string;
 }
@@ -59,6 +70,12 @@ function env(name: string, fallback?: string): string {
   const v = process.env[name] ?? fallback;
   if (v === undefined || v === '') throw Object.assign(new Error(`environment variable ${name} is required`), { code: 'CONFIG' });
   return v;
+}
+
+function seconds(name: string, fallback: string): number {
+  const v = Number(env(name, fallback));
+  if (!Number.isFinite(v) || v < 0) throw Object.assign(new Error(`${name} must be a number of seconds, not "${process.env[name]}"`), { code: 'CONFIG' });
+  return v * 1000;
 }
 
 export function configFromEnv(): AgentConfig {
@@ -81,6 +98,8 @@ export function configFromEnv(): AgentConfig {
     },
     bind: env('WEFT_BIND', '0.0.0.0'),
     idleTimeoutMs: Number(env('WEFT_IDLE_TIMEOUT_SECONDS', '3600')) * 1000,
+    // The chart's terminationGracePeriodSeconds must exceed it (agent-daemonset.yaml).
+    drainMs: seconds('WEFT_DRAIN_SECONDS', '600'),
     installNamespace: env('WEFT_NAMESPACE', 'weft-system'),
   };
 }
@@ -90,8 +109,16 @@ export function log(level: 'info' | 'warn' | 'error', msg: string, fields: Recor
   logger[level](msg, fields);
 }
 
-export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
+export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Promise<void>> {
+  const startedAt = new Date().toISOString();
   await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+  // An agent still answering on the node's agent socket is our predecessor: an upgrade runs us
+  // beside it (DaemonSet surge). It keeps serving until we are ready; see handover.ts.
+  const agentSocketPath = join(cfg.stateDir, AGENT_SOCKET);
+  const predecessor = await someoneListens(agentSocketPath);
+  const migration = await enableRequestMigration();
+  if (migration !== 'on') log(typeof migration === 'string' ? 'info' : 'warn', 'accept-queue migration between agent processes (net.ipv4.tcp_migrate_req)', { result: migration });
+
   const store = new StateStore();
   const checkpoint = join(cfg.stateDir, 'state.json');
   if (await store.load(checkpoint)) log('info', 'restored state from checkpoint', { revision: store.revision, workloads: store.workloads().length });
@@ -108,6 +135,24 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
   const localIdentities = () => new Set(store.workloadsOnNode(cfg.node).filter((w) => w.meshed).map((w) => w.identity));
   certificates.setIdentities(localIdentities());
   store.onChange(() => certificates.setIdentities(localIdentities()));
+
+  // Ready: it serves any new connection at once — it has the node's state, a certificate for
+  // each meshed workload here (an inbound tunnel to one it has none for would be refused), and
+  // its listeners. canServe() is all but the last: beside a predecessor it decides when to bind.
+  let draining = false;
+  let serving = false;
+  const canServe = (): string | undefined => {
+    if (draining) return 'draining';
+    if (!store.epoch) return 'no state from the controller yet';
+    const missing = [...localIdentities()].filter((id) => !certificates.certificateFor(id)).length;
+    if (missing > 0) return `no certificate yet for ${missing} local workload identit${missing === 1 ? 'y' : 'ies'}`;
+    return undefined;
+  };
+  const notReady = (): string | undefined => canServe() ?? (serving ? undefined : 'capture listeners not bound yet');
+  const agentSocket = await AgentSocket.open(agentSocketPath, () => {
+    const why = notReady();
+    return { pid: process.pid, version: AGENT_VERSION, startedAt, draining, ...(why === undefined ? {} : { notReady: why }) };
+  });
 
   const pool = new HbonePool({ secureContextFor: (id) => certificates.secureContextFor(id) });
   const enforcer = new PolicyEnforcer({ store, installNamespace: cfg.installNamespace, log });
@@ -127,9 +172,20 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
     },
   });
   const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, idleTimeoutMs: cfg.idleTimeoutMs, enforcer });
-  await Promise.all([outbound.listen(), plaintext.listen(), inbound.listen()]);
+  const serve = async (): Promise<void> => {
+    const slow = setTimeout(() => log('warn', 'waiting for the capture ports: a process that does not share them holds them (an agent from before SO_REUSEPORT?)'), 3000);
+    await Promise.all([outbound.listen(), plaintext.listen(), inbound.listen()]);
+    clearTimeout(slow);
+    serving = true;
+    log('info', 'capture listeners bound', { handover: predecessor });
+  };
+  // Cold start: listeners first (the rules restored next redirect to them). Beside a predecessor:
+  // only once ready — the kernel spreads new connections over both processes from the moment we
+  // bind, and each must be served as well as the predecessor would.
+  if (!predecessor) await serve();
 
-  const enroller = new NodeEnroller({ node: cfg.node, store, redirector: new Redirector(), stateFile: join(cfg.stateDir, 'enrolled.json'), log });
+  const redirector = new HandoverRedirector();
+  const enroller = new NodeEnroller({ node: cfg.node, store, redirector, stateFile: join(cfg.stateDir, 'enrolled.json'), log });
   await enroller.start();
 
   const settings: WeftCniSettings = {
@@ -139,9 +195,11 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
     logFile: join(cfg.stateDir, 'cni.log'),
     kubernetes: cfg.cni.kubernetes,
   };
+  // The newest agent process on the node answers the plugin: it takes a live socket over.
   const cniServer = createCniServer({
     socketPath: settings.agentSocket,
     enroller,
+    takeOver: true,
     log: { info: (m, f) => log('info', m, f), warn: (m, f) => log('warn', m, f), error: (m, f) => log('error', m, f) },
   });
   await cniServer.listen();
@@ -172,6 +230,9 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
     log,
     onApplied: (rev) => {
       syncRevision.set(rev);
+      // A draining process still follows the controller (policy changes reach the connections it
+      // carries), but the checkpoint is its successor's to write.
+      if (draining) return;
       saving = saving.then(() => store.save(checkpoint)).catch((e: unknown) => log('warn', 'checkpoint failed', { error: (e as Error).message }));
     },
   });
@@ -179,9 +240,15 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
 
   const endpoints = await startEndpoints(
     {
-      notReady: () => (store.epoch ? undefined : 'no state from the controller yet'),
+      // The kubelet's probe of this node's 15021 may reach this process although it asks about
+      // a successor's pod: while a successor runs, the node is ready when the successor is.
+      notReady: async () => {
+        const successor = await agentSocket.successor();
+        if (successor) return successor.notReady && `successor agent (pid ${successor.pid}): ${successor.notReady}`;
+        return notReady();
+      },
       dump: {
-        node: () => ({ node: cfg.node, version: AGENT_VERSION, controller: { connected: sync.connected, lastError: sync.lastError, epoch: store.epoch, revision: store.revision } }),
+        node: () => ({ node: cfg.node, version: AGENT_VERSION, pid: process.pid, startedAt, draining, controller: { connected: sync.connected, lastError: sync.lastError, epoch: store.epoch, revision: store.revision } }),
         workloads: () => store.workloads(),
         services: () => store.services(),
         config: () => store.config,
@@ -201,21 +268,60 @@ export async function runAgent(cfg: AgentConfig): Promise<() => Promise<void>> {
   }, 1000);
   gauges.unref();
 
-  log('info', 'agent started', { node: cfg.node, controller: cfg.controllerURL });
-  return async () => {
-    // Drain: stop accepting, let open connections finish, keep the rules (fail closed: a new
-    // agent process takes over the same ports and sets).
+  // Beside a predecessor: take new connections once able to; the predecessor drains when told.
+  if (predecessor) {
+    untilAble(canServe, () => draining)
+      .then((able) => (able ? serve() : undefined))
+      .catch((e: unknown) => log('error', 'binding the capture listeners failed', { error: (e as Error).message }));
+  }
+
+  log('info', 'agent started', { node: cfg.node, controller: cfg.controllerURL, pid: process.pid, handover: predecessor });
+  return async (signal: string) => {
+    // Drain: a successor (an upgrade) or nobody takes new connections from now on; the ones this
+    // process carries run to their end or to the deadline. The rules and the CNI plugin stay
+    // (fail closed): the node is never left unmeshed by an agent that stops.
+    draining = true;
+    redirector.handOver();
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
+    // The pid tells two processes of one node apart in the node's log during an upgrade.
+    log('info', 'draining', { pid: process.pid, signal, deadlineSeconds: cfg.drainMs / 1000, openConnections: report.openConnections().length });
     clearInterval(gauges);
     clearInterval(refreshCredentials);
+    // The node's metrics and admin endpoints are the successor's from now on; health stays.
+    for (const s of [endpoints.metrics, endpoints.admin]) {
+      s.close();
+      s.closeAllConnections();
+    }
+    const drained = Promise.all([outbound.drain(), plaintext.drain(), inbound.drain(), pool.drain(), cniServer.close({ graceMs: 5000 }), watcher.close()]);
+    const outcome = await Promise.race([drained.then(() => 'drained' as const), deadline]);
+    clearTimeout(timer);
+    // Counted as the access log counts them: a tunnel's streams one by one.
+    const reset = outcome === 'drained' ? 0 : report.openConnections().length;
+    if (outcome === 'deadline') await Promise.all([outbound.close(), plaintext.close(), inbound.close()]);
+    await pool.close({ graceMs: 0 });
     sync.stop();
-    await watcher.close();
-    await cniServer.close();
-    await Promise.all([outbound.close(), plaintext.close(), inbound.close(5000)]);
-    await pool.close({ graceMs: 1000 });
     certificates.close();
-    for (const s of endpoints) s.close();
+    endpoints.health.close();
+    endpoints.health.closeAllConnections();
+    await agentSocket.close();
     await saving;
+    log('info', 'drained', { pid: process.pid, outcome, seconds: Math.round(performance.now() - started) / 1000, connectionsReset: reset });
   };
+}
+
+/** Resolves true once `blocker()` clears, false if `stopped()` comes first. */
+async function untilAble(blocker: () => string | undefined, stopped: () => boolean): Promise<boolean> {
+  let last: string | undefined;
+  for (;;) {
+    if (stopped()) return false;
+    const why = blocker();
+    if (why === undefined) return true;
+    if (why !== last) log('info', 'not ready to take over the node yet', { reason: why });
+    last = why;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 function baggage(w: Workload): string {
@@ -235,8 +341,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else {
     const stop = await runAgent(cfg);
     const shutdown = (sig: string) => {
-      log('info', 'draining', { signal: sig });
-      void stop().then(() => process.exit(0));
+      void stop(sig).then(() => process.exit(0));
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));

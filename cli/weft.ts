@@ -10,6 +10,9 @@ const USAGE = `usage:
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
+  weft dev restart-agent <node> [--name NAME] [--build] [-o json]
+                                                              upgrade a node's agent in place as the DaemonSet does:
+                                                              new process ready first, then the old one drains
   weft dev down [--name NAME]                                 remove everything the playground made
   weft policy check <namespace>/<src-pod> <namespace>/<dst-pod> [--port P] [--method M] [--path /x] [--host H]
         [--header 'name: value']... [-o json] [--kubeconfig PATH] [--name NAME] [--namespace weft-system]
@@ -92,6 +95,22 @@ async function dev(argv: string[]): Promise<void> {
       const s = (await readState(name)) ?? fail(`no playground named "${name}" is running`);
       const r = spawnSync(join(s.plan.binDir, 'kubectl'), [`--kubeconfig=${s.plan.paths.adminKubeconfig}`, ...args], { stdio: 'inherit' });
       process.exit(r.status ?? 1);
+      return;
+    }
+    case 'restart-agent': {
+      const { values, positionals } = parseArgs({
+        args: own,
+        options: { name: opts.name, output: opts.output, build: { type: 'boolean', default: false } },
+        allowPositionals: true,
+      });
+      const node = positionals[0];
+      if (!node || positionals.length > 1) fail('usage: weft dev restart-agent <node> [--name NAME] [--build] [-o json]', 2);
+      // --build: the new process runs the agent as it is in the working tree now.
+      if (values.build) await (await import('../scripts/build-agent.ts')).buildAgent();
+      const { restartAgent } = await import('../playground/mesh.ts');
+      const r = await restartAgent(values.name, node);
+      if (values.output === 'json') process.stdout.write(`${JSON.stringify(r)}\n`);
+      else process.stderr.write(`agent on ${r.node} upgraded: pid ${r.oldPid} -> ${r.newPid}, ready in ${(r.readyMs / 1000).toFixed(1)} s; the old process drains its connections\n`);
       return;
     }
     default:

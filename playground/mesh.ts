@@ -2,13 +2,21 @@
 // would run it) and one agent per node, inside the node's namespace, each with the chart's
 // ServiceAccount and RBAC and a token from the TokenRequest API — the agents' tokens bound to
 // their Node, so the controller learns which node an agent speaks for.
-import { mkdir, writeFile } from 'node:fs/promises';
+//
+// An agent can be upgraded in place the way the chart's DaemonSet does it (maxSurge 1,
+// maxUnavailable 0): `weft dev restart-agent <node>` asks the playground's supervisor, through
+// its mesh control socket, to start a new agent process on the node, wait until that process is
+// ready, then send SIGTERM to the old one, which drains.
+import { unlink, mkdir, writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
 import { join } from 'node:path';
 import type { NodePlan, PlaygroundPlan } from './config.ts';
 import { run } from './exec.ts';
 import { waitFor } from './controlplane.ts';
-import type { Supervisor } from './supervisor.ts';
+import { readState } from './state.ts';
+import { SupervisorError, type Replacement, type Supervisor } from './supervisor.ts';
 import { createRoot } from '../controller/ca/root.ts';
+import { AGENT_SOCKET, queryAgent } from '../agent/handover.ts';
 import { buildAgent } from '../scripts/build-agent.ts';
 
 export const INSTALL_NAMESPACE = 'weft-system';
@@ -89,11 +97,95 @@ export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: stri
     const states = await Promise.all(p.nodes.map((n) => fetch(`http://${n.ip}:15021/healthz/ready`).then((r) => r.ok, () => false)));
     return states.every(Boolean) || `${states.filter(Boolean).length}/${p.nodes.length} ready`;
   });
+  await serveMeshControl(p, sup);
   return paths;
 }
 
 export function agentDir(n: NodePlan): string {
   return join(n.dir, 'weft');
+}
+
+/** The supervisor's mesh control socket (HTTP): `POST /agents/<node>/restart`. */
+export function meshControlSocket(p: PlaygroundPlan): string {
+  return join(p.dir, 'mesh.sock');
+}
+
+/** How long a new agent may take to become ready (state, certificates, listeners). */
+const AGENT_READY_TIMEOUT_MS = 120_000;
+
+export interface AgentRestart extends Replacement {
+  node: string;
+}
+
+/**
+ * Upgrades the agent of node `node` in place: a new process with the same environment, ready
+ * (by its own agent socket, which it takes over at start, so the answer is the new process's and
+ * no other's) before the old one gets SIGTERM.
+ */
+export async function upgradeAgent(p: PlaygroundPlan, sup: Supervisor, node: string): Promise<AgentRestart> {
+  const n = p.nodes.find((x) => x.name === node);
+  if (!n) throw new SupervisorError('NO_SUCH_PROCESS', `no node ${node} (nodes: ${p.nodes.map((x) => x.name).join(', ')})`);
+  const socket = join(agentDir(n), 'run', AGENT_SOCKET);
+  const r = await sup.replace(`weft-agent/${n.name}`, {
+    timeoutMs: AGENT_READY_TIMEOUT_MS,
+    ready: async (pid) => {
+      const status = await queryAgent(socket);
+      return status.pid === pid && status.notReady === undefined;
+    },
+  });
+  return { node, ...r };
+}
+
+async function serveMeshControl(p: PlaygroundPlan, sup: Supervisor): Promise<void> {
+  const path = meshControlSocket(p);
+  const server = createServer((req, res) => {
+    const m = /^\/agents\/([^/]+)\/restart$/.exec(req.url ?? '');
+    const reply = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (req.method !== 'POST' || !m?.[1]) return reply(404, { error: { code: 'NOT_FOUND', message: 'POST /agents/<node>/restart' } });
+    upgradeAgent(p, sup, decodeURIComponent(m[1])).then(
+      (r) => reply(200, r),
+      (e: unknown) => {
+        const code = (e as { code?: unknown }).code;
+        reply(code === 'NO_SUCH_PROCESS' ? 404 : code === 'REPLACE_IN_PROGRESS' ? 409 : 500, { error: { code: typeof code === 'string' ? code : 'FAILED', message: (e as Error).message } });
+      },
+    );
+  });
+  await unlink(path).catch(() => {});
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+}
+
+function isRestart(v: unknown): v is AgentRestart {
+  const r = v as Partial<AgentRestart> | null;
+  return typeof r === 'object' && r !== null && typeof r.node === 'string' && typeof r.oldPid === 'number' && typeof r.newPid === 'number' && typeof r.readyMs === 'number';
+}
+
+/** `weft dev restart-agent`: asks the running playground `name` to upgrade the agent of `node`. */
+export async function restartAgent(name: string, node: string): Promise<AgentRestart> {
+  const state = await readState(name);
+  if (!state) throw Object.assign(new Error(`no playground named "${name}" is running`), { code: 'NO_PLAYGROUND' });
+  if (!state.mesh) throw Object.assign(new Error(`playground "${name}" runs without Weft (--no-mesh)`), { code: 'NO_MESH' });
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: meshControlSocket(state.plan), method: 'POST', path: `/agents/${encodeURIComponent(node)}/restart` }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          return reject(Object.assign(new Error(`the playground answered ${res.statusCode} without JSON`), { code: 'BAD_ANSWER' }));
+        }
+        if (res.statusCode === 200 && isRestart(body)) return resolve(body);
+        const { code, message } = (body as { error?: { code?: string; message?: string } }).error ?? {};
+        reject(Object.assign(new Error(message ?? `status ${res.statusCode}`), { code: code ?? 'FAILED' }));
+      });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => reject(Object.assign(new Error(`the playground's mesh control socket: ${e.code ?? e.message}`), { code: 'NO_CONTROL_SOCKET' })));
+    req.end();
+  });
 }
 
 async function startAgent(p: PlaygroundPlan, n: NodePlan, sup: Supervisor, entry: string, repo: string, paths: MeshPaths): Promise<void> {

@@ -1,6 +1,11 @@
 // Runs the playground's long-lived processes (control plane, kube-proxies, kubelets): each in its
 // own process group, optionally inside a network namespace, logging to its own file, restarted
 // with backoff if it dies while the playground is up, and stopped in reverse start order.
+//
+// replace() upgrades one process in place the way a DaemonSet with maxSurge does: the new process
+// starts beside the old one (same spec), and only once it is ready does the old one get SIGTERM.
+// The old one is then "retired": it may run on for a while (an agent drains its connections), is
+// never restarted, and is stopped with the rest.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 
@@ -19,11 +24,40 @@ interface Managed {
   child: ChildProcess | undefined;
   restarts: number;
   timer: NodeJS.Timeout | undefined;
+  /** A successor started by replace() that is not ready yet. */
+  successor: ChildProcess | undefined;
+  /** Replaced processes that have not exited yet. */
+  retired: Set<ChildProcess>;
 }
 
 export type SupervisorEvent =
   | { kind: 'started'; name: string; pid: number }
-  | { kind: 'exited'; name: string; code: number | null; signal: NodeJS.Signals | null; restartInMs: number };
+  | { kind: 'exited'; name: string; code: number | null; signal: NodeJS.Signals | null; restartInMs: number }
+  | { kind: 'replaced'; name: string; oldPid: number; newPid: number }
+  | { kind: 'retired'; name: string; pid: number; code: number | null; signal: NodeJS.Signals | null };
+
+export interface ReplaceOptions {
+  /** True once the new process (by pid) is ready; may throw while it is not. */
+  ready: (pid: number) => Promise<boolean>;
+  /** Give up (and stop the new process) if it is not ready by then. */
+  timeoutMs: number;
+}
+
+export interface Replacement {
+  oldPid: number;
+  newPid: number;
+  /** From the new process's start to its readiness. */
+  readyMs: number;
+}
+
+export class SupervisorError extends Error {
+  readonly code: 'NO_SUCH_PROCESS' | 'NOT_RUNNING' | 'REPLACE_IN_PROGRESS' | 'SUCCESSOR_EXITED' | 'SUCCESSOR_NOT_READY' | 'STOPPING';
+  constructor(code: SupervisorError['code'], message: string) {
+    super(message);
+    this.name = 'SupervisorError';
+    this.code = code;
+  }
+}
 
 export class Supervisor {
   readonly #procs: Managed[] = [];
@@ -35,19 +69,71 @@ export class Supervisor {
   }
 
   start(spec: ProcessSpec): void {
-    const m: Managed = { spec, child: undefined, restarts: 0, timer: undefined };
+    const m: Managed = { spec, child: undefined, restarts: 0, timer: undefined, successor: undefined, retired: new Set() };
     this.#procs.push(m);
     this.#launch(m);
   }
 
+  /** Current processes by name; successors and retired ones under `<name>@<pid>` (for `down`). */
   pids(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const m of this.#procs) if (m.child?.pid) out[m.spec.name] = m.child.pid;
+    for (const m of this.#procs) {
+      if (m.child?.pid) out[m.spec.name] = m.child.pid;
+      for (const c of [m.successor, ...m.retired]) if (c?.pid) out[`${m.spec.name}@${c.pid}`] = c.pid;
+    }
     return out;
   }
 
-  #launch(m: Managed): void {
-    const { spec } = m;
+  /**
+   * Upgrades the process `name` in place: starts a new one with the same spec, waits until
+   * `ready(newPid)`, then sends SIGTERM to the old one's group and returns (the old one may take
+   * its time to exit). If the new process exits or is not ready in time, it is stopped and the
+   * old one keeps running.
+   */
+  async replace(name: string, o: ReplaceOptions): Promise<Replacement> {
+    const m = this.#procs.find((p) => p.spec.name === name);
+    if (!m) throw new SupervisorError('NO_SUCH_PROCESS', `no process named ${name}`);
+    if (this.#stopping) throw new SupervisorError('STOPPING', 'the supervisor is stopping');
+    if (m.successor) throw new SupervisorError('REPLACE_IN_PROGRESS', `${name} is being replaced already`);
+    const old = m.child;
+    if (!old?.pid) throw new SupervisorError('NOT_RUNNING', `${name} is not running (restarting?)`);
+    const started = performance.now();
+    const successor = this.#spawn(m.spec);
+    m.successor = successor;
+    successor.on('spawn', () => this.#onEvent({ kind: 'started', name, pid: successor.pid ?? -1 }));
+    const exited = new Promise<never>((_, reject) =>
+      successor.once('exit', (code, signal) => reject(new SupervisorError('SUCCESSOR_EXITED', `the new ${name} exited (code ${code}, signal ${signal}) before it was ready`))),
+    );
+    exited.catch(() => {});
+    try {
+      const pid = await Promise.race([spawned(successor), exited]);
+      await Promise.race([untilReady(() => o.ready(pid), o.timeoutMs, name), exited]);
+    } catch (err) {
+      m.successor = undefined;
+      await stopChild(successor, 5000);
+      throw err;
+    }
+    m.successor = undefined;
+    const readyMs = performance.now() - started;
+    if (m.child !== old || this.#stopping) {
+      // The old one died meanwhile (and is being restarted) or everything is stopping: keep the new one out.
+      await stopChild(successor, 5000);
+      throw new SupervisorError(this.#stopping ? 'STOPPING' : 'NOT_RUNNING', `${name} changed while its successor started`);
+    }
+    this.#adopt(m, successor);
+    // Its own exit handler now does nothing (it is not m.child): it is not restarted.
+    m.retired.add(old);
+    old.once('exit', (code, signal) => {
+      m.retired.delete(old);
+      this.#onEvent({ kind: 'retired', name, pid: old.pid ?? -1, code, signal });
+    });
+    killGroup(old.pid, 'SIGTERM');
+    const newPid = successor.pid ?? -1;
+    this.#onEvent({ kind: 'replaced', name, oldPid: old.pid, newPid });
+    return { oldPid: old.pid, newPid, readyMs };
+  }
+
+  #spawn(spec: ProcessSpec): ChildProcess {
     const argv = spec.netns ? ['nsenter', `--net=/run/netns/${spec.netns}`, '--', spec.cmd, ...spec.args] : [spec.cmd, ...spec.args];
     const fd = openSync(spec.logFile, 'a');
     const child = spawn(argv[0] as string, argv.slice(1), {
@@ -56,13 +142,25 @@ export class Supervisor {
       env: spec.env ?? process.env,
     });
     closeSync(fd);
-    m.child = child;
-    const started = Date.now();
-    child.on('spawn', () => this.#onEvent({ kind: 'started', name: spec.name, pid: child.pid ?? -1 }));
     child.on('error', () => {
       /* reported through 'exit' */
     });
+    return child;
+  }
+
+  #launch(m: Managed): void {
+    const child = this.#spawn(m.spec);
+    child.on('spawn', () => this.#onEvent({ kind: 'started', name: m.spec.name, pid: child.pid ?? -1 }));
+    this.#adopt(m, child);
+  }
+
+  /** Makes `child` the process of `m`: restarted with backoff when it dies. */
+  #adopt(m: Managed, child: ChildProcess): void {
+    const { spec } = m;
+    m.child = child;
+    const started = Date.now();
     child.on('exit', (code, signal) => {
+      if (m.child !== child) return;
       m.child = undefined;
       if (this.#stopping) return;
       // Back off 1 s doubling to 30 s; a process that stayed up for a minute starts over.
@@ -78,9 +176,29 @@ export class Supervisor {
     this.#stopping = true;
     for (const m of [...this.#procs].reverse()) {
       if (m.timer) clearTimeout(m.timer);
-      await stopChild(m.child, graceMs);
+      await Promise.all([m.child, m.successor, ...m.retired].map((c) => stopChild(c, graceMs)));
     }
   }
+}
+
+function spawned(child: ChildProcess): Promise<number> {
+  if (child.pid !== undefined) return Promise.resolve(child.pid);
+  return new Promise((resolve) => child.once('spawn', () => resolve(child.pid ?? -1)));
+}
+
+async function untilReady(ready: () => Promise<boolean>, timeoutMs: number, name: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      if (await ready()) return;
+      last = 'not ready';
+    } catch (e) {
+      last = e instanceof Error ? e.message : String(e);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new SupervisorError('SUCCESSOR_NOT_READY', `the new ${name} was not ready after ${timeoutMs} ms (${last})`);
 }
 
 export async function stopChild(child: ChildProcess | undefined, graceMs: number): Promise<void> {

@@ -1,6 +1,11 @@
 // The agent's side of the CNI contract (api/cni.ts): HTTP/1.1 on a unix socket that only root
 // can reach (mode 0600), answering the plugin by calling the injected Enroller. A malformed
 // request is refused with 400 and a reason and costs other requests nothing.
+//
+// During an agent upgrade the new process takes the socket over (`takeOver`, unix-socket.ts): it
+// renames its own socket over the path, so the plugin always finds a listener, and from then on
+// every request goes to the new process; the old one finishes the requests it had and never
+// removes the new one's socket.
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createConnection } from 'node:net';
@@ -18,6 +23,7 @@ import {
 } from '../../api/cni.ts';
 import type { CniApiErrorCode, ErrorBody } from '../../api/cni.ts';
 import type { Enroller } from './enroller.ts';
+import { OwnedSocketPath } from '../unix-socket.ts';
 
 export interface CniServerLog {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -29,14 +35,23 @@ export interface CniServerOptions {
   socketPath: string;
   enroller: Enroller;
   log?: CniServerLog;
+  /**
+   * Replace a socket another agent process still listens on (the agent's start during an
+   * upgrade), and keep the path ours while no successor takes it. Without it, a live socket is
+   * refused with SOCKET_IN_USE, only a dead one is replaced, and closing unlinks the path.
+   */
+  takeOver?: boolean;
 }
 
 export interface CniServer {
   readonly socketPath: string;
-  /** Removes a stale socket file, listens, restricts the socket to its owner. */
+  /** Removes a stale socket file (or takes a live one over), listens, restricts the socket to its owner. */
   listen(): Promise<void>;
-  /** Stops listening, drops open connections, removes the socket file if it is still ours. */
-  close(): Promise<void>;
+  /**
+   * Stops listening, lets requests in progress finish (up to `graceMs`, default 0) and drops the
+   * rest, removes the socket file (with takeOver: only if it is still ours).
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
 }
 
 export class CniServerError extends Error {
@@ -63,7 +78,7 @@ export function createCniServer(opts: CniServerOptions): CniServer {
   const log = opts.log ?? stderrLog;
   const routes = buildRoutes(enroller);
   let server: Server | null = null;
-  let socketIno: number | null = null;
+  let owned: OwnedSocketPath | null = null;
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
@@ -116,53 +131,70 @@ export function createCniServer(opts: CniServerOptions): CniServer {
   return {
     socketPath,
     async listen() {
-      await clearStaleSocket(socketPath);
-      const s = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
-        onRequest(req, res).catch((err: unknown) => {
-          log.error('cni request handler crashed', { error: (err as Error).message });
-          if (!res.headersSent) send(res, failure('ENROLLER_FAILED', 'internal error'));
-          else res.destroy();
+      const create = (): Server => {
+        const s = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
+          onRequest(req, res).catch((err: unknown) => {
+            log.error('cni request handler crashed', { error: (err as Error).message });
+            if (!res.headersSent) send(res, failure('ENROLLER_FAILED', 'internal error'));
+            else res.destroy();
+          });
         });
-      });
-      s.on('clientError', (err, socket) => {
-        // Not HTTP at all (or broken framing): answer once and drop only that connection.
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        else socket.destroy();
-        log.warn('cni connection refused', { error: err.message });
-      });
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(socketPath, () => {
-          s.off('error', reject);
-          resolve();
+        s.on('clientError', (err, socket) => {
+          // Not HTTP at all (or broken framing): answer once and drop only that connection.
+          if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+          else socket.destroy();
+          log.warn('cni connection refused', { error: err.message });
         });
-      });
-      try {
-        // The socket is created with the process umask; anyone who can connect can enrol or
-        // release pods, so narrow it to the owner (root) before announcing readiness.
-        await chmod(socketPath, SOCKET_MODE);
-        socketIno = (await lstat(socketPath)).ino;
-      } catch (err) {
-        await new Promise<void>((resolve) => s.close(() => resolve()));
-        throw err;
+        return s;
+      };
+      if (opts.takeOver) {
+        // Narrowed to its owner before the rename makes it reachable: whoever can connect can
+        // enrol or release pods.
+        owned = new OwnedSocketPath({
+          path: socketPath,
+          mode: SOCKET_MODE,
+          create,
+          onRebound: () => log.warn('cni socket was removed (by an older agent exiting?); listening again', { socketPath }),
+        });
+        await owned.listen();
+      } else {
+        await clearStaleSocket(socketPath);
+        const s = create();
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.listen(socketPath, () => {
+            s.off('error', reject);
+            resolve();
+          });
+        });
+        try {
+          // The socket is created with the process umask; anyone who can connect can enrol or
+          // release pods, so narrow it to the owner (root) before announcing readiness.
+          await chmod(socketPath, SOCKET_MODE);
+        } catch (err) {
+          await new Promise<void>((resolve) => s.close(() => resolve()));
+          throw err;
+        }
+        server = s;
       }
-      server = s;
       log.info('cni server listening', { socketPath });
     },
-    async close() {
+    async close(options = {}) {
+      const graceMs = options.graceMs ?? 0;
+      if (owned) {
+        const o = owned;
+        owned = null;
+        return o.close({ graceMs });
+      }
       const s = server;
       server = null;
       if (s === null) return;
-      await new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
-      });
-      try {
-        // Only our own socket: a newer agent may already have replaced it.
-        if ((await lstat(socketPath)).ino === socketIno) await unlink(socketPath);
-      } catch {
-        // Already gone.
-      }
+      // close() drops idle connections at once; requests in progress get graceMs. Closing a unix
+      // listener unlinks its path (libuv).
+      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+      const timer = setTimeout(() => s.closeAllConnections(), graceMs);
+      await closed;
+      clearTimeout(timer);
     },
   };
 }

@@ -5,7 +5,8 @@
 // so only streams with the same pair may share it. Streams are multiplexed on a connection up to
 // a limit (ours, or the server's SETTINGS_MAX_CONCURRENT_STREAMS if lower); then another
 // connection is opened. A connection idle for idleTimeoutMs is closed; one that fails, closes or
-// receives GOAWAY is evicted at once (its open streams finish on their own).
+// receives GOAWAY is evicted at once (its open streams finish on their own). drain() does the
+// same to every connection when this agent process hands its node over to a newer one.
 //
 // open() resolves only after the server has answered 200, so no application byte has been sent
 // when it fails: a stream refused because its connection was going away is retried once.
@@ -136,6 +137,28 @@ export class HbonePool {
       }
     }
     return result;
+  }
+
+  /**
+   * Handover to another agent process: no new streams on the connections open now — each gets
+   * GOAWAY at once and closes when its last stream ends — while the pool stays open, so that a
+   * stream still to come (a connection accepted just before the listener closed) gets a new
+   * connection. Resolves once the connections that were open have closed; the caller owns the
+   * deadline (then close()).
+   */
+  async drain(): Promise<void> {
+    for (const group of [...this.#groups.values()]) for (const pooled of group) this.#evict(pooled);
+    const draining = [...this.#live];
+    await Promise.all(
+      draining.map((connection) => {
+        const closed = new Promise<void>((resolve) => {
+          if (connection.session.destroyed) resolve();
+          else connection.session.once('close', () => resolve());
+        });
+        connection.close();
+        return closed;
+      }),
+    );
   }
 
   /** Stops opening streams, lets open ones finish for up to graceMs, then resets what is left. */

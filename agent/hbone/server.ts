@@ -29,6 +29,9 @@ import { splice, type SpliceResult } from './splice.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
+/** How long a session that starts while the server drains is served before its GOAWAY. */
+const LATE_SESSION_GOAWAY_MS = 1000;
+
 export type InboundRequest = {
   /** The client's SPIFFE ID, from its verified certificate. */
   peerIdentity: string;
@@ -94,6 +97,7 @@ export class HboneServer {
   readonly #sessionsClosed = new Set<() => void>();
   /** The connection being handed to the HTTP/2 server; its 'session' event fires synchronously. */
   #handover: Connection | undefined;
+  #draining = false;
   #closing = false;
   readonly #stats: HboneServerStats = {
     connectionsAccepted: 0,
@@ -137,13 +141,38 @@ export class HboneServer {
   }
 
   /**
-   * Graceful drain: refuse new connections, send GOAWAY so that clients open no new streams here,
+   * Handover to another agent process (the listener has stopped accepting): GOAWAY on every
+   * session, so that peers open their next tunnels elsewhere, while the streams already open run
+   * to their end. A connection that completes its handshake after this (accepted just before the
+   * listener closed) is served briefly, then gets its GOAWAY too: refusing it outright would fail
+   * the stream its peer is about to send. Resolves once every session has closed; the caller owns
+   * the deadline (then close()).
+   */
+  drain(): Promise<void> {
+    this.#draining = true;
+    for (const session of this.#sessions.keys()) session.close();
+    return this.#allSessionsClosed();
+  }
+
+  /**
+   * Graceful close: refuse new connections, send GOAWAY so that clients open no new streams here,
    * let open streams finish for up to `graceMs`, then reset whatever is left.
    */
   async close(options: { graceMs?: number } = {}): Promise<void> {
     this.#closing = true;
     const graceMs = options.graceMs ?? 5000;
-    const allClosed = new Promise<void>((resolve) => {
+    const allClosed = this.#allSessionsClosed();
+    for (const session of this.#sessions.keys()) session.close();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([allClosed, deadline]);
+    clearTimeout(timer);
+    for (const session of this.#sessions.keys()) session.destroy();
+    await allClosed;
+  }
+
+  #allSessionsClosed(): Promise<void> {
+    return new Promise<void>((resolve) => {
       const check = (): void => {
         if (this.#sessions.size > 0) return;
         this.#sessionsClosed.delete(check);
@@ -152,13 +181,6 @@ export class HboneServer {
       this.#sessionsClosed.add(check);
       check();
     });
-    for (const session of this.#sessions.keys()) session.close();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([allClosed, deadline]);
-    clearTimeout(timer);
-    for (const session of this.#sessions.keys()) session.destroy();
-    await allClosed;
   }
 
   #tlsServerFor(certificate: WorkloadCertificate, destinationIp: string): tls.Server {
@@ -215,7 +237,9 @@ export class HboneServer {
     session.on('error', () => {
       // The session closes; streams are reset and their splices clean up.
     });
+    const lateGoaway = this.#draining ? setTimeout(() => session.close(), LATE_SESSION_GOAWAY_MS) : undefined;
     session.once('close', () => {
+      clearTimeout(lateGoaway);
       this.#sessions.delete(session);
       this.#stats.connectionsOpen -= 1;
       for (const check of this.#sessionsClosed) check();

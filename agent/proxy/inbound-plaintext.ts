@@ -2,7 +2,7 @@
 // client outside the mesh. The mTLS mode (mesh default, refined by MeshTLSPolicies) decides first:
 // STRICT refuses it. Then access policy, with no identity: only rules about addresses and ports
 // can allow such a client.
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { originalDst } from '../native/sockopt.ts';
 import { PORTS } from '../redirect/rules.ts';
 import type { StateStore } from '../state/store.ts';
@@ -11,6 +11,7 @@ import { peerOf, relay } from './relay.ts';
 import type { ConnectionAttrs } from '../policy/attributes.ts';
 import { decidedBy, type PolicyEnforcer } from './enforcer.ts';
 import { serveInspected } from './inspected.ts';
+import { CaptureListener } from './listener.ts';
 import type { ConnectionReporter, OpenedInfo } from './report.ts';
 
 export interface InboundPlaintextOptions {
@@ -25,22 +26,26 @@ export interface InboundPlaintextOptions {
 
 export class InboundPlaintextProxy {
   readonly #o: InboundPlaintextOptions;
-  readonly #server: Server;
+  readonly #listener: CaptureListener;
 
   constructor(o: InboundPlaintextOptions) {
     this.#o = o;
-    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => void this.#handle(s));
+    this.#listener = new CaptureListener(createServer({ allowHalfOpen: true, noDelay: true }, (s) => void this.#handle(s)));
   }
 
+  /** Binds with SO_REUSEPORT, beside the previous agent process during an upgrade (listener.ts). */
   listen(host = '0.0.0.0', port: number = PORTS.inboundPlaintext): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen({ host, port, backlog: 4096 }, () => resolve());
-    });
+    return this.#listener.listen(host, port);
   }
 
+  /** Stops accepting; resolves once every accepted connection has ended. */
+  drain(): Promise<void> {
+    return this.#listener.drain();
+  }
+
+  /** Stops accepting and resets the connections still open. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    return this.#listener.close();
   }
 
   async #handle(down: Socket): Promise<void> {

@@ -4,7 +4,7 @@
 // authorized by policy (the client's identity is the certificate's), then connected, or handed to
 // the L7 path when the port speaks HTTP and a policy needs to see requests.
 // Also serves same-node delivery for the outbound path, with the same checks.
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { Workload } from '../../api/agent-sync.ts';
 import type { ConnectionAttrs } from '../policy/attributes.ts';
 import { HboneServer, type InboundDecision, type InboundRequest } from '../hbone/server.ts';
@@ -17,6 +17,7 @@ import { dialPlain } from './outbound.ts';
 import { peerOf } from './relay.ts';
 import { decidedBy, namespaceOfPrincipal, type PolicyEnforcer } from './enforcer.ts';
 import { serveInspected } from './inspected.ts';
+import { CaptureListener } from './listener.ts';
 import type { ConnectionReporter, OpenedInfo } from './report.ts';
 
 export interface InboundOptions {
@@ -34,7 +35,7 @@ export type LocalDelivery = { kind: 'socket'; socket: Socket } | { kind: 'inspec
 
 export class InboundProxy {
   readonly #o: InboundOptions;
-  readonly #listener: Server;
+  readonly #listener: CaptureListener;
   readonly hbone: HboneServer;
 
   constructor(o: InboundOptions) {
@@ -53,19 +54,26 @@ export class InboundProxy {
         }
       },
     });
-    this.#listener = createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.#accept(s));
+    this.#listener = new CaptureListener(createServer({ noDelay: true, allowHalfOpen: true }, (s) => this.#accept(s)));
   }
 
+  /** Binds with SO_REUSEPORT, beside the previous agent process during an upgrade (listener.ts). */
   listen(host = '0.0.0.0', port: number = PORTS.hbone): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#listener.once('error', reject);
-      this.#listener.listen({ host, port, backlog: 4096 }, () => resolve());
-    });
+    return this.#listener.listen(host, port);
   }
 
-  async close(graceMs = 5000): Promise<void> {
-    await new Promise<void>((resolve) => this.#listener.close(() => resolve()));
-    await this.hbone.close({ graceMs });
+  /**
+   * Stops accepting tunnel connections and sends GOAWAY on the open ones (peers open their next
+   * tunnels elsewhere); resolves once every tunnel connection has ended.
+   */
+  async drain(): Promise<void> {
+    await Promise.all([this.#listener.drain(), this.hbone.drain()]);
+  }
+
+  /** Stops accepting and resets the tunnels still open. */
+  async close(): Promise<void> {
+    await this.hbone.close({ graceMs: 0 });
+    await this.#listener.close();
   }
 
   #localMeshed(ip: string): Workload | undefined {

@@ -4,7 +4,7 @@
 // HBONE tunnel to its node — or, on this node, handed straight to the inbound path; anything else
 // is connected to directly (passthrough).
 import type { ClientHttp2Stream } from 'node:http2';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import { originalDst, type Address } from '../native/sockopt.ts';
 import type { StateStore } from '../state/store.ts';
@@ -13,6 +13,7 @@ import type { ConnectionReporter } from './report.ts';
 import { DEFAULT_IDLE_TIMEOUT_MS, peerOf, relay } from './relay.ts';
 import { PORTS } from '../redirect/rules.ts';
 import { splice } from '../hbone/splice.ts';
+import { CaptureListener } from './listener.ts';
 
 export interface TunnelDialer {
   /** An HBONE stream to the destination pod's node carrying a connection to `target`. */
@@ -50,23 +51,27 @@ export function resolveTarget(store: StateStore, dst: Address, pick: (n: number)
 
 export class OutboundProxy {
   readonly #o: OutboundOptions;
-  readonly #server: Server;
+  readonly #listener: CaptureListener;
   #rr = 0;
 
   constructor(o: OutboundOptions) {
     this.#o = o;
-    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#handle(s));
+    this.#listener = new CaptureListener(createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#handle(s)));
   }
 
-  listen(host = '0.0.0.0', port = PORTS.outbound): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen({ host, port, backlog: 4096 }, () => resolve());
-    });
+  /** Binds with SO_REUSEPORT, beside the previous agent process during an upgrade (listener.ts). */
+  listen(host = '0.0.0.0', port: number = PORTS.outbound): Promise<void> {
+    return this.#listener.listen(host, port);
   }
 
+  /** Stops accepting; resolves once every accepted connection has ended. */
+  drain(): Promise<void> {
+    return this.#listener.drain();
+  }
+
+  /** Stops accepting and resets the connections still open. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    return this.#listener.close();
   }
 
   #handle(down: Socket): void {

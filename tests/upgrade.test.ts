@@ -1,0 +1,231 @@
+// End to end: hitless agent upgrades on a real playground. Established meshed connections — across
+// nodes through HBONE tunnels, and on one node — keep exchanging data while the agent of each node
+// is upgraded in place the way the chart's DaemonSet does it (`weft dev restart-agent`: the new
+// agent process first, ready, then SIGTERM to the old one, which drains). The measure is the
+// number of connections dropped per agent restart; the goal is 0. The same harness then shows
+// that a plain restart (the agent killed) does drop them, so the count can fail.
+import t from 'tap';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson } from './helpers/playground.ts';
+
+const pg = new Playground(uniqueName('up'));
+const holders: Holder[] = [];
+t.teardown(async () => {
+  for (const h of holders) h.kill();
+  await pg.down();
+});
+
+const NS = 'upgrade';
+const FAR = 50; // connections from node-2 to the server on node-1: tunnelled
+const NEAR = 10; // connections from node-1 to the server on node-1: same node
+let status: DevStatusJson;
+let serverIP = '';
+const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netns ?? '';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Report {
+  type: 'report';
+  held: number;
+  open: number;
+  dropped: { id: number; reason: string; atMs: number }[];
+  echoes: number;
+  maxGapMs: number;
+  probes: { ok: number; failed: number; failures: { reason: string; atMs: number }[] };
+}
+interface Verified {
+  type: 'verified';
+  ok: number;
+  failed: number;
+}
+
+/** tests/helpers/held-connections.ts inside a pod: long-lived busy connections, plus probes. */
+class Holder {
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #waiting: { type: string; resolve: (o: Record<string, unknown>) => void }[] = [];
+  /** Messages that arrived before anyone asked for them. */
+  readonly #unclaimed: Record<string, unknown>[] = [];
+  readonly #exited: Promise<number | null>;
+  stderr = '';
+
+  constructor(podName: string, count: number) {
+    this.#child = spawn('ip', ['netns', 'exec', netnsOf(podName), process.execPath, join(REPO, 'tests/helpers/held-connections.ts'), `${serverIP}:9000`, String(count)]);
+    this.#child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.#exited = new Promise((resolve) => this.#child.once('exit', (code) => resolve(code)));
+    createInterface({ input: this.#child.stdout }).on('line', (line) => {
+      const msg = JSON.parse(line) as Record<string, unknown>;
+      const i = this.#waiting.findIndex((w) => w.type === msg.type);
+      if (i >= 0) this.#waiting.splice(i, 1)[0]?.resolve(msg);
+      else this.#unclaimed.push(msg);
+    });
+    holders.push(this);
+  }
+
+  #next<T>(type: string, timeoutMs = 30_000): Promise<T> {
+    const i = this.#unclaimed.findIndex((m) => m.type === type);
+    if (i >= 0) return Promise.resolve(this.#unclaimed.splice(i, 1)[0] as T);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${type}" from the holder in ${timeoutMs} ms: ${this.stderr}`)), timeoutMs);
+      void this.#exited.then((code) => reject(new Error(`the holder exited (${code}): ${this.stderr}`)));
+      this.#waiting.push({ type, resolve: (o) => (clearTimeout(timer), resolve(o as T)) });
+    });
+  }
+
+  ready(): Promise<{ held: number }> {
+    return this.#next('ready', 60_000);
+  }
+
+  report(): Promise<Report> {
+    const r = this.#next<Report>('report');
+    this.#child.stdin.write('report\n');
+    return r;
+  }
+
+  verify(): Promise<Verified> {
+    const r = this.#next<Verified>('verified');
+    this.#child.stdin.write('verify\n');
+    return r;
+  }
+
+  async close(): Promise<void> {
+    const r = this.#next('closed');
+    this.#child.stdin.write('close\n');
+    await r;
+  }
+
+  kill(): void {
+    this.#child.kill('SIGKILL');
+  }
+}
+
+interface AgentRestart {
+  node: string;
+  oldPid: number;
+  newPid: number;
+  readyMs: number;
+}
+
+async function restartAgent(node: string): Promise<AgentRestart> {
+  const r = await weft(['dev', 'restart-agent', node, '--name', pg.name, '-o', 'json'], { timeoutMs: 180_000 });
+  if (r.code !== 0) throw new Error(`weft dev restart-agent ${node} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as AgentRestart;
+}
+
+/** GET on a node's agent admin endpoint (localhost inside the node). */
+async function admin<T>(node: string, path: string): Promise<T> {
+  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-${node}`, 'curl', '-sf', `http://127.0.0.1:15000${path}`]);
+  if (r.code !== 0) throw new Error(`admin ${path} on ${node}: exit ${r.code} ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The agent log lines of a node with this message, from the process `pid`. */
+function agentLog(node: string, msg: string, pid: number): Record<string, unknown>[] {
+  const text = readFileSync(`/run/weft-playground/${pg.name}/nodes/${node}/weft/agent.log`, 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l.includes(`"msg":"${msg}"`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((e) => e.pid === pid);
+}
+
+async function until(what: string, timeoutMs: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+t.before(async () => {
+  const r = await pg.up(2);
+  if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
+  await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
+  await pg.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'server', namespace: NS } });
+  const server = pod(NS, 'server', [process.execPath, join(REPO, 'tests/helpers/policy-server.ts')], { node: 'node-1', port: 9000 }) as { spec: Record<string, unknown> };
+  server.spec.serviceAccountName = 'server';
+  await pg.apply(server);
+  await pg.apply(pod(NS, 'far', ['sleep', 'infinity'], { node: 'node-2' }));
+  await pg.apply(pod(NS, 'near', ['sleep', 'infinity'], { node: 'node-1' }));
+  await pg.waitReady(NS, ['--all']);
+  status = await pg.status();
+  serverIP = status.pods.find((p) => p.namespace === NS && p.name === 'server')?.ip ?? '';
+  if (!status.pods.filter((p) => p.namespace === NS).every((p) => p.meshed)) throw new Error('the test pods are not all meshed');
+});
+
+t.test('upgrading both agents drops no established connection; new connections keep working', async (t) => {
+  const far = new Holder('far', FAR);
+  const near = new Holder('near', NEAR);
+  t.same(await far.ready(), { type: 'ready', held: FAR }, `${FAR} connections from node-2 to the server on node-1`);
+  t.same(await near.ready(), { type: 'ready', held: NEAR }, `${NEAR} connections on node-1`);
+
+  // They are meshed: node-1's agent carries them, tunnelled and same-node.
+  type Open = { info: { direction: string; mode: string; source?: { name: string }; destination?: { name: string } } };
+  const carried = await admin<Open[]>('node-1', '/connections');
+  const count = (direction: string, mode: string, from: string) =>
+    carried.filter((c) => c.info.direction === direction && c.info.mode === mode && c.info.source?.name === from && c.info.destination?.name === 'server').length;
+  t.ok(count('inbound', 'tunnel', 'far') >= FAR, `node-1 holds the far connections as inbound tunnels (${count('inbound', 'tunnel', 'far')})`);
+  t.ok(count('outbound', 'local', 'near') >= NEAR, `and the near ones as same-node deliveries (${count('outbound', 'local', 'near')})`);
+
+  const one = await restartAgent('node-1');
+  t.not(one.newPid, one.oldPid, 'node-1: a new agent process');
+  await sleep(3000);
+  t.ok(alive(one.oldPid), "node-1's old agent still runs: it carries the held connections");
+  t.match(await admin('node-1', '/node'), { pid: one.newPid, draining: false }, "node-1's admin endpoint is the new agent's");
+  const afterOne = [await far.report(), await near.report()];
+
+  const two = await restartAgent('node-2');
+  t.not(two.newPid, two.oldPid, 'node-2: a new agent process');
+  await sleep(3000);
+  const afterBoth = [await far.report(), await near.report()];
+
+  for (const [name, r] of [['far', afterBoth[0]], ['near', afterBoth[1]]] as const) {
+    t.same(r?.dropped, [], `${name}: no held connection dropped`);
+    t.equal(r?.open, r?.held, `${name}: all ${r?.held} still open`);
+    t.equal(r?.probes.failed, 0, `${name}: every new connection during and after the upgrades worked (${JSON.stringify(r?.probes.failures)})`);
+  }
+  t.ok((afterBoth[0]?.probes.ok ?? 0) > (afterOne[0]?.probes.ok ?? 0), 'new connections kept succeeding after the second upgrade');
+  const verified = [await far.verify(), await near.verify()];
+  t.match(verified, [{ ok: FAR, failed: 0 }, { ok: NEAR, failed: 0 }], 'every held connection still echoes afterwards');
+
+  const dropped = afterBoth.reduce((a, r) => a + (r?.dropped.length ?? 0), 0);
+  const maxGapMs = Math.max(...afterBoth.map((r) => r?.maxGapMs ?? 0));
+  const probes = afterBoth.reduce((a, r) => ({ ok: a.ok + (r?.probes.ok ?? 0), failed: a.failed + (r?.probes.failed ?? 0) }), { ok: 0, failed: 0 });
+  t.comment(
+    `FIGURES: connections dropped per agent restart: ${dropped / 2} (${dropped} of ${FAR + NEAR} held over 2 restarts); ` +
+      `longest pause between echoes on a held connection: ${maxGapMs} ms (ping-pong every 100 ms); ` +
+      `new connections during/after: ${probes.ok} ok, ${probes.failed} failed; ` +
+      `new agent ready after ${(one.readyMs / 1000).toFixed(2)} s (node-1), ${(two.readyMs / 1000).toFixed(2)} s (node-2)`,
+  );
+
+  // The held connections end: each old agent has nothing left, finishes its drain and exits.
+  await far.close();
+  await near.close();
+  await until('the old agents to exit', 20_000, () => !alive(one.oldPid) && !alive(two.oldPid));
+  for (const [node, pid] of [['node-1', one.oldPid], ['node-2', two.oldPid]] as const) {
+    const [drained] = agentLog(node, 'drained', pid);
+    t.match(drained, { outcome: 'drained', connectionsReset: 0 }, `${node}: the old agent drained: ${JSON.stringify(drained)}`);
+  }
+});
+
+t.test('mutation check: an agent killed without a successor does drop connections', async (t) => {
+  const far = new Holder('far', 20);
+  await far.ready();
+  const agent = (await admin<{ pid: number }>('node-1', '/node')).pid;
+  process.kill(agent, 'SIGKILL'); // the supervisor starts a new one, as a plain restart would
+  await sleep(3000);
+  const r = await far.report();
+  t.ok(r.dropped.length > 0, `the kill dropped ${r.dropped.length} of 20 held connections (${r.dropped[0]?.reason ?? '-'})`);
+  t.comment(`FIGURES: a plain kill-and-restart of node-1's agent dropped ${r.dropped.length} of 20 held connections`);
+  far.kill();
+});
