@@ -99,7 +99,8 @@ function scrapeJobs(): ScrapeJob[] {
 
 /**
  * What Prometheus' kubernetes_sd (role pod) discovers for one pod: a target per declared container
- * port, with the __meta_* labels the chart's relabel rules read (a subset of those it sets).
+ * port (or one per container without ports), with the __meta_* labels the chart's relabel rules
+ * read (a subset of those it sets).
  */
 function discovered(tpl: PodTemplate, o: { name: string; node: string; ip: string }): StaticConfig[] {
   const meta: Record<string, string> = {
@@ -115,7 +116,8 @@ function discovered(tpl: PodTemplate, o: { name: string; node: string; ip: strin
     meta[`__meta_kubernetes_pod_labelpresent_${name}`] = 'true';
   }
   return tpl.spec.containers.flatMap((c) =>
-    (c.ports ?? []).map((p) => ({
+    // A container without declared ports is one target at the pod's bare address.
+    (c.ports?.length ? c.ports : [undefined]).map((p) => p === undefined ? { targets: [o.ip], labels: { ...meta, __meta_kubernetes_pod_container_name: c.name } } : ({
       targets: [`${o.ip}:${p.containerPort}`],
       labels: {
         ...meta,

@@ -137,7 +137,7 @@ t.test('the API server accepts every rendered object (server dry run)', async (t
   const monitors = await render(['--set', 'serviceMonitor.enabled=true', '--show-only', 'templates/servicemonitor.yaml']);
   t.equal(monitors.code, 0, monitors.stderr);
   t.match(monitors.stdout, /kind: ServiceMonitor[\s\S]*port: http-monitoring/, 'ServiceMonitor scrapes the controller Service');
-  t.match(monitors.stdout, /kind: PodMonitor[\s\S]*port: http-metrics/, 'PodMonitor scrapes each agent');
+  t.match(monitors.stdout, /kind: PodMonitor[\s\S]*targetLabel: __address__\s+replacement: \$1:15020/, 'PodMonitor scrapes each agent on its metrics port (it declares no ports)');
 });
 
 t.test('the accepted workloads carry the promised security and wiring', async (t) => {
@@ -157,7 +157,8 @@ t.test('the accepted workloads carry the promised security and wiring', async (t
   t.equal(agent.securityContext.privileged, false);
   t.equal(agent.securityContext.allowPrivilegeEscalation, false);
   t.equal(agent.securityContext.readOnlyRootFilesystem, true);
-  t.same(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } }, 'agent: one node at a time');
+  t.same(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } }, 'agent: one node at a time, the new agent beside the old (hitless handover)');
+  t.notOk(agent.ports?.length, 'agent: no declared ports (host ports would keep the surge pod Pending)');
   t.ok(pod.tolerations?.some((x) => x.operator === 'Exists' && x.key === undefined), 'agent: tolerates every taint');
   const env = (name: string) => agent.env.find((e) => e.name === name);
   t.same(env('NODE_NAME')?.valueFrom, { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.nodeName' } }, 'NODE_NAME from the downward API');

@@ -419,7 +419,14 @@ t.test('the chart runs what the images contain', async (t) => {
     t.equal(String(runAsGroup ?? gid), gid, `${d.component}: the chart's runAsGroup is the image's group (${gid})`);
 
     const exposed = all(runtimeStage(d), 'EXPOSE').flatMap((i) => i.text.split(/\s+/).map((p) => Number(p.replace(/\/tcp$/, ''))));
-    t.same(exposed.sort(), (container.ports ?? []).map((p) => p.containerPort).sort(), `${d.component}: EXPOSE lists the chart's container ports`);
+    if (container.ports?.length) {
+      t.same(exposed.sort(), container.ports.map((p) => p.containerPort).sort(), `${d.component}: EXPOSE lists the chart's container ports`);
+    } else {
+      // The agent declares no ports (host network: they would be host ports, and a rolling
+      // update's surge pod could never be scheduled beside the old one); its probes name them.
+      const probed = [container.livenessProbe, container.readinessProbe, container.startupProbe].map((pr) => pr?.httpGet?.port).filter((x) => x !== undefined);
+      t.ok(probed.length > 0 && probed.every((port) => exposed.includes(Number(port))), `${d.component}: EXPOSE includes the ports its probes use (${probed.join(', ')})`);
+    }
 
     const mounts = (container.volumeMounts ?? []).map((m) => m.mountPath);
     for (const f of new Set([...imageFiles(d), program(d)])) t.notOk(mounts.some((m) => under(f, m)), `${d.component}: no volume hides ${f}`);
