@@ -134,8 +134,17 @@ export class PolicyStatusWriter {
   async #pass(): Promise<void> {
     if (!this.#o.leader.isLeader()) return;
     const jobs: Promise<void>[] = [];
-    for (const obj of this.#o.sources.accessPolicies.list()) jobs.push(this.#update('AccessPolicy', obj));
-    for (const obj of this.#o.sources.meshTLSPolicies.list()) jobs.push(this.#update('MeshTLSPolicy', obj));
+    const live = new Set<string>();
+    for (const obj of this.#o.sources.accessPolicies.list()) {
+      live.add(obj.metadata?.uid ?? '');
+      jobs.push(this.#update('AccessPolicy', obj));
+    }
+    for (const obj of this.#o.sources.meshTLSPolicies.list()) {
+      live.add(obj.metadata?.uid ?? '');
+      jobs.push(this.#update('MeshTLSPolicy', obj));
+    }
+    // Forget what was written for policies that no longer exist.
+    for (const uid of this.#written.keys()) if (!live.has(uid)) this.#written.delete(uid);
     await Promise.all(jobs);
   }
 
