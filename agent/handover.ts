@@ -15,6 +15,7 @@ import { createServer, request, type Server } from 'node:http';
 import { Redirector } from './redirect/nftables.ts';
 import type { EnrolledPod } from './redirect/rules.ts';
 import { OwnedSocketPath } from './unix-socket.ts';
+import { CodedError } from '../api/coded-error.ts';
 
 export const AGENT_SOCKET = 'agent.sock';
 
@@ -28,13 +29,8 @@ export interface AgentStatus {
   draining: boolean;
 }
 
-export class HandoverError extends Error {
-  readonly code: 'AGENT_SOCKET_FAILED' | 'AGENT_STATUS_INVALID' | 'HANDED_OVER';
-  constructor(code: HandoverError['code'], message: string) {
-    super(message);
-    this.name = 'HandoverError';
-    this.code = code;
-  }
+export class HandoverError extends CodedError<'AGENT_SOCKET_FAILED' | 'AGENT_STATUS_INVALID' | 'HANDED_OVER'> {
+  override readonly name = 'HandoverError';
 }
 
 export class AgentSocket {

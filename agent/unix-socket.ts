@@ -14,14 +14,10 @@ import { chmod, lstat, mkdir, rename, unlink } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
+import { CodedError } from '../api/coded-error.ts';
 
-export class UnixSocketError extends Error {
-  readonly code: 'SOCKET_PATH_OCCUPIED';
-  constructor(code: UnixSocketError['code'], message: string) {
-    super(message);
-    this.name = 'UnixSocketError';
-    this.code = code;
-  }
+export class UnixSocketError extends CodedError<'SOCKET_PATH_OCCUPIED'> {
+  override readonly name = 'UnixSocketError';
 }
 
 export interface OwnedSocketPathOptions {

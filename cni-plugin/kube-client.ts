@@ -6,14 +6,10 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { decideMeshed } from '../api/cni.ts';
 import type { KubernetesAccess, MeshDecision, PodIdentity } from '../api/cni.ts';
+import { CodedError } from '../api/coded-error.ts';
 
-export class KubeApiError extends Error {
-  readonly code: 'KUBE_CREDENTIALS' | 'KUBE_UNREACHABLE' | 'KUBE_HTTP' | 'KUBE_DECODE' | 'KUBE_STALE_POD';
-  constructor(code: KubeApiError['code'], message: string) {
-    super(message);
-    this.name = 'KubeApiError';
-    this.code = code;
-  }
+export class KubeApiError extends CodedError<'KUBE_CREDENTIALS' | 'KUBE_UNREACHABLE' | 'KUBE_HTTP' | 'KUBE_DECODE' | 'KUBE_STALE_POD'> {
+  override readonly name = 'KubeApiError';
 }
 
 interface ObjectMeta {

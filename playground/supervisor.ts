@@ -8,6 +8,7 @@
 // never restarted, and is stopped with the rest.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
+import { CodedError } from '../api/coded-error.ts';
 
 export interface ProcessSpec {
   name: string;
@@ -50,13 +51,8 @@ export interface Replacement {
   readyMs: number;
 }
 
-export class SupervisorError extends Error {
-  readonly code: 'NO_SUCH_PROCESS' | 'NOT_RUNNING' | 'REPLACE_IN_PROGRESS' | 'SUCCESSOR_EXITED' | 'SUCCESSOR_NOT_READY' | 'STOPPING';
-  constructor(code: SupervisorError['code'], message: string) {
-    super(message);
-    this.name = 'SupervisorError';
-    this.code = code;
-  }
+export class SupervisorError extends CodedError<'NO_SUCH_PROCESS' | 'NOT_RUNNING' | 'REPLACE_IN_PROGRESS' | 'SUCCESSOR_EXITED' | 'SUCCESSOR_NOT_READY' | 'STOPPING'> {
+  override readonly name = 'SupervisorError';
 }
 
 export class Supervisor {

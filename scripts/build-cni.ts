@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
+import { CodedError } from '../api/coded-error.ts';
 
 const run = promisify(execFile);
 
@@ -44,13 +45,8 @@ export interface BuildCniResult {
   ms: number;
 }
 
-export class BuildCniError extends Error {
-  readonly code: 'BUNDLE_FAILED' | 'SEA_FAILED' | 'SMOKE_TEST_FAILED';
-  constructor(code: BuildCniError['code'], message: string) {
-    super(message);
-    this.name = 'BuildCniError';
-    this.code = code;
-  }
+export class BuildCniError extends CodedError<'BUNDLE_FAILED' | 'SEA_FAILED' | 'SMOKE_TEST_FAILED'> {
+  override readonly name = 'BuildCniError';
 }
 
 export async function buildCni(opts: BuildCniOptions = {}): Promise<BuildCniResult> {

@@ -6,14 +6,10 @@ import { WEFT_CNI_TYPE } from '../../api/cni.ts';
 import type { WeftCniSettings } from '../../api/cni.ts';
 import { arrayElements, objectMembers, skipWhitespace } from './json-spans.ts';
 import type { Span } from './json-spans.ts';
+import { CodedError } from '../../api/coded-error.ts';
 
-export class ConflistError extends Error {
-  readonly code: 'CONF_NOT_JSON' | 'CONF_NOT_A_LIST' | 'CONF_NO_PLUGINS';
-  constructor(code: ConflistError['code'], message: string) {
-    super(message);
-    this.name = 'ConflistError';
-    this.code = code;
-  }
+export class ConflistError extends CodedError<'CONF_NOT_JSON' | 'CONF_NOT_A_LIST' | 'CONF_NO_PLUGINS'> {
+  override readonly name = 'ConflistError';
 }
 
 export interface Edit {

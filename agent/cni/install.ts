@@ -10,6 +10,7 @@ import { WEFT_CNI_TYPE } from '../../api/cni.ts';
 import type { WeftCniSettings } from '../../api/cni.ts';
 import { copyFileAtomic, writeFileAtomic } from './atomic-write.ts';
 import { chainIntoConflist, conflistFromConf, isChained, unchainFromConflist, weftCniEntry } from './conflist.ts';
+import { CodedError } from '../../api/coded-error.ts';
 
 /** A conflist's `type` names the executable, so the binary is called exactly that. */
 export const PLUGIN_BINARY_NAME = WEFT_CNI_TYPE;
@@ -48,13 +49,8 @@ export interface InstallResult {
   chain: ChainState;
 }
 
-export class CniInstallError extends Error {
-  readonly code: 'CONF_CHANGING';
-  constructor(code: CniInstallError['code'], message: string) {
-    super(message);
-    this.name = 'CniInstallError';
-    this.code = code;
-  }
+export class CniInstallError extends CodedError<'CONF_CHANGING'> {
+  override readonly name = 'CniInstallError';
 }
 
 export async function installCniPlugin(opts: CniInstallOptions): Promise<InstallResult> {

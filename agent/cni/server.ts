@@ -24,6 +24,7 @@ import {
 import type { CniApiErrorCode, ErrorBody } from '../../api/cni.ts';
 import type { Enroller } from './enroller.ts';
 import { OwnedSocketPath } from '../unix-socket.ts';
+import { CodedError } from '../../api/coded-error.ts';
 
 export interface CniServerLog {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -54,13 +55,8 @@ export interface CniServer {
   close(options?: { graceMs?: number }): Promise<void>;
 }
 
-export class CniServerError extends Error {
-  readonly code: 'SOCKET_IN_USE' | 'SOCKET_PATH_OCCUPIED';
-  constructor(code: CniServerError['code'], message: string) {
-    super(message);
-    this.name = 'CniServerError';
-    this.code = code;
-  }
+export class CniServerError extends CodedError<'SOCKET_IN_USE' | 'SOCKET_PATH_OCCUPIED'> {
+  override readonly name = 'CniServerError';
 }
 
 type Reply = { status: number; body: unknown };
