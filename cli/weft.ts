@@ -10,6 +10,7 @@ const USAGE = `usage:
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
+  weft dev helm [--name NAME] <args...>                       helm against the playground (Weft is release weft in weft-system)
   weft dev restart-agent <node> [--name NAME] [--build] [-o json]
                                                               upgrade a node's agent in place as the DaemonSet does:
                                                               new process ready first, then the old one drains
@@ -81,8 +82,9 @@ async function dev(argv: string[]): Promise<void> {
       process.exit(r.status ?? 1);
       return;
     }
-    case 'kubectl': {
-      // Everything but --name goes to kubectl untouched.
+    case 'kubectl':
+    case 'helm': {
+      // Everything but --name goes to kubectl or helm untouched.
       let name = DEFAULT_NAME;
       const args = [...rest];
       const i = args.findIndex((a) => a === '--name' || a.startsWith('--name='));
@@ -92,8 +94,12 @@ async function dev(argv: string[]): Promise<void> {
         args.splice(i, a.includes('=') ? 1 : 2);
       }
       const { readState } = await import('../playground/state.ts');
+      const { helmEnv } = await import('../playground/mesh.ts');
       const s = (await readState(name)) ?? fail(`no playground named "${name}" is running`);
-      const r = spawnSync(join(s.plan.binDir, 'kubectl'), [`--kubeconfig=${s.plan.paths.adminKubeconfig}`, ...args], { stdio: 'inherit' });
+      const r =
+        sub === 'kubectl'
+          ? spawnSync(join(s.plan.binDir, 'kubectl'), [`--kubeconfig=${s.plan.paths.adminKubeconfig}`, ...args], { stdio: 'inherit' })
+          : spawnSync(join(s.plan.binDir, 'helm'), args, { stdio: 'inherit', env: { ...process.env, ...helmEnv(s.plan) } });
       process.exit(r.status ?? 1);
       return;
     }

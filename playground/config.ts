@@ -32,6 +32,11 @@ export interface NodePlan {
   podCIDR: string;
   /** Per-node directory: CNI config and binaries (the node's "host paths"), logs, kubelet state. */
   dir: string;
+  /**
+   * The node's "/": its host paths (the CNI directories below, the chart's hostPath volumes) are
+   * under it, at their usual paths.
+   */
+  hostRoot: string;
   cniConfDir: string;
   cniBinDir: string;
 }
@@ -104,8 +109,9 @@ export function planPlayground(name: string, slot: number, nodeCount: number): P
       ip: `10.${o}.0.${10 + i}`,
       podCIDR: `10.${o}.${128 + i}.0/24`,
       dir: nodeDir,
-      cniConfDir: join(nodeDir, 'cni', 'net.d'),
-      cniBinDir: join(nodeDir, 'cni', 'bin'),
+      hostRoot: join(nodeDir, 'root'),
+      cniConfDir: join(nodeDir, 'root', 'etc', 'cni', 'net.d'),
+      cniBinDir: join(nodeDir, 'root', 'opt', 'cni', 'bin'),
     });
   }
   return {

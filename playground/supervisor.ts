@@ -38,6 +38,8 @@ export type SupervisorEvent =
   | { kind: 'retired'; name: string; pid: number; code: number | null; signal: NodeJS.Signals | null };
 
 export interface ReplaceOptions {
+  /** The new process's spec (an upgrade); default: the same as the old one's. */
+  spec?: ProcessSpec;
   /** True once the new process (by pid) is ready; may throw while it is not. */
   ready: (pid: number) => Promise<boolean>;
   /** Give up (and stop the new process) if it is not ready by then. */
@@ -51,7 +53,7 @@ export interface Replacement {
   readyMs: number;
 }
 
-export class SupervisorError extends CodedError<'NO_SUCH_PROCESS' | 'NOT_RUNNING' | 'REPLACE_IN_PROGRESS' | 'SUCCESSOR_EXITED' | 'SUCCESSOR_NOT_READY' | 'STOPPING'> {
+export class SupervisorError extends CodedError<'NO_SUCH_PROCESS' | 'NOT_RUNNING' | 'RUNNING' | 'REPLACE_IN_PROGRESS' | 'SUCCESSOR_EXITED' | 'SUCCESSOR_NOT_READY' | 'STOPPING'> {
   override readonly name = 'SupervisorError';
 }
 
@@ -64,10 +66,39 @@ export class Supervisor {
     this.#onEvent = onEvent;
   }
 
+  /** Starts `spec.name`; a name retired before starts again with the new spec. */
   start(spec: ProcessSpec): void {
-    const m: Managed = { spec, child: undefined, restarts: 0, timer: undefined, successor: undefined, retired: new Set() };
-    this.#procs.push(m);
+    let m = this.#procs.find((p) => p.spec.name === spec.name);
+    if (m?.child || m?.timer || m?.successor) throw new SupervisorError('RUNNING', `${spec.name} is running already`);
+    if (m) m.spec = spec;
+    else {
+      m = { spec, child: undefined, restarts: 0, timer: undefined, successor: undefined, retired: new Set() };
+      this.#procs.push(m);
+    }
+    m.restarts = 0;
     this.#launch(m);
+  }
+
+  /** Whether `name` has a current process (running, or waiting to be restarted). */
+  running(name: string): boolean {
+    const m = this.#procs.find((p) => p.spec.name === name);
+    return Boolean(m?.child || m?.timer);
+  }
+
+  /**
+   * Stops `name` the way the kubelet stops a deleted pod: SIGTERM now, and it is not restarted.
+   * It may take its time to exit (an agent drains); stopAll() still stops it.
+   */
+  retire(name: string): number | undefined {
+    const m = this.#procs.find((p) => p.spec.name === name);
+    if (!m) return undefined;
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = undefined;
+    const old = m.child;
+    m.child = undefined;
+    if (old?.pid === undefined) return undefined;
+    this.#retireChild(m, old as ChildProcess & { pid: number });
+    return old.pid;
   }
 
   /** Current processes by name; successors and retired ones under `<name>@<pid>` (for `down`). */
@@ -94,7 +125,8 @@ export class Supervisor {
     const old = m.child;
     if (!old?.pid) throw new SupervisorError('NOT_RUNNING', `${name} is not running (restarting?)`);
     const started = performance.now();
-    const successor = this.#spawn(m.spec);
+    const spec = o.spec ?? m.spec;
+    const successor = this.#spawn(spec);
     m.successor = successor;
     successor.on('spawn', () => this.#onEvent({ kind: 'started', name, pid: successor.pid ?? -1 }));
     const exited = new Promise<never>((_, reject) =>
@@ -116,17 +148,22 @@ export class Supervisor {
       await stopChild(successor, 5000);
       throw new SupervisorError(this.#stopping ? 'STOPPING' : 'NOT_RUNNING', `${name} changed while its successor started`);
     }
+    m.spec = spec;
     this.#adopt(m, successor);
-    // Its own exit handler now does nothing (it is not m.child): it is not restarted.
-    m.retired.add(old);
-    old.once('exit', (code, signal) => {
-      m.retired.delete(old);
-      this.#onEvent({ kind: 'retired', name, pid: old.pid ?? -1, code, signal });
-    });
-    killGroup(old.pid, 'SIGTERM');
+    this.#retireChild(m, old as ChildProcess & { pid: number });
     const newPid = successor.pid ?? -1;
     this.#onEvent({ kind: 'replaced', name, oldPid: old.pid, newPid });
     return { oldPid: old.pid, newPid, readyMs };
+  }
+
+  /** SIGTERM to a process that is no longer `m.child`: its own exit handler then does nothing, so it is not restarted. */
+  #retireChild(m: Managed, old: ChildProcess & { pid: number }): void {
+    m.retired.add(old);
+    old.once('exit', (code, signal) => {
+      m.retired.delete(old);
+      this.#onEvent({ kind: 'retired', name: m.spec.name, pid: old.pid, code, signal });
+    });
+    killGroup(old.pid, 'SIGTERM');
   }
 
   #spawn(spec: ProcessSpec): ChildProcess {

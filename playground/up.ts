@@ -146,9 +146,11 @@ async function runForeground(opts: UpOptions): Promise<void> {
   });
 
   let stopping: Promise<void> | undefined;
+  let stopMesh = () => {};
   const stop = (why: string) => {
     stopping ??= (async () => {
       say(`stopping (${why})`);
+      stopMesh();
       state.phase = 'stopping';
       persist();
       await sup.stopAll(10_000);
@@ -197,7 +199,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
     await waitUntilReady(plan, admin);
     if (opts.mesh) {
       const { installMesh } = await import('./mesh.ts');
-      await installMesh(plan, sup, REPO_ROOT, { mtlsMode: opts.mtlsMode });
+      await installMesh(plan, sup, REPO_ROOT, { mtlsMode: opts.mtlsMode, log: say, onRunner: (r) => (stopMesh = () => r.stop()) });
     }
     state.mesh = opts.mesh;
     state.phase = 'ready';

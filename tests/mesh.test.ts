@@ -121,7 +121,8 @@ t.test('an agent may obtain certificates only for service accounts with a pod on
   const fetchCert = caFetcher({
     url: status.apiServer.replace(/:\d+$/, ':15012'),
     caFile: `${dir}/pki/mesh-ca.crt`,
-    tokenFile: `${dir}/nodes/node-1/weft/token`,
+    // The token the chart projects into the agent (weft-credentials volume), as the playground mounts it.
+    tokenFile: `${dir}/nodes/node-1/weft/pod/volumes/weft-credentials/token`,
   });
   const own = `spiffe://cluster.local/ns/${MESHED}/sa/default`;
   const foreign = `spiffe://cluster.local/ns/${MESHED}/sa/backend`;

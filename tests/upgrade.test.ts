@@ -5,10 +5,9 @@
 // number of connections dropped per agent restart; the goal is 0. The same harness then shows
 // that a plain restart (the agent killed) does drop them, so the count can fail.
 import t from 'tap';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { Holder } from './helpers/holder.ts';
 import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('up'));
@@ -25,80 +24,11 @@ let status: DevStatusJson;
 let serverIP = '';
 const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netns ?? '';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Report {
-  type: 'report';
-  held: number;
-  open: number;
-  dropped: { id: number; reason: string; atMs: number }[];
-  echoes: number;
-  maxGapMs: number;
-  probes: { ok: number; failed: number; failures: { reason: string; atMs: number }[] };
-}
-interface Verified {
-  type: 'verified';
-  ok: number;
-  failed: number;
-}
-
-/** tests/helpers/held-connections.ts inside a pod: long-lived busy connections, plus probes. */
-class Holder {
-  readonly #child: ChildProcessWithoutNullStreams;
-  readonly #waiting: { type: string; resolve: (o: Record<string, unknown>) => void }[] = [];
-  /** Messages that arrived before anyone asked for them. */
-  readonly #unclaimed: Record<string, unknown>[] = [];
-  readonly #exited: Promise<number | null>;
-  stderr = '';
-
-  constructor(podName: string, count: number) {
-    this.#child = spawn('ip', ['netns', 'exec', netnsOf(podName), process.execPath, join(REPO, 'tests/helpers/held-connections.ts'), `${serverIP}:9000`, String(count)]);
-    this.#child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.#exited = new Promise((resolve) => this.#child.once('exit', (code) => resolve(code)));
-    createInterface({ input: this.#child.stdout }).on('line', (line) => {
-      const msg = JSON.parse(line) as Record<string, unknown>;
-      const i = this.#waiting.findIndex((w) => w.type === msg.type);
-      if (i >= 0) this.#waiting.splice(i, 1)[0]?.resolve(msg);
-      else this.#unclaimed.push(msg);
-    });
-    holders.push(this);
-  }
-
-  #next<T>(type: string, timeoutMs = 30_000): Promise<T> {
-    const i = this.#unclaimed.findIndex((m) => m.type === type);
-    if (i >= 0) return Promise.resolve(this.#unclaimed.splice(i, 1)[0] as T);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "${type}" from the holder in ${timeoutMs} ms: ${this.stderr}`)), timeoutMs);
-      void this.#exited.then((code) => reject(new Error(`the holder exited (${code}): ${this.stderr}`)));
-      this.#waiting.push({ type, resolve: (o) => (clearTimeout(timer), resolve(o as T)) });
-    });
-  }
-
-  ready(): Promise<{ held: number }> {
-    return this.#next('ready', 60_000);
-  }
-
-  report(): Promise<Report> {
-    const r = this.#next<Report>('report');
-    this.#child.stdin.write('report\n');
-    return r;
-  }
-
-  verify(): Promise<Verified> {
-    const r = this.#next<Verified>('verified');
-    this.#child.stdin.write('verify\n');
-    return r;
-  }
-
-  async close(): Promise<void> {
-    const r = this.#next('closed');
-    this.#child.stdin.write('close\n');
-    await r;
-  }
-
-  kill(): void {
-    this.#child.kill('SIGKILL');
-  }
-}
+const hold = (podName: string, count: number) => {
+  const h = new Holder(netnsOf(podName), `${serverIP}:9000`, count);
+  holders.push(h);
+  return h;
+};
 
 interface AgentRestart {
   node: string;
@@ -164,8 +94,8 @@ t.before(async () => {
 });
 
 t.test('upgrading both agents drops no established connection; new connections keep working', async (t) => {
-  const far = new Holder('far', FAR);
-  const near = new Holder('near', NEAR);
+  const far = hold('far', FAR);
+  const near = hold('near', NEAR);
   t.same(await far.ready(), { type: 'ready', held: FAR }, `${FAR} connections from node-2 to the server on node-1`);
   t.same(await near.ready(), { type: 'ready', held: NEAR }, `${NEAR} connections on node-1`);
 
@@ -219,7 +149,7 @@ t.test('upgrading both agents drops no established connection; new connections k
 });
 
 t.test('mutation check: an agent killed without a successor does drop connections', async (t) => {
-  const far = new Holder('far', 20);
+  const far = hold('far', 20);
   await far.ready();
   const agent = (await admin<{ pid: number }>('node-1', '/node')).pid;
   process.kill(agent, 'SIGKILL'); // the supervisor starts a new one, as a plain restart would
