@@ -12,7 +12,12 @@
 // listeners (SO_REUSEPORT) only once it is ready. Then the old one gets SIGTERM and drains: it
 // stops accepting, sends GOAWAY on its tunnels, and carries what it has until it ends or
 // WEFT_DRAIN_SECONDS pass. handover.ts says how the two processes find each other.
-import { mkdir, readFile } from 'node:fs/promises';
+//
+// A stopping agent keeps the node's rules and CNI entry (fail closed), except when Weft itself is
+// being removed: with WEFT_DAEMONSET set, the agent watches its own DaemonSet (kube/), and a stop
+// after that DaemonSet was deleted, with no successor on the node, takes Weft off the node
+// (kube/stop-decision.ts), so that `helm uninstall` leaves every node clean.
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClientHttp2Stream } from 'node:http2';
 import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
@@ -26,6 +31,9 @@ import { installCniPlugin, uninstallCniPlugin, watchChain, writeApiCredentials }
 import { NodeEnroller } from './enrol/enroller.ts';
 import { HbonePool } from './hbone/pool.ts';
 import { CertificateManager } from './identity/manager.ts';
+import { inClusterServer, type KubeAccess } from './kube/access.ts';
+import { DaemonSetWatch } from './kube/daemonset-watch.ts';
+import { decideOnStop } from './kube/stop-decision.ts';
 import { certExpiry, enrolledPods, syncConnected, syncRevision } from './metrics.ts';
 import { PolicyEnforcer } from './proxy/enforcer.ts';
 import { InboundProxy } from './proxy/inbound.ts';
@@ -64,7 +72,16 @@ export interface AgentConfig {
   drainMs: number;
   /** Weft's install namespace: AccessPolicies there are mesh-wide. */
   installNamespace: string;
+  /**
+   * The agent's own DaemonSet (in installNamespace), watched so that a stop after it was deleted
+   * (helm uninstall) takes Weft off the node. Null (WEFT_DAEMONSET unset or empty): never.
+   */
+  daemonSet: { name: string; namespace: string; access: KubeAccess } | null;
 }
+
+/** Checkpoints in the state directory that a later install must not restore. */
+const CHECKPOINT_FILE = 'state.json';
+const ENROLMENTS_FILE = 'enrolled.json';
 
 function env(name: string, fallback?: string): string {
   const v = process.env[name] ?? fallback;
@@ -81,10 +98,15 @@ function seconds(name: string, fallback: string): number {
 export function configFromEnv(): AgentConfig {
   const stateDir = env('WEFT_STATE_DIR', '/var/run/weft');
   const apiServer = process.env.WEFT_CNI_KUBE_API;
+  const tokenFile = env('WEFT_TOKEN_FILE', '/var/run/secrets/weft/token');
+  // The API server's CA bundle (the kube-root-ca.crt ConfigMap the chart projects).
+  const kubeCaFile = env('WEFT_KUBE_CA_FILE', '/var/run/secrets/weft/kube-ca.crt');
+  const installNamespace = env('WEFT_NAMESPACE', 'weft-system');
+  const daemonSet = process.env.WEFT_DAEMONSET?.trim();
   return {
     node: env('NODE_NAME'),
     controllerURL: env('WEFT_CONTROLLER', 'https://weft-controller.weft-system.svc:15012'),
-    tokenFile: env('WEFT_TOKEN_FILE', '/var/run/secrets/weft/token'),
+    tokenFile,
     caFile: env('WEFT_CA_FILE', '/var/run/secrets/weft/ca.crt'),
     stateDir,
     cni: {
@@ -94,13 +116,25 @@ export function configFromEnv(): AgentConfig {
       kubernetes: apiServer
         ? { apiServer, caFile: join(stateDir, 'cni-kube-ca.crt'), tokenFile: join(stateDir, 'cni-kube-token') }
         : null,
-      kubeCaSource: env('WEFT_CNI_KUBE_CA_SOURCE', '/var/run/secrets/weft/kube-ca.crt'),
+      kubeCaSource: env('WEFT_CNI_KUBE_CA_SOURCE', kubeCaFile),
     },
     bind: env('WEFT_BIND', '0.0.0.0'),
     idleTimeoutMs: Number(env('WEFT_IDLE_TIMEOUT_SECONDS', '3600')) * 1000,
     // The chart's terminationGracePeriodSeconds must exceed it (agent-daemonset.yaml).
     drainMs: seconds('WEFT_DRAIN_SECONDS', '600'),
-    installNamespace: env('WEFT_NAMESPACE', 'weft-system'),
+    installNamespace,
+    daemonSet: daemonSet ? { name: daemonSet, namespace: installNamespace, access: { server: inClusterServer(process.env), caFile: kubeCaFile, tokenFile } } : null,
+  };
+}
+
+/** The plugin's settings, as the agent writes them into the node's CNI configuration. */
+function cniSettings(cfg: AgentConfig): WeftCniSettings {
+  return {
+    ...DEFAULT_CNI_SETTINGS,
+    excludeNamespaces: [...DEFAULT_CNI_SETTINGS.excludeNamespaces],
+    agentSocket: join(cfg.stateDir, 'cni.sock'),
+    logFile: join(cfg.stateDir, 'cni.log'),
+    kubernetes: cfg.cni.kubernetes,
   };
 }
 
@@ -119,8 +153,11 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
   const migration = await enableRequestMigration();
   if (migration !== 'on') log(typeof migration === 'string' ? 'info' : 'warn', 'accept-queue migration between agent processes (net.ipv4.tcp_migrate_req)', { result: migration });
 
+  // Opened first: the sooner it has seen the DaemonSet, the fewer stops find its state unknown.
+  const ownDaemonSet = cfg.daemonSet ? new DaemonSetWatch({ ...cfg.daemonSet, log }) : undefined;
+
   const store = new StateStore();
-  const checkpoint = join(cfg.stateDir, 'state.json');
+  const checkpoint = join(cfg.stateDir, CHECKPOINT_FILE);
   if (await store.load(checkpoint)) log('info', 'restored state from checkpoint', { revision: store.revision, workloads: store.workloads().length });
 
   const report = new ConnectionReporter();
@@ -185,16 +222,10 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
   if (!predecessor) await serve();
 
   const redirector = new HandoverRedirector();
-  const enroller = new NodeEnroller({ node: cfg.node, store, redirector, stateFile: join(cfg.stateDir, 'enrolled.json'), log });
+  const enroller = new NodeEnroller({ node: cfg.node, store, redirector, stateFile: join(cfg.stateDir, ENROLMENTS_FILE), log });
   await enroller.start();
 
-  const settings: WeftCniSettings = {
-    ...DEFAULT_CNI_SETTINGS,
-    excludeNamespaces: [...DEFAULT_CNI_SETTINGS.excludeNamespaces],
-    agentSocket: join(cfg.stateDir, 'cni.sock'),
-    logFile: join(cfg.stateDir, 'cni.log'),
-    kubernetes: cfg.cni.kubernetes,
-  };
+  const settings = cniSettings(cfg);
   // The newest agent process on the node answers the plugin: it takes a live socket over.
   const cniServer = createCniServer({
     socketPath: settings.agentSocket,
@@ -248,7 +279,15 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
         return notReady();
       },
       dump: {
-        node: () => ({ node: cfg.node, version: AGENT_VERSION, pid: process.pid, startedAt, draining, controller: { connected: sync.connected, lastError: sync.lastError, epoch: store.epoch, revision: store.revision } }),
+        node: () => ({
+          node: cfg.node,
+          version: AGENT_VERSION,
+          pid: process.pid,
+          startedAt,
+          draining,
+          controller: { connected: sync.connected, lastError: sync.lastError, epoch: store.epoch, revision: store.revision },
+          daemonSet: ownDaemonSet?.snapshot() ?? null,
+        }),
         workloads: () => store.workloads(),
         services: () => store.services(),
         config: () => store.config,
@@ -279,9 +318,22 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
   return async (signal: string) => {
     // Drain: a successor (an upgrade) or nobody takes new connections from now on; the ones this
     // process carries run to their end or to the deadline. The rules and the CNI plugin stay
-    // (fail closed): the node is never left unmeshed by an agent that stops.
+    // (fail closed): the node is never left unmeshed by an agent that stops — unless Weft is
+    // being removed from the cluster (kube/stop-decision.ts).
     draining = true;
     redirector.handOver();
+    const decision = decideOnStop({ successor: await agentSocket.successor(), daemonSet: ownDaemonSet?.snapshot() ?? null });
+    await ownDaemonSet?.close();
+    if (decision.uninstall) {
+      log('info', 'Weft is being removed from the cluster: taking it off the node', { pid: process.pid, reason: decision.reason });
+      // The chain watcher would put the entry back; a checkpoint being written would outlive
+      // the removal of the node's state.
+      await watcher.close();
+      await saving;
+      await uninstall(cfg, redirector);
+    } else {
+      log('info', 'leaving the node meshed', { pid: process.pid, reason: decision.reason });
+    }
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
@@ -328,16 +380,39 @@ function baggage(w: Workload): string {
   return `k8s.namespace.name=${w.namespace},k8s.pod.name=${w.name},service.name=${w.labels.app ?? w.name}`;
 }
 
-export async function uninstall(cfg: AgentConfig): Promise<void> {
-  await new Redirector().remove().catch(() => {});
-  await uninstallCniPlugin({ binDir: cfg.cni.binDir, confDir: cfg.cni.confDir });
-  log('info', 'uninstalled: CNI plugin and redirect rules removed');
+export interface UninstallOutcome {
+  /** CNI configuration files weft-cni was taken out of. */
+  unchained: string[];
+  binaryRemoved: boolean;
+  tableRemoved: boolean;
+  /** What failed; each step is tried all the same. */
+  errors: string[];
+}
+
+/**
+ * Takes Weft off the node (`--uninstall`, or a stop after `helm uninstall`). The CNI entry and the
+ * binary first: pods created from then on start without weft-cni, unmeshed, with their
+ * networking. Then the `inet weft` table: meshed pods' traffic flows directly. Then the node state
+ * a later install must not restore (checkpoint, enrolments, the plugin's copy of the token).
+ */
+export async function uninstall(cfg: AgentConfig, redirector: Redirector = new Redirector()): Promise<UninstallOutcome> {
+  const out: UninstallOutcome = { unchained: [], binaryRemoved: false, tableRemoved: false, errors: [] };
+  const failed = (what: string) => (e: unknown) => void out.errors.push(`${what}: ${(e as Error).message}`);
+  await uninstallCniPlugin({ binDir: cfg.cni.binDir, confDir: cfg.cni.confDir, settings: cniSettings(cfg) }).then(
+    (r) => Object.assign(out, { unchained: r.unchained, binaryRemoved: r.binaryRemoved }),
+    failed('removing weft-cni'),
+  );
+  await redirector.remove().then(() => (out.tableRemoved = true), failed('removing the nftables table'));
+  for (const f of [CHECKPOINT_FILE, ENROLMENTS_FILE]) await rm(join(cfg.stateDir, f), { force: true }).catch(failed(`removing ${f}`));
+  log(out.errors.length === 0 ? 'info' : 'error', 'uninstalled: Weft is off this node', { ...out });
+  return out;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const cfg = configFromEnv();
   if (process.argv.includes('--uninstall')) {
-    await uninstall(cfg);
+    const outcome = await uninstall(cfg);
+    if (outcome.errors.length > 0) process.exitCode = 1;
   } else {
     const stop = await runAgent(cfg);
     const shutdown = (sig: string) => {

@@ -168,6 +168,12 @@ t.test('the accepted workloads carry the promised security and wiring', async (t
   const token = creds?.sources.find((s) => s.serviceAccountToken)?.serviceAccountToken;
   const credMount = agent.volumeMounts.find((m) => m.name === 'weft-credentials');
   t.equal(`${credMount?.mountPath}/${token?.path}`, env('WEFT_TOKEN_FILE')?.value, 'WEFT_TOKEN_FILE is the projected, pod-bound token');
+  // The agent watches its own DaemonSet (helm uninstall cleans the nodes): its name, its
+  // namespace from the downward API, and the API server's CA projected beside the token.
+  t.equal(env('WEFT_DAEMONSET')?.value, ds.metadata.name, 'WEFT_DAEMONSET names the DaemonSet itself');
+  t.same(env('WEFT_NAMESPACE')?.valueFrom, { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }, 'WEFT_NAMESPACE from the downward API');
+  const kubeCa = creds?.sources.find((s) => s.configMap?.name === 'kube-root-ca.crt')?.configMap?.items?.[0]?.path;
+  t.equal(`${credMount?.mountPath}/${kubeCa}`, env('WEFT_KUBE_CA_FILE')?.value, "WEFT_KUBE_CA_FILE is the cluster's kube-root-ca.crt, projected");
   t.equal(pod.automountServiceAccountToken, false, 'agent: no other token');
   t.notOk(pod.volumes.some((v) => v.secret || v.projected?.sources.some((s) => s.secret)), 'agent: mounts no Secret (the CA key stays off the nodes)');
   const port = (c: Container, name: string | number) => (typeof name === 'number' ? name : c.ports.find((p) => p.name === name)?.containerPort);
@@ -215,7 +221,7 @@ interface Workload extends K8sObject {
           name: string;
           hostPath?: { path: string };
           secret?: object;
-          projected?: { sources: { serviceAccountToken?: { path: string }; secret?: object }[] };
+          projected?: { sources: { serviceAccountToken?: { path: string }; secret?: object; configMap?: { name: string; items?: { key: string; path: string }[] } }[] };
         }[];
       };
     };
@@ -258,8 +264,15 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
     for (const [verb, resource, ns] of checks) t.equal(await canI(sa, verb, resource, ns), answer, `${sa}: ${verb} ${resource}${ns ? ` in ${ns}` : ''} → ${answer}`);
   };
 
-  await expect('weft-agent', 'yes', [['get', 'pods'], ['get', 'namespaces']]);
+  // Its own DaemonSet: list and watch of that one name (the watch selects it by name), in the
+  // release namespace; nothing else about DaemonSets anywhere.
+  await expect('weft-agent', 'yes', [['get', 'pods'], ['get', 'namespaces'], ['list', 'daemonsets.apps/weft-agent', NS], ['watch', 'daemonsets.apps/weft-agent', NS]]);
   await expect('weft-agent', 'no', [
+    ['get', 'daemonsets.apps/weft-agent', NS], ['list', 'daemonsets.apps', NS], ['watch', 'daemonsets.apps', NS],
+    ['list', 'daemonsets.apps/other', NS], ['get', 'daemonsets.apps/other', NS],
+    ...['create', 'update', 'patch', 'delete'].map((v): [string, string, string] => [v, 'daemonsets.apps/weft-agent', NS]),
+    ['list', 'daemonsets.apps/weft-agent', 'kube-system'], ['watch', 'daemonsets.apps/weft-agent', 'default'], ['list', 'daemonsets.apps'],
+
     ['get', 'secrets'], ['get', 'secrets', NS], ['list', 'secrets', NS], ['create', 'pods'], ['patch', 'nodes'],
     ['list', 'pods'], ['watch', 'pods'], ['delete', 'pods'], ['get', 'configmaps', NS], ['create', 'tokenreviews'],
     ['create', 'serviceaccounts/token', NS],
@@ -286,8 +299,8 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
     ['create', 'pods/eviction'], ['update', 'pods/status'], ['create', 'serviceaccounts/token', NS], ['create', 'subjectaccessreviews.authorization.k8s.io'],
   ]);
 
-  // Beyond single questions: the agent's whole rule list is the two reads and what every
-  // authenticated user may do (the self-subject reviews).
+  // Beyond single questions: the agent's whole rule list in its namespace is the two reads, its
+  // DaemonSet's list and watch, and what every authenticated user may do (self-subject reviews).
   const list = await kubectl(['auth', 'can-i', '--list', ...as('weft-agent'), '-n', NS]);
   t.equal(list.code, 0, list.stderr);
   const resourceRules = list.stdout
@@ -295,5 +308,5 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
     .slice(1)
     .filter((l) => /^\S/.test(l) && !/^self\S*reviews\./.test(l))
     .map((l) => l.replace(/\s+/g, ' ').trim());
-  t.same(resourceRules.sort(), ['namespaces [] [] [get]', 'pods [] [] [get]'], 'weft-agent can do nothing else');
+  t.same(resourceRules.sort(), ['daemonsets.apps [] [weft-agent] [list watch]', 'namespaces [] [] [get]', 'pods [] [] [get]'], 'weft-agent can do nothing else');
 });
