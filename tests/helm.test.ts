@@ -228,17 +228,33 @@ interface Workload extends K8sObject {
   };
 }
 
+interface Hook extends K8sObject {
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec?: { template?: { metadata?: { annotations?: Record<string, string> } } };
+}
+
 t.test('the helm test hooks are valid objects: a meshed server, its Service, a meshed client', async (t) => {
   const hooks = await helm(['template', 'weft', CHART, '-n', NS, '--show-only', 'templates/tests/mesh-traffic.yaml']);
   t.equal(hooks.code, 0, hooks.stderr);
   // Applied for real (a server-side dry run cannot see the ServiceAccounts the same file creates),
   // then removed: nothing runs them here, since this playground has no mesh.
-  const applied = await kubectl(['apply', '--validate=strict', '-f', '-'], hooks.stdout);
+  const applied = await kubectl(['apply', '--validate=strict', '-o', 'json', '-f', '-'], hooks.stdout);
   t.equal(applied.code, 0, applied.stderr);
-  t.match(applied.stdout, /pod\/weft-test-server created[\s\S]*pod\/weft-test-client created/);
-  const pods = JSON.parse((await kubectl(['-n', NS, 'get', 'pods', 'weft-test-server', 'weft-test-client', '-o', 'json'])).stdout) as { items: { metadata: { annotations?: Record<string, string> } }[] };
-  t.ok(pods.items.every((p) => p.metadata.annotations?.['weft.dev/mesh'] === 'enabled' && p.metadata.annotations['helm.sh/hook'] === 'test'), 'both are meshed test hooks');
-  await kubectl(['delete', '--wait=false', '-f', '-'], hooks.stdout);
+  t.teardown(() => kubectl(['delete', '--wait=false', '-f', '-'], hooks.stdout));
+  const objs = items(applied.stdout) as Hook[];
+  t.ok(objs.some((o) => o.kind === 'Service' && o.metadata.name === 'weft-test-server'), 'the server has a Service');
+  // The server is a Deployment: `helm test` waits for each hook Pod to end, so a server Pod would
+  // hold the client back until the timeout. The client is the Pod whose exit code is the verdict.
+  for (const [name, kind] of [
+    ['weft-test-server', 'Deployment'],
+    ['weft-test-client', 'Pod'],
+  ] as const) {
+    const o = objs.find((x) => x.metadata.name === name && x.kind === kind);
+    if (!o) return t.fail(`no ${kind} ${name}`);
+    t.equal(o.metadata.annotations?.['helm.sh/hook'], 'test', `${name} (${o.kind}): a test hook`);
+    const podMeta = o.kind === 'Pod' ? o.metadata : o.spec?.template?.metadata;
+    t.equal(podMeta?.annotations?.['weft.dev/mesh'], 'enabled', `${name} (${o.kind}): its pods are meshed`);
+  }
 });
 
 t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t) => {
