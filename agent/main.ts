@@ -383,23 +383,25 @@ function baggage(w: Workload): string {
 export interface UninstallOutcome {
   /** CNI configuration files weft-cni was taken out of. */
   unchained: string[];
-  binaryRemoved: boolean;
+  /** The plugin executable: replaced by its tear-down stub, or there was none. */
+  binary: 'stub' | 'absent' | 'unknown';
   tableRemoved: boolean;
   /** What failed; each step is tried all the same. */
   errors: string[];
 }
 
 /**
- * Takes Weft off the node (`--uninstall`, or a stop after `helm uninstall`). The CNI entry and the
- * binary first: pods created from then on start without weft-cni, unmeshed, with their
- * networking. Then the `inet weft` table: meshed pods' traffic flows directly. Then the node state
+ * Takes Weft off the node (`--uninstall`, or a stop after `helm uninstall`). The CNI entry first,
+ * and the binary replaced by a stub that only tears down (cni/uninstalled-stub.ts): pods created
+ * from then on start without weft-cni, unmeshed, with their networking, and pods created before
+ * can still be deleted. Then the `inet weft` table: meshed pods' traffic flows directly. Then the node state
  * a later install must not restore (checkpoint, enrolments, the plugin's copy of the token).
  */
 export async function uninstall(cfg: AgentConfig, redirector: Redirector = new Redirector()): Promise<UninstallOutcome> {
-  const out: UninstallOutcome = { unchained: [], binaryRemoved: false, tableRemoved: false, errors: [] };
+  const out: UninstallOutcome = { unchained: [], binary: 'unknown', tableRemoved: false, errors: [] };
   const failed = (what: string) => (e: unknown) => void out.errors.push(`${what}: ${(e as Error).message}`);
   await uninstallCniPlugin({ binDir: cfg.cni.binDir, confDir: cfg.cni.confDir, settings: cniSettings(cfg) }).then(
-    (r) => Object.assign(out, { unchained: r.unchained, binaryRemoved: r.binaryRemoved }),
+    (r) => Object.assign(out, { unchained: r.unchained, binary: r.binary }),
     failed('removing weft-cni'),
   );
   await redirector.remove().then(() => (out.tableRemoved = true), failed('removing the nftables table'));

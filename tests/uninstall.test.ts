@@ -1,6 +1,6 @@
 // `helm uninstall` takes Weft off every node: the agent watches its own DaemonSet and, stopped
-// after that DaemonSet is gone, removes the CNI entry, the weft-cni binary and the `inet weft`
-// table. Proven against a real kube-apiserver (a bare playground, --no-mesh) with the chart's own
+// after that DaemonSet is gone, removes the CNI entry and the `inet weft` table and replaces the
+// weft-cni binary with its tear-down stub. Proven against a real kube-apiserver (a bare playground, --no-mesh) with the chart's own
 // RBAC, applied for real:
 // - the watch (agent/kube/daemonset-watch.ts), with a token of the chart's ServiceAccount: never
 //   seen is not deleted; present; deleted within a second; foreground deletion is 'deleting'; a
@@ -8,7 +8,7 @@
 //   server-ended watches and dropped connections, and a relist sees a deletion it missed;
 // - the SIGTERM decision end to end, on one real agent process in the playground's node network
 //   namespace with its own CNI directories: DaemonSet present, everything stays; DaemonSet deleted,
-//   the conflist gets its exact bytes back and the binary and the table are gone.
+//   the conflist gets its exact bytes back, the binary is the stub and the table is gone.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +19,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DaemonSetWatch } from '../agent/kube/daemonset-watch.ts';
+import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import { Playground, REPO, sh, uniqueName } from './helpers/playground.ts';
 import type { Result } from './helpers/playground.ts';
 
@@ -356,7 +357,7 @@ t.test('SIGTERM: DaemonSet present, everything stays; DaemonSet deleted, Weft le
   t.equal(await second.exited, 0, 'SIGTERM: exits 0');
   t.match(second.output(), /"uninstalled: Weft is off this node".*"errors":\[\]/, 'and logs what it removed, without errors');
   t.equal(await readFile(conflist, 'utf8'), primary, 'DaemonSet deleted: the conflist has its exact former bytes');
-  t.notOk(existsSync(installed), 'DaemonSet deleted: weft-cni is removed');
+  t.equal(await readFile(installed, 'utf8'), UNINSTALLED_STUB, 'DaemonSet deleted: weft-cni is replaced by the stub that only tears down');
   t.notOk(await weftTable(), 'DaemonSet deleted: the `inet weft` table is removed');
   for (const f of checkpoints) t.notOk(existsSync(f), `DaemonSet deleted: no ${f.slice(d.state.length + 1)} left for a later install to restore`);
 });

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseWeftCniSettings } from '../../api/cni.ts';
@@ -7,6 +8,7 @@ import type { WeftCniSettings } from '../../api/cni.ts';
 import { isChained } from './conflist.ts';
 import { ensureChained, installCniPlugin, uninstallCniPlugin, watchChain } from './install.ts';
 import type { ChainState } from './install.ts';
+import { UNINSTALLED_STUB } from './uninstalled-stub.ts';
 
 const PRIMARY = `{
   "cniVersion": "1.0.0",
@@ -157,7 +159,7 @@ t.test('the watcher chains a configuration that appears later and re-chains afte
   t.equal((await stat(primary)).mtimeMs, mtime, 'no further writes');
 });
 
-t.test('uninstall restores the primary conflist byte-for-byte and removes the executable', async (t) => {
+t.test('uninstall restores the primary conflist byte-for-byte and leaves a stub that only tears down', async (t) => {
   const n = await makeNode(t);
   const primary = join(n.confDir, '10-ptp.conflist');
   await writeFile(primary, PRIMARY);
@@ -165,11 +167,31 @@ t.test('uninstall restores the primary conflist byte-for-byte and removes the ex
   t.not(await readFile(primary, 'utf8'), PRIMARY);
 
   const result = await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir, settings: n.settings });
-  t.same(result, { unchained: [primary], binaryRemoved: true });
+  t.same(result, { unchained: [primary], binary: 'stub' });
   t.equal(await readFile(primary, 'utf8'), PRIMARY, 'original bytes');
-  await t.rejects(stat(join(n.binDir, 'weft-cni')), { code: 'ENOENT' });
+  const stub = join(n.binDir, 'weft-cni');
+  t.equal(await readFile(stub, 'utf8'), UNINSTALLED_STUB, 'the plugin is replaced by the stub');
+  t.equal((await stat(stub)).mode & 0o777, 0o755);
   await t.rejects(stat(join(n.root, 'etc/weft/token')), { code: 'ENOENT' });
   t.same(await leftovers(n.confDir), []);
 
-  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir }), { unchained: [], binaryRemoved: false }, 'idempotent');
+  // What a runtime replaying a pod's cached configuration gets from it.
+  const call = (command: string) => spawnSync(stub, [], { env: { CNI_COMMAND: command }, input: '{"cniVersion":"1.0.0","name":"x","type":"weft-cni"}', encoding: 'utf8' });
+  for (const command of ['DEL', 'GC', 'CHECK', 'STATUS']) t.match(call(command), { status: 0, stdout: '' }, `${command} succeeds: nothing of Weft is left to undo`);
+  const version = call('VERSION');
+  t.same(JSON.parse(version.stdout), { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] }, 'VERSION');
+  const add = call('ADD');
+  t.equal(add.status, 1, 'ADD is refused');
+  t.match(JSON.parse(add.stdout), { code: 7, msg: /uninstalled/ }, 'with a CNI error on stdout');
+
+  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir }), { unchained: [], binary: 'stub' }, 'idempotent');
+  const again = await installCniPlugin({ ...n, binarySource: n.source });
+  t.ok(again.binaryChanged, 'a later install puts the plugin back over the stub');
+  t.not(await readFile(stub, 'utf8'), UNINSTALLED_STUB);
+});
+
+t.test('uninstall on a node without the plugin leaves no stub', async (t) => {
+  const n = await makeNode(t);
+  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir }), { unchained: [], binary: 'absent' });
+  await t.rejects(stat(join(n.binDir, 'weft-cni')), { code: 'ENOENT' });
 });

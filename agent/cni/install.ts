@@ -11,6 +11,7 @@ import type { WeftCniSettings } from '../../api/cni.ts';
 import { copyFileAtomic, writeFileAtomic } from './atomic-write.ts';
 import { chainIntoConflist, conflistFromConf, isChained, unchainFromConflist, weftCniEntry } from './conflist.ts';
 import { CodedError } from '../../api/coded-error.ts';
+import { UNINSTALLED_STUB } from './uninstalled-stub.ts';
 
 /** A conflist's `type` names the executable, so the binary is called exactly that. */
 export const PLUGIN_BINARY_NAME = WEFT_CNI_TYPE;
@@ -127,12 +128,17 @@ export interface UninstallOptions {
 
 export interface UninstallResult {
   unchained: string[];
-  binaryRemoved: boolean;
+  /**
+   * What is in the bin dir now: `stub` (the plugin was replaced by UNINSTALLED_STUB, which lets
+   * pods set up through it be torn down) or `absent` (there was none: no pod can need it).
+   */
+  binary: 'stub' | 'absent';
 }
 
 /**
- * Removes weft-cni from every configuration that chains it (byte-exact inverse of chaining) and
- * then the executable: in that order, so that no runtime is left pointing at a missing binary.
+ * Removes weft-cni from every configuration that chains it (byte-exact inverse of chaining), then
+ * replaces the executable with a stub that answers DEL (uninstalled-stub.ts says why): in that
+ * order, so that no runtime is left pointing at a missing binary.
  */
 export async function uninstallCniPlugin(opts: UninstallOptions): Promise<UninstallResult> {
   const unchained: string[] = [];
@@ -144,16 +150,18 @@ export async function uninstallCniPlugin(opts: UninstallOptions): Promise<Uninst
     await writeFileAtomic(file, unchainFromConflist(text).text, (await stat(file)).mode & 0o7777);
     unchained.push(file);
   }
-  const binaryRemoved = await unlink(join(opts.binDir, PLUGIN_BINARY_NAME)).then(
+  const binaryPath = join(opts.binDir, PLUGIN_BINARY_NAME);
+  const present = await stat(binaryPath).then(
     () => true,
     (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return false;
       throw err;
     },
   );
+  if (present) await writeFileAtomic(binaryPath, UNINSTALLED_STUB, 0o755);
   const k = opts.settings?.kubernetes;
   if (k) for (const f of [k.tokenFile, k.caFile]) await unlink(f).catch(() => undefined);
-  return { unchained, binaryRemoved };
+  return { unchained, binary: present ? 'stub' : 'absent' };
 }
 
 export interface ChainWatcherOptions {
