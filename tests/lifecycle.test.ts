@@ -1,0 +1,210 @@
+// End to end: the Helm lifecycle on a real playground. `weft dev up` installs the chart with
+// `helm install`, and the controller and agents run from its pod templates with its
+// ServiceAccounts (playground/chart-runner.ts). This suite then drives the release the way an
+// operator would — `helm test`, `helm upgrade`, `helm uninstall`, `helm install` again — and checks
+// what each must do to the nodes and to the traffic of meshed pods.
+import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Holder } from './helpers/holder.ts';
+import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
+import { Playground, REPO, eventually, pod, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
+
+const pg = new Playground(uniqueName('lc'));
+const holders: Holder[] = [];
+t.teardown(async () => {
+  for (const h of holders) h.kill();
+  await pg.down();
+});
+
+const NS = 'lifecycle';
+const SYSTEM = 'weft-system';
+let status: DevStatusJson;
+let dir = '';
+let serverIP = '';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netns ?? '';
+const nodeNetns = (node: string) => `wpg-${pg.name}-${node}`;
+const hold = (podName: string, count: number) => {
+  const h = new Holder(netnsOf(podName), `${serverIP}:9000`, count);
+  holders.push(h);
+  return h;
+};
+
+async function helm(args: string[], timeoutMs = 180_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return sh('env', [`KUBECONFIG=${status.kubeconfig}`, join(dirname(status.kubectl), 'helm'), ...args], { timeoutMs });
+}
+
+/** The install arguments of playground/mesh.ts installArgs, as an operator would type them. */
+function installArgs(): string[] {
+  const api = new URL(status.apiServer);
+  return ['weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '-f', join(REPO, 'playground/values.yaml'), '--set-file', `ca.trustBundle=${dir}/pki/mesh-ca.crt`, '--set', `agent.cni.kubeAPI=https://${api.host}`];
+}
+
+/** kubectl authenticated by a bare token (the client certificate of the admin kubeconfig would win otherwise). */
+function kubectlAs(token: string, args: string[]) {
+  return sh(status.kubectl, ['--kubeconfig=/dev/null', `--server=${status.apiServer}`, `--certificate-authority=${dir}/pki/ca.crt`, `--token=${token}`, ...args]);
+}
+
+async function agentPid(node: string): Promise<number | undefined> {
+  const r = await sh('ip', ['netns', 'exec', nodeNetns(node), 'curl', '-sf', 'http://127.0.0.1:15000/node']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as { pid: number }).pid : undefined;
+}
+
+function agentLog(node: string, msg: string, pid: number): { ts: string }[] {
+  return readFileSync(`${dir}/nodes/${node}/weft/agent.log`, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(`"msg":"${msg}"`))
+    .map((l) => JSON.parse(l) as { ts: string; pid?: number })
+    .filter((e) => e.pid === pid);
+}
+
+const conflist = (node: string) => JSON.parse(readFileSync(`${dir}/nodes/${node}/root/etc/cni/net.d/10-playground.conflist`, 'utf8')) as { plugins: { type: string }[] };
+const weftTable = async (node: string) => (await sh('ip', ['netns', 'exec', nodeNetns(node), 'nft', 'list', 'table', 'inet', 'weft'])).code === 0;
+const healthy = async (url: string) => fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
+
+t.before(async () => {
+  const r = await pg.up(2);
+  if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
+  status = await pg.status();
+  dir = dirname(status.kubeconfig);
+  await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
+  await pg.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'server', namespace: NS } });
+  const server = pod(NS, 'server', [process.execPath, join(REPO, 'tests/helpers/policy-server.ts')], { node: 'node-1', port: 9000 }) as { spec: Record<string, unknown> };
+  server.spec.serviceAccountName = 'server';
+  await pg.apply(server);
+  await pg.apply(pod(NS, 'far', ['sleep', 'infinity'], { node: 'node-2' }));
+  await pg.waitReady(NS, ['--all']);
+  status = await pg.status();
+  serverIP = status.pods.find((p) => p.namespace === NS && p.name === 'server')?.ip ?? '';
+  if (!status.pods.filter((p) => p.namespace === NS).every((p) => p.meshed)) throw new Error('the test pods are not all meshed');
+});
+
+t.test('installed by helm install; each component runs as its own ServiceAccount, with the chart RBAC only', async (t) => {
+  const list = JSON.parse((await helm(['list', '-n', SYSTEM, '-o', 'json'])).stdout) as { name: string; status: string; revision: string }[];
+  t.match(list, [{ name: 'weft', status: 'deployed', revision: '1' }], 'release weft, deployed, revision 1');
+
+  const controllerKc = JSON.parse(readFileSync(`${dir}/weft-controller/kubeconfig`, 'utf8')) as { users: { user: { token: string } }[] };
+  const controllerToken = controllerKc.users[0]?.user.token ?? '';
+  const agentToken = readFileSync(`${dir}/nodes/node-1/weft/pod/volumes/weft-credentials/token`, 'utf8');
+  for (const [who, token] of [
+    ['weft-controller', controllerToken],
+    ['weft-agent', agentToken],
+  ] as const) {
+    const whoami = await kubectlAs(token, ['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+    t.equal(whoami.stdout, `system:serviceaccount:${SYSTEM}:${who}`, `${who} runs with its own ServiceAccount's token`);
+    for (const [verb, what] of [
+      ['*', '*'],
+      ['get', 'secrets'],
+      ['create', 'pods'],
+    ]) {
+      const r = await kubectlAs(token, ['auth', 'can-i', verb as string, what as string, '-A']);
+      t.equal(r.stdout.trim(), 'no', `${who} cannot ${verb} ${what} cluster-wide`);
+    }
+  }
+});
+
+t.test('helm test proves meshed traffic on the playground', async (t) => {
+  const r = await helm(['test', 'weft', '-n', SYSTEM, '--timeout', '150s']);
+  t.equal(r.code, 0, `helm test passed: ${r.stderr.trim()}`);
+  t.match(r.stdout, /TEST SUITE:\s+weft-test-client[\s\S]*?Phase:\s+Succeeded/, 'the client test pod succeeded');
+});
+
+t.test('helm upgrade rolls the agents one node at a time and drops no established connection', async (t) => {
+  const far = hold('far', 30);
+  t.same(await far.ready(), { type: 'ready', held: 30 }, '30 meshed connections from node-2 to the server on node-1');
+  const before = { 'node-1': await agentPid('node-1'), 'node-2': await agentPid('node-2') };
+
+  const r = await helm(['upgrade', 'weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '--reuse-values', '--set', 'agent.drainSeconds=20']);
+  t.equal(r.code, 0, `helm upgrade: ${r.stderr.trim()}`);
+  const after: Record<string, number | undefined> = {};
+  for (const node of ['node-1', 'node-2'] as const) {
+    await eventually(async () => String((after[node] = await agentPid(node)) !== before[node] && after[node] !== undefined), 'true', 90_000);
+    t.not(after[node], before[node], `${node}: a new agent process serves the node`);
+    const environ = readFileSync(`/proc/${after[node]}/environ`, 'utf8').split('\0');
+    t.ok(environ.includes('WEFT_DRAIN_SECONDS=20'), `${node}: the new agent runs the upgraded template (WEFT_DRAIN_SECONDS=20)`);
+  }
+  // One node at a time: node-2's new agent started only after node-1's old one was told to drain,
+  // which happens once node-1's new agent is ready.
+  const node1Swapped = agentLog('node-1', 'draining', before['node-1'] ?? 0)[0]?.ts ?? '';
+  const node2Started = agentLog('node-2', 'agent started', after['node-2'] ?? 0)[0]?.ts ?? '';
+  t.ok(node1Swapped && node2Started && node2Started >= node1Swapped, `node-2 rolled after node-1 had (old agent draining ${node1Swapped} ≤ node-2's new agent ${node2Started})`);
+
+  await sleep(2000);
+  const report = await far.report();
+  t.same(report.dropped, [], 'no held connection dropped across the rolling upgrade');
+  t.equal(report.probes.failed, 0, `every new connection during the upgrade worked (${report.probes.ok})`);
+  t.comment(`FIGURES: helm upgrade: ${report.dropped.length} of 30 held connections dropped; ${report.probes.ok} new connections, ${report.probes.failed} failed; longest echo gap ${report.maxGapMs} ms`);
+  await far.close();
+});
+
+t.test('helm uninstall cleans every node, and meshed pods keep their networking', async (t) => {
+  const far = hold('far', 5);
+  await far.ready();
+  const r = await helm(['uninstall', 'weft', '-n', SYSTEM]);
+  t.equal(r.code, 0, `helm uninstall: ${r.stderr.trim()}`);
+  for (const node of ['node-1', 'node-2']) {
+    t.equal(await eventually(async () => String(await weftTable(node)), 'false', 30_000), 'false', `${node}: the inet weft nftables table is gone`);
+    t.notOk(conflist(node).plugins.some((p) => p.type === 'weft-cni'), `${node}: weft-cni is out of the CNI chain`);
+    t.same(
+      conflist(node).plugins.map((p) => p.type),
+      ['ptp'],
+      `${node}: the primary CNI's own configuration is left as it was`,
+    );
+    const plugin = `${dir}/nodes/${node}/root/opt/cni/bin/weft-cni`;
+    t.equal(existsSync(plugin) && readFileSync(plugin, 'utf8'), UNINSTALLED_STUB, `${node}: the weft-cni executable is replaced by its tear-down stub`);
+  }
+  // New connections work throughout, through the mesh and then directly; the ones the agents
+  // carried are still carried while the agents drain.
+  const during = await far.report();
+  t.equal(during.probes.failed, 0, `no new connection failed during the uninstall (${during.probes.ok} ok; ${JSON.stringify(during.probes.failures)})`);
+  t.same(during.dropped, [], 'the connections the agents carried are still open while they drain');
+  await far.close();
+  for (const node of ['node-1', 'node-2']) {
+    const ip = status.nodes.find((n) => n.name === node)?.ip ?? '';
+    t.equal(await eventually(async () => String(await healthy(`http://${ip}:15021/healthz/ready`)), 'false', 40_000), 'false', `${node}: its agent has exited`);
+  }
+  t.equal(await eventually(async () => String(await healthy(`http://${new URL(status.apiServer).hostname}:15014/readyz`)), 'false', 20_000), 'false', 'the controller has exited');
+
+  const rbac = await pg.kubectl(['get', 'clusterrole', 'weft-agent', 'weft-controller', '--ignore-not-found', '-o', 'name']);
+  t.equal(rbac.stdout.trim(), '', 'the chart RBAC is gone');
+  const crds = await pg.kubectl(['get', 'crd', 'accesspolicies.weft.dev', 'meshtlspolicies.weft.dev', '-o', 'name']);
+  t.equal(crds.code, 0, 'the CRDs stay (Helm never deletes crds/), and with them every policy');
+
+  // A pod started now gets its network from the primary CNI alone and reaches the server.
+  await pg.apply(pod(NS, 'late', ['sleep', 'infinity'], { node: 'node-2' }));
+  await pg.waitReady(NS, ['late']);
+  status = await pg.status();
+  const late = hold('late', 1);
+  t.same(await late.ready(), { type: 'ready', held: 1 }, 'a pod created after the uninstall reaches the server');
+  await late.close();
+  const direct = hold('far', 1);
+  t.same(await direct.ready(), { type: 'ready', held: 1 }, 'and so does a pod meshed before it');
+  await direct.close();
+
+  // A pod set up while weft-cni was chained is torn down with that configuration by runtimes
+  // that replay it (CRI-O, and the playground's kubelet, as the CNI spec has it): it must still go.
+  await pg.kubectl(['-n', NS, 'delete', 'pod', 'far', '--wait=false']);
+  const gone = await eventually(async () => (await pg.kubectl(['-n', NS, 'get', 'pod', 'far', '--ignore-not-found', '-o', 'name'])).stdout.trim(), '', 30_000);
+  t.equal(gone, '', 'a pod meshed before the uninstall can still be deleted (its CNI DEL succeeds)');
+});
+
+t.test('helm install again brings the mesh back', async (t) => {
+  const r = await helm(['install', ...installArgs()]);
+  t.equal(r.code, 0, `helm install: ${r.stderr.trim()}`);
+  for (const n of status.nodes) {
+    t.equal(await eventually(async () => String(await healthy(`http://${n.ip}:15021/healthz/ready`)), 'true', 60_000), 'true', `${n.name}: an agent is ready again`);
+    t.ok(conflist(n.name).plugins.some((p) => p.type === 'weft-cni'), `${n.name}: weft-cni is chained again`);
+  }
+  await pg.apply(pod(NS, 'again', ['sleep', 'infinity'], { node: 'node-2' }));
+  await pg.waitReady(NS, ['again']);
+  status = await pg.status();
+  t.ok(status.pods.find((p) => p.name === 'again')?.meshed, 'a pod started after the re-install is meshed');
+  const again = hold('again', 1);
+  await again.ready();
+  const carried = await sh('ip', ['netns', 'exec', nodeNetns('node-2'), 'curl', '-sf', 'http://127.0.0.1:15000/connections']);
+  type Open = { info: { source?: { name: string } } };
+  const open = carried.code === 0 ? (JSON.parse(carried.stdout) as Open[]) : [];
+  t.ok(open.some((c) => c.info.source?.name === 'again'), "node-2's agent carries its connection");
+  await again.close();
+});
