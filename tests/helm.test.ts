@@ -27,9 +27,7 @@ const kubectl = (args: string[], input?: string): Promise<Result> =>
 const render = (args: string[] = []): Promise<Result> => helm(['template', 'weft', CHART, '-n', NS, '--include-crds', '--skip-tests', ...args]);
 
 t.before(async () => {
-  const up = await pg.up(1, ['--no-mesh']);
-  if (up.code !== 0) throw new Error(`weft dev up failed: ${up.stderr}`);
-  const s = await pg.status();
+  const s = await pg.start(1, ['--no-mesh']);
   kubeconfig = s.kubeconfig;
   kubectlBin = s.kubectl;
   // The playground builds helm next to kubectl (playground/up.ts REQUIRED_BINARIES).

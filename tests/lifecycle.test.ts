@@ -6,6 +6,7 @@
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { deployEchoPods } from './helpers/echo-pods.ts';
 import { Holder } from './helpers/holder.ts';
 import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import { Playground, REPO, eventually, pod, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
@@ -64,20 +65,9 @@ const weftTable = async (node: string) => (await sh('ip', ['netns', 'exec', node
 const healthy = async (url: string) => fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
 
 t.before(async () => {
-  const r = await pg.up(2);
-  if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
-  status = await pg.status();
+  status = await pg.start(2);
   dir = dirname(status.kubeconfig);
-  await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
-  await pg.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'server', namespace: NS } });
-  const server = pod(NS, 'server', [process.execPath, join(REPO, 'tests/helpers/policy-server.ts')], { node: 'node-1', port: 9000 }) as { spec: Record<string, unknown> };
-  server.spec.serviceAccountName = 'server';
-  await pg.apply(server);
-  await pg.apply(pod(NS, 'far', ['sleep', 'infinity'], { node: 'node-2' }));
-  await pg.waitReady(NS, ['--all']);
-  status = await pg.status();
-  serverIP = status.pods.find((p) => p.namespace === NS && p.name === 'server')?.ip ?? '';
-  if (!status.pods.filter((p) => p.namespace === NS).every((p) => p.meshed)) throw new Error('the test pods are not all meshed');
+  ({ status, serverIP } = await deployEchoPods(pg, NS, { far: 'node-2' }));
 });
 
 t.test('installed by helm install; each component runs as its own ServiceAccount, with the chart RBAC only', async (t) => {

@@ -47,9 +47,7 @@ async function must(r: Promise<Result>, what: string): Promise<string> {
 }
 
 t.before(async () => {
-  const up = await pg.up(1, ['--no-mesh']);
-  if (up.code !== 0) throw new Error(`weft dev up failed: ${up.stderr}`);
-  const s = await pg.status();
+  const s = await pg.start(1, ['--no-mesh']);
   kubeconfig = s.kubeconfig;
   kubectlBin = s.kubectl;
   apiServer = new URL(s.apiServer);

@@ -6,9 +6,9 @@
 // that a plain restart (the agent killed) does drop them, so the count can fail.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { deployEchoPods } from './helpers/echo-pods.ts';
 import { Holder } from './helpers/holder.ts';
-import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson } from './helpers/playground.ts';
+import { Playground, sh, uniqueName, weft, type DevStatusJson } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('up'));
 const holders: Holder[] = [];
@@ -78,19 +78,8 @@ async function until(what: string, timeoutMs: number, check: () => boolean): Pro
 }
 
 t.before(async () => {
-  const r = await pg.up(2);
-  if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
-  await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
-  await pg.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'server', namespace: NS } });
-  const server = pod(NS, 'server', [process.execPath, join(REPO, 'tests/helpers/policy-server.ts')], { node: 'node-1', port: 9000 }) as { spec: Record<string, unknown> };
-  server.spec.serviceAccountName = 'server';
-  await pg.apply(server);
-  await pg.apply(pod(NS, 'far', ['sleep', 'infinity'], { node: 'node-2' }));
-  await pg.apply(pod(NS, 'near', ['sleep', 'infinity'], { node: 'node-1' }));
-  await pg.waitReady(NS, ['--all']);
-  status = await pg.status();
-  serverIP = status.pods.find((p) => p.namespace === NS && p.name === 'server')?.ip ?? '';
-  if (!status.pods.filter((p) => p.namespace === NS).every((p) => p.meshed)) throw new Error('the test pods are not all meshed');
+  await pg.start(2);
+  ({ status, serverIP } = await deployEchoPods(pg, NS, { far: 'node-2', near: 'node-1' }));
 });
 
 t.test('upgrading both agents drops no established connection; new connections keep working', async (t) => {

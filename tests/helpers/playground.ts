@@ -42,6 +42,13 @@ export class Playground {
     return weft(['dev', 'up', '--name', this.name, '--nodes', String(nodes), '--detach', ...extra], { timeoutMs: 600_000 });
   }
 
+  /** up(), throwing if it fails; resolves with the playground's status. */
+  async start(nodes: number, extra: string[] = []): Promise<DevStatusJson> {
+    const r = await this.up(nodes, extra);
+    if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
+    return this.status();
+  }
+
   async down(): Promise<Result> {
     return weft(['dev', 'down', '--name', this.name], { timeoutMs: 120_000 });
   }
