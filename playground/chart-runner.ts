@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { NodePlan, PlaygroundPlan } from './config.ts';
 import { loadClients, podApi } from './kubelet/kube-api.ts';
 import { httpStatus } from './kubelet/errors.ts';
-import { podProcess, type PodContext } from './pod-template.ts';
+import { podProcess, SERVICE_ACCOUNT_MOUNT, type PodContext } from './pod-template.ts';
 import { SupervisorError, type Replacement, type Supervisor } from './supervisor.ts';
 import { AGENT_SOCKET, queryAgent } from '../agent/handover.ts';
 
@@ -31,6 +31,8 @@ export const AGENT_DAEMONSET = 'weft-agent';
 /** How long a new agent may take to become ready (state, certificates, listeners). */
 const AGENT_READY_TIMEOUT_MS = 120_000;
 const POLL_MS = 500;
+/** The controller's own shutdown grace (controller/main.ts) and some. */
+const CONTROLLER_STOP_MS = 15_000;
 
 export interface ChartRunnerOptions {
   plan: PlaygroundPlan;
@@ -136,9 +138,9 @@ export class ChartRunner {
     }
     const hash = templateHash(template);
     if (this.#controller?.template === hash) return;
-    // A Deployment rolls its pods; one controller process, so: the old one stops, the new one
-    // starts. Agents keep their last good state meanwhile.
-    if (this.#controller) sup.retire(CONTROLLER_DEPLOYMENT);
+    // A Deployment rolls its pods; one controller process, so: the old one stops, then the new one
+    // starts (it needs the old one's ports). Agents keep their last good state meanwhile.
+    if (this.#controller) await exited(sup.retire(CONTROLLER_DEPLOYMENT), CONTROLLER_STOP_MS);
     const spec = await this.#controllerSpec(template);
     sup.start(spec);
     this.#controller = { template: hash, stateDir: '' };
@@ -218,7 +220,7 @@ export class ChartRunner {
     const dir = join(plan.dir, 'weft-controller');
     const pod = await podProcess(template, 'controller', this.#context(`${CONTROLLER_DEPLOYMENT}-0`, dir));
     // In-cluster config reads fixed paths; the same token and CA, as a kubeconfig.
-    const sa = pod.mounts.find((m) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount');
+    const sa = pod.mounts.find((m) => m.mountPath === SERVICE_ACCOUNT_MOUNT);
     if (!sa) throw new Error(`the ${CONTROLLER_DEPLOYMENT} pod template does not mount its ServiceAccount token`);
     const kubeconfig = join(dir, 'kubeconfig');
     const [ca, token] = await Promise.all([readFile(join(sa.local, 'ca.crt')), readFile(join(sa.local, 'token'), 'utf8')]);
@@ -294,6 +296,19 @@ export class ChartRunner {
     const next = this.#queue.then(fn, fn);
     this.#queue = next.catch(() => {});
     return next;
+  }
+}
+
+/** Resolves once process `pid` is gone, or after `timeoutMs` (the supervisor kills it at stop). */
+async function exited(pid: number | undefined, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pid !== undefined && Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

@@ -28,6 +28,7 @@ import { basename, dirname, join, posix, relative } from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import type { KubernetesObject, V1Container, V1DaemonSet, V1Deployment, V1PodSpec } from '@kubernetes/client-node';
 import { configFromEnv } from '../agent/main.ts';
+import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import { componentBinDir } from '../playground/config.ts';
 import { REPO } from './helpers/playground.ts';
 
@@ -575,7 +576,7 @@ t.test('agent image: built from its context, it starts, installs weft-cni, and -
   t.teardown(() => void uninstall.child.kill('SIGKILL'));
   t.equal(await uninstall.exited, 0, `--uninstall exits 0: ${uninstall.output()}`);
   t.not((await ns.exec(['nft', 'list', 'table', 'inet', 'weft'])).code, 0, '--uninstall removed the `inet weft` table');
-  t.notOk(existsSync(installed), '--uninstall removed weft-cni from the CNI bin dir');
+  t.equal(existsSync(installed) && (await readFile(installed, 'utf8')), UNINSTALLED_STUB, '--uninstall replaced weft-cni with its tear-down stub');
   t.equal(await readFile(conflist, 'utf8'), primary, '--uninstall gave the primary conflist back byte for byte');
 });
 
