@@ -46,7 +46,7 @@ export interface ChartRunnerOptions {
   log: (msg: string) => void;
 }
 
-interface Running {
+interface RunningAgent {
   /** Hash of the pod template the process was started from. */
   template: string;
   /** The agent's state directory (its agent socket tells its readiness). */
@@ -62,8 +62,9 @@ export class ChartRunner {
   readonly #apps: AppsV1Api;
   readonly #core: CoreV1Api;
   readonly #lookup;
-  readonly #agents = new Map<string, Running>();
-  #controller: Running | undefined;
+  readonly #agents = new Map<string, RunningAgent>();
+  /** Hash of the pod template the running controller was started from. */
+  #controller: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** One reconcile (or restart) at a time. */
@@ -137,13 +138,13 @@ export class ChartRunner {
       return;
     }
     const hash = templateHash(template);
-    if (this.#controller?.template === hash) return;
+    if (this.#controller === hash) return;
     // A Deployment rolls its pods; one controller process, so: the old one stops, then the new one
     // starts (it needs the old one's ports). Agents keep their last good state meanwhile.
     if (this.#controller) await exited(sup.retire(CONTROLLER_DEPLOYMENT), CONTROLLER_STOP_MS);
     const spec = await this.#controllerSpec(template);
     sup.start(spec);
-    this.#controller = { template: hash, stateDir: '' };
+    this.#controller = hash;
     this.#o.log(`${CONTROLLER_DEPLOYMENT}: controller started (pod template ${hash})`);
   }
 
