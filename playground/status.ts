@@ -37,6 +37,11 @@ export interface DevStatus {
   apiServer: string;
   nodes: NodeStatus[];
   pods: PodStatus[];
+  /**
+   * Weft's own processes, run from the helm release's pod templates (playground/chart-runner.ts):
+   * `kubectl get pods -n weft-system` lists none of them. A draining agent shows as `name@pid`.
+   */
+  weft: { process: string; pid: number }[];
 }
 
 export async function status(name: string): Promise<DevStatus> {
@@ -61,6 +66,10 @@ export async function status(name: string): Promise<DevStatus> {
     apiServer: `https://${plan.hostIP}:${plan.apiServerPort}`,
     nodes: plan.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, podCIDR: n.podCIDR, ready: ready.get(n.name) ?? false })),
     pods: podList.items.map((p) => podStatus(s.name, p, enrolled)),
+    weft: Object.entries(s.pids)
+      .filter(([process, pid]) => process.startsWith('weft-') && isAlive(pid))
+      .map(([process, pid]) => ({ process, pid }))
+      .sort((a, b) => a.process.localeCompare(b.process)),
   };
 }
 
@@ -106,5 +115,9 @@ export function formatStatus(s: DevStatus): string {
       (p) => `${`${p.namespace}/${p.name}`.padEnd(36)} ${p.node.padEnd(11)} ${p.phase.padEnd(10)} ${p.ip.padEnd(15)} ${String(p.meshed).padEnd(7)} ${p.identity}`,
     ),
   ];
+  if (s.weft.length > 0) {
+    lines.push('', 'WEFT (helm release weft in weft-system, run as processes from its pod templates)   PID');
+    for (const w of s.weft) lines.push(`${w.process.padEnd(84)} ${w.pid}`);
+  }
   return lines.join('\n');
 }

@@ -73,6 +73,11 @@ t.before(async () => {
 t.test('installed by helm install; each component runs as its own ServiceAccount, with the chart RBAC only', async (t) => {
   const list = JSON.parse((await helm(['list', '-n', SYSTEM, '-o', 'json'])).stdout) as { name: string; status: string; revision: string }[];
   t.match(list, [{ name: 'weft', status: 'deployed', revision: '1' }], 'release weft, deployed, revision 1');
+  t.same(
+    status.weft.map((w) => w.process),
+    ['weft-agent/node-1', 'weft-agent/node-2', 'weft-controller'],
+    'weft dev status lists the processes run from its Deployment and DaemonSet',
+  );
 
   const controllerKc = JSON.parse(readFileSync(`${dir}/weft-controller/kubeconfig`, 'utf8')) as { users: { user: { token: string } }[] };
   const controllerToken = controllerKc.users[0]?.user.token ?? '';
@@ -155,6 +160,7 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     t.equal(await eventually(async () => String(await healthy(`http://${ip}:15021/healthz/ready`)), 'false', 40_000), 'false', `${node}: its agent has exited`);
   }
   t.equal(await eventually(async () => String(await healthy(`http://${new URL(status.apiServer).hostname}:15014/readyz`)), 'false', 20_000), 'false', 'the controller has exited');
+  t.equal(await eventually(async () => JSON.stringify((await pg.status()).weft), '[]', 10_000), '[]', 'and weft dev status lists no Weft process');
 
   const rbac = await pg.kubectl(['get', 'clusterrole', 'weft-agent', 'weft-controller', '--ignore-not-found', '-o', 'name']);
   t.equal(rbac.stdout.trim(), '', 'the chart RBAC is gone');

@@ -90,6 +90,7 @@ export interface DevStatusJson {
   apiServer: string;
   nodes: { name: string; netns: string; ip: string; podCIDR: string; ready: boolean }[];
   pods: { namespace: string; name: string; node: string; netns: string; ip: string; phase: string; meshed: boolean; identity: string }[];
+  weft: { process: string; pid: number }[];
 }
 
 /** A plain Pod manifest running a command, pinned to a node if given. */
