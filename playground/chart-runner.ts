@@ -131,7 +131,7 @@ export class ChartRunner {
     const template = live(d)?.spec?.template;
     if (!template) {
       if (this.#controller) {
-        sup.retire(CONTROLLER_DEPLOYMENT);
+        void sup.retire(CONTROLLER_DEPLOYMENT);
         this.#controller = undefined;
         this.#o.log(`${CONTROLLER_DEPLOYMENT}: Deployment deleted; controller stopped`);
       }
@@ -141,7 +141,9 @@ export class ChartRunner {
     if (this.#controller === hash) return;
     // A Deployment rolls its pods; one controller process, so: the old one stops, then the new one
     // starts (it needs the old one's ports). Agents keep their last good state meanwhile.
-    if (this.#controller) await exited(sup.retire(CONTROLLER_DEPLOYMENT), CONTROLLER_STOP_MS);
+    if (this.#controller) {
+      await Promise.race([sup.retire(CONTROLLER_DEPLOYMENT), new Promise<void>((r) => setTimeout(r, CONTROLLER_STOP_MS).unref())]);
+    }
     const spec = await this.#controllerSpec(template);
     sup.start(spec);
     this.#controller = hash;
@@ -154,7 +156,7 @@ export class ChartRunner {
     if (!template) {
       for (const n of plan.nodes) {
         if (!this.#agents.delete(n.name)) continue;
-        sup.retire(agentName(n));
+        void sup.retire(agentName(n));
         this.#o.log(`${AGENT_DAEMONSET}: DaemonSet ${ds ? 'being deleted' : 'deleted'}; SIGTERM to the agent of ${n.name}`);
       }
       return;
@@ -297,19 +299,6 @@ export class ChartRunner {
     const next = this.#queue.then(fn, fn);
     this.#queue = next.catch(() => {});
     return next;
-  }
-}
-
-/** Resolves once process `pid` is gone, or after `timeoutMs` (the supervisor kills it at stop). */
-async function exited(pid: number | undefined, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (pid !== undefined && Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

@@ -87,18 +87,18 @@ export class Supervisor {
 
   /**
    * Stops `name` the way the kubelet stops a deleted pod: SIGTERM now, and it is not restarted.
-   * It may take its time to exit (an agent drains); stopAll() still stops it.
+   * It may take its time to exit (an agent drains); stopAll() still stops it. Resolves when it
+   * has exited (at once if nothing ran).
    */
-  retire(name: string): number | undefined {
+  retire(name: string): Promise<void> {
     const m = this.#procs.find((p) => p.spec.name === name);
-    if (!m) return undefined;
+    if (!m) return Promise.resolve();
     if (m.timer) clearTimeout(m.timer);
     m.timer = undefined;
     const old = m.child;
     m.child = undefined;
-    if (old?.pid === undefined) return undefined;
-    this.#retireChild(m, old as ChildProcess & { pid: number });
-    return old.pid;
+    if (old?.pid === undefined) return Promise.resolve();
+    return this.#retireChild(m, old as ChildProcess & { pid: number });
   }
 
   /** Current processes by name; successors and retired ones under `<name>@<pid>` (for `down`). */
@@ -150,20 +150,27 @@ export class Supervisor {
     }
     m.spec = spec;
     this.#adopt(m, successor);
-    this.#retireChild(m, old as ChildProcess & { pid: number });
+    void this.#retireChild(m, old as ChildProcess & { pid: number });
     const newPid = successor.pid ?? -1;
     this.#onEvent({ kind: 'replaced', name, oldPid: old.pid, newPid });
     return { oldPid: old.pid, newPid, readyMs };
   }
 
-  /** SIGTERM to a process that is no longer `m.child`: its own exit handler then does nothing, so it is not restarted. */
-  #retireChild(m: Managed, old: ChildProcess & { pid: number }): void {
+  /**
+   * SIGTERM to a process that is no longer `m.child`: its own exit handler then does nothing, so
+   * it is not restarted. Resolves when it has exited.
+   */
+  #retireChild(m: Managed, old: ChildProcess & { pid: number }): Promise<void> {
     m.retired.add(old);
-    old.once('exit', (code, signal) => {
-      m.retired.delete(old);
-      this.#onEvent({ kind: 'retired', name: m.spec.name, pid: old.pid, code, signal });
-    });
+    const exited = new Promise<void>((resolve) =>
+      old.once('exit', (code, signal) => {
+        m.retired.delete(old);
+        this.#onEvent({ kind: 'retired', name: m.spec.name, pid: old.pid, code, signal });
+        resolve();
+      }),
+    );
     killGroup(old.pid, 'SIGTERM');
+    return exited;
   }
 
   #spawn(spec: ProcessSpec): ChildProcess {
