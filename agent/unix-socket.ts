@@ -95,13 +95,7 @@ export class OwnedSocketPath {
     // name when it closes.
     const staging = `${path}.${randomBytes(4).toString('hex')}.new`;
     const server = this.#o.create();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(staging, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, staging);
     try {
       await chmod(staging, mode);
       const { ino } = await lstat(staging);
@@ -130,6 +124,17 @@ export class OwnedSocketPath {
 }
 
 /** True when a process listens at `path` (a connection is accepted); false for no file or a dead socket. */
+/** Listens on the unix socket `path`; rejects with the listen error (EADDRINUSE, EACCES, ...). */
+export function listenOn(server: Server, path: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 export function someoneListens(path: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = createConnection(path);

@@ -23,7 +23,7 @@ import {
 } from '../../api/cni.ts';
 import type { CniApiErrorCode, ErrorBody } from '../../api/cni.ts';
 import type { Enroller } from './enroller.ts';
-import { OwnedSocketPath } from '../unix-socket.ts';
+import { OwnedSocketPath, listenOn } from '../unix-socket.ts';
 import { CodedError } from '../../api/coded-error.ts';
 
 export interface CniServerLog {
@@ -156,13 +156,7 @@ export function createCniServer(opts: CniServerOptions): CniServer {
       } else {
         await clearStaleSocket(socketPath);
         const s = create();
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.listen(socketPath, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
+        await listenOn(s, socketPath);
         try {
           // The socket is created with the process umask; anyone who can connect can enrol or
           // release pods, so narrow it to the owner (root) before announcing readiness.
