@@ -5,6 +5,7 @@ import type {
   CompiledAccessPolicy,
   CompiledCondition,
   CompiledMeshTLSPolicy,
+  CompiledPolicyHead,
   CompiledRule,
   CompiledSource,
   CompiledTarget,
@@ -88,12 +89,8 @@ export function rule(p: Partial<Omit<CompiledRule, 'l7'>> = {}): Omit<CompiledRu
   return { ...r, l7 };
 }
 
-export function access(
-  key: string,
-  action: PolicyAction,
-  rules: ReturnType<typeof rule>[],
-  o: { scope?: PolicyScope; selector?: LabelSelector } = {},
-): CompiledAccessPolicy {
+/** Generation 1 of `<namespace>/<name>`; scope from the selector unless given. */
+function head(key: string, o: { scope?: PolicyScope; selector?: LabelSelector }): CompiledPolicyHead {
   const [namespace, name] = key.split('/') as [string, string];
   return {
     key,
@@ -102,6 +99,17 @@ export function access(
     generation: 1,
     scope: o.scope ?? (o.selector ? 'workload' : 'namespace'),
     ...(o.selector ? { selector: o.selector } : {}),
+  };
+}
+
+export function access(
+  key: string,
+  action: PolicyAction,
+  rules: ReturnType<typeof rule>[],
+  o: { scope?: PolicyScope; selector?: LabelSelector } = {},
+): CompiledAccessPolicy {
+  return {
+    ...head(key, o),
     action,
     rules: rules.map((r, i) => ({ ...r, name: r.name ?? `rules[${i}]` })),
   };
@@ -112,14 +120,8 @@ export function meshTls(
   mode: MtlsMode,
   o: { scope?: PolicyScope; selector?: LabelSelector; ports?: PortMtls[]; createdAt?: string } = {},
 ): CompiledMeshTLSPolicy {
-  const [namespace, name] = key.split('/') as [string, string];
   return {
-    key,
-    namespace,
-    name,
-    generation: 1,
-    scope: o.scope ?? (o.selector ? 'workload' : 'namespace'),
-    ...(o.selector ? { selector: o.selector } : {}),
+    ...head(key, o),
     mode,
     ports: o.ports ?? [],
     createdAt: o.createdAt ?? '2025-01-01T00:00:00Z',

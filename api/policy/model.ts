@@ -112,7 +112,8 @@ export type PolicyScope =
   /** Workloads in the policy's namespace matching the selector. */
   | 'workload';
 
-export interface CompiledAccessPolicy {
+/** What every compiled policy says of itself: which object, which generation, whom it applies to. */
+export interface CompiledPolicyHead {
   /** `<namespace>/<name>` */
   key: string;
   namespace: string;
@@ -122,6 +123,9 @@ export interface CompiledAccessPolicy {
   scope: PolicyScope;
   /** Present for scope 'workload', and for 'mesh' when the mesh-wide policy has a selector. */
   selector?: LabelSelector;
+}
+
+export interface CompiledAccessPolicy extends CompiledPolicyHead {
   action: PolicyAction;
   rules: CompiledRule[];
 }
@@ -131,13 +135,7 @@ export interface PortMtls {
   mode: MtlsMode;
 }
 
-export interface CompiledMeshTLSPolicy {
-  key: string;
-  namespace: string;
-  name: string;
-  generation: number;
-  scope: PolicyScope;
-  selector?: LabelSelector;
+export interface CompiledMeshTLSPolicy extends CompiledPolicyHead {
   mode: MtlsMode;
   /** Per-port overrides (destination container port). */
   ports: PortMtls[];
