@@ -56,6 +56,13 @@ export interface Workload {
   labels: Record<string, string>;
   /** Named container ports (`ports[].name` → `containerPort`, TCP), for policies naming ports. */
   namedPorts: Record<string, number>;
+  /**
+   * The addresses of the pod's node (`status.hostIPs`): where that node's agent dials tunnels
+   * from on clusters that route pod traffic natively. The tunnel server uses them to prove which
+   * node a peer connects from (agent/hbone/source-claim.ts). Absent until the kubelet reports
+   * them, and in checkpoints written before they were announced.
+   */
+  hostIPs?: string[];
 }
 
 export interface ServicePort {
@@ -163,6 +170,7 @@ export type AgentApiErrorCode =
   | 'PAYLOAD_TOO_LARGE' // 413
   | 'NOT_FOUND' // 404
   | 'METHOD_NOT_ALLOWED' // 405
+  | 'RATE_LIMITED' // 429 + retry-after: too many unknown tokens from this address, or too many reviews at once
   | 'NOT_READY' // 503: caches not synced, or the API server cannot review tokens right now
   | 'SHUTTING_DOWN' // trailer / 503: the controller is stopping; reconnect to another replica
   | 'INTERNAL'; // 500
@@ -201,6 +209,7 @@ function checkWorkload(v: Json, p: string): Workload {
   // Absent in checkpoints written before named ports were announced.
   v.namedPorts ??= {};
   need(isObj(v.namedPorts) && Object.values(v.namedPorts).every(isInt), `${p}.namedPorts`, 'must map port names to numbers');
+  need(v.hostIPs === undefined || isStrArr(v.hostIPs), `${p}.hostIPs`, 'must be a list of strings');
   return v as unknown as Workload;
 }
 

@@ -8,6 +8,7 @@ import { createServer, type Socket } from 'node:net';
 import type { Workload } from '../../api/agent-sync.ts';
 import type { ConnectionAttrs } from '../policy/attributes.ts';
 import { HboneServer, type InboundDecision, type InboundRequest } from '../hbone/server.ts';
+import { SourceClaimVerifier } from '../hbone/source-claim.ts';
 import { connectTarget } from '../hbone/target.ts';
 import type { CertificateManager } from '../identity/manager.ts';
 import { originalDst, type Address } from '../native/sockopt.ts';
@@ -36,10 +37,12 @@ export type LocalDelivery = { kind: 'socket'; socket: Socket } | { kind: 'inspec
 export class InboundProxy {
   readonly #o: InboundOptions;
   readonly #listener: CaptureListener;
+  readonly #claims: SourceClaimVerifier;
   readonly hbone: HboneServer;
 
   constructor(o: InboundOptions) {
     this.#o = o;
+    this.#claims = new SourceClaimVerifier(o.store);
     this.hbone = new HboneServer({
       certificateFor: (ip) => {
         const w = this.#localMeshed(ip);
@@ -98,10 +101,10 @@ export class InboundProxy {
     if (!destination || destination.identity !== req.localIdentity) {
       return { action: 'deny', status: 403, reason: `${req.target.ip} is not the meshed pod this tunnel was opened to` };
     }
-    // The source pod as the peer agent names it counts only if the certificate proves it: its
-    // address then feeds ipBlocks rules. Otherwise the address is the peer agent's (its node's).
-    const named = sourceFromBaggage(this.#o.store, req.headers.baggage);
-    const source = named && named.identity === req.peerIdentity ? named : undefined;
+    // The source pod as the peer agent names it counts only if its certificate and its node prove
+    // it: its address then feeds ipBlocks rules. Otherwise the address is the peer agent's.
+    const claim = this.#claims.verify(req.headers.baggage, { identity: req.peerIdentity, address: req.peerAddress });
+    const source = claim.result === 'accepted' ? claim.source : undefined;
     const attrs: ConnectionAttrs = {
       source: { principal: req.peerIdentity, ...nsOf(req.peerIdentity), ip: source?.ips[0] ?? req.peerAddress.ip },
       destination,
@@ -169,16 +172,4 @@ export class InboundProxy {
 function nsOf(principal: string): { namespace?: string } {
   const ns = namespaceOfPrincipal(principal);
   return ns === undefined ? {} : { namespace: ns };
-}
-
-/**
- * The source pod, as the peer agent describes it in the W3C `baggage` header (as ztunnel does).
- * Used for metric labels only: the identity that policy sees is the certificate's, never this.
- */
-function sourceFromBaggage(store: StateStore, baggage: string | string[] | undefined): Workload | undefined {
-  if (typeof baggage !== 'string') return undefined;
-  const fields = new Map(baggage.split(',').map((kv) => kv.trim().split('=') as [string, string]));
-  const ns = fields.get('k8s.namespace.name');
-  const pod = fields.get('k8s.pod.name');
-  return ns && pod ? store.workload(`${ns}/${pod}`) : undefined;
 }

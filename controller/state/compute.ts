@@ -81,6 +81,7 @@ export function computeWorkload(pod: V1Pod, namespace: V1Namespace | undefined, 
   if (pod.spec?.hostNetwork === true || isTerminal(pod) || !pod.spec?.nodeName) return null;
   const ips = podIPs(pod);
   const serviceAccount = serviceAccountOf(pod);
+  const hostIPs = nodeIPs(pod);
   return {
     key: objectKey(ns, name),
     uid: pod.metadata?.uid ?? '',
@@ -93,7 +94,15 @@ export function computeWorkload(pod: V1Pod, namespace: V1Namespace | undefined, 
     meshed: meshDecision(pod, namespace).meshed,
     labels: sortedRecord(pod.metadata?.labels ?? {}),
     namedPorts: namedContainerPorts(pod),
+    ...(hostIPs.length > 0 ? { hostIPs } : {}),
   };
+}
+
+/** The node's addresses as the pod's status reports them (`status.hostIPs`, else `status.hostIP`). */
+function nodeIPs(pod: V1Pod): string[] {
+  const listed = (pod.status?.hostIPs ?? []).map((h) => h.ip).filter((ip): ip is string => typeof ip === 'string' && ip !== '');
+  if (listed.length > 0) return listed;
+  return pod.status?.hostIP ? [pod.status.hostIP] : [];
 }
 
 /** `ports[].name` → `containerPort` over all containers (TCP only: only TCP is captured). */
