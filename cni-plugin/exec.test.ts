@@ -113,6 +113,25 @@ t.test('VERSION lists the supported spec versions in the version asked', async (
   t.equal(injected.code, 0, 'NODE_OPTIONS from the environment is ignored');
 });
 
+t.test('VERSION with empty stdin answers, as the reference plugins do; other malformed input is an error', async (t) => {
+  // Debian's ptp (libcni's skel) answers VERSION without reading stdin: its newest version and the
+  // list. A runtime probing a plugin with `</dev/null` must get the same kind of answer from us.
+  const reference = '/usr/lib/cni/ptp';
+  const ptp = await execPlugin(reference, { CNI_COMMAND: 'VERSION' }, '');
+  t.equal(ptp.code, 0, `${reference} answers VERSION with empty stdin`);
+  t.match(ptp.json, { cniVersion: String, supportedVersions: Array });
+  for (const [what, stdin] of [['empty', ''], ['whitespace only', ' \n\t ']]) {
+    const run = await execPlugin(exe, { CNI_COMMAND: 'VERSION' }, stdin);
+    t.equal(run.code, 0, `${what}: exit 0`);
+    t.same(run.json, { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] }, `${what}: our newest version and the list`);
+    t.same(Object.keys(run.json as object), Object.keys(ptp.json as object), `${what}: the same fields as ${reference}`);
+  }
+  isCniError(t, await execPlugin(exe, { CNI_COMMAND: 'VERSION' }, '{"cniVersion": '), 6, /stdin is not JSON/);
+  isCniError(t, await execPlugin(exe, { CNI_COMMAND: 'VERSION' }, '[]'), 6, /JSON object/);
+  const add = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/run/netns/x', CNI_IFNAME: 'eth0' };
+  isCniError(t, await execPlugin(exe, add, ''), 6, /stdin is not JSON/);
+});
+
 t.test('malformed input gets a spec error object with the spec code, never a stack trace', async (t) => {
   const add = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/run/netns/x', CNI_IFNAME: 'eth0' };
   const good = JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'weft-cni', prevResult });

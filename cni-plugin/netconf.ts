@@ -68,8 +68,14 @@ export function answerVersion(stdin: string): string {
   return NEWEST_VERSION;
 }
 
-/** VERSION's input carries only cniVersion; anything undecodable still deserves an answer. */
+/**
+ * VERSION's input carries only cniVersion. No input at all is a request too: the reference plugins
+ * (libcni's skel, e.g. Debian's ptp) answer VERSION without reading stdin, and runtimes and people
+ * probe plugins with `CNI_COMMAND=VERSION plugin </dev/null`; they get our newest version. Input
+ * that is there but is not a JSON object is still an error (6), as for every command.
+ */
 export function parseVersionRequest(stdin: string): string {
+  if (stdin.trim() === '') return NEWEST_VERSION;
   const v = decode(stdin).cniVersion;
   return typeof v === 'string' && v !== '' ? v : NEWEST_VERSION;
 }
