@@ -3,15 +3,12 @@
 // from here, so that two playgrounds with different names never share an address, a port, a
 // network namespace or a directory.
 import { join } from 'node:path';
-import { homedir } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 /** Root of all runtime state: tmpfs, so that it vanishes with the namespaces it describes. */
 export const RUN_ROOT = process.env.WEFT_PLAYGROUND_ROOT ?? '/run/weft-playground';
-
-/** Where the Go-built components are cached (outside the repository, once per machine). */
-export const CACHE_ROOT =
-  process.env.WEFT_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'weft');
 
 /** At most this many playgrounds run side by side; each owns the /16 10.(200+slot).0.0. */
 export const MAX_SLOTS = 16;
@@ -82,10 +79,21 @@ export function readVersions(): Record<string, string> {
   return out;
 }
 
+let binDirForPins: string | undefined;
+
+/**
+ * Where the components built from the committed pins live. build-components.sh owns the cache
+ * key (a hash of go.mod, go.sum and what it builds), so that a changed pin is a new directory and
+ * a stale build is never used; this asks it once per process.
+ */
 export function componentBinDir(): string {
-  const v = readVersions().K8S_VERSION;
-  if (!v) throw new Error('playground/build/versions.env has no K8S_VERSION');
-  return join(CACHE_ROOT, `k8s-${v}`, 'bin');
+  if (binDirForPins) return binDirForPins;
+  const script = fileURLToPath(new URL('./build/build-components.sh', import.meta.url));
+  const r = spawnSync('bash', [script, '--print-bin-dir'], { encoding: 'utf8' });
+  const dir = r.stdout.trim();
+  if (r.status !== 0 || !dir) throw new Error(`${script} --print-bin-dir failed: ${r.stderr.trim()}`);
+  binDirForPins = dir;
+  return dir;
 }
 
 export function planPlayground(name: string, slot: number, nodeCount: number): PlaygroundPlan {

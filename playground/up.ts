@@ -24,7 +24,6 @@ import { Supervisor } from './supervisor.ts';
 import { teardown } from './down.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const REQUIRED_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'kubectl', 'cnitool', 'helm', 'fortio'];
 
 export interface UpOptions {
   name: string;
@@ -39,12 +38,15 @@ export interface UpOptions {
 
 const say = (msg: string) => process.stderr.write(`[weft dev] ${msg}\n`);
 
-/** Builds the Go components if any is missing (once per machine; shows the build's progress). */
+/**
+ * Builds the Go components unless the cache already holds them for the committed pins. The build
+ * script decides (it owns the list in build/components.list and the cache key); when everything is
+ * cached it answers at once, otherwise it shows its progress on stderr.
+ */
 export function ensureComponents(binDir: string): void {
-  if (REQUIRED_BINARIES.every((b) => existsSync(join(binDir, b)))) return;
-  say('building the playground components from their Go modules (first run only; 10-25 minutes on 2 cores)');
-  const r = spawnSync('bash', [join(REPO_ROOT, 'playground/build/build-components.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const r = spawnSync('bash', [join(REPO_ROOT, 'playground/build/build-components.sh')], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error('building the playground components failed (see the output above)');
+  if (r.stdout.trim() !== binDir) throw new Error(`the components were built into ${r.stdout.trim()}, not ${binDir}: were the pins changed while this ran?`);
 }
 
 export function checkHost(): void {

@@ -30,16 +30,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   for svc in haproxy stunnel4 prometheus; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
-# Go builds the Kubernetes components. If the machine's Go is older than the pinned Kubernetes
-# needs, the Go toolchain fetches the right version from the Go module proxy by itself.
+# Go builds the playground's components. Any Go will do to start: when it is older than the
+# components' go.mod asks, build-components.sh fetches the pinned release (versions.env) itself.
 if ! command -v go >/dev/null; then
   for d in /usr/local/go/bin /usr/lib/go/bin; do [ -x "$d/go" ] && export PATH="$d:$PATH"; done
 fi
 if ! command -v go >/dev/null; then
-  log "installing Go from Debian (it upgrades itself to the needed toolchain through the module proxy)"
+  log "installing Go from Debian (it bootstraps the pinned Go release)"
   apt-get install -y -qq --no-install-recommends golang-go >/dev/null
 fi
-export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
 bash playground/build/build-components.sh >/dev/null
 log "system dependencies ready"
