@@ -3,12 +3,16 @@
 //   originalDst(fd)  -> [address, port]   SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST: where a TCP
 //                                         connection was going before nftables redirected it
 //   setMark(fd, mark)                     SO_MARK: lets the agent's own packets bypass capture
+//   markedSocket(family, mark) -> fd      a fresh non-blocking TCP socket with SO_MARK already set,
+//                                         so that even its SYN carries the mark (Node creates the
+//                                         socket inside connect(): too late for setMark)
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <linux/netfilter_ipv4.h>
 #include <node_api.h>
 
@@ -74,11 +78,33 @@ static napi_value set_mark(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value marked_socket(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (arg_int(env, info, 2, a) != 0 || (a[0] != 4 && a[0] != 6)) {
+    napi_throw_type_error(env, "EINVAL", "markedSocket(family: 4 | 6, mark: number)");
+    return NULL;
+  }
+  int fd = socket(a[0] == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket");
+  uint32_t mark = (uint32_t)a[1];
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return throw_errno(env, "SO_MARK");
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn);
   napi_set_named_property(env, exports, "originalDst", fn);
   napi_create_function(env, "setMark", NAPI_AUTO_LENGTH, set_mark, NULL, &fn);
   napi_set_named_property(env, exports, "setMark", fn);
+  napi_create_function(env, "markedSocket", NAPI_AUTO_LENGTH, marked_socket, NULL, &fn);
+  napi_set_named_property(env, exports, "markedSocket", fn);
   return exports;
 }

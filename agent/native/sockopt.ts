@@ -8,6 +8,7 @@ export const ADDON_PATH = new URL('../../dist/native/weft_sockopt.node', import.
 interface Addon {
   originalDst(fd: number): [string, number];
   setMark(fd: number, mark: number): void;
+  markedSocket(family: 4 | 6, mark: number): number;
 }
 
 let addon: Addon | undefined;
@@ -39,4 +40,10 @@ export function originalDst(socket: Socket): Address {
 
 export function setMark(socket: Socket, mark: number): void {
   load().setMark(fdOf(socket), mark);
+}
+
+/** A new, unconnected TCP socket's descriptor with SO_MARK set: its first packet (the SYN) is
+ * marked already, which setMark() on a Node socket, created inside connect(), cannot do. */
+export function markedSocket(family: 4 | 6, mark: number): number {
+  return load().markedSocket(family, mark);
 }

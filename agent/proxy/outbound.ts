@@ -4,7 +4,7 @@
 // HBONE tunnel to its node — or, on this node, handed straight to the inbound path; anything else
 // is connected to directly (passthrough).
 import type { ClientHttp2Stream } from 'node:http2';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import { originalDst, type Address } from '../native/sockopt.ts';
 import type { StateStore } from '../state/store.ts';
@@ -12,6 +12,7 @@ import type { LocalDelivery } from './inbound.ts';
 import type { ConnectionReporter } from './report.ts';
 import { DEFAULT_IDLE_TIMEOUT_MS, peerOf, relay } from './relay.ts';
 import { PORTS } from '../redirect/rules.ts';
+import { connectUncaptured } from '../redirect/uncaptured.ts';
 import { splice } from '../hbone/splice.ts';
 import { CaptureListener } from './listener.ts';
 
@@ -125,7 +126,8 @@ export class OutboundProxy {
 
 export function dialPlain(target: Address, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: target.ip, port: target.port, noDelay: true, allowHalfOpen: true });
+    // Marked: a delivery to a pod on this node must pass the node capture (redirect/uncaptured.ts).
+    const s = connectUncaptured(target);
     const timer = setTimeout(() => s.destroy(new Error(`connect to ${target.ip}:${target.port} timed out`)), timeoutMs);
     s.once('connect', () => {
       clearTimeout(timer);

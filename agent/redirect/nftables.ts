@@ -1,38 +1,44 @@
 // Applies the redirection rules (rules.ts) with the nft tool, in the agent's network namespace
 // (or another one, for tests). Each change is one nft transaction: all or nothing.
 import { execFile } from 'node:child_process';
+import { CodedError } from '../../api/coded-error.ts';
 import { renderAdd, renderRemove, renderTable, TABLE, type EnrolledPod } from './rules.ts';
 
-export class NftError extends Error {
-  readonly code = 'NFT_FAILED';
+export class NftError extends CodedError<'NFT_FAILED'> {
+  override readonly name = 'NftError';
 }
 
 export interface RedirectorOptions {
   /** Run nft inside this named network namespace instead of the current one. */
   netns?: string;
+  /** Capture what the node itself sends to enrolled pods (rules.ts); false trusts the node. */
+  captureNode?: boolean;
 }
 
 export class Redirector {
   readonly #argv: string[];
+  readonly #captureNode: boolean;
 
   constructor(opts: RedirectorOptions = {}) {
     this.#argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, 'nft'] : ['nft'];
+    this.#captureNode = opts.captureNode ?? true;
   }
 
   #nft(args: string[], input?: string): Promise<string> {
     const [cmd, ...pre] = this.#argv;
     return new Promise((resolve, reject) => {
       const child = execFile(cmd as string, [...pre, ...args], { timeout: 10_000 }, (err, stdout, stderr) => {
-        if (err) reject(new NftError(`nft ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
+        if (err) reject(new NftError('NFT_FAILED', `nft ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
         else resolve(String(stdout));
       });
       if (input !== undefined) child.stdin?.end(input);
     });
   }
 
-  /** Installs (or replaces) the whole table with exactly these pods enrolled. */
+  /** Installs (or replaces) the whole table with exactly these pods enrolled. The table's shape
+   * follows the options: a restart with another `captureNode` takes effect here. */
   async sync(pods: EnrolledPod[]): Promise<void> {
-    await this.#nft(['-f', '-'], renderTable(pods));
+    await this.#nft(['-f', '-'], renderTable(pods, { captureNode: this.#captureNode }));
   }
 
   async enrol(pod: EnrolledPod): Promise<void> {
