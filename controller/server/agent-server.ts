@@ -2,21 +2,30 @@
 // api/agent-sync.ts. Every request is authenticated (agent-auth.ts) before anything else; sync
 // streams live in sync-session.ts, certificate requests in sign-handler.ts.
 //
+// Any pod can connect here. A new connection is counted against its source's cap of
+// unauthenticated connections before its TLS handshake (source-limiter.ts) and stops counting
+// once it authenticates an agent; from then on its requests skip the per-source limits. Streams
+// per connection are capped by the HTTP/2 SETTINGS, so one connection cannot open thousands.
+//
 // Connections are watched with HTTP/2 PINGs: a node that vanished (power loss, partition) leaves
 // no FIN behind, and its stream would otherwise count as connected forever. A connection that
 // opens no stream for a while is closed, so that idle TLS sockets cannot pile up.
 import { createSecureServer, constants as h2 } from 'node:http2';
-import type { Http2SecureServer, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type { Http2SecureServer, Http2Session, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { V1Pod } from '@kubernetes/client-node';
 import { CONTROLLER_PORT, ProtocolError, SIGN_PATH, SYNC_PATH, parseSignRequest } from '../../api/agent-sync.ts';
 import type { Logger } from '../../api/log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import type { RevisionedStore } from '../state/store.ts';
+import type { Socket } from 'node:net';
 import type { AgentAuthenticator, AgentIdentity } from './agent-auth.ts';
 import type { AgentRegistry } from './agent-registry.ts';
 import { AgentApiError } from './errors.ts';
+import { sampledRefusalLog } from './refusal-log.ts';
 import { handleSign } from './sign-handler.ts';
+import { sourceOf } from './source-limiter.ts';
+import type { ConnectionTicket, SourceLimiter } from './source-limiter.ts';
 import type { WorkloadSigner } from './signer.ts';
 import { replyJson } from './stream-end.ts';
 import { SyncSession } from './sync-session.ts';
@@ -36,6 +45,8 @@ export interface AgentServerOptions {
   store: RevisionedStore;
   registry: AgentRegistry;
   authenticator: Pick<AgentAuthenticator, 'authenticate'>;
+  /** Per-source connection caps; the same limiter the authenticator uses for reviews. None when omitted. */
+  limiter?: SourceLimiter;
   /** The pods informer cache, for the sign rule. */
   pods: { list(namespace?: string): readonly V1Pod[] };
   signer: WorkloadSigner;
@@ -50,6 +61,8 @@ export interface AgentServerOptions {
   idleConnectionMs?: number;
   maxLineBytes?: number;
   maxSignBodyBytes?: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: an agent uses one sync stream and a few sign requests. */
+  maxConcurrentStreams?: number;
   /** How long a finished stream waits for the client to end its side before it is reset. */
   lingerMs?: number;
 }
@@ -75,8 +88,16 @@ const DEFAULTS = {
   idleConnectionMs: 60_000,
   maxLineBytes: 64 * 1024,
   maxSignBodyBytes: 64 * 1024,
+  maxConcurrentStreams: 64,
   lingerMs: 2_000,
 };
+
+/** What the server knows about one connection. */
+interface ConnectionState {
+  /** Held while the connection has not authenticated an agent. */
+  ticket: ConnectionTicket | undefined;
+  authenticated: boolean;
+}
 
 function tlsOptions(tls: ServerTls) {
   return {
@@ -93,6 +114,10 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
   const log = opts.log.child({ component: 'agent-server' });
   const sessions = new Set<SyncSession>();
   const connections = new Set<ServerHttp2Session>();
+  const states = new WeakMap<Http2Session, ConnectionState>();
+  // Connection tickets between the TCP accept and the HTTP/2 session, by peer address and port.
+  const accepted = new Map<string, ConnectionTicket>();
+  const logRefusal = sampledRefusalLog(log);
   let closing = false;
   let server: Http2SecureServer | null = null;
 
@@ -106,16 +131,22 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
       if (closing) throw new AgentApiError('SHUTTING_DOWN', 'the controller is shutting down');
       if (!o.ready()) throw new AgentApiError('NOT_READY', 'the controller has not synced with the API server yet');
       const authorization = headers[h2.HTTP2_HEADER_AUTHORIZATION];
-      const agent = await o.authenticator.authenticate(typeof authorization === 'string' ? authorization : undefined);
+      const state = stream.session ? states.get(stream.session) : undefined;
+      const source = sourceOf(stream.session?.socket?.remoteAddress);
+      const agent = await o.authenticator.authenticate(typeof authorization === 'string' ? authorization : undefined, { source, trusted: state?.authenticated === true });
+      if (state && !state.authenticated) {
+        state.authenticated = true;
+        state.ticket?.authenticated();
+      }
       if (path === SYNC_PATH) startSync(stream, agent, peer);
       else await serveSign(stream, agent);
     } catch (err) {
       const e = err instanceof AgentApiError ? err : new AgentApiError('INTERNAL', 'internal error', { cause: err });
       if (e.code === 'INTERNAL') log.error('agent request failed', { path, peer, error: err });
-      else log.warn('agent request refused', { path, peer, code: e.code, reason: e.message });
+      else logRefusal(e.code, { path, peer, reason: e.message });
       if (path === SYNC_PATH) o.metrics?.streamsRefused.inc({ code: e.code });
       if (path === SIGN_PATH) o.metrics?.signRequests.inc({ result: e.code });
-      replyJson(stream, e.status, e.body(), o.lingerMs);
+      replyJson(stream, e.status, e.body(), o.lingerMs, e.headers());
     }
   };
 
@@ -152,8 +183,29 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
     replyJson(stream, 200, res, o.lingerMs);
   };
 
+  // Before the TLS handshake: a source over its cap costs the controller an accept and a close.
+  const admitConnection = (socket: Socket): void => {
+    if (!o.limiter) return;
+    const admission = o.limiter.admitConnection(sourceOf(socket.remoteAddress));
+    if (!admission.admitted) {
+      o.metrics?.agentApiLimited.inc({ reason: admission.reason });
+      logRefusal(`connection:${admission.reason}`, { peer: socket.remoteAddress, reason: admission.reason });
+      socket.destroy();
+      return;
+    }
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    accepted.set(key, admission.ticket);
+    socket.once('close', () => {
+      admission.ticket.release();
+      if (accepted.get(key) === admission.ticket) accepted.delete(key);
+    });
+  };
+
   const watchConnection = (conn: ServerHttp2Session): void => {
     connections.add(conn);
+    const key = `${conn.socket?.remoteAddress}|${conn.socket?.remotePort}`;
+    states.set(conn, { ticket: accepted.get(key), authenticated: false });
+    accepted.delete(key);
     let streams = 0;
     let idle: NodeJS.Timeout | undefined;
     const armIdle = (): void => {
@@ -195,7 +247,8 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
 
   return {
     async listen() {
-      const s = createSecureServer({ ...tlsOptions(o.tls), allowHTTP1: false, settings: { enablePush: false } });
+      const s = createSecureServer({ ...tlsOptions(o.tls), allowHTTP1: false, settings: { enablePush: false, maxConcurrentStreams: o.maxConcurrentStreams } });
+      s.on('connection', admitConnection);
       s.on('session', watchConnection);
       s.on('stream', (stream, headers) => {
         void onStream(stream, headers);

@@ -18,13 +18,13 @@ export function closeAfterLinger(stream: ServerHttp2Stream, lingerMs = DEFAULT_L
 }
 
 /** A complete JSON answer, then linger. A stream whose headers already went out is reset instead. */
-export function replyJson(stream: ServerHttp2Stream, status: number, body: unknown, lingerMs = DEFAULT_LINGER_MS): void {
+export function replyJson(stream: ServerHttp2Stream, status: number, body: unknown, lingerMs = DEFAULT_LINGER_MS, headers: Record<string, string> = {}): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {
     stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  stream.respond({ [h2.HTTP2_HEADER_STATUS]: status, [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/json' });
+  stream.respond({ ...headers, [h2.HTTP2_HEADER_STATUS]: status, [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/json' });
   stream.end(JSON.stringify(body));
   closeAfterLinger(stream, lingerMs);
 }
