@@ -38,7 +38,35 @@ export interface ControllerConfig {
   logLevel: LogLevel;
   /** This replica's name in the leader Lease and in Events (the pod name in a cluster). */
   identity: string;
+  /** Limits of the agent API against hostile callers (controller/README.md, "Hostile callers"). */
+  agentApiLimits: AgentApiLimits;
 }
+
+export interface AgentApiLimits {
+  /** TokenReviews in flight at once, from all sources. */
+  reviewConcurrency: number;
+  /** TokenReviews waiting for a slot before further ones are refused. */
+  reviewQueue: number;
+  /** Reviews per second one source address may cause, sustained, and at once. */
+  sourceReviewRate: number;
+  sourceReviewBurst: number;
+  /** Requests of one source waiting for a review at once. */
+  sourcePendingReviews: number;
+  /** Unauthenticated connections of one source. */
+  sourceConnections: number;
+  /** Longest an accepted token is trusted without a new review (its own expiry comes first). */
+  tokenCacheTtlSeconds: number;
+}
+
+export const DEFAULT_AGENT_API_LIMITS: AgentApiLimits = {
+  reviewConcurrency: 16,
+  reviewQueue: 64,
+  sourceReviewRate: 2,
+  sourceReviewBurst: 20,
+  sourcePendingReviews: 4,
+  sourceConnections: 16,
+  tokenCacheTtlSeconds: 300,
+};
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -60,7 +88,15 @@ export const USAGE = `usage: weft-controller [flags]
   --token-audience AUD[,AUD]   WEFT_TOKEN_AUDIENCES  audiences agent tokens must be issued for (default: the API server's)
   --serving-host NAME[,NAME]   WEFT_SERVING_HOSTS    extra DNS names / IPs in the serving certificate
   --log-level LEVEL            WEFT_LOG_LEVEL        debug, info (default), warn, error
-  --identity NAME              POD_NAME              this replica's name in the leader Lease and Events (default host-pid)`;
+  --identity NAME              POD_NAME              this replica's name in the leader Lease and Events (default host-pid)
+agent API limits (checked before any TokenReview; see controller/README.md):
+  --review-concurrency N       WEFT_REVIEW_CONCURRENCY      TokenReviews in flight at once (default 16)
+  --review-queue N             WEFT_REVIEW_QUEUE            TokenReviews waiting for a slot (default 64)
+  --source-review-rate R       WEFT_SOURCE_REVIEW_RATE      reviews per second per source address (default 2)
+  --source-review-burst N      WEFT_SOURCE_REVIEW_BURST     reviews at once per source address (default 20)
+  --source-pending-reviews N   WEFT_SOURCE_PENDING_REVIEWS  requests per source waiting for a review (default 4)
+  --source-connections N       WEFT_SOURCE_CONNECTIONS      unauthenticated connections per source (default 16)
+  --token-cache-ttl SECONDS    WEFT_TOKEN_CACHE_TTL         longest an accepted token is trusted without a review (default 300)`;
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerConfig {
   let values: Record<string, string | boolean | undefined>;
@@ -83,6 +119,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
         'serving-host': { type: 'string' },
         'log-level': { type: 'string' },
         identity: { type: 'string' },
+        'review-concurrency': { type: 'string' },
+        'review-queue': { type: 'string' },
+        'source-review-rate': { type: 'string' },
+        'source-review-burst': { type: 'string' },
+        'source-pending-reviews': { type: 'string' },
+        'source-connections': { type: 'string' },
+        'token-cache-ttl': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -117,6 +160,25 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
   const logLevel = str('log-level', 'WEFT_LOG_LEVEL') ?? 'info';
   if (!isLogLevel(logLevel)) throw new ConfigError(`--log-level: must be debug, info, warn or error, not "${logLevel}"`);
 
+  // Positive numbers only: a zero would refuse every agent, and no limit is not an option.
+  const positive = (flag: string, envName: string, fallback: number, integer = true): number => {
+    const text = str(flag, envName);
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new ConfigError(`--${flag}: expected a positive ${integer ? 'integer' : 'number'}, not "${text}"`);
+    return n;
+  };
+  const d = DEFAULT_AGENT_API_LIMITS;
+  const agentApiLimits: AgentApiLimits = {
+    reviewConcurrency: positive('review-concurrency', 'WEFT_REVIEW_CONCURRENCY', d.reviewConcurrency),
+    reviewQueue: positive('review-queue', 'WEFT_REVIEW_QUEUE', d.reviewQueue),
+    sourceReviewRate: positive('source-review-rate', 'WEFT_SOURCE_REVIEW_RATE', d.sourceReviewRate, false),
+    sourceReviewBurst: positive('source-review-burst', 'WEFT_SOURCE_REVIEW_BURST', d.sourceReviewBurst),
+    sourcePendingReviews: positive('source-pending-reviews', 'WEFT_SOURCE_PENDING_REVIEWS', d.sourcePendingReviews),
+    sourceConnections: positive('source-connections', 'WEFT_SOURCE_CONNECTIONS', d.sourceConnections),
+    tokenCacheTtlSeconds: positive('token-cache-ttl', 'WEFT_TOKEN_CACHE_TTL', d.tokenCacheTtlSeconds),
+  };
+
   return {
     kubeconfig: str('kubeconfig', 'KUBECONFIG'),
     trustDomain,
@@ -133,6 +195,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
     servingHosts: list(str('serving-host', 'WEFT_SERVING_HOSTS')),
     logLevel,
     identity: str('identity', 'POD_NAME') ?? `${hostname()}-${process.pid}`,
+    agentApiLimits,
   };
 }
 

@@ -19,6 +19,8 @@ import type { Logger } from '../api/log.ts';
 import { createControllerMetrics } from './metrics.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import { AgentAuthenticator } from './server/agent-auth.ts';
+import { ReviewGate } from './server/review-gate.ts';
+import { SourceLimiter } from './server/source-limiter.ts';
 import { AgentRegistry } from './server/agent-registry.ts';
 import { createAgentServer } from './server/agent-server.ts';
 import type { AgentServer } from './server/agent-server.ts';
@@ -64,6 +66,14 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
 
   const store = new RevisionedStore({ config: { trustDomain: cfg.trustDomain, mtlsMode: cfg.mtlsMode } });
   const registry = new AgentRegistry();
+  const limits = cfg.agentApiLimits;
+  const reviewGate = new ReviewGate({ concurrency: limits.reviewConcurrency, queue: limits.reviewQueue });
+  const sourceLimiter = new SourceLimiter({
+    reviewRatePerSecond: limits.sourceReviewRate,
+    reviewBurst: limits.sourceReviewBurst,
+    pendingReviewsPerSource: limits.sourcePendingReviews,
+    connectionsPerSource: limits.sourceConnections,
+  });
   // onRestart only fires after start(), by which time `metrics` exists.
   const watches = createClusterWatches(kubeConfig, { log, onRestart: (resource) => metrics.watchRestarts.inc({ resource }) });
   const metrics: ControllerMetrics = createControllerMetrics(
@@ -71,6 +81,8 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
       connectedAgents: () => registry.connectedCount(),
       storeRevision: () => store.revision,
       storeResources: () => store.size,
+      tokenReviewsInFlight: () => reviewGate.inFlight,
+      tokenReviewsQueued: () => reviewGate.queued,
       watchesSynced: () => Object.fromEntries(watches.all().map((w) => [w.resource, w.synced()])),
     },
     { processMetrics: opts.processMetrics ?? false },
@@ -84,8 +96,13 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
   const authenticator = new AgentAuthenticator({
     reviewer: kubeTokenReviewer(kubeConfig, { audiences: cfg.tokenAudiences }),
     serviceAccount: cfg.agentServiceAccount,
+    ttlMs: limits.tokenCacheTtlSeconds * 1000,
+    limiter: sourceLimiter,
+    gate: reviewGate,
   });
   authenticator.onReview = (outcome) => metrics.tokenReviews.inc({ outcome });
+  authenticator.onCache = (result) => metrics.tokenCache.inc({ result });
+  authenticator.onLimited = (reason) => metrics.agentApiLimited.inc({ reason });
 
   const servingId = spiffeId(cfg.trustDomain, cfg.installNamespace, 'weft-controller');
   const servingHosts = [...controllerHostnames(cfg.installNamespace), ...cfg.servingHosts];
@@ -98,6 +115,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     store,
     registry,
     authenticator,
+    limiter: sourceLimiter,
     pods: watches.pods,
     signer: meshCaSigner(new MeshCa(root)),
     trustDomain: cfg.trustDomain,

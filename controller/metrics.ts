@@ -7,6 +7,9 @@ export interface MetricSources {
   connectedAgents?: () => number;
   storeRevision?: () => number;
   storeResources?: () => number;
+  /** TokenReviews running, and waiting for a slot (server/review-gate.ts). */
+  tokenReviewsInFlight?: () => number;
+  tokenReviewsQueued?: () => number;
   /** resource → synced */
   watchesSynced?: () => Record<string, boolean>;
 }
@@ -25,6 +28,10 @@ export interface ControllerMetrics {
   readonly tokenReviews: Counter<'outcome'>;
   /** Watch restarts after errors, by resource. */
   readonly watchRestarts: Counter<'resource'>;
+  /** Agent API requests and connections refused by a limit before any TokenReview, by limit. */
+  readonly agentApiLimited: Counter<'reason'>;
+  /** Bearer tokens looked up in the review cache, by result (accepted, refused, miss). */
+  readonly tokenCache: Counter<'result'>;
 }
 
 export interface MetricsOptions {
@@ -50,6 +57,8 @@ export function createControllerMetrics(sources: MetricSources = {}, opts: Metri
   gauge('weft_controller_agents_connected', 'Nodes whose agent has an open sync stream.', sources.connectedAgents);
   gauge('weft_controller_store_revision', 'Current revision of the state pushed to agents.', sources.storeRevision);
   gauge('weft_controller_store_resources', 'Workloads and Services in the state pushed to agents.', sources.storeResources);
+  gauge('weft_controller_token_reviews_in_flight', 'TokenReviews sent and not yet answered.', sources.tokenReviewsInFlight);
+  gauge('weft_controller_token_reviews_queued', 'TokenReviews waiting for a slot under the concurrency cap.', sources.tokenReviewsQueued);
   if (sources.watchesSynced) {
     const read = sources.watchesSynced;
     new Gauge({
@@ -76,5 +85,12 @@ export function createControllerMetrics(sources: MetricSources = {}, opts: Metri
     signRequests: new Counter({ name: 'weft_controller_sign_requests_total', help: 'Workload certificate requests, by result.', labelNames: ['result'], registers: [registry] }),
     tokenReviews: new Counter({ name: 'weft_controller_token_reviews_total', help: 'TokenReviews sent to the API server, by outcome.', labelNames: ['outcome'], registers: [registry] }),
     watchRestarts: new Counter({ name: 'weft_controller_watch_restarts_total', help: 'Watch restarts after errors, by resource.', labelNames: ['resource'], registers: [registry] }),
+    agentApiLimited: new Counter({
+      name: 'weft_controller_agent_api_limited_total',
+      help: 'Agent API requests and connections refused by a limit before any TokenReview, by limit.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    tokenCache: new Counter({ name: 'weft_controller_token_cache_total', help: 'Bearer tokens looked up in the review cache, by result.', labelNames: ['result'], registers: [registry] }),
   };
 }
