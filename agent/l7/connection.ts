@@ -7,6 +7,7 @@
 // (a dial still in flight counts as open). Closing the client releases the upstream.
 
 import net from 'node:net';
+import { CodedError } from '../../api/coded-error.ts';
 import { addAbortSignal, type Duplex } from 'node:stream';
 import type { HttpRequestInfo, L7Options, L7Outcome, L7Session, RequestRecord, RequestVerdict } from './types.ts';
 
@@ -19,13 +20,8 @@ export type L7ErrorCode =
   | 'SESSION_CLOSED' // the session ended before the upstream was needed
   | 'UPSTREAM_UNAVAILABLE'; // dial() failed
 
-export class L7Error extends Error {
-  readonly code: L7ErrorCode;
-  constructor(code: L7ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'L7Error';
-    this.code = code;
-  }
+export class L7Error extends CodedError<L7ErrorCode> {
+  override readonly name = 'L7Error';
 }
 
 /** What a protocol handler does when the session ends. */

@@ -19,7 +19,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import proxy, { type http1WebOptions, type wsHttp1Options } from 'http2-proxy';
-import { type L7Connection, type ProtocolHandler, closeGracefully } from './connection.ts';
+import { type L7Connection, L7Error, type ProtocolHandler, closeGracefully } from './connection.ts';
 import { type RequestTarget, hostOf, isGrpc, parseRequestTarget } from './request-info.ts';
 import { GRPC_PERMISSION_DENIED, deniedText, sendDenied1, sendRawAndClose, sendText1 } from './responses.ts';
 import type { HttpRequestInfo } from './types.ts';
@@ -91,6 +91,8 @@ class Http1Handler implements ProtocolHandler {
     const ex = this.#begin(req);
     (res as TaggedResponse)[kExchange] = ex;
     res.once('close', onResponseClose);
+    // A response can emit 'error' after http2-proxy has stopped listening (a write racing the end).
+    res.on('error', ignoreError);
     const target = ex.target;
     if (!target.ok) return sendText1(res, 400, `bad request: ${target.reason}`);
     if (BODYLESS_METHODS.has(ex.method) && hasBody(req.headers)) {
@@ -192,7 +194,16 @@ class Http1Handler implements ProtocolHandler {
     return new Http1Exchange(this, this.#conn, req, method, target, hostOf(authority));
   }
 
+  /**
+   * http2-proxy awaits this, then aborts the upstream request without listening for its errors if
+   * the client request was aborted in the meantime. A tunnel stream destroyed by a parse error
+   * (a broken chunk) closes within that await, so that abort was routine: the agent's dial then
+   * failed with SESSION_CLOSED into a ClientRequest with no 'error' listener, which took the
+   * process down. So no upstream request is made for a client that is gone, and every one made
+   * has a listener from birth (http2-proxy's own reports the errors it cares about).
+   */
   readonly #onUpstreamRequest = (req: http.IncomingMessage, options: http.RequestOptions): Promise<http.ClientRequest> => {
+    if (req.destroyed || this.#conn.ended) return Promise.reject(new L7Error('SESSION_CLOSED', 'the client went away before the request was forwarded'));
     options.agent = this.#agent;
     options.setHost = false;
     const headers = options.headers as http.OutgoingHttpHeaders;
@@ -200,7 +211,9 @@ class Http1Handler implements ProtocolHandler {
     if (host !== undefined) headers.host = host;
     if (forwarded === undefined) delete headers.forwarded;
     else headers.forwarded = forwarded;
-    return Promise.resolve(http.request(options));
+    const upstream = http.request(options);
+    upstream.on('error', ignoreError);
+    return Promise.resolve(upstream);
   };
 }
 
@@ -338,6 +351,8 @@ function asSocket(client: Duplex): net.Socket {
   socket.setTimeout ??= noopSocketOption;
   return socket as net.Socket;
 }
+
+function ignoreError(): void {}
 
 function noopSocketOption(this: net.Socket): net.Socket {
   return this;

@@ -253,7 +253,7 @@ function onDownstreamEnd(this: TaggedServerStream): void {
 function onUpstreamWantTrailers(this: TaggedClientStream): void {
   const ex = this[kExchange];
   if (!ex || ex.failed || this.closed || this.destroyed) return;
-  this.sendTrailers(ex.requestTrailers ?? NO_TRAILERS);
+  sendTrailersOrReset(this, ex, ex.requestTrailers);
 }
 
 // Response direction -----------------------------------------------------------------------------
@@ -319,7 +319,20 @@ function onUpstreamEnd(this: TaggedClientStream): void {
 function onDownstreamWantTrailers(this: TaggedServerStream): void {
   const ex = this[kExchange];
   if (!ex || ex.failed || this.closed || this.destroyed) return;
-  this.sendTrailers(ex.responseTrailers ?? NO_TRAILERS);
+  sendTrailersOrReset(this, ex, ex.responseTrailers);
+}
+
+/**
+ * sendTrailers() throws on fields Node will not send (it runs inside the 'wantTrailers' emit, so
+ * a throw would be uncaught): the exchange fails and the stream is reset, never ended cleanly.
+ */
+function sendTrailersOrReset(stream: http2.Http2Stream, ex: Http2Exchange, trailers: http2.IncomingHttpHeaders | undefined): void {
+  try {
+    stream.sendTrailers(trailers ?? NO_TRAILERS);
+  } catch {
+    ex.failed = true;
+    stream.close(NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 // Ends and failures ------------------------------------------------------------------------------
