@@ -63,6 +63,13 @@ export interface Workload {
    * them, and in checkpoints written before they were announced.
    */
   hostIPs?: string[];
+  /**
+   * TCP ports the kubelet probes on the pod's own IP (httpGet, tcpSocket, grpc probes), sorted.
+   * The node agent lets exactly these through from the node; anything else the node sends to a
+   * meshed pod is captured like any plaintext client (agent/redirect/rules.ts). Absent from
+   * controllers before it: no port is exempt.
+   */
+  probePorts?: number[];
 }
 
 export interface ServicePort {
@@ -209,6 +216,7 @@ function checkWorkload(v: Json, p: string): Workload {
   // Absent in checkpoints written before named ports were announced.
   v.namedPorts ??= {};
   need(isObj(v.namedPorts) && Object.values(v.namedPorts).every(isInt), `${p}.namedPorts`, 'must map port names to numbers');
+  need(v.probePorts === undefined || (Array.isArray(v.probePorts) && v.probePorts.every((n) => isInt(n) && n >= 1 && n <= 65535)), `${p}.probePorts`, 'must be a list of TCP ports');
   need(v.hostIPs === undefined || isStrArr(v.hostIPs), `${p}.hostIPs`, 'must be a list of strings');
   return v as unknown as Workload;
 }

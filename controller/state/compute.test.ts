@@ -68,6 +68,7 @@ t.test('a workload carries identity, addresses and labels', async (t) => {
     meshed: true,
     labels: { app: 'cart', version: 'v2' },
     namedPorts: {},
+    probePorts: [],
   });
   t.strictSame(Object.keys(w?.labels ?? {}), ['app', 'version'], 'labels in a fixed order, so equal pods compare equal');
   const unmeshed = computeWorkload(pod(), ns('shop'), TD);

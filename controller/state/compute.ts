@@ -5,6 +5,7 @@
 import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import { MESH_ANNOTATION, MESH_LABEL, spiffeId } from '../../api/agent-sync.ts';
 import type { Endpoint, Service, ServicePort, Workload } from '../../api/agent-sync.ts';
+import { probePorts } from './probe-ports.ts';
 
 /** The label the EndpointSlice controller puts on every slice it manages for a Service. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -95,6 +96,7 @@ export function computeWorkload(pod: V1Pod, namespace: V1Namespace | undefined, 
     labels: sortedRecord(pod.metadata?.labels ?? {}),
     namedPorts: namedContainerPorts(pod),
     ...(hostIPs.length > 0 ? { hostIPs } : {}),
+    probePorts: probePorts(pod),
   };
 }
 
