@@ -77,6 +77,12 @@ export interface AgentConfig {
    * (helm uninstall) takes Weft off the node. Null (WEFT_DAEMONSET unset or empty): never.
    */
   daemonSet: { name: string; namespace: string; access: KubeAccess } | null;
+  /**
+   * Capture TCP that the node itself (node processes, hostNetwork pods) sends to meshed pods, so
+   * that STRICT and AccessPolicy apply to it; the kubelet's probes stay exempt (redirect/rules.ts).
+   * WEFT_CAPTURE_NODE_TRAFFIC=false restores "trust the node" (docs/design-decisions.md).
+   */
+  captureNodeTraffic: boolean;
 }
 
 /** Checkpoints in the state directory that a later install must not restore. */
@@ -93,6 +99,13 @@ function seconds(name: string, fallback: string): number {
   const v = Number(env(name, fallback));
   if (!Number.isFinite(v) || v < 0) throw Object.assign(new Error(`${name} must be a number of seconds, not "${process.env[name]}"`), { code: 'CONFIG' });
   return v * 1000;
+}
+
+function flag(name: string, fallback: boolean): boolean {
+  const v = env(name, String(fallback)).trim().toLowerCase();
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw Object.assign(new Error(`${name} must be true or false, not "${process.env[name]}"`), { code: 'CONFIG' });
 }
 
 export function configFromEnv(): AgentConfig {
@@ -123,6 +136,7 @@ export function configFromEnv(): AgentConfig {
     // The chart's terminationGracePeriodSeconds must exceed it (agent-daemonset.yaml).
     drainMs: seconds('WEFT_DRAIN_SECONDS', '600'),
     installNamespace,
+    captureNodeTraffic: flag('WEFT_CAPTURE_NODE_TRAFFIC', true),
     daemonSet: daemonSet ? { name: daemonSet, namespace: installNamespace, access: { server: inClusterServer(process.env), caFile: kubeCaFile, tokenFile } } : null,
   };
 }
@@ -221,7 +235,8 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
   // bind, and each must be served as well as the predecessor would.
   if (!predecessor) await serve();
 
-  const redirector = new HandoverRedirector();
+  const redirector = new HandoverRedirector({ captureNode: cfg.captureNodeTraffic });
+  if (!cfg.captureNodeTraffic) log('warn', 'node traffic is trusted: node processes and hostNetwork pods reach meshed pods past STRICT and AccessPolicy', { env: 'WEFT_CAPTURE_NODE_TRAFFIC=false' });
   const enroller = new NodeEnroller({ node: cfg.node, store, redirector, stateFile: join(cfg.stateDir, ENROLMENTS_FILE), log });
   await enroller.start();
 

@@ -23,6 +23,8 @@ export interface Enrolment {
   /** Set when the CNI plugin enrolled the pod; empty when the reconcile loop did. */
   containerId: string;
   ifname: string;
+  /** The kubelet's probe ports, exempt from node capture (redirect/rules.ts). */
+  probePorts?: number[];
 }
 
 export interface NodeEnrollerOptions {
@@ -111,7 +113,7 @@ export class NodeEnroller implements Enroller {
     if (!w) throw new EnrollerError('NOT_READY', `the controller has not announced pod ${key} yet`);
     if (!w.meshed) return { result: 'notMeshed', reason: `${key} has not opted in` };
     if (!req.hostInterface) throw Object.assign(new Error(`no host-side interface for ${key} in prevResult`), { code: 'NO_HOST_INTERFACE' });
-    const e: Enrolment = { key, uid: w.uid, hostInterface: req.hostInterface, ips: req.ips, containerId: req.containerId, ifname: req.ifname };
+    const e: Enrolment = { key, uid: w.uid, hostInterface: req.hostInterface, ips: req.ips, containerId: req.containerId, ifname: req.ifname, probePorts: w.probePorts ?? [] };
     await this.#serial(async () => {
       await this.#o.redirector.enrol(e);
       this.#enrolled.set(e.uid, e);
@@ -173,6 +175,17 @@ export class NodeEnroller implements Enroller {
     }, 50);
   }
 
+  async #addProbePorts(e: Enrolment, w: Workload): Promise<void> {
+    if (missingProbePorts(e, w).length === 0) return;
+    const next: Enrolment = { ...e, probePorts: [...new Set([...(e.probePorts ?? []), ...(w.probePorts ?? [])])].sort((a, b) => a - b) };
+    await this.#serial(async () => {
+      await this.#o.redirector.enrol(next);
+      this.#enrolled.set(next.uid, next);
+      await this.#save();
+    });
+    this.#o.log('info', 'probe ports exempted from node capture', { pod: e.key, probePorts: next.probePorts });
+  }
+
   /** Level-based: makes the enrolled set equal the meshed workloads on this node. */
   async reconcile(): Promise<void> {
     if (!this.#o.store.epoch) return; // nothing authoritative yet: keep what we have
@@ -181,12 +194,13 @@ export class NodeEnroller implements Enroller {
       const w = this.#o.store.workloadByUID(e.uid);
       // A pod the controller no longer lists is released by CNI DEL or GC; one that opted out goes now.
       if (w && !w.meshed) await this.#releaseOne(e, 'reconcile');
+      else if (w) await this.#addProbePorts(e, w);
     }
     for (const w of desired.values()) {
       if (this.#enrolled.has(w.uid)) continue;
       const hostInterface = await routeInterface(w.ips[0] as string);
       if (!hostInterface) continue; // not wired yet: CNI ADD will enrol it
-      const e: Enrolment = { key: w.key, uid: w.uid, hostInterface, ips: w.ips, containerId: '', ifname: '' };
+      const e: Enrolment = { key: w.key, uid: w.uid, hostInterface, ips: w.ips, containerId: '', ifname: '', probePorts: w.probePorts ?? [] };
       await this.#serial(async () => {
         await this.#o.redirector.enrol(e);
         this.#enrolled.set(e.uid, e);
@@ -195,6 +209,14 @@ export class NodeEnroller implements Enroller {
       this.#o.log('info', 'pod enrolled', { pod: w.key, ips: w.ips, via: 'reconcile' });
     }
   }
+}
+
+/** Probe ports are fixed for a pod's life (its spec is immutable), but an enrolment restored
+ * from a checkpoint written before they were known has none: without them the node capture would
+ * take the kubelet's probes too. Adding is idempotent, so this only ever grows the exemption. */
+function missingProbePorts(e: Enrolment, w: Workload): number[] {
+  const have = new Set(e.probePorts ?? []);
+  return (w.probePorts ?? []).filter((p) => !have.has(p));
 }
 
 /** The interface the node routes a pod IP through (the pod's host-side veth), if any. */
