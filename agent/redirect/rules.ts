@@ -69,12 +69,16 @@ const inboundRules = [
   `    ip daddr @pod_ips4 meta l4proto tcp redirect to :${PORTS.inboundPlaintext}`,
 ];
 
-/** A filter chain that resets IPv6 TCP on the given direction of the pods' interfaces. */
+/**
+ * A filter chain that resets IPv6 TCP connections opened over the pods' interfaces. It matches
+ * the opening SYN only: the reset it sends, and the replies of a connection the trusted node
+ * opened (captureNode: false), cross the other chains and must not be refused in turn.
+ */
 function ipv6Closed(name: string, hook: 'forward' | 'input' | 'output', matches: string[]): string[] {
   return [
     `  chain ${name} {`,
     `    type filter hook ${hook} priority filter - 10; policy accept;`,
-    ...matches.map((m) => `    meta nfproto ipv6 ${m} meta l4proto tcp reject with tcp reset`),
+    ...matches.map((m) => `    meta nfproto ipv6 ${m} tcp flags & (syn | ack) == syn reject with tcp reset`),
     `  }`,
   ];
 }
