@@ -63,6 +63,8 @@ export interface AgentServerOptions {
   maxSignBodyBytes?: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: an agent uses one sync stream and a few sign requests. */
   maxConcurrentStreams?: number;
+  /** An unauthenticated connection refused this many times with RATE_LIMITED is closed (ENHANCE_YOUR_CALM). */
+  maxLimitedPerConnection?: number;
   /** How long a finished stream waits for the client to end its side before it is reset. */
   lingerMs?: number;
 }
@@ -89,6 +91,7 @@ const DEFAULTS = {
   maxLineBytes: 64 * 1024,
   maxSignBodyBytes: 64 * 1024,
   maxConcurrentStreams: 64,
+  maxLimitedPerConnection: 16,
   lingerMs: 2_000,
 };
 
@@ -97,6 +100,8 @@ interface ConnectionState {
   /** Held while the connection has not authenticated an agent. */
   ticket: ConnectionTicket | undefined;
   authenticated: boolean;
+  /** Requests refused with RATE_LIMITED so far. */
+  limited: number;
 }
 
 function tlsOptions(tls: ServerTls) {
@@ -147,6 +152,14 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
       if (path === SYNC_PATH) o.metrics?.streamsRefused.inc({ code: e.code });
       if (path === SIGN_PATH) o.metrics?.signRequests.inc({ result: e.code });
       replyJson(stream, e.status, e.body(), o.lingerMs, e.headers());
+      const state = stream.session ? states.get(stream.session) : undefined;
+      if (e.code === 'RATE_LIMITED' && state && !state.authenticated && ++state.limited >= o.maxLimitedPerConnection) {
+        // A connection that keeps asking after being told to wait is a flood, not an agent
+        // (agents back off): answering each stream costs more than the connection is worth.
+        o.metrics?.agentApiLimited.inc({ reason: 'connection_closed' });
+        stream.session?.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+        stream.session?.destroy();
+      }
     }
   };
 
@@ -204,7 +217,7 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
   const watchConnection = (conn: ServerHttp2Session): void => {
     connections.add(conn);
     const key = `${conn.socket?.remoteAddress}|${conn.socket?.remotePort}`;
-    states.set(conn, { ticket: accepted.get(key), authenticated: false });
+    states.set(conn, { ticket: accepted.get(key), authenticated: false, limited: 0 });
     accepted.delete(key);
     let streams = 0;
     let idle: NodeJS.Timeout | undefined;

@@ -4,6 +4,9 @@
 import { connect, constants as h2 } from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { SIGN_PATH, SYNC_PATH, parseSyncMessage } from '../../api/agent-sync.ts';
 import type { AgentMessage, SignRequest, SyncMessage } from '../../api/agent-sync.ts';
 
@@ -13,16 +16,19 @@ export interface TestAgentOptions {
   /** Name checked against the serving certificate. */
   servername: string;
   token?: string;
+  /** The address to connect from (any 127.0.0.0/8 address on Linux): a distinct source per agent. */
+  localAddress?: string;
 }
 
 export interface HttpReply {
   status: number;
   body: unknown;
+  headers: IncomingHttpHeaders;
 }
 
 export class TestAgent {
   readonly session: ClientHttp2Session;
-  readonly #token: string | undefined;
+  #token: string | undefined;
 
   private constructor(session: ClientHttp2Session, token: string | undefined) {
     this.session = session;
@@ -30,10 +36,15 @@ export class TestAgent {
   }
 
   static async connect(opts: TestAgentOptions): Promise<TestAgent> {
-    const session = connect(opts.url, { ca: opts.ca, servername: opts.servername, minVersion: 'TLSv1.3' });
+    const session = connect(opts.url, { createConnection: () => dial(opts) });
     session.on('error', () => {}); // surfaced through the streams
     await once(session, 'connect');
     return new TestAgent(session, opts.token);
+  }
+
+  /** The token the next requests carry (a rotation, as the kubelet renews projected tokens). */
+  set token(token: string | undefined) {
+    this.#token = token;
   }
 
   /**
@@ -75,6 +86,13 @@ export class TestAgent {
   close(): void {
     this.session.destroy();
   }
+}
+
+function dial(opts: TestAgentOptions): TLSSocket {
+  const u = new URL(opts.url);
+  // A plain socket first: tls.connect's options do not take a local address.
+  const socket = netConnect({ host: u.hostname, port: Number(u.port), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  return tlsConnect({ socket, ca: opts.ca, servername: opts.servername, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'] });
 }
 
 export class SyncStream {
@@ -198,5 +216,5 @@ async function readReply(stream: ClientHttp2Stream): Promise<HttpReply> {
   stream.on('data', (c: string) => (text += c));
   const [headers] = (await once(stream, 'response')) as [IncomingHttpHeaders];
   await once(stream, 'end');
-  return { status: Number(headers[h2.HTTP2_HEADER_STATUS]), body: text ? (JSON.parse(text) as unknown) : undefined };
+  return { status: Number(headers[h2.HTTP2_HEADER_STATUS]), body: text ? (JSON.parse(text) as unknown) : undefined, headers };
 }
