@@ -1,5 +1,6 @@
 // A test workload for the policy suites, run inside a playground pod:
-//   :8080  HTTP/1.1 — 200 for any method and path; the body echoes `METHOD path`
+//   :8080  HTTP/1.1 — 200 for any method and path; the body echoes `METHOD path`, except
+//          /bytes/<n>, which answers n bytes (a response long enough to be cut in the middle)
 //   :8081  h2c — a gRPC-shaped endpoint: any POST answers one empty message and grpc-status 0
 //   :9000  TCP echo
 // Usage: node tests/helpers/policy-server.ts
@@ -10,9 +11,11 @@ import { createServer as createTcpServer } from 'node:net';
 createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
   req.resume();
   req.on('end', () => {
+    const size = /^\/bytes\/(\d{1,9})$/.exec(req.url ?? '')?.[1];
     res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end(`${req.method} ${req.url}\n`);
+    res.end(size ? Buffer.alloc(Number(size), 120) : `${req.method} ${req.url}\n`);
   });
+  res.on('error', () => {});
 }).listen(8080);
 
 const h2 = createH2Server();
