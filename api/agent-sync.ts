@@ -291,12 +291,19 @@ export function parseSyncMessage(line: string): SyncMessage {
   throw new ProtocolError(`type: unknown message type ${JSON.stringify(v.type)}`);
 }
 
+// What an agent sends is read by the controller, kept in its registry and written to its logs:
+// names and versions have sizes, whatever fits in a line. (A NACK reason is cut, not refused.)
+const MAX_NODE_NAME = 253;
+const MAX_SHORT_FIELD = 256;
+
 export function parseAgentMessage(line: string): AgentMessage {
   const v = parseObject(line, 'message');
   switch (v.type) {
     case 'hello':
       need(isStr(v.node) && isStr(v.agentVersion), 'hello', 'needs node and agentVersion');
-      need(v.epoch === undefined || isStr(v.epoch), 'hello.epoch', 'must be a string');
+      need(v.node.length <= MAX_NODE_NAME, 'hello.node', `must be at most ${MAX_NODE_NAME} characters`);
+      need(v.agentVersion.length <= MAX_SHORT_FIELD, 'hello.agentVersion', `must be at most ${MAX_SHORT_FIELD} characters`);
+      need(v.epoch === undefined || (isStr(v.epoch) && v.epoch.length <= MAX_SHORT_FIELD), 'hello.epoch', `must be a string of at most ${MAX_SHORT_FIELD} characters`);
       need(v.revision === undefined || isInt(v.revision), 'hello.revision', 'must be a non-negative integer');
       return v as unknown as AgentMessage;
     case 'ack':
@@ -306,7 +313,8 @@ export function parseAgentMessage(line: string): AgentMessage {
       need(isStr(v.epoch) && isInt(v.revision) && isStr(v.reason), 'nack', 'needs epoch, revision and reason');
       return v as unknown as AgentMessage;
     default:
-      throw new ProtocolError(`type: unknown message type ${JSON.stringify(v.type)}`);
+      // Quoted back in the refusal, so only a little of it.
+      throw new ProtocolError(`type: unknown message type ${String(JSON.stringify(v.type)).slice(0, 64)}`);
   }
 }
 
