@@ -29,6 +29,8 @@ export interface TestServer {
   store: RevisionedStore;
   registry: AgentRegistry;
   metrics: ControllerMetrics;
+  /** Open sync streams. */
+  syncStreams(): number;
   /** A test agent connected to this server. */
   agent(token?: string, localAddress?: string): Promise<TestAgent>;
   close(): Promise<void>;
@@ -96,6 +98,7 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
     store,
     registry,
     metrics,
+    syncStreams: () => server.syncStreams(),
     async agent(token, localAddress) {
       const a = await TestAgent.connect({ url, ca: root.certificatePem, servername: 'weft-controller', ...(token ? { token } : {}), ...(localAddress ? { localAddress } : {}) });
       agents.add(a);
