@@ -3,7 +3,7 @@
 // AccessPolicy apply to it, while the kubelet's probes still make the pod Ready. And IPv6, which
 // Weft does not capture, is closed: an address added by hand to a meshed pod is unreachable.
 import t from 'tap';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Playground, REPO, eventually, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('nt'));
@@ -144,4 +144,15 @@ t.test('IPv6 added by hand to a meshed pod cannot be reached from outside the me
   const meshed6 = await addIPv6(MESHED, 'server', 'fd77:1');
   t.equal(await tcp(meshed6), 'refused', 'the meshed pod over IPv6: reset, never a bypass');
   t.equal(await http('/', meshed6), 'refused', 'HTTP too');
+});
+
+t.test('agent.captureNodeTraffic=false trusts the node again (the opt-out, and the control)', async (t) => {
+  await enforce(meshTLSPolicy('strict', { mode: 'STRICT' }));
+  t.equal(await http('/'), 'refused', 'captured: refused under STRICT');
+  const helm = join(dirname(status.kubectl), 'helm');
+  const r = await sh('env', [`KUBECONFIG=${status.kubeconfig}`, helm, 'upgrade', 'weft', join(REPO, 'helm/weft'), '-n', 'weft-system', '--reuse-values', '--set', 'agent.captureNodeTraffic=false', '--set', 'agent.drainSeconds=5'], { timeoutMs: 180_000 });
+  t.equal(r.code, 0, `helm upgrade: ${r.stderr.trim()}`);
+  t.equal(await eventually(() => http('/'), '200', 120_000), '200', 'once node-1 runs the new agent, the node reaches the pod past STRICT');
+  t.equal(await tcp(`fd77:1::2`), 'ok', 'IPv6 from the trusted node too');
+  await removePolicies();
 });
