@@ -1,10 +1,12 @@
-// The authenticator's own rules (bearer parsing, the identity checks, caching) with a reviewer
-// that answers from a table and counts calls. The TokenReview client against a real API server
-// is proven in controller/controller.playground.test.ts.
+// The authenticator's own rules (bearer parsing, the identity checks, caching, the order of the
+// limits) with a reviewer that answers from a table and counts calls. The TokenReview client
+// against a real API server is proven in controller/controller.playground.test.ts.
 import t from 'tap';
 import { AgentAuthenticator } from './agent-auth.ts';
 import type { TokenReviewResult } from './agent-auth.ts';
 import { AgentApiError } from './errors.ts';
+import { ReviewGate } from './review-gate.ts';
+import { SourceLimiter } from './source-limiter.ts';
 
 function setup(answers: Record<string, TokenReviewResult | Error>, opts: { ttlMs?: number; negativeTtlMs?: number; maxEntries?: number } = {}) {
   let now = 1_000_000;
@@ -87,4 +89,55 @@ t.test('the cache is bounded', async (t) => {
   t.equal(seen.length, 5, 'the newest are kept');
   await auth.authenticate('Bearer t0');
   t.equal(seen.length, 6, 'the oldest was evicted');
+});
+
+t.test('limits apply before any review; known tokens and trusted connections skip them', async (t) => {
+  const answers: Record<string, TokenReviewResult> = { agent: bound('node-1'), rotated: bound('node-1') };
+  const seen: string[] = [];
+  const limited: string[] = [];
+  const auth = new AgentAuthenticator({
+    reviewer: {
+      review: async (token) => {
+        seen.push(token);
+        return answers[token] ?? { authenticated: false };
+      },
+    },
+    limiter: new SourceLimiter({ reviewBurst: 2, reviewRatePerSecond: 0.001 }),
+    gate: new ReviewGate({ concurrency: 1, queue: 1 }),
+  });
+  auth.onLimited = (reason) => limited.push(reason);
+  const pod = { source: '10.0.0.9' };
+  t.equal((await auth.authenticate('Bearer agent', pod)).node, 'node-1', 'the first token costs one review');
+  await t.rejects(auth.authenticate('Bearer bogus-1', pod), { code: 'UNAUTHENTICATED' });
+  const err = await auth.authenticate('Bearer bogus-2', pod).catch((e: unknown) => e);
+  t.ok(err instanceof AgentApiError && err.code === 'RATE_LIMITED' && err.status === 429, '429 RATE_LIMITED');
+  t.strictSame((err as AgentApiError).headers(), { 'retry-after': String((err as AgentApiError).retryAfterSeconds) });
+  t.strictSame(seen, ['agent', 'bogus-1'], 'no review was sent for the limited request');
+  t.strictSame(limited, ['source_rate']);
+  t.equal((await auth.authenticate('Bearer agent', pod)).node, 'node-1', 'a known token from the same exhausted source still passes');
+  t.equal((await auth.authenticate('Bearer rotated', { ...pod, trusted: true })).node, 'node-1', 'a trusted connection may present a new token');
+  t.strictSame(seen, ['agent', 'bogus-1', 'rotated']);
+});
+
+t.test('an accepted token is trusted until its own exp, never past the cap', async (t) => {
+  let now = 1_000_000_000_000;
+  const token = `e30.${Buffer.from(JSON.stringify({ exp: now / 1000 + 600 })).toString('base64url')}.sig`;
+  let reviews = 0;
+  const auth = new AgentAuthenticator({
+    reviewer: {
+      review: async () => {
+        reviews++;
+        return bound('node-1');
+      },
+    },
+    ttlMs: 3_600_000,
+    now: () => now,
+  });
+  await auth.authenticate(`Bearer ${token}`);
+  now += 599_000;
+  await auth.authenticate(`Bearer ${token}`);
+  t.equal(reviews, 1, 'cached while the token is valid');
+  now += 2_000;
+  await auth.authenticate(`Bearer ${token}`);
+  t.equal(reviews, 2, 'asked again once it has expired');
 });
