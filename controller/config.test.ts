@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, parseConfig, parseListen } from './config.ts';
+import { ConfigError, DEFAULT_AGENT_API_LIMITS, parseConfig, parseListen } from './config.ts';
 
 t.test('defaults: the design names and ports, PERMISSIVE, a CA required', async (t) => {
   const c = parseConfig(['--dev-ca'], {});
@@ -41,4 +41,13 @@ t.test('listen addresses', async (t) => {
   t.strictSame(parseListen('[::1]:8080', 'x'), { host: '::1', port: 8080 });
   t.throws(() => parseListen('15012', '--listen'), /--listen/);
   t.throws(() => parseListen(':99999', '--listen'), /--listen/);
+});
+
+t.test('agent API limits: defaults, flags, variables, and only positive numbers', async (t) => {
+  t.strictSame(parseConfig(['--dev-ca'], {}).agentApiLimits, DEFAULT_AGENT_API_LIMITS);
+  const c = parseConfig(['--dev-ca', '--review-concurrency', '4', '--source-review-rate', '0.5'], { WEFT_SOURCE_CONNECTIONS: '3', WEFT_TOKEN_CACHE_TTL: '60', WEFT_REVIEW_CONCURRENCY: '99' });
+  t.match(c.agentApiLimits, { reviewConcurrency: 4, sourceReviewRate: 0.5, sourceConnections: 3, tokenCacheTtlSeconds: 60, reviewQueue: 64 });
+  t.throws(() => parseConfig(['--dev-ca', '--review-queue', '0'], {}), /--review-queue: expected a positive integer/);
+  t.throws(() => parseConfig(['--dev-ca', '--source-review-burst', '2.5'], {}), /--source-review-burst/);
+  t.throws(() => parseConfig(['--dev-ca'], { WEFT_SOURCE_REVIEW_RATE: 'fast' }), /--source-review-rate: expected a positive number/);
 });
