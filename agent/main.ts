@@ -302,6 +302,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
           draining,
           controller: { connected: sync.connected, lastError: sync.lastError, epoch: store.epoch, revision: store.revision },
           daemonSet: ownDaemonSet?.snapshot() ?? null,
+          captureNodeTraffic: cfg.captureNodeTraffic,
         }),
         workloads: () => store.workloads(),
         services: () => store.services(),
