@@ -83,7 +83,7 @@ t.test('policy sees method, host, headers (repeats joined) and gRPC-ness', async
     'DELETE /x HTTP/1.1\r\nHost: Shop.Example.:8080\r\nX-Tenant: a\r\nX-Tenant: b\r\ncontent-type: application/grpc-web\r\nconnection: close\r\n\r\n',
   );
   t.match(response, /^HTTP\/1.1 200/);
-  t.same(seen, [{ method: 'DELETE', host: 'shop.example', tenant: 'a,b', missing: undefined, grpc: true }]);
+  t.same(seen, [{ method: 'DELETE', host: 'shop.example', tenant: 'a, b', missing: undefined, grpc: true }]);
 });
 
 t.test('a denied gRPC(-web) call gets a trailers-only PERMISSION_DENIED', async (t) => {

@@ -20,7 +20,8 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import proxy, { type http1WebOptions, type wsHttp1Options } from 'http2-proxy';
 import { type L7Connection, L7Error, type ProtocolHandler, closeGracefully } from './connection.ts';
-import { type RequestTarget, hostOf, isGrpc, parseRequestTarget } from './request-info.ts';
+import { repeatedSingleton, sameAuthority } from './headers.ts';
+import { type RequestTarget, hostOf, isGrpc, joinValues, parseRequestTarget } from './request-info.ts';
 import { GRPC_PERMISSION_DENIED, deniedText, sendDenied1, sendRawAndClose, sendText1 } from './responses.ts';
 import type { HttpRequestInfo } from './types.ts';
 
@@ -51,9 +52,12 @@ class Http1Exchange implements HttpRequestInfo {
   forwarded = false;
   /** Set when this side answered a gRPC call itself (a denial). */
   grpcStatus: number | undefined = undefined;
+  /** Why the request is refused with 400 before policy sees it, if it is. */
+  readonly refused: string | undefined;
   readonly #req: http.IncomingMessage;
 
-  constructor(handler: Http1Handler, conn: L7Connection, req: http.IncomingMessage, method: string, target: RequestTarget, host: string) {
+  constructor(handler: Http1Handler, conn: L7Connection, req: http.IncomingMessage, method: string, target: RequestTarget, host: string, refused: string | undefined) {
+    this.refused = refused;
     this.handler = handler;
     this.conn = conn;
     this.#req = req;
@@ -65,8 +69,9 @@ class Http1Exchange implements HttpRequestInfo {
   }
 
   header(name: string): string | undefined {
-    // headersDistinct keeps every value (req.headers drops repeats of some fields); built on first use.
-    return this.#req.headersDistinct[name]?.join(',');
+    // req.headers is what http2-proxy forwards. Repeats of the fields Node would keep one value of
+    // are refused before policy runs (headers.ts), so no value here hides another.
+    return joinValues(this.#req.headers[name]);
   }
 }
 
@@ -95,6 +100,7 @@ class Http1Handler implements ProtocolHandler {
     res.on('error', ignoreError);
     const target = ex.target;
     if (!target.ok) return sendText1(res, 400, `bad request: ${target.reason}`);
+    if (ex.refused) return sendText1(res, 400, `bad request: ${ex.refused}`);
     if (BODYLESS_METHODS.has(ex.method) && hasBody(req.headers)) {
       return sendText1(res, 400, `bad request: a ${ex.method} request with a body is not supported`);
     }
@@ -136,9 +142,9 @@ class Http1Handler implements ProtocolHandler {
   upgrade(req: http.IncomingMessage, client: Duplex, head: Buffer): void {
     const ex = this.#begin(req);
     const target = ex.target;
-    if (!target.ok) {
+    if (!target.ok || ex.refused !== undefined) {
       this.#conn.finish(ex, 400, ex.started, undefined, undefined);
-      return sendRawAndClose(client, 400, 'Bad Request', `bad request: ${target.reason}`);
+      return sendRawAndClose(client, 400, 'Bad Request', `bad request: ${target.ok ? ex.refused : target.reason}`);
     }
     const verdict = this.#conn.authorize(ex);
     if (!verdict.allow) {
@@ -189,9 +195,21 @@ class Http1Handler implements ProtocolHandler {
     this.#conn.begin();
     const method = req.method ?? '';
     const target = parseRequestTarget(method, req.url ?? '');
-    // The host of an absolute-form target wins over Host (RFC 9112 3.2.2).
-    const authority = target.ok && target.authority !== undefined ? target.authority : req.headers.host;
-    return new Http1Exchange(this, this.#conn, req, method, target, hostOf(authority));
+    const repeated = repeatedSingleton(req.rawHeaders);
+    const host = req.headers.host;
+    let authority = host;
+    let refused: string | undefined;
+    if (repeated !== undefined) refused = `repeated ${repeated} header`;
+    else if (target.ok && target.authority !== undefined) {
+      // The authority of an absolute-form target wins over Host (RFC 9112 3.2.2); it goes upstream
+      // as Host, with the target in origin-form, so the pod reads the one authority policy saw.
+      // A Host that names another origin is refused: a backend or cache keyed on Host would
+      // otherwise serve one origin under policy for the other.
+      if (host !== undefined && !sameAuthority(host, target.authority, target.scheme)) refused = 'the request target and Host name different authorities';
+      authority = target.authority;
+      req.headers.host = target.authority;
+    }
+    return new Http1Exchange(this, this.#conn, req, method, target, hostOf(authority), refused);
   }
 
   /**

@@ -17,6 +17,7 @@
 import http2 from 'node:http2';
 import { type L7Connection, type ProtocolHandler, destroyAfterGrace, errorCode } from './connection.ts';
 import { normalizePath, type NormalizedPath } from './path.ts';
+import { repeatedSingleton, sameAuthority } from './headers.ts';
 import { hostOf, isGrpc, joinValues } from './request-info.ts';
 import { GRPC_PERMISSION_DENIED, sendDenied2, sendText2 } from './responses.ts';
 import type { HttpRequestInfo } from './types.ts';
@@ -109,6 +110,10 @@ class Http2Handler implements ProtocolHandler {
     session.setLocalWindowSize(SESSION_WINDOW);
     session.on('stream', this.#onStream);
     session.on('error', (err) => this.#conn.fail(`client: ${errorCode(err)}`));
+    // A client that has sent its FIN sends no more frames, and with the agent's half-open client
+    // sockets Node's session would wait for it forever: GOAWAY, so that the session ends once the
+    // streams in flight are answered.
+    this.#conn.client.once('end', () => session.close());
   }
 
   drain(): void {
@@ -123,7 +128,7 @@ class Http2Handler implements ProtocolHandler {
     if (!this.#conn.client.destroyed) this.#conn.client.destroy();
   }
 
-  readonly #onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void => {
+  readonly #onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]): void => {
     const conn = this.#conn;
     conn.begin();
     const method = (headers[':method'] ?? '').toUpperCase();
@@ -139,6 +144,15 @@ class Http2Handler implements ProtocolHandler {
     if (method === 'CONNECT') return respondLocal(ex, 405, 'CONNECT is not supported');
     if (!normalized.ok) return respondLocal(ex, 400, `bad request: ${normalized.reason}`);
     if (authority === undefined) return respondLocal(ex, 400, 'bad request: missing :authority');
+    // Node keeps the first of repeated singleton fields; policy must not judge a value the pod
+    // never sees, or miss one it does (headers.ts).
+    const repeated = repeatedSingleton(rawHeaders);
+    if (repeated !== undefined) return respondLocal(ex, 400, `bad request: repeated ${repeated} header`);
+    // RFC 9113 8.3.1: a host that names another origin than :authority makes the request malformed.
+    const { host } = headers;
+    if (host !== undefined && headers[':authority'] !== undefined && !sameAuthority(host, headers[':authority'], headers[':scheme'] ?? 'http')) {
+      return respondLocal(ex, 400, 'bad request: :authority and host name different authorities');
+    }
     const verdict = conn.authorize(ex);
     if (!verdict.allow) {
       conn.countDenied();

@@ -61,10 +61,10 @@ t.test('a path that needs nothing is returned as the same string', async (t) => 
 });
 
 t.test('HTTP/1.1 request targets: origin-form, absolute-form, asterisk', async (t) => {
-  t.same(parseRequestTarget('GET', '/x/../y?q=1'), { ok: true, path: '/y', forward: '/y?q=1', authority: undefined });
-  t.same(parseRequestTarget('GET', 'http://Shop.Example:8080//admin?q'), { ok: true, path: '/admin', forward: 'http://Shop.Example:8080/admin?q', authority: 'Shop.Example:8080' });
-  t.same(parseRequestTarget('GET', 'http://shop.example'), { ok: true, path: '/', forward: 'http://shop.example/', authority: 'shop.example' });
-  t.same(parseRequestTarget('OPTIONS', '*'), { ok: true, path: '*', forward: '*', authority: undefined });
+  t.same(parseRequestTarget('GET', '/x/../y?q=1'), { ok: true, path: '/y', forward: '/y?q=1', authority: undefined, scheme: 'http' });
+  t.same(parseRequestTarget('GET', 'http://Shop.Example:8080//admin?q'), { ok: true, path: '/admin', forward: '/admin?q', authority: 'Shop.Example:8080', scheme: 'http' });
+  t.same(parseRequestTarget('GET', 'http://shop.example'), { ok: true, path: '/', forward: '/', authority: 'shop.example', scheme: 'http' });
+  t.same(parseRequestTarget('OPTIONS', '*'), { ok: true, path: '*', forward: '*', authority: undefined, scheme: 'http' });
   t.equal(parseRequestTarget('GET', '*').ok, false, '* is for OPTIONS only');
   t.equal(parseRequestTarget('GET', 'http://user@shop.example/').ok, false, 'userinfo is refused');
   t.equal(parseRequestTarget('CONNECT', 'shop.example:443').ok, false, 'authority-form is not a path');

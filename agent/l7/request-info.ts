@@ -28,8 +28,9 @@ export function isGrpc(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.startsWith('application/grpc');
 }
 
+/** A field's values as one string, joined as Node's HTTP/1 parser joins a repeated list field. */
 export function joinValues(value: string | string[] | undefined): string | undefined {
-  return value === undefined || typeof value === 'string' ? value : value.join(',');
+  return value === undefined || typeof value === 'string' ? value : value.join(', ');
 }
 
 export type RequestTarget =
@@ -37,10 +38,15 @@ export type RequestTarget =
       ok: true;
       /** Normalized path, what policy sees ('*' for `OPTIONS *`). */
       path: string;
-      /** What to send upstream as the request target: the normalized path plus the original query. */
+      /**
+       * What to send upstream as the request target, always in origin-form: the normalized path
+       * plus the original query (an absolute-form target's authority goes into Host instead).
+       */
       forward: string;
       /** The authority of an absolute-form target, which takes precedence over Host (RFC 9112 3.2.2). */
       authority: string | undefined;
+      /** The scheme of an absolute-form target ('http' otherwise), for its default port. */
+      scheme: string;
     }
   | { ok: false; reason: string; /** The path as received, without query, for the access log. */ path: string };
 
@@ -50,10 +56,10 @@ const ABSOLUTE_FORM = /^(https?):\/\/([^/?#]*)(.*)$/i;
 export function parseRequestTarget(method: string, target: string): RequestTarget {
   if (target.charCodeAt(0) === 0x2f /* / */) {
     const n = normalizePath(target);
-    return n.ok ? { ok: true, path: n.path, forward: n.query === '' ? n.path : n.path + n.query, authority: undefined } : { ...n, path: rawPath(target) };
+    return n.ok ? { ok: true, path: n.path, forward: n.query === '' ? n.path : n.path + n.query, authority: undefined, scheme: 'http' } : { ...n, path: rawPath(target) };
   }
   if (target === '*') {
-    return method === 'OPTIONS' ? { ok: true, path: '*', forward: '*', authority: undefined } : { ok: false, reason: '"*" is only a target for OPTIONS', path: '*' };
+    return method === 'OPTIONS' ? { ok: true, path: '*', forward: '*', authority: undefined, scheme: 'http' } : { ok: false, reason: '"*" is only a target for OPTIONS', path: '*' };
   }
   const absolute = ABSOLUTE_FORM.exec(target);
   if (!absolute) return { ok: false, reason: 'unsupported request target', path: rawPath(target) };
@@ -61,7 +67,7 @@ export function parseRequestTarget(method: string, target: string): RequestTarge
   if (authority === '' || authority.includes('@')) return { ok: false, reason: 'invalid authority in request target', path: rawPath(rest) };
   const n = normalizePath(rest === '' || rest.charCodeAt(0) !== 0x2f ? `/${rest}` : rest);
   if (!n.ok) return { ...n, path: rawPath(rest) };
-  return { ok: true, path: n.path, forward: `${scheme}://${authority}${n.path}${n.query}`, authority };
+  return { ok: true, path: n.path, forward: n.path + n.query, authority, scheme: scheme.toLowerCase() };
 }
 
 function rawPath(target: string): string {

@@ -12,7 +12,10 @@ export interface HttpRequestInfo {
   path: string;
   /** Lower-case, without port or trailing dot (Host, `:authority`, or an absolute-form target). */
   host: string;
-  /** Lower-case name; multiple values joined with ','. */
+  /**
+   * Lower-case name; the value as forwarded, a repeated list field's values joined with ', '
+   * (cookies with '; '). Requests repeating a singleton field (headers.ts) never reach policy.
+   */
   header(name: string): string | undefined;
   protocol: 'http/1.1' | 'h2';
   /** content-type starts with application/grpc. */
