@@ -41,6 +41,7 @@ import { InboundPlaintextProxy } from './proxy/inbound-plaintext.ts';
 import { OutboundProxy } from './proxy/outbound.ts';
 import { ConnectionReporter } from './proxy/report.ts';
 import { Redirector } from './redirect/nftables.ts';
+import { ServiceCapture } from './redirect/service-capture.ts';
 import { StateStore } from './state/store.ts';
 import { caFetcher } from './sync/ca-client.ts';
 import { SyncClient } from './sync/client.ts';
@@ -237,6 +238,9 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
 
   const redirector = new HandoverRedirector({ captureNode: cfg.captureNodeTraffic });
   if (!cfg.captureNodeTraffic) log('warn', 'node traffic is trusted: node processes and hostNetwork pods reach meshed pods past STRICT and AccessPolicy', { env: 'WEFT_CAPTURE_NODE_TRAFFIC=false' });
+  // Before the enroller's first sync: the restored table then captures these Services at once.
+  const serviceCapture = new ServiceCapture({ store, node: cfg.node, redirector, log });
+  if (cfg.captureNodeTraffic) await serviceCapture.start();
   const enroller = new NodeEnroller({ node: cfg.node, store, redirector, stateFile: join(cfg.stateDir, ENROLMENTS_FILE), log });
   await enroller.start();
 
@@ -338,6 +342,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     // being removed from the cluster (kube/stop-decision.ts).
     draining = true;
     redirector.handOver();
+    serviceCapture.stop();
     const decision = decideOnStop({ successor: await agentSocket.successor(), daemonSet: ownDaemonSet?.snapshot() ?? null });
     await ownDaemonSet?.close();
     if (decision.uninstall) {

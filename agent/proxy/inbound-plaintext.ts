@@ -2,11 +2,16 @@
 // client outside the mesh. The mTLS mode (mesh default, refined by MeshTLSPolicies) decides first:
 // STRICT refuses it. Then access policy, with no identity: only rules about addresses and ports
 // can allow such a client.
+//
+// The node's own connections arrive here too (redirect/rules.ts): to a meshed pod's address, or to
+// the address of a Service that a meshed pod of this node backs. For a Service the endpoint is
+// picked here, as kube-proxy would have: a meshed pod of this node is admitted like any plaintext
+// client; any other endpoint is none of this node's business and is passed through as it was.
 import { createServer, type Socket } from 'node:net';
 import { originalDst } from '../native/sockopt.ts';
 import { PORTS } from '../redirect/rules.ts';
 import type { StateStore } from '../state/store.ts';
-import { dialPlain } from './outbound.ts';
+import { dialPlain, resolveTarget } from './outbound.ts';
 import { peerOf, relay } from './relay.ts';
 import type { ConnectionAttrs } from '../policy/attributes.ts';
 import { decidedBy, type PolicyEnforcer } from './enforcer.ts';
@@ -27,6 +32,7 @@ export interface InboundPlaintextOptions {
 export class InboundPlaintextProxy {
   readonly #o: InboundPlaintextOptions;
   readonly #listener: CaptureListener;
+  #rr = 0;
 
   constructor(o: InboundPlaintextOptions) {
     this.#o = o;
@@ -52,14 +58,23 @@ export class InboundPlaintextProxy {
     down.on('error', () => {});
     const { store, report } = this.#o;
     const source = store.workloadByIP(down.remoteAddress ?? '');
-    let target;
+    let original;
     try {
-      target = originalDst(down);
+      original = originalDst(down);
     } catch (e) {
       report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), reason: (e as Error).message });
       return void down.resetAndDestroy();
     }
+    const resolved = resolveTarget(store, original, (n) => this.#rr++ % n);
+    if ('error' in resolved) {
+      report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target: original, reason: resolved.error });
+      return void down.resetAndDestroy();
+    }
+    const { target, service } = resolved;
     const destination = store.workloadByIP(target.ip);
+    if (service && (!destination || destination.node !== this.#o.node || !destination.meshed)) {
+      return this.#passThrough(down, { direction: 'inbound-plaintext', mode: 'passthrough', source, destination, target, service, peer: peerOf(down) });
+    }
     if (!destination || destination.node !== this.#o.node || !destination.meshed) {
       report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: `${target.ip} is not a meshed pod on this node` });
       return void down.resetAndDestroy();
@@ -71,7 +86,7 @@ export class InboundPlaintextProxy {
       return void down.resetAndDestroy();
     }
     const d = this.#o.enforcer.connection(attrs);
-    const info: OpenedInfo = { direction: 'inbound-plaintext', mode: 'plaintext', source, destination, target, peer: peerOf(down) };
+    const info: OpenedInfo = { direction: 'inbound-plaintext', mode: 'plaintext', source, destination, target, service, peer: peerOf(down) };
     if (d.verdict === 'deny') {
       report.refused({ ...info, reason: d.reason, ...decidedBy(d) });
       return void down.resetAndDestroy();
@@ -88,6 +103,18 @@ export class InboundPlaintextProxy {
       relay(down, up, (o) => conn.closed(o), this.#o.idleTimeoutMs);
     } catch (e) {
       report.refused({ ...info, reason: (e as Error).message });
+      down.resetAndDestroy();
+    }
+  }
+
+  /** A Service endpoint that is not a meshed pod of this node: relayed as kube-proxy would have. */
+  async #passThrough(down: Socket, info: OpenedInfo): Promise<void> {
+    try {
+      const up = await dialPlain(info.target, this.#o.connectTimeoutMs ?? 10_000);
+      const conn = this.#o.report.opened(info);
+      relay(down, up, (o) => conn.closed(o), this.#o.idleTimeoutMs);
+    } catch (e) {
+      this.#o.report.refused({ ...info, reason: (e as Error).message });
       down.resetAndDestroy();
     }
   }

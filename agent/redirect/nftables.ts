@@ -2,7 +2,7 @@
 // (or another one, for tests). Each change is one nft transaction: all or nothing.
 import { execFile } from 'node:child_process';
 import { CodedError } from '../../api/coded-error.ts';
-import { renderAdd, renderRemove, renderTable, TABLE, type EnrolledPod } from './rules.ts';
+import { renderAdd, renderRemove, renderServices, renderTable, TABLE, type EnrolledPod, type ServiceAddress } from './rules.ts';
 
 export class NftError extends CodedError<'NFT_FAILED'> {
   override readonly name = 'NftError';
@@ -18,6 +18,8 @@ export interface RedirectorOptions {
 export class Redirector {
   readonly #argv: string[];
   readonly #captureNode: boolean;
+  #services: ServiceAddress[] = [];
+  #installed = false;
 
   constructor(opts: RedirectorOptions = {}) {
     this.#argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, 'nft'] : ['nft'];
@@ -38,7 +40,19 @@ export class Redirector {
   /** Installs (or replaces) the whole table with exactly these pods enrolled. The table's shape
    * follows the options: a restart with another `captureNode` takes effect here. */
   async sync(pods: EnrolledPod[]): Promise<void> {
-    await this.#nft(['-f', '-'], renderTable(pods, { captureNode: this.#captureNode }));
+    await this.#nft(['-f', '-'], renderTable(pods, { captureNode: this.#captureNode, services: this.#services }));
+    this.#installed = true;
+  }
+
+  /**
+   * The Service addresses to capture from the node (rules.ts, svc4), replaced in one transaction.
+   * Before the table is installed they are only kept, so that the first sync() has them: a
+   * (re)started agent never has a moment when they are not captured.
+   */
+  async captureServices(services: ServiceAddress[]): Promise<void> {
+    const rendered = renderServices(services); // checks them before anything is kept
+    this.#services = services;
+    if (this.#installed && this.#captureNode) await this.#nft(['-f', '-'], rendered);
   }
 
   async enrol(pod: EnrolledPod): Promise<void> {
@@ -64,5 +78,6 @@ export class Redirector {
   /** Removes the table: traffic of enrolled pods flows unmeshed again (uninstall only). */
   async remove(): Promise<void> {
     await this.#nft(['-f', '-'], `table inet ${TABLE}\ndelete table inet ${TABLE}\n`);
+    this.#installed = false;
   }
 }

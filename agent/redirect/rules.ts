@@ -10,6 +10,9 @@
 //   past STRICT and AccessPolicy. Two exemptions: the agent's own connections (BYPASS_MARK), and
 //   the kubelet's probes, as the (pod IP, port) pairs the pods' probes name (probes4). The
 //   `captureNode: false` opt-out leaves the output path alone (the old "trust the node" mode).
+//   The node's connections to a Service address that a local enrolled pod backs (svc4) are
+//   captured too: kube-proxy's DNAT to the pod comes after these chains, and netfilter evaluates
+//   no nat chain after a mapping is made, so the pod's address would never be seen here.
 // - IPv6 is not captured: IPv6 TCP to and from enrolled pods is reset (fail closed), matched by
 //   the pods' interfaces rather than their addresses, so that an address the agent was never told
 //   about (one added by hand) is covered too. UDP is never captured, in either family.
@@ -30,9 +33,17 @@ export interface EnrolledPod {
   probePorts?: number[];
 }
 
+/** A Service address and port (ClusterIP . port) that a local enrolled pod backs. */
+export interface ServiceAddress {
+  ip: string;
+  port: number;
+}
+
 export interface RenderOptions {
   /** Capture what the node itself sends to enrolled pods (default true). */
   captureNode?: boolean;
+  /** Service addresses to capture from the node (svc4). */
+  services?: ServiceAddress[];
 }
 
 function quoteIf(name: string): string {
@@ -61,6 +72,17 @@ export function ipv4Of(pod: EnrolledPod): string[] {
 export function probeElementsOf(pod: EnrolledPod): string[] {
   const ports = [...new Set((pod.probePorts ?? []).map(checkPort))].sort((a, b) => a - b);
   return ipv4Of(pod).flatMap((ip) => ports.map((port) => `${ip} . ${port}`));
+}
+
+/** `ip . port` elements of svc4, unique and sorted (so that equal lists render equal). */
+export function serviceElements(services: ServiceAddress[]): string[] {
+  return [...new Set(services.map((s) => `${checkIPv4(s.ip)} . ${checkPort(s.port)}`))].sort();
+}
+
+/** Replaces the Service addresses captured from the node, in one transaction. */
+export function renderServices(services: ServiceAddress[]): string {
+  const els = serviceElements(services);
+  return [`flush set inet ${TABLE} svc4`, ...(els.length ? [`add element inet ${TABLE} svc4 { ${els.join(', ')} }`] : []), ''].join('\n');
 }
 
 /** The inbound capture, the same for traffic that arrives and traffic the node sends. */
@@ -93,6 +115,7 @@ export function renderTable(pods: EnrolledPod[], opts: RenderOptions = {}): stri
   const ifaces = pods.map((p) => quoteIf(p.hostInterface));
   const ips = pods.flatMap(ipv4Of);
   const probes = pods.flatMap(probeElementsOf);
+  const services = serviceElements(opts.services ?? []);
   const elements = (xs: string[]) => (xs.length ? `elements = { ${xs.join(', ')} }` : '');
   return [
     `table inet ${TABLE}`,
@@ -101,6 +124,7 @@ export function renderTable(pods: EnrolledPod[], opts: RenderOptions = {}): stri
     `  set pod_ifaces { type ifname; ${elements(ifaces)} }`,
     `  set pod_ips4 { type ipv4_addr; ${elements(ips)} }`,
     `  set probes4 { type ipv4_addr . inet_service; ${elements(probes)} }`,
+    `  set svc4 { type ipv4_addr . inet_service; ${elements(services)} }`,
     `  chain prerouting {`,
     `    type nat hook prerouting priority dstnat - 10; policy accept;`,
     `    meta mark ${BYPASS_MARK} return`,
@@ -115,6 +139,7 @@ export function renderTable(pods: EnrolledPod[], opts: RenderOptions = {}): stri
           `    meta mark ${BYPASS_MARK} return`,
           `    ip daddr . tcp dport @probes4 return`,
           ...inboundRules,
+          `    ip daddr . tcp dport @svc4 redirect to :${PORTS.inboundPlaintext}`,
           `  }`,
         ]
       : []),
