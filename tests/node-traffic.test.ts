@@ -15,6 +15,7 @@ const MESHED = 'nt-mesh';
 const PLAIN = 'nt-plain';
 let status: DevStatusJson;
 let serverIP = '';
+let clusterIP = '';
 let nodeNetns = '';
 const podOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name);
 
@@ -26,9 +27,9 @@ function onNode(cmd: string[], timeoutMs = 10_000): Promise<Result> {
   return sh('ip', ['netns', 'exec', nodeNetns, ...cmd], { timeoutMs });
 }
 
-/** The HTTP status from the node to the server's :8080, or `refused`. */
-async function http(path = '/', host = serverIP): Promise<string> {
-  const r = await onNode(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', `http://${host.includes(':') ? `[${host}]` : host}:8080${path}`]);
+/** The HTTP status from the node to the server's :8080 (or another address), or `refused`. */
+async function http(path = '/', host = serverIP, port = 8080): Promise<string> {
+  const r = await onNode(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`]);
   const code = r.stdout.trim();
   return code === '' || code === '000' ? 'refused' : code;
 }
@@ -104,18 +105,21 @@ t.before(async () => {
   status = await pg.status();
   serverIP = podOf(MESHED, 'server')?.ip ?? '';
   if (!podOf(MESHED, 'server')?.meshed) throw new Error('the server is not meshed');
+  clusterIP = (await pg.kubectl(['-n', MESHED, 'get', 'service', 'server', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
   await new Promise((r) => setTimeout(r, 1000)); // the Service's endpoints reach the agents
 });
 
 t.test('PERMISSIVE and no policy: the node still reaches the meshed pod', async (t) => {
   t.equal(await http('/'), '200', 'HTTP');
   t.equal(await tcp(), 'ok', 'TCP on the probed port');
+  t.equal(await http('/', clusterIP, 80), '200', 'through its Service');
 });
 
 t.test('a DENY AccessPolicy applies to the node, down to the HTTP path', async (t) => {
   await enforce(accessPolicy('deny-admin', { action: 'DENY', rules: [{ to: [{ ports: [8080], paths: ['/admin/*'] }] }] }));
   t.equal(await http('/admin/keys'), '403', 'a denied path is refused to the node');
   t.equal(await http('/public'), '200', 'another path is allowed');
+  t.equal(await http('/admin/keys', clusterIP, 80), '403', 'through the Service too (kube-proxy translates it after the capture)');
   await enforce(accessPolicy('deny-admin', { action: 'DENY', rules: [{ to: [{ ports: [8080] }] }] }));
   t.equal(await http('/'), 'refused', 'a denied port is refused to the node');
   await new Promise((r) => setTimeout(r, 3000)); // > failureThreshold × periodSeconds
@@ -126,6 +130,7 @@ t.test('a DENY AccessPolicy applies to the node, down to the HTTP path', async (
 t.test('STRICT refuses the node; the kubelet probe still makes the pod Ready', async (t) => {
   await enforce(meshTLSPolicy('strict', { mode: 'STRICT' }));
   t.equal(await http('/'), 'refused', 'plaintext from the node is refused');
+  t.equal(await http('/', clusterIP, 80), 'refused', 'through the Service too');
   // Delete and recreate the pod: it must become Ready under STRICT from scratch.
   await pg.kubectl(['-n', MESHED, 'delete', 'pod', 'server', '--wait=true']);
   await pg.apply(server(MESHED));
@@ -153,6 +158,7 @@ t.test('agent.captureNodeTraffic=false trusts the node again (the opt-out, and t
   const r = await sh('env', [`KUBECONFIG=${status.kubeconfig}`, helm, 'upgrade', 'weft', join(REPO, 'helm/weft'), '-n', 'weft-system', '--reuse-values', '--set', 'agent.captureNodeTraffic=false', '--set', 'agent.drainSeconds=5'], { timeoutMs: 180_000 });
   t.equal(r.code, 0, `helm upgrade: ${r.stderr.trim()}`);
   t.equal(await eventually(() => http('/'), '200', 120_000), '200', 'once node-1 runs the new agent, the node reaches the pod past STRICT');
+  t.equal(await http('/', clusterIP, 80), '200', 'and through its Service');
   t.equal(await tcp(`fd77:1::2`), 'ok', 'IPv6 from the trusted node too');
   await removePolicies();
 });

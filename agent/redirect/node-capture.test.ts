@@ -81,6 +81,8 @@ t.before(async () => {
     sh('ip', '-n', pod, 'route', 'add', 'default', 'via', `10.252.${n}.1`);
     sh('ip', '-n', pod, '-6', 'route', 'add', 'default', 'via', `fd52:${n}::1`);
   }
+  // Service addresses need a route to be sent at all (kube-proxy's DNAT happens after routing).
+  sh('ip', '-n', ns.node, 'route', 'add', '10.96.0.0/24', 'dev', ifA);
   await serve(ns.a, 'pod-server.ts', String(APP), String(PROBE));
   await serve(ns.node, 'pod-server.ts', String(NODE_PORT)); // a node service, for pod → node
   await serve(ns.node, 'origdst-server.ts', '15006'); // the agent's inbound plaintext port
@@ -126,6 +128,32 @@ t.test('enrol and release carry the probe pairs with the pod', async (t) => {
   await r.release(podA);
   t.match(sh('ip', 'netns', 'exec', ns.node, 'nft', 'list', 'set', 'inet', 'weft', 'probes4'), /type ipv4_addr \. inet_service\s*\n\s*}/, 'the probe pairs left with the pod');
   t.equal(connect(ns.node, A.ip4, APP), `pod:${APP}`, 'released: not captured');
+});
+
+t.test("a Service address backed by the pod is captured from the node, before kube-proxy's DNAT", async (t) => {
+  // kube-proxy, as far as it matters here: a nat output chain at dstnat (-100) that translates
+  // two Service addresses to the pod.
+  const kubeProxy = [
+    'table ip rdh_kube_proxy {',
+    '  chain output {',
+    '    type nat hook output priority -100; policy accept;',
+    `    ip daddr { 10.96.0.10, 10.96.0.11 } tcp dport 80 dnat to ${A.ip4}:${APP}`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+  execFileSync('ip', ['netns', 'exec', ns.node, 'nft', '-f', '-'], { input: kubeProxy });
+  t.teardown(() => void execFileSync('ip', ['netns', 'exec', ns.node, 'nft', 'delete', 'table', 'ip', 'rdh_kube_proxy']));
+  const r = new Redirector({ netns: ns.node });
+  await r.sync([podA]);
+  t.equal(connect(ns.node, '10.96.0.10', 80), `pod:${APP}`, 'control: with the pod alone captured, its Service is a way around');
+  await r.captureServices([{ ip: '10.96.0.10', port: 80 }]);
+  t.equal(connect(ns.node, '10.96.0.10', 80), '10.96.0.10:80', 'captured, with the Service address the agent resolves itself');
+  t.equal(connect(ns.node, '10.96.0.11', 80), `pod:${APP}`, 'only the listed addresses');
+  await r.sync([podA]);
+  t.equal(connect(ns.node, '10.96.0.10', 80), '10.96.0.10:80', 'a rebuilt table keeps them');
+  await r.captureServices([]);
+  t.equal(connect(ns.node, '10.96.0.10', 80), `pod:${APP}`, 'and they can be taken back');
 });
 
 t.test('captureNode: false trusts the node, and nothing else', async (t) => {

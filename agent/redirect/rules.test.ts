@@ -1,6 +1,6 @@
 // The rendered ruleset, without a kernel: what is captured on which path, and in which order.
 import t from 'tap';
-import { BYPASS_MARK, PORTS, probeElementsOf, renderAdd, renderRemove, renderTable } from './rules.ts';
+import { BYPASS_MARK, PORTS, probeElementsOf, renderAdd, renderRemove, renderServices, renderTable } from './rules.ts';
 
 const pod = { hostInterface: 'veth1', ips: ['10.1.0.2', 'fd00::2'], probePorts: [9090, 8080, 8080] };
 
@@ -20,7 +20,21 @@ t.test('the node output path is captured, after the agent and the probes are let
     'ip daddr . tcp dport @probes4 return',
     `ip daddr @pod_ips4 tcp dport ${PORTS.hbone} redirect to :${PORTS.hbone}`,
     `ip daddr @pod_ips4 meta l4proto tcp redirect to :${PORTS.inboundPlaintext}`,
+    `ip daddr . tcp dport @svc4 redirect to :${PORTS.inboundPlaintext}`,
   ]);
+});
+
+t.test('Service addresses backed by local pods are captured from the node (kube-proxy DNATs after us)', async (t) => {
+  const services = [
+    { ip: '10.96.0.20', port: 80 },
+    { ip: '10.96.0.10', port: 443 },
+    { ip: '10.96.0.20', port: 80 },
+  ];
+  t.match(renderTable([pod], { services }), 'set svc4 { type ipv4_addr . inet_service; elements = { 10.96.0.10 . 443, 10.96.0.20 . 80 } }');
+  t.equal(renderServices(services), 'flush set inet weft svc4\nadd element inet weft svc4 { 10.96.0.10 . 443, 10.96.0.20 . 80 }\n', 'replaced in one transaction');
+  t.equal(renderServices([]), 'flush set inet weft svc4\n', 'none left: only the flush');
+  t.throws(() => renderServices([{ ip: '10.96.0.300', port: 80 }]), { code: 'BAD_IP' });
+  t.notMatch(chain(renderTable([pod], { services }), 'prerouting').join('\n'), 'svc4', 'traffic that arrives is not: it was translated on its own node');
 });
 
 t.test('probe exemptions are (IPv4 address . port) pairs, unique and checked', async (t) => {
