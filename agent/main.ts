@@ -30,6 +30,7 @@ import { createCniServer } from './cni/server.ts';
 import { installCniPlugin, uninstallCniPlugin, watchChain, writeApiCredentials } from './cni/install.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
 import { HbonePool } from './hbone/pool.ts';
+import { DEFAULT_L7_LIMITS, setDefaultL7Limits, type L7Limits } from './l7/index.ts';
 import { CertificateManager } from './identity/manager.ts';
 import { inClusterServer, type KubeAccess } from './kube/access.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
@@ -71,6 +72,8 @@ export interface AgentConfig {
   idleTimeoutMs: number;
   /** How long a stopping agent carries its open connections before it resets them. */
   drainMs: number;
+  /** What one inspected (L7) client connection may hold: header timeout, head size, pipelining, h2 streams. */
+  l7Limits: L7Limits;
   /** Weft's install namespace: AccessPolicies there are mesh-wide. */
   installNamespace: string;
   /**
@@ -100,6 +103,12 @@ function seconds(name: string, fallback: string): number {
   const v = Number(env(name, fallback));
   if (!Number.isFinite(v) || v < 0) throw Object.assign(new Error(`${name} must be a number of seconds, not "${process.env[name]}"`), { code: 'CONFIG' });
   return v * 1000;
+}
+
+function count(name: string, fallback: string): number {
+  const v = Number(env(name, fallback));
+  if (!Number.isInteger(v) || v < 1) throw Object.assign(new Error(`${name} must be a whole number above 0, not "${process.env[name]}"`), { code: 'CONFIG' });
+  return v;
 }
 
 function flag(name: string, fallback: boolean): boolean {
@@ -136,6 +145,12 @@ export function configFromEnv(): AgentConfig {
     idleTimeoutMs: Number(env('WEFT_IDLE_TIMEOUT_SECONDS', '3600')) * 1000,
     // The chart's terminationGracePeriodSeconds must exceed it (agent-daemonset.yaml).
     drainMs: seconds('WEFT_DRAIN_SECONDS', '600'),
+    l7Limits: {
+      headersTimeoutMs: seconds('WEFT_L7_HEADERS_TIMEOUT_SECONDS', String(DEFAULT_L7_LIMITS.headersTimeoutMs / 1000)),
+      maxHeaderBytes: count('WEFT_L7_MAX_HEADER_BYTES', String(DEFAULT_L7_LIMITS.maxHeaderBytes)),
+      maxPipelinedRequests: count('WEFT_L7_MAX_PIPELINED_REQUESTS', String(DEFAULT_L7_LIMITS.maxPipelinedRequests)),
+      maxConcurrentStreams: count('WEFT_L7_MAX_CONCURRENT_STREAMS', String(DEFAULT_L7_LIMITS.maxConcurrentStreams)),
+    },
     installNamespace,
     captureNodeTraffic: flag('WEFT_CAPTURE_NODE_TRAFFIC', true),
     daemonSet: daemonSet ? { name: daemonSet, namespace: installNamespace, access: { server: inClusterServer(process.env), caFile: kubeCaFile, tokenFile } } : null,
@@ -206,6 +221,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     return { pid: process.pid, version: AGENT_VERSION, startedAt, draining, ...(why === undefined ? {} : { notReady: why }) };
   });
 
+  setDefaultL7Limits(cfg.l7Limits);
   const pool = new HbonePool({ secureContextFor: (id) => certificates.secureContextFor(id) });
   const enforcer = new PolicyEnforcer({ store, installNamespace: cfg.installNamespace, log });
   const inbound = new InboundProxy({ store, node: cfg.node, certificates, report, enforcer, idleTimeoutMs: cfg.idleTimeoutMs });

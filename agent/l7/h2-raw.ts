@@ -47,10 +47,10 @@ export const CLIENT_START = Buffer.concat([H2_PREFACE, frame(FRAME.SETTINGS, 0, 
 export type RawH2Answer = { frames: { type: number; flags: number; streamId: number; payload: Buffer }[]; status: number | undefined; closed: boolean };
 
 /**
- * Writes `bytes` on a new connection, acknowledges the server's SETTINGS, and collects frames
- * until `waitMs` passes without data or the server closes.
+ * Writes `bytes` on a new connection, acknowledges the server's SETTINGS (then writes
+ * `afterSettings`), and collects frames until `waitMs` passes without data or the server closes.
  */
-export function rawH2Exchange(port: number, bytes: Buffer, waitMs = 300): Promise<RawH2Answer> {
+export function rawH2Exchange(port: number, bytes: Buffer, waitMs = 300, afterSettings?: Buffer): Promise<RawH2Answer> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     let buffered = Buffer.alloc(0);
@@ -67,7 +67,12 @@ export function rawH2Exchange(port: number, bytes: Buffer, waitMs = 300): Promis
         const f = { type: buffered.readUInt8(3), flags: buffered.readUInt8(4), streamId: buffered.readUInt32BE(5) & 0x7fffffff, payload: buffered.subarray(9, 9 + length) };
         buffered = buffered.subarray(9 + length);
         frames.push(f);
-        if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+        if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) {
+          socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+          // Sent once the server's settings (its stream limit, say) are acknowledged, so they apply.
+          if (afterSettings) socket.write(afterSettings);
+          afterSettings = undefined;
+        }
       }
     });
     socket.on('end', () => (closed = true));

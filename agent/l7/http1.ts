@@ -21,6 +21,7 @@ import type { Duplex } from 'node:stream';
 import proxy, { type http1WebOptions, type wsHttp1Options } from 'http2-proxy';
 import { type L7Connection, L7Error, type ProtocolHandler, closeGracefully } from './connection.ts';
 import { repeatedSingleton, sameAuthority } from './headers.ts';
+import { type L7Limits, limitsKey } from './limits.ts';
 import { type RequestTarget, hostOf, isGrpc, joinValues, parseRequestTarget } from './request-info.ts';
 import { GRPC_PERMISSION_DENIED, deniedText, sendDenied1, sendRawAndClose, sendText1 } from './responses.ts';
 import type { HttpRequestInfo } from './types.ts';
@@ -81,6 +82,8 @@ class Http1Handler implements ProtocolHandler {
   readonly #web: http1WebOptions;
   readonly #ws: wsHttp1Options;
   #forwarding = false;
+  /** Reading was paused because the pipeline queue is full (Node pauses for its own reasons too). */
+  #pausedForQueue = false;
   /** Pipelined requests waiting for the upstream, as (req, res) pairs. */
   readonly #queue: (http.IncomingMessage | http.ServerResponse)[] = [];
 
@@ -112,8 +115,17 @@ class Http1Handler implements ProtocolHandler {
       return sendDenied1(res, verdict.reason, ex.grpc);
     }
     req.url = target.forward;
-    if (this.#forwarding) this.#queue.push(req, res);
-    else this.#forward(req, res);
+    if (!this.#forwarding) return this.#forward(req, res);
+    const queued = this.#queue.length / 2;
+    const max = this.#conn.limits.maxPipelinedRequests;
+    // The parser emits every request of a chunk at once, so pausing alone is a soft bound; what
+    // arrives beyond it is answered (in order, Node holds the answer back) instead of queued.
+    if (queued >= max) return sendText1(res, 503, 'too many pipelined requests');
+    this.#queue.push(req, res);
+    if (queued + 1 >= max) {
+      this.#pausedForQueue = true;
+      this.#conn.client.pause();
+    }
   }
 
   /**
@@ -134,6 +146,10 @@ class Http1Handler implements ProtocolHandler {
     if (this.#queue.length === 0) return;
     const req = this.#queue.shift() as http.IncomingMessage;
     const res = this.#queue.shift() as http.ServerResponse;
+    if (this.#pausedForQueue) {
+      this.#pausedForQueue = false;
+      if (!this.#conn.client.destroyed) this.#conn.client.resume();
+    }
     if (res.destroyed) this.forwardDone();
     else this.#forward(req, res);
   }
@@ -172,9 +188,13 @@ class Http1Handler implements ProtocolHandler {
     const client = this.#conn.client;
     if (code === 'ECONNRESET' || this.#conn.inflight > 0) {
       // A response in progress cannot be followed by an error response; the connection just ends.
-      this.#conn.fail(code === 'ECONNRESET' ? `client: ${code}` : `malformed request: ${code}`);
+      this.#conn.fail(code === 'ECONNRESET' ? `client: ${code}` : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request header timeout' : `malformed request: ${code}`);
       client.destroy();
       return;
+    }
+    if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      this.#conn.fail('request header timeout');
+      return sendRawAndClose(client, 408, 'Request Timeout', 'request header timeout');
     }
     this.#conn.fail(`malformed request: ${code}`);
     if (code === 'HPE_HEADER_OVERFLOW') sendRawAndClose(client, 431, 'Request Header Fields Too Large', 'request header fields too large');
@@ -259,15 +279,29 @@ class UpstreamAgent extends http.Agent {
 // The shared server and its listeners ------------------------------------------------------------
 
 const handlers = new WeakMap<Duplex, Http1Handler>();
-let server: http.Server | undefined;
+/** One server per distinct set of limits (in the agent: one). */
+const servers = new Map<string, http.Server>();
 
-function sharedServer(): http.Server {
+function sharedServer(limits: Readonly<L7Limits>): http.Server {
+  const key = limitsKey(limits);
+  let server = servers.get(key);
   if (server) return server;
   server = http.createServer({
     // Only WebSocket upgrades leave HTTP; any other Upgrade (h2c, say) is served as a plain
     // request, with the Upgrade header dropped as hop-by-hop.
     shouldUpgradeCallback: isWebSocketUpgrade,
+    maxHeaderSize: limits.maxHeaderBytes,
+    // Node times a head from its first byte (llhttp's message begin) to its end, pipelined heads
+    // included, and leaves keep-alive idleness alone: the slow-header defence wanted here.
+    // requestTimeout would cut long uploads and streams, so it stays off.
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
   });
+  // Node starts checking its connections' timers when the server starts listening. This one
+  // never listens (connections are handed to it), so it is told that it did.
+  if (limits.headersTimeoutMs > 0) server.emit('listening');
+  servers.set(key, server);
   // Idle connections are the session's business (its idle timeout), not Node's 5 s default.
   server.keepAliveTimeout = 0;
   // A client that sends its request and then half-closes (FIN) still gets its response, as it would
@@ -301,7 +335,7 @@ export function serveHttp1(conn: L7Connection): void {
   const handler = new Http1Handler(conn);
   conn.setHandler(handler);
   handlers.set(conn.client, handler);
-  sharedServer().emit('connection', conn.client);
+  sharedServer(conn.limits).emit('connection', conn.client);
   conn.client.resume();
 }
 

@@ -18,6 +18,7 @@ import http2 from 'node:http2';
 import { type L7Connection, type ProtocolHandler, destroyAfterGrace, errorCode } from './connection.ts';
 import { normalizePath, type NormalizedPath } from './path.ts';
 import { repeatedSingleton, sameAuthority } from './headers.ts';
+import { type L7Limits, limitsKey } from './limits.ts';
 import { hostOf, isGrpc, joinValues } from './request-info.ts';
 import { GRPC_PERMISSION_DENIED, sendDenied2, sendText2 } from './responses.ts';
 import type { HttpRequestInfo } from './types.ts';
@@ -404,17 +405,25 @@ function onDownstreamClose(this: TaggedServerStream): void {
 
 // The shared server --------------------------------------------------------------------------------
 
-let server: http2.Http2Server | undefined;
+/** One server per distinct set of limits (in the agent: one). */
+const servers = new Map<string, http2.Http2Server>();
 /** The handler of the connection being handed over; the server's 'session' event fires synchronously. */
 let handover: Http2Handler | undefined;
 
-function sharedServer(): http2.Http2Server {
+function sharedServer(limits: Readonly<L7Limits>): http2.Http2Server {
+  const key = limitsKey(limits);
+  let server = servers.get(key);
   if (server) return server;
-  server = http2.createServer({ settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY_MB });
+  server = http2.createServer({
+    // Streams beyond the announced maximum are refused by nghttp2 (RST_STREAM REFUSED_STREAM).
+    settings: { ...SETTINGS, maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+    maxSessionMemory: MAX_SESSION_MEMORY_MB,
+  });
   server.on('session', (session: http2.ServerHttp2Session) => {
     if (handover) handover.attach(session);
     else session.destroy();
   });
+  servers.set(key, server);
   return server;
 }
 
@@ -424,7 +433,7 @@ export function serveHttp2(conn: L7Connection): void {
   conn.setHandler(handler);
   handover = handler;
   try {
-    sharedServer().emit('connection', conn.client);
+    sharedServer(conn.limits).emit('connection', conn.client);
   } finally {
     handover = undefined;
   }

@@ -4,4 +4,5 @@
 export { serveHttp } from './serve.ts';
 export { normalizePath, type NormalizedPath } from './path.ts';
 export { DEFAULT_IDLE_TIMEOUT_MS } from './connection.ts';
+export { DEFAULT_L7_LIMITS, setDefaultL7Limits, type L7Limits } from './limits.ts';
 export type { HttpRequestInfo, L7Options, L7Outcome, L7Session, RequestRecord, RequestVerdict } from './types.ts';

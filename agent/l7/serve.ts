@@ -19,10 +19,11 @@ export function serveHttp(client: Duplex, options: L7Options): L7Session {
   // A tunnel stream (an Http2Stream) needs the writev workaround; sockets do not.
   if (!(client instanceof net.Socket)) buffersOnlyWritev(client);
   const conn = new L7Connection(client, options);
-  void sniffProtocol(client).then((protocol) => {
+  void sniffProtocol(client, conn.limits.headersTimeoutMs).then((protocol) => {
     if (conn.ended) return;
     if (protocol === 'h2') serveHttp2(conn);
     else if (protocol === 'http/1.1') serveHttp1(conn);
+    else if (protocol === 'timeout') conn.close('request header timeout');
     // 'closed': the client went away before saying anything; the connection's close ends the session.
   });
   return conn;

@@ -10,12 +10,18 @@ import type { Duplex } from 'node:stream';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-export type SniffedProtocol = 'h2' | 'http/1.1' | 'closed';
+export type SniffedProtocol = 'h2' | 'http/1.1' | 'closed' | 'timeout';
 
-export function sniffProtocol(client: Duplex): Promise<SniffedProtocol> {
+/**
+ * `timeoutMs` (0: none) runs from the first byte: a client that starts the preface and stalls would
+ * otherwise hold the connection until the idle timeout, before any header timer could start.
+ */
+export function sniffProtocol(client: Duplex, timeoutMs = 0): Promise<SniffedProtocol> {
   return new Promise((resolve) => {
     let seen: Buffer | undefined;
+    let timer: NodeJS.Timeout | undefined;
     const finish = (protocol: SniffedProtocol): void => {
+      clearTimeout(timer);
       client.off('data', onData);
       client.off('end', onGone);
       client.off('close', onGone);
@@ -28,7 +34,10 @@ export function sniffProtocol(client: Duplex): Promise<SniffedProtocol> {
       const n = Math.min(seen.length, H2_PREFACE.length);
       const prefaceSoFar = seen.compare(H2_PREFACE, 0, n, 0, n) === 0;
       // A partial preface says nothing yet; wait for the rest.
-      if (prefaceSoFar && seen.length < H2_PREFACE.length) return;
+      if (prefaceSoFar && seen.length < H2_PREFACE.length) {
+        if (timeoutMs > 0) timer ??= setTimeout(() => finish('timeout'), timeoutMs).unref();
+        return;
+      }
       finish(prefaceSoFar ? 'h2' : 'http/1.1');
     };
     const onGone = (): void => finish('closed');

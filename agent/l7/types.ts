@@ -3,6 +3,7 @@
 // it can end). Nothing here depends on HTTP/1 or HTTP/2; the two protocol handlers implement it.
 
 import type net from 'node:net';
+import type { L7Limits } from './limits.ts';
 
 /** One request as policy sees it. Everything is normalized before policy looks at it. */
 export interface HttpRequestInfo {
@@ -44,6 +45,8 @@ export interface L7Options {
   onRequest?(r: RequestRecord): void;
   /** Close a connection with no request in flight for this long. Default 1 h; 0 disables. */
   idleTimeoutMs?: number;
+  /** Header timeout, head size, pipelining and stream caps; unset fields take the process defaults (limits.ts). */
+  limits?: Partial<L7Limits>;
 }
 
 export interface L7Outcome {
