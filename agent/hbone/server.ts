@@ -17,6 +17,16 @@
 // Per stream: only CONNECT (else 405), `:authority` = the original destination IP and a port
 // (else 400); the injected handler decides (policy) and connects; 200 and splice on success, 503
 // when the destination cannot be reached, 401/403 when the handler denies.
+//
+// Hostile peers (each path is exercised in hostile.test.ts and server.fuzz.test.ts): nghttp2
+// resets streams whose headers break HTTP/2's rules (missing or repeated pseudo-headers, `:path`
+// on a CONNECT, upper-case or connection-specific fields, more than SERVER_MAX_HEADER_FIELDS or
+// SERVER_MAX_HEADER_LIST_SIZE) before they reach us, drops fields whose values hold NUL, CR or LF
+// (RFC 9113 8.2.1; so they reach neither policy nor logs), and sends GOAWAY to floods of resets.
+// A connection must open its first stream within the handshake timeout and is closed after
+// sessionIdleTimeoutMs without streams, so an authenticated peer cannot park idle connections.
+// A stream that goes away before its answer is "abandoned": counted, not reported as a refusal,
+// so a flood of opened-and-reset streams cannot flood the access log either.
 
 import http2 from 'node:http2';
 import type net from 'node:net';
@@ -24,13 +34,24 @@ import tls from 'node:tls';
 import type { WorkloadCertificate } from '../identity/certificate.ts';
 import { peerSpiffeId } from '../identity/peer.ts';
 import { canonicalIp, parseAuthority, type SocketAddress } from './authority.ts';
-import { HBONE_ALPN, MAX_SESSION_MEMORY_MB, SERVER_MAX_CONCURRENT_STREAMS, WINDOW_SIZE, localSettings } from './settings.ts';
-import { splice, type SpliceResult } from './splice.ts';
+import {
+  HBONE_ALPN,
+  MAX_SESSION_MEMORY_MB,
+  SERVER_MAX_CONCURRENT_STREAMS,
+  SERVER_MAX_HEADER_FIELDS,
+  SERVER_MAX_HEADER_LIST_SIZE,
+  WINDOW_SIZE,
+  localSettings,
+} from './settings.ts';
+import { resetStream, splice, type SpliceResult } from './splice.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 /** How long a session that starts while the server drains is served before its GOAWAY. */
 const LATE_SESSION_GOAWAY_MS = 1000;
+
+/** How long a GOAWAY'd idle session may take to close before it is destroyed. */
+const IDLE_CLOSE_GRACE_MS = 1000;
 
 export type InboundRequest = {
   /** The client's SPIFFE ID, from its verified certificate. */
@@ -61,7 +82,9 @@ export type InboundHandler = (request: InboundRequest) => Promise<InboundDecisio
 export type HboneServerEvent =
   | { type: 'connection-refused'; reason: string; peerAddress?: SocketAddress; originalDestination: string }
   | { type: 'stream-rejected'; status: number; reason: string; peerIdentity: string; authority: string | undefined; reported: boolean }
-  | { type: 'stream-closed'; peerIdentity: string; target: SocketAddress; result: SpliceResult };
+  | { type: 'stream-closed'; peerIdentity: string; target: SocketAddress; result: SpliceResult }
+  /** The handler or the stream's L7 server failed unexpectedly; the stream was reset. */
+  | { type: 'stream-failed'; peerIdentity: string; reason: string };
 
 export type HboneServerOptions = {
   /** The certificate of the workload at a pod IP, or undefined if this node serves no such pod. */
@@ -69,8 +92,16 @@ export type HboneServerOptions = {
   handler: InboundHandler;
   /** Reset a tunnelled stream after this long without data. Default 1 h; 0 disables. */
   streamIdleTimeoutMs?: number;
-  /** Drop a connection whose TLS handshake has not completed after this long. Default 10 s. */
+  /**
+   * Drop a connection whose TLS handshake has not completed after this long, or that has not
+   * opened its first stream this long after it. Default 10 s.
+   */
   handshakeTimeoutMs?: number;
+  /**
+   * GOAWAY on a connection that has carried no stream for this long. Default 5 min: longer than a
+   * Weft pool keeps an idle connection (60 s), so honest clients close first. 0 disables.
+   */
+  sessionIdleTimeoutMs?: number;
   onEvent?: (event: HboneServerEvent) => void;
 };
 
@@ -80,15 +111,28 @@ export type HboneServerStats = {
   connectionsOpen: number;
   streamsAccepted: number;
   streamsRejected: number;
+  /** Streams the peer reset or abandoned before they were answered. */
+  streamsAbandoned: number;
   streamsOpen: number;
+  /** Connections closed for carrying no stream (see sessionIdleTimeoutMs). */
+  connectionsIdleClosed: number;
 };
 
-type Connection = { peerIdentity: string; localIdentity: string; destinationIp: string; peerAddress: SocketAddress };
+type Connection = {
+  peerIdentity: string;
+  localIdentity: string;
+  destinationIp: string;
+  peerAddress: SocketAddress;
+  /** Streams the HTTP/2 server has handed us and not yet closed. */
+  streams: number;
+  idleTimer?: NodeJS.Timeout;
+};
 
 export class HboneServer {
   readonly #options: HboneServerOptions;
   readonly #streamIdleTimeoutMs: number;
   readonly #handshakeTimeoutMs: number;
+  readonly #sessionIdleTimeoutMs: number;
   readonly #emit: (event: HboneServerEvent) => void;
   readonly #h2: http2.Http2Server;
   /** TLS terminators, dropped with the certificate they present when it is renewed. */
@@ -105,16 +149,28 @@ export class HboneServer {
     connectionsOpen: 0,
     streamsAccepted: 0,
     streamsRejected: 0,
+    streamsAbandoned: 0,
     streamsOpen: 0,
+    connectionsIdleClosed: 0,
   };
 
   constructor(options: HboneServerOptions) {
     this.#options = options;
     this.#streamIdleTimeoutMs = options.streamIdleTimeoutMs ?? 60 * 60 * 1000;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
-    this.#emit = options.onEvent ?? (() => {});
+    this.#sessionIdleTimeoutMs = options.sessionIdleTimeoutMs ?? 5 * 60 * 1000;
+    const onEvent = options.onEvent ?? (() => {});
+    // A throwing observer must not take a stream (or the process) down with it.
+    this.#emit = (event) => {
+      try {
+        onEvent(event);
+      } catch {
+        // The observer's problem; the stream's fate is already decided.
+      }
+    };
     this.#h2 = http2.createServer({
-      settings: { ...localSettings, maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS },
+      settings: { ...localSettings, maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS, maxHeaderListSize: SERVER_MAX_HEADER_LIST_SIZE },
+      maxHeaderListPairs: SERVER_MAX_HEADER_FIELDS,
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
     });
     this.#h2.on('session', (session) => this.#onSession(session));
@@ -216,7 +272,7 @@ export class HboneServer {
     } catch {
       return this.#refuse(socket, 'PEER_IDENTITY_INVALID', destinationIp, peerAddress);
     }
-    this.#handover = { peerIdentity, localIdentity, destinationIp, peerAddress: peerAddress ?? { ip: '', port: 0 } };
+    this.#handover = { peerIdentity, localIdentity, destinationIp, peerAddress: peerAddress ?? { ip: '', port: 0 }, streams: 0 };
     try {
       this.#h2.emit('connection', socket);
     } finally {
@@ -238,22 +294,47 @@ export class HboneServer {
       // The session closes; streams are reset and their splices clean up.
     });
     const lateGoaway = this.#draining ? setTimeout(() => session.close(), LATE_SESSION_GOAWAY_MS) : undefined;
+    // The first stream is due right after the handshake (a pool connects for a stream).
+    this.#armIdle(session, connection, this.#handshakeTimeoutMs);
     session.once('close', () => {
       clearTimeout(lateGoaway);
+      clearTimeout(connection.idleTimer);
       this.#sessions.delete(session);
       this.#stats.connectionsOpen -= 1;
       for (const check of this.#sessionsClosed) check();
     });
   }
 
+  /** GOAWAY once the session has carried no stream for `ms`. */
+  #armIdle(session: http2.ServerHttp2Session, connection: Connection, ms: number): void {
+    clearTimeout(connection.idleTimer);
+    connection.idleTimer = undefined;
+    if (ms <= 0) return;
+    connection.idleTimer = setTimeout(() => {
+      if (connection.streams > 0 || session.closed || session.destroyed) return;
+      this.#stats.connectionsIdleClosed += 1;
+      session.close();
+      // A peer that does not read may never let the GOAWAY out.
+      setTimeout(() => session.destroy(), IDLE_CLOSE_GRACE_MS).unref();
+    }, ms);
+    connection.idleTimer.unref();
+  }
+
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const connection = this.#sessions.get(stream.session as http2.ServerHttp2Session);
-    if (!connection) {
+    const session = stream.session as http2.ServerHttp2Session | undefined;
+    const connection = session && this.#sessions.get(session);
+    if (!session || !connection) {
       stream.close(NGHTTP2_REFUSED_STREAM);
       return;
     }
     stream.on('error', () => {
       // Reported through the stream's close and the splice result.
+    });
+    connection.streams += 1;
+    clearTimeout(connection.idleTimer);
+    stream.once('close', () => {
+      connection.streams -= 1;
+      if (connection.streams === 0) this.#armIdle(session, connection, this.#sessionIdleTimeoutMs);
     });
     if (headers[':method'] !== 'CONNECT') return this.#reject(stream, connection, 405, 'only CONNECT is accepted', headers);
     const target = parseAuthority(headers[':authority']);
@@ -261,7 +342,11 @@ export class HboneServer {
     if (target.ip !== connection.destinationIp) {
       return this.#reject(stream, connection, 400, `target ${target.ip} is not the connection's destination`, headers);
     }
-    void this.#dispatch(stream, connection, target, headers);
+    this.#dispatch(stream, connection, target, headers).catch((err: unknown) => {
+      // A bug in a handler or an L7 server: this stream ends, the connection and the process stay.
+      this.#emit({ type: 'stream-failed', peerIdentity: connection.peerIdentity, reason: err instanceof Error ? err.message : String(err) });
+      resetStream(stream);
+    });
   }
 
   async #dispatch(stream: http2.ServerHttp2Stream, connection: Connection, target: SocketAddress, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -288,7 +373,10 @@ export class HboneServer {
       return this.#reject(stream, connection, status, decision.reason, headers, decision.action === 'deny' && decision.reported === true);
     }
     if (decision.action === 'serve') {
-      if (stream.closed || stream.destroyed) return;
+      if (stream.closed || stream.destroyed) {
+        this.#stats.streamsAbandoned += 1;
+        return;
+      }
       stream.respond({ ':status': 200 });
       this.#stats.streamsAccepted += 1;
       this.#stats.streamsOpen += 1;
@@ -301,6 +389,7 @@ export class HboneServer {
     }
     const { socket } = decision;
     if (stream.closed || stream.destroyed) {
+      this.#stats.streamsAbandoned += 1;
       socket.destroy();
       return;
     }
@@ -313,10 +402,14 @@ export class HboneServer {
   }
 
   #reject(stream: http2.ServerHttp2Stream, connection: Connection, status: number, reason: string, headers: http2.IncomingHttpHeaders, reported = false): void {
+    if (stream.closed || stream.destroyed) {
+      // Nobody to answer: the peer reset the stream while the handler decided.
+      this.#stats.streamsAbandoned += 1;
+      return;
+    }
     this.#stats.streamsRejected += 1;
     const authority = headers[':authority'];
     this.#emit({ type: 'stream-rejected', status, reason, peerIdentity: connection.peerIdentity, authority, reported });
-    if (stream.closed || stream.destroyed) return;
     stream.respond({ ':status': status }, { endStream: true });
     // RST_STREAM(NO_ERROR) after the response (RFC 9113 8.1) tells the client to stop sending;
     // Node sends it once the response has been written.

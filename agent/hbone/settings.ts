@@ -19,6 +19,15 @@ export const MAX_FRAME_SIZE = 64 * 1024;
 export const SERVER_MAX_CONCURRENT_STREAMS = 1000;
 
 /**
+ * The largest request header list the server accepts (uncompressed, RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE),
+ * and the most fields in it. A CONNECT carries `:method`, `:authority`, and a few tracing headers
+ * (`baggage`, `traceparent`) well under 1 KiB; Node's defaults (64 KiB, 128 fields) would let each
+ * of a thousand concurrent streams hold 64 KiB of someone else's bytes.
+ */
+export const SERVER_MAX_HEADER_LIST_SIZE = 16 * 1024;
+export const SERVER_MAX_HEADER_FIELDS = 64;
+
+/**
  * nghttp2 counts buffered outbound data and unread inbound data against this (in MiB); with
  * 16 MiB windows the default of 10 would refuse new streams on a busy connection.
  */
