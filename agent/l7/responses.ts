@@ -69,25 +69,60 @@ export function sendRawAndClose(client: Duplex, status: number, statusText: stri
 // HTTP/2 -----------------------------------------------------------------------------------------
 
 export function sendText2(stream: http2.ServerHttp2Stream, status: number, text: string): void {
-  if (stream.headersSent || stream.closed || stream.destroyed) return;
-  const body = Buffer.from(text, 'utf8');
-  stream.respond({ ':status': status, 'content-type': TEXT, 'content-length': body.length });
-  stream.end(body);
-  stopUpload(stream);
+  afterUpload(stream, () => {
+    if (stream.headersSent || stream.closed || stream.destroyed) return;
+    const body = Buffer.from(text, 'utf8');
+    stream.respond({ ':status': status, 'content-type': TEXT, 'content-length': body.length });
+    stream.end(body);
+  });
 }
 
 export function sendDenied2(stream: http2.ServerHttp2Stream, reason: string, grpc: boolean): void {
   if (!grpc) return sendText2(stream, 403, deniedText(reason));
-  if (stream.headersSent || stream.closed || stream.destroyed) return;
-  stream.respond({ ':status': 200, ...grpcDeniedHeaders(reason) }, { endStream: true });
-  stopUpload(stream);
+  afterUpload(stream, () => {
+    if (stream.headersSent || stream.closed || stream.destroyed) return;
+    stream.respond({ ':status': 200, ...grpcDeniedHeaders(reason) }, { endStream: true });
+  });
 }
 
+/** How much of a request body is read and dropped before answering, and for how long. */
+const DRAIN_BYTES = 64 * 1024;
+const DRAIN_MS = 1000;
+
 /**
- * A request whose body is still coming gets RST_STREAM(NO_ERROR) once the answer is written
- * (RFC 9113 8.1): the client stops sending and keeps the response. Node sends the reset after the
- * stream's writable side has finished.
+ * Answers a request the agent does not forward (a denial, a 400, an upstream failure) once its
+ * body is in, read and dropped: HEADERS, then DATA with END_STREAM, as curl or a gRPC stub sends
+ * a unary call. Answering at once and then ending the upload with RST_STREAM(NO_ERROR) is what
+ * RFC 9113 8.1 allows, and clients must keep such a response; curl 7.88 does not when the reset
+ * (or even the answer's END_STREAM) overtakes its own DATA: it fails with error 92 or waits
+ * forever, about one call in four. So the early answer is kept for bodies beyond DRAIN_BYTES or
+ * slower than DRAIN_MS, which a client must not make the agent read indefinitely: then the answer
+ * is sent and the upload ended with RST_STREAM(NO_ERROR).
  */
-export function stopUpload(stream: http2.ServerHttp2Stream): void {
-  if (!stream.endAfterHeaders && !stream.closed) stream.close(NGHTTP2_NO_ERROR);
+function afterUpload(stream: http2.ServerHttp2Stream, answer: () => void): void {
+  if (stream.endAfterHeaders || stream.readableEnded || stream.closed || stream.destroyed) return answer();
+  let drained = 0;
+  const finish = (): void => {
+    clearTimeout(timer);
+    stream.off('data', onData);
+    stream.off('end', finish);
+    stream.off('close', forget);
+    answer();
+    // Node sends the reset once the answer has been written (the writable side has finished).
+    if (!stream.readableEnded && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_NO_ERROR);
+  };
+  const forget = (): void => {
+    clearTimeout(timer);
+    stream.off('data', onData);
+    stream.off('end', finish);
+  };
+  const onData = (chunk: Buffer): void => {
+    drained += chunk.length;
+    if (drained > DRAIN_BYTES) finish();
+  };
+  const timer = setTimeout(finish, DRAIN_MS).unref();
+  stream.on('data', onData);
+  stream.once('end', finish);
+  stream.once('close', forget);
+  stream.resume();
 }
