@@ -130,6 +130,9 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
     const path = String(headers[h2.HTTP2_HEADER_PATH] ?? '').split('?')[0] ?? '';
     const method = headers[h2.HTTP2_HEADER_METHOD];
     const peer = peerOf(stream);
+    // Before anything is awaited: a stream whose connection is reset while its token is under
+    // review emits 'error', and an 'error' nobody listens to ends the process.
+    stream.on('error', (err) => log.debug('agent stream error', { path, peer, error: err }));
     try {
       if (path !== SYNC_PATH && path !== SIGN_PATH) throw new AgentApiError('NOT_FOUND', `no such endpoint: ${path}`);
       if (method !== 'POST') throw new AgentApiError('METHOD_NOT_ALLOWED', `${path} takes POST`);
