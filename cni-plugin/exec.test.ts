@@ -120,7 +120,7 @@ t.test('VERSION with empty stdin answers, as the reference plugins do; other mal
   const ptp = await execPlugin(reference, { CNI_COMMAND: 'VERSION' }, '');
   t.equal(ptp.code, 0, `${reference} answers VERSION with empty stdin`);
   t.match(ptp.json, { cniVersion: String, supportedVersions: Array });
-  for (const [what, stdin] of [['empty', ''], ['whitespace only', ' \n\t ']]) {
+  for (const [what, stdin] of [['empty', ''], ['whitespace only', ' \n\t ']] as const) {
     const run = await execPlugin(exe, { CNI_COMMAND: 'VERSION' }, stdin);
     t.equal(run.code, 0, `${what}: exit 0`);
     t.same(run.json, { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] }, `${what}: our newest version and the list`);

@@ -18,8 +18,12 @@ import { answerVersion, NEWEST_VERSION, parseNetConf, parseVersionRequest } from
 
 const COMMANDS: Record<Exclude<CniCommand, 'VERSION'>, Command> = { ADD: add, DEL: del, CHECK: check, GC: gc, STATUS: status };
 
-/** Runs one CNI call; returns the process exit code. Never throws. */
-export async function run(env: NodeJS.ProcessEnv, readStdin: () => string): Promise<number> {
+/**
+ * Runs one CNI call; returns the process exit code. Never throws. `writeOut` receives stdout's one
+ * line (the executable writes it to fd 1; tests and fuzz targets collect it in-process).
+ */
+export async function run(env: NodeJS.ProcessEnv, readStdin: () => string, writeOut: (line: string) => void = writeStdout): Promise<number> {
+  const printJson = (value: unknown): void => writeOut(JSON.stringify(value) + '\n');
   let cniVersion = NEWEST_VERSION;
   let log: Logger | null = null;
   try {
@@ -60,10 +64,10 @@ function readInput(readStdin: () => string): string {
   }
 }
 
-function printJson(value: unknown): void {
+function writeStdout(line: string): void {
   // Synchronous: the process exits right after, and a pipe write must not be left queued. A
   // runtime may hand us a non-blocking pipe, hence the retry on EAGAIN.
-  const data = Buffer.from(JSON.stringify(value) + '\n');
+  const data = Buffer.from(line);
   for (let off = 0; off < data.length; ) {
     try {
       off += writeSync(1, data, off);
