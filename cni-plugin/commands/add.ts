@@ -1,6 +1,9 @@
 // ADD: tell the agent which pod just got its network and wait until the agent has enrolled it or
 // decided it is not meshed. weft-cni changes nothing a CNI result describes, so on success it
-// prints prevResult exactly as it received it.
+// prints prevResult as it received it, in the request's version: the runtime converts prevResult
+// to the configuration's cniVersion before passing it, and reads our output in that version, so a
+// prevResult without (or with another) cniVersion is printed with the configuration's, as libcni's
+// reference chained plugins (portmap, tuning) do. Found by run.fuzz.test.ts.
 import { CNI_API_PATHS, parsePodAddResponse } from '../../api/cni.ts';
 import { readAgentAnswer } from '../agent-answer.ts';
 import { podFromArgs } from '../env.ts';
@@ -11,10 +14,11 @@ import { passUnlessMeshed } from './without-agent.ts';
 
 export const add: Command = async (ctx) => {
   const { env, conf, log } = ctx;
-  const prev = conf.prevResult;
-  if (prev === null) {
+  const received = conf.prevResult;
+  if (received === null) {
     throw new CniError(CNI_ERROR.INVALID_NETWORK_CONFIG, 'weft-cni is a chained plugin: it must follow an interface plugin (no prevResult)');
   }
+  const prev = { ...received, cniVersion: conf.cniVersion };
   const pod = podFromArgs(env.args);
   if (pod === null) {
     log.info('not a Kubernetes pod (CNI_ARGS has no K8S_POD_NAMESPACE/K8S_POD_NAME); passing through');
