@@ -4,7 +4,8 @@
 // cheapest way to make a controller without limits send one TokenReview per request. A refused
 // connection is opened again after a short pause.
 //
-//   node flood-client.ts '{"url":"https://127.0.0.1:1234","caFile":"…","localAddress":"127.0.0.2","connections":24,"streams":16}'
+//   node flood-client.ts '{"url":"https://127.0.0.1:1234","caFile":"…","servername":"weft-controller",
+//                          "localAddress":"127.0.0.2","connections":24,"streams":16}'
 //
 // Runs until SIGTERM, then prints what it saw as one JSON line on stdout: answers by status,
 // connections opened and refused.
@@ -19,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 interface FloodConfig {
   url: string;
   caFile: string;
+  servername: string;
   localAddress: string;
   connections: number;
   streams: number;
@@ -71,7 +73,11 @@ async function connection(): Promise<void> {
   while (!stopped) {
     const u = new URL(cfg.url);
     const session = connect(cfg.url, {
-      createConnection: () => tlsConnect({ socket: netConnect({ host: u.hostname, port: Number(u.port), localAddress: cfg.localAddress }), ca, servername: 'weft-controller', ALPNProtocols: ['h2'] }),
+      createConnection: () => {
+        const socket = netConnect({ host: u.hostname, port: Number(u.port), localAddress: cfg.localAddress });
+        socket.on('error', () => {}); // reported by the TLS socket and the session
+        return tlsConnect({ socket, ca, servername: cfg.servername, ALPNProtocols: ['h2'] });
+      },
     });
     sessions.add(session);
     session.on('error', () => {});

@@ -64,14 +64,15 @@ export class TestAgent {
     return s;
   }
 
-  async sign(req: SignRequest | string): Promise<HttpReply> {
+  /** A certificate request: an object, or a raw body (a string or exactly these bytes). */
+  async sign(req: SignRequest | string | Buffer): Promise<HttpReply> {
     const stream = this.session.request({
       [h2.HTTP2_HEADER_METHOD]: 'POST',
       [h2.HTTP2_HEADER_PATH]: SIGN_PATH,
       'content-type': 'application/json',
       ...(this.#token ? { authorization: `Bearer ${this.#token}` } : {}),
     });
-    stream.end(typeof req === 'string' ? req : JSON.stringify(req));
+    stream.end(typeof req === 'string' || Buffer.isBuffer(req) ? req : JSON.stringify(req));
     return readReply(stream);
   }
 
@@ -92,6 +93,9 @@ function dial(opts: TestAgentOptions): TLSSocket {
   const u = new URL(opts.url);
   // A plain socket first: tls.connect's options do not take a local address.
   const socket = netConnect({ host: u.hostname, port: Number(u.port), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  // The TLS socket and the session report failures; the plain socket under them would make an
+  // ECONNRESET an uncaught error.
+  socket.on('error', () => {});
   return tlsConnect({ socket, ca: opts.ca, servername: opts.servername, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'] });
 }
 
