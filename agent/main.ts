@@ -30,7 +30,7 @@ import { createCniServer } from './cni/server.ts';
 import { installCniPlugin, uninstallCniPlugin, watchChain, writeApiCredentials } from './cni/install.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
 import { HbonePool } from './hbone/pool.ts';
-import { DEFAULT_L7_LIMITS, setDefaultL7Limits, type L7Limits } from './l7/index.ts';
+import { DEFAULT_L7_LIMITS, DEFAULT_PATH_OPTIONS, setDefaultL7Limits, setDefaultPathOptions, type L7Limits, type PathOptions } from './l7/index.ts';
 import { CertificateManager } from './identity/manager.ts';
 import { inClusterServer, type KubeAccess } from './kube/access.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
@@ -74,6 +74,8 @@ export interface AgentConfig {
   drainMs: number;
   /** What one inspected (L7) client connection may hold: header timeout, head size, pipelining, h2 streams. */
   l7Limits: L7Limits;
+  /** How inspected request paths are normalized before policy sees them and the pod gets them. */
+  l7Path: PathOptions;
   /** Weft's install namespace: AccessPolicies there are mesh-wide. */
   installNamespace: string;
   /**
@@ -109,6 +111,12 @@ function count(name: string, fallback: string): number {
   const v = Number(env(name, fallback));
   if (!Number.isInteger(v) || v < 1) throw Object.assign(new Error(`${name} must be a whole number above 0, not "${process.env[name]}"`), { code: 'CONFIG' });
   return v;
+}
+
+function oneOf<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+  const v = env(name, fallback).trim().toLowerCase();
+  if (!(choices as readonly string[]).includes(v)) throw Object.assign(new Error(`${name} must be one of ${choices.join(', ')}, not "${process.env[name]}"`), { code: 'CONFIG' });
+  return v as T;
 }
 
 function flag(name: string, fallback: boolean): boolean {
@@ -150,6 +158,12 @@ export function configFromEnv(): AgentConfig {
       maxHeaderBytes: count('WEFT_L7_MAX_HEADER_BYTES', String(DEFAULT_L7_LIMITS.maxHeaderBytes)),
       maxPipelinedRequests: count('WEFT_L7_MAX_PIPELINED_REQUESTS', String(DEFAULT_L7_LIMITS.maxPipelinedRequests)),
       maxConcurrentStreams: count('WEFT_L7_MAX_CONCURRENT_STREAMS', String(DEFAULT_L7_LIMITS.maxConcurrentStreams)),
+    },
+    l7Path: {
+      escapedSlashes: oneOf('WEFT_L7_PATH_ESCAPED_SLASHES', ['reject', 'decode'], DEFAULT_PATH_OPTIONS.escapedSlashes),
+      pathParameters: oneOf('WEFT_L7_PATH_PARAMETERS', ['reject', 'strip', 'keep'], DEFAULT_PATH_OPTIONS.pathParameters),
+      mergeSlashes: flag('WEFT_L7_PATH_MERGE_SLASHES', DEFAULT_PATH_OPTIONS.mergeSlashes),
+      caseInsensitive: flag('WEFT_L7_PATH_CASE_INSENSITIVE', DEFAULT_PATH_OPTIONS.caseInsensitive),
     },
     installNamespace,
     captureNodeTraffic: flag('WEFT_CAPTURE_NODE_TRAFFIC', true),
@@ -222,6 +236,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
   });
 
   setDefaultL7Limits(cfg.l7Limits);
+  setDefaultPathOptions(cfg.l7Path);
   const pool = new HbonePool({ secureContextFor: (id) => certificates.secureContextFor(id) });
   const enforcer = new PolicyEnforcer({ store, installNamespace: cfg.installNamespace, log });
   const inbound = new InboundProxy({ store, node: cfg.node, certificates, report, enforcer, idleTimeoutMs: cfg.idleTimeoutMs });

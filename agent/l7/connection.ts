@@ -10,6 +10,7 @@ import net from 'node:net';
 import { CodedError } from '../../api/coded-error.ts';
 import { addAbortSignal, type Duplex } from 'node:stream';
 import { type L7Limits, resolveLimits } from './limits.ts';
+import { type PathOptions, resolvePathOptions } from './path.ts';
 import type { HttpRequestInfo, L7Options, L7Outcome, L7Session, RequestRecord, RequestVerdict } from './types.ts';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 60 * 60 * 1000;
@@ -41,6 +42,7 @@ export class L7Connection implements L7Session {
   readonly client: Duplex;
   readonly done: Promise<L7Outcome>;
   readonly limits: Readonly<L7Limits>;
+  readonly pathOptions: Readonly<PathOptions>;
   readonly #options: L7Options;
   readonly #resolve: (outcome: L7Outcome) => void;
   #handler: ProtocolHandler | undefined;
@@ -59,6 +61,7 @@ export class L7Connection implements L7Session {
     this.client = client;
     this.#options = options;
     this.limits = resolveLimits(options.limits);
+    this.pathOptions = resolvePathOptions(options.path);
     const { promise, resolve } = Promise.withResolvers<L7Outcome>();
     this.done = promise;
     this.#resolve = resolve;

@@ -214,7 +214,7 @@ class Http1Handler implements ProtocolHandler {
   #begin(req: http.IncomingMessage): Http1Exchange {
     this.#conn.begin();
     const method = req.method ?? '';
-    const target = parseRequestTarget(method, req.url ?? '');
+    const target = parseRequestTarget(method, req.url ?? '', this.#conn.pathOptions);
     const repeated = repeatedSingleton(req.rawHeaders);
     const host = req.headers.host;
     let authority = host;

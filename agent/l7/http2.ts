@@ -134,7 +134,7 @@ class Http2Handler implements ProtocolHandler {
     conn.begin();
     const method = (headers[':method'] ?? '').toUpperCase();
     const rawPath = headers[':path'] ?? '';
-    const normalized = method === 'OPTIONS' && rawPath === '*' ? OPTIONS_STAR : normalizePath(rawPath);
+    const normalized = method === 'OPTIONS' && rawPath === '*' ? OPTIONS_STAR : normalizePath(rawPath, conn.pathOptions);
     const authority = headers[':authority'] ?? headers.host;
     const ds = stream as TaggedServerStream;
     const ex = new Http2Exchange(this, conn, ds, headers, method, normalized.ok ? normalized.path : withoutQuery(rawPath), hostOf(authority));

@@ -1,7 +1,7 @@
 // What policy sees as the path and the host: normalization that closes the usual bypasses of a
 // path rule, the three HTTP/1.1 request-target forms, and host spellings.
 import t from 'tap';
-import { normalizePath } from './path.ts';
+import { DEFAULT_PATH_OPTIONS, normalizePath } from './path.ts';
 import { hostOf, parseRequestTarget } from './request-info.ts';
 
 const normalized = (target: string): string => {
@@ -80,4 +80,29 @@ t.test('hosts: lower-case, no port, no trailing dot, IPv6 brackets kept', async 
   t.equal(hostOf('[FD00::1]:8080'), '[fd00::1]');
   t.equal(hostOf('[fd00::1]'), '[fd00::1]');
   t.equal(hostOf(undefined), '');
+});
+
+t.test('options: path parameters refused, cut before dot segments, or kept', async (t) => {
+  const strip = { ...DEFAULT_PATH_OPTIONS, pathParameters: 'strip' } as const;
+  const keep = { ...DEFAULT_PATH_OPTIONS, pathParameters: 'keep' } as const;
+  t.equal(normalizePath('/admin;x').ok, false, 'refused by default');
+  const cut = (p: string): string => {
+    const n = normalizePath(p, strip);
+    return n.ok ? n.path : n.reason;
+  };
+  t.equal(cut('/admin;x'), '/admin');
+  t.equal(cut('/public/..;/admin'), '/admin', 'the Tomcat bypass: parameters go before ".." is resolved');
+  t.equal(cut('/a;b=c/d;e'), '/a/d');
+  t.equal(cut('/;x/admin'), '/admin');
+  t.same(normalizePath('/public/..;/admin', keep), { ok: true, path: '/public/..;/admin', query: '' });
+});
+
+t.test('options: escaped slashes decoded, slashes kept, case folded', async (t) => {
+  const decode = { ...DEFAULT_PATH_OPTIONS, escapedSlashes: 'decode' } as const;
+  t.same(normalizePath('/a%2Fb%5Cc\\d', decode), { ok: true, path: '/a/b/c/d', query: '' });
+  t.same(normalizePath('/a%2F..%2Fadmin', decode), { ok: true, path: '/admin', query: '' });
+  const unmerged = { ...DEFAULT_PATH_OPTIONS, mergeSlashes: false };
+  t.same(normalizePath('//a//b/./../c', unmerged), { ok: true, path: '//a//c', query: '' });
+  const folded = { ...DEFAULT_PATH_OPTIONS, caseInsensitive: true };
+  t.same(normalizePath('/ADMIN/Caf%c3%a9?Q=A', folded), { ok: true, path: '/admin/caf%C3%A9', query: '?Q=A' }, 'escapes keep upper-case hex, the query is untouched');
 });

@@ -2,7 +2,7 @@
 // (from Host, `:authority` or an absolute-form target), whether it is gRPC, and the request target
 // of an HTTP/1.1 request line, which unlike HTTP/2's `:path` comes in several forms.
 
-import { normalizePath } from './path.ts';
+import { DEFAULT_PATH_OPTIONS, type PathOptions, normalizePath } from './path.ts';
 
 /**
  * Lower-case host without port, and without the trailing dot of a fully qualified name
@@ -53,9 +53,9 @@ export type RequestTarget =
 const ABSOLUTE_FORM = /^(https?):\/\/([^/?#]*)(.*)$/i;
 
 /** Parses and normalizes an HTTP/1.1 request target: origin-form, absolute-form, or `*` for OPTIONS. */
-export function parseRequestTarget(method: string, target: string): RequestTarget {
+export function parseRequestTarget(method: string, target: string, options: Readonly<PathOptions> = DEFAULT_PATH_OPTIONS): RequestTarget {
   if (target.charCodeAt(0) === 0x2f /* / */) {
-    const n = normalizePath(target);
+    const n = normalizePath(target, options);
     return n.ok ? { ok: true, path: n.path, forward: n.query === '' ? n.path : n.path + n.query, authority: undefined, scheme: 'http' } : { ...n, path: rawPath(target) };
   }
   if (target === '*') {
@@ -65,7 +65,7 @@ export function parseRequestTarget(method: string, target: string): RequestTarge
   if (!absolute) return { ok: false, reason: 'unsupported request target', path: rawPath(target) };
   const [, scheme, authority, rest] = absolute as unknown as [string, string, string, string];
   if (authority === '' || authority.includes('@')) return { ok: false, reason: 'invalid authority in request target', path: rawPath(rest) };
-  const n = normalizePath(rest === '' || rest.charCodeAt(0) !== 0x2f ? `/${rest}` : rest);
+  const n = normalizePath(rest === '' || rest.charCodeAt(0) !== 0x2f ? `/${rest}` : rest, options);
   if (!n.ok) return { ...n, path: rawPath(rest) };
   return { ok: true, path: n.path, forward: n.path + n.query, authority, scheme: scheme.toLowerCase() };
 }

@@ -228,7 +228,7 @@ export type Front = {
   dials: () => number;
 };
 
-export type FrontOptions = Partial<Pick<L7Options, 'authorize' | 'idleTimeoutMs' | 'limits'>> & { dial?: L7Options['dial'] };
+export type FrontOptions = Partial<Pick<L7Options, 'authorize' | 'idleTimeoutMs' | 'limits' | 'path'>> & { dial?: L7Options['dial'] };
 
 /** A TCP listener handing every accepted socket to serveHttp(), dialling `upstreamPort`. */
 export async function startFront(t: Test, upstreamPort: number, options: FrontOptions = {}): Promise<Front> {
@@ -249,6 +249,7 @@ export async function startFront(t: Test, upstreamPort: number, options: FrontOp
       onRequest: (record) => records.push(record),
       ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
       ...(options.limits !== undefined ? { limits: options.limits } : {}),
+      ...(options.path !== undefined ? { path: options.path } : {}),
     });
     sessions.push(session);
     outcomes.push(session.done);

@@ -4,6 +4,7 @@
 
 import type net from 'node:net';
 import type { L7Limits } from './limits.ts';
+import type { PathOptions } from './path.ts';
 
 /** One request as policy sees it. Everything is normalized before policy looks at it. */
 export interface HttpRequestInfo {
@@ -47,6 +48,8 @@ export interface L7Options {
   idleTimeoutMs?: number;
   /** Header timeout, head size, pipelining and stream caps; unset fields take the process defaults (limits.ts). */
   limits?: Partial<L7Limits>;
+  /** Path normalization; unset fields take the process defaults (path.ts). */
+  path?: Partial<PathOptions>;
 }
 
 export interface L7Outcome {
