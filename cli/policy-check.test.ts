@@ -35,6 +35,8 @@ interface PodSpec {
   ports?: { name?: string; containerPort: number; protocol?: string }[];
   hostNetwork?: boolean;
   annotations?: Record<string, string>;
+  /** A tcpSocket readiness probe on this port. */
+  probePort?: number;
 }
 
 function pod(key: string, o: PodSpec): V1Pod {
@@ -47,14 +49,21 @@ function pod(key: string, o: PodSpec): V1Pod {
       nodeName: o.node,
       serviceAccountName: o.sa ?? name,
       ...(o.hostNetwork ? { hostNetwork: true } : {}),
-      containers: [{ name: 'main', image: 'example', ...(o.ports ? { ports: o.ports } : {}) }],
+      containers: [
+        {
+          name: 'main',
+          image: 'example',
+          ...(o.ports ? { ports: o.ports } : {}),
+          ...(o.probePort ? { readinessProbe: { tcpSocket: { port: o.probePort } } } : {}),
+        },
+      ],
     },
     status: { phase: 'Running', podIP: o.ip, podIPs: [{ ip: o.ip }] },
   };
 }
 
 const pods: V1Pod[] = [
-  pod('shop/server', { node: 'node-1', ip: '10.200.1.10', ports: [{ name: 'http', containerPort: 8080 }, { name: 'echo', containerPort: 9000 }] }),
+  pod('shop/server', { node: 'node-1', ip: '10.200.1.10', ports: [{ name: 'http', containerPort: 8080 }, { name: 'echo', containerPort: 9000 }], probePort: 9000 }),
   pod('shop/local', { node: 'node-1', ip: '10.200.1.11', ports: [{ name: 'metrics', containerPort: 9090 }] }),
   pod('shop/bare', { node: 'node-1', ip: '10.200.1.12' }),
   pod('web/client', { node: 'node-2', ip: '10.200.2.10' }),
@@ -355,11 +364,18 @@ t.test('a destination outside the mesh: no Weft policy applies', async (t) => {
   t.equal(check({ to: 'kube-system/probe-1' }).to.meshReason, 'host-network');
 });
 
-t.test('node-local and self traffic is not captured; a host-network pod elsewhere is plaintext', async (t) => {
+t.test("the node's traffic is plaintext except the kubelet's probe ports; self traffic is not captured", async (t) => {
   const strict = { settings: { mtlsMode: 'STRICT' as const } };
-  const probe = check({ from: 'kube-system/probe-1', ...strict });
-  t.equal(probe.path, 'not-captured');
+  const node = check({ from: 'kube-system/probe-1', port: '8080', ...strict });
+  t.equal(node.path, 'plaintext', 'the node reaching a meshed pod on its own node is captured');
+  t.equal(node.from.ip, '10.200.0.1');
+  t.equal(node.decision, 'DENY', 'and STRICT refuses it');
+  const probe = check({ from: 'kube-system/probe-1', port: '9000', ...strict });
+  t.equal(probe.path, 'not-captured', "the probe's port is exempt");
   t.equal(probe.decision, 'ALLOW', 'kubelet probes reach the pod even under STRICT');
+  const trusted = check({ from: 'kube-system/probe-1', port: '8080', settings: { mtlsMode: 'STRICT', captureNodeTraffic: false } });
+  t.equal(trusted.path, 'not-captured', 'agent.captureNodeTraffic=false trusts the node');
+  t.equal(trusted.decision, 'ALLOW');
   const remote = check({ from: 'kube-system/probe-2', ...strict });
   t.equal(remote.path, 'plaintext');
   t.equal(remote.from.ip, '10.200.0.2');
@@ -422,7 +438,7 @@ t.test('arguments: defaults, repeated headers, and usage errors', async (t) => {
   const a = parseCheckArgs(['web/client', 'shop/server']);
   t.strictSame(a, {
     question: { source: 'web/client', destination: 'shop/server', request: { method: 'GET', path: '/', headers: [] } },
-    settings: { installNamespace: 'weft-system', trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' },
+    settings: { installNamespace: 'weft-system', trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE', captureNodeTraffic: true },
     output: 'text',
   });
   const b = parseCheckArgs([
@@ -458,7 +474,8 @@ t.test('arguments: defaults, repeated headers, and usage errors', async (t) => {
     port: 'http',
     request: { method: 'POST', path: '/x', host: 'a.example', headers: [['X-A', '1'], ['x-b', 'two: parts']] },
   });
-  t.strictSame(b.settings, { installNamespace: 'mesh', trustDomain: 'example.org', mtlsMode: 'STRICT' });
+  t.strictSame(b.settings, { installNamespace: 'mesh', trustDomain: 'example.org', mtlsMode: 'STRICT', captureNodeTraffic: true });
+  t.equal(parseCheckArgs(['a/b', 'c/d', '--trust-node-traffic']).settings.captureNodeTraffic, false, '--trust-node-traffic mirrors agent.captureNodeTraffic=false');
   t.equal(b.output, 'json');
   t.equal(b.kubeconfig, '/tmp/kc');
   t.equal(b.playground, 'pg');

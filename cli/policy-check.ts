@@ -65,6 +65,11 @@ export interface MeshSettings {
   trustDomain: string;
   /** The mesh-wide mTLS mode (the controller's --mtls-mode). */
   mtlsMode: MtlsMode;
+  /**
+   * The agents capture what the node itself sends to meshed pods (the chart's
+   * agent.captureNodeTraffic, default true); false trusts the node as before.
+   */
+  captureNodeTraffic?: boolean;
 }
 
 export interface CheckRequest {
@@ -293,7 +298,7 @@ function explain(objects: ClusterObjects, q: CheckQuestion, settings: MeshSettin
   if (from.ip === '') notes.push('the source has no IP yet: ipBlocks rules cannot match it');
   const shared = { ...base, to, mtls, policies };
 
-  const route = routeOf(srcPod, src, dst, from);
+  const route = routeOf(srcPod, src, dst, from, port, settings.captureNodeTraffic ?? true);
   if (route.source === undefined) {
     return { ...shared, path: route.path, pathDetail: route.detail, decision: 'ALLOW', by: 'not captured: no Weft policy applies', reason: 'allowed: not captured' };
   }
@@ -350,13 +355,23 @@ interface Route {
 }
 
 /** How a connection from the source reaches a meshed destination, as the agents route it. */
-function routeOf(srcPod: V1Pod, src: Workload | undefined, dst: Workload, from: PodView): Route {
-  // A pod's connection to itself stays inside its network namespace; the node's own traffic
-  // (host-network pods, kubelet probes) leaves through the output path, which the agent's rules
-  // do not hook (agent/redirect/rules.ts).
+function routeOf(srcPod: V1Pod, src: Workload | undefined, dst: Workload, from: PodView, port: number, captureNode: boolean): Route {
+  // A pod's connection to itself stays inside its network namespace. The node's own traffic
+  // (host-network pods, node processes) leaves through the output path, where the agent captures
+  // it like any plaintext client, except the kubelet's probe ports (agent/redirect/rules.ts).
   if (src?.key === dst.key) return { path: 'not-captured', detail: "a pod's connection to itself stays inside the pod" };
   if (srcPod.spec?.hostNetwork === true && srcPod.spec.nodeName === dst.node) {
-    return { path: 'not-captured', detail: `the source uses the host network of ${dst.node}, the destination's node: node-local traffic is not captured (as for kubelet probes)` };
+    if (!captureNode) {
+      return { path: 'not-captured', detail: `the source uses the host network of ${dst.node}, the destination's node, and node traffic is trusted (agent.captureNodeTraffic=false)` };
+    }
+    if (dst.probePorts?.includes(port)) {
+      return { path: 'not-captured', detail: `port ${port} is one the kubelet probes: the node reaches it directly, past the agent` };
+    }
+    return {
+      path: 'plaintext',
+      detail: `the source uses the host network of ${dst.node}, the destination's node: its agent captures the node's traffic as plaintext, without an identity`,
+      source: { ip: from.ip },
+    };
   }
   if (src?.meshed === true) {
     const source = { principal: src.identity, namespace: src.namespace, ip: from.ip };
@@ -702,6 +717,7 @@ export function parseCheckArgs(argv: string[]): CheckArgs {
         namespace: { type: 'string', default: 'weft-system' },
         'trust-domain': { type: 'string', default: 'cluster.local' },
         'mtls-mode': { type: 'string', default: 'PERMISSIVE' },
+        'trust-node-traffic': { type: 'boolean', default: false },
       },
     });
   } catch (err) {
@@ -729,7 +745,7 @@ export function parseCheckArgs(argv: string[]): CheckArgs {
       ...(values.port !== undefined ? { port: values.port } : {}),
       request: { method: values.method, path: values.path, ...(values.host !== undefined ? { host: values.host } : {}), headers },
     },
-    settings: { installNamespace: values.namespace, trustDomain: values['trust-domain'], mtlsMode },
+    settings: { installNamespace: values.namespace, trustDomain: values['trust-domain'], mtlsMode, captureNodeTraffic: !values['trust-node-traffic'] },
     output,
     ...(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {}),
     ...(values.name !== undefined ? { playground: values.name } : {}),

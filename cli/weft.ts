@@ -17,7 +17,7 @@ const USAGE = `usage:
   weft dev down [--name NAME]                                 remove everything the playground made
   weft policy check <namespace>/<src-pod> <namespace>/<dst-pod> [--port P] [--method M] [--path /x] [--host H]
         [--header 'name: value']... [-o json] [--kubeconfig PATH] [--name NAME] [--namespace weft-system]
-        [--trust-domain cluster.local] [--mtls-mode PERMISSIVE|STRICT]
+        [--trust-domain cluster.local] [--mtls-mode PERMISSIVE|STRICT] [--trust-node-traffic]
                                                               which policy and rule decide a connection (exit 0 allow, 3 deny)`;
 
 const DEFAULT_NAME = process.env.WEFT_PLAYGROUND ?? 'weft';
