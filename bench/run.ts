@@ -1,27 +1,38 @@
 // `npm run bench`: the L4 mesh against the same traffic without the mesh, side by side in one run
 // on one playground (the machines are noisy, so only same-run ratios mean anything).
 //
-//   latency      fortio tcp echo, fixed rate, one persistent connection, 64-byte messages (p50, p99)
+//   latency      fortio tcp echo, fixed rate, one persistent connection, 64-byte messages (p50,
+//                p99), with 10 µs histogram buckets (fortio's default of 1 ms would put every
+//                figure of interest inside its first bucket)
 //   connections  fortio HTTP without keep-alive: new connections per second
 //   throughput   iperf3, one stream
 //   agent        CPU seconds per GB and RSS of the agents under load; RSS with N idle tunnelled
-//                connections open
+//                connections open, and after the load has stopped
+//
+// Each metric runs BENCH_ROUNDS times (default 3), direct and meshed interleaved, alternating
+// which goes first; the table shows min and median of each side, the ratio of the medians, and
+// the load average beside each round, because one run on a shared machine means little.
 //
 // Everything runs between pods on two nodes of a playground named "bench"; nothing leaves the
 // machine. Results print as a table and are written to bench/results/latest.json.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { Playground, pod, type DevStatusJson } from '../tests/helpers/playground.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const QPS = Number(process.env.BENCH_QPS ?? 1000);
 const IDLE_CONNS = Number(process.env.BENCH_IDLE_CONNECTIONS ?? 1000);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+/** fortio's histogram bucket width in seconds: 10 µs. */
+const RESOLUTION = '0.00001';
 const pg = new Playground(process.env.BENCH_PLAYGROUND ?? 'bench');
 
 interface Row {
   metric: string;
-  direct: number;
-  meshed: number;
+  /** One value per round. */
+  direct: number[];
+  meshed: number[];
   unit: string;
   /** 'lower' when smaller is better. */
   better: 'lower' | 'higher';
@@ -63,7 +74,7 @@ async function fortio(from: string, args: string[]): Promise<FortioResult> {
 const pct = (r: FortioResult, p: number) => (r.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1e6;
 
 async function latency(ns: string, ip: string): Promise<{ p50: number; p99: number }> {
-  const r = await fortio(`${ns}/client`, ['-qps', String(QPS), '-c', '1', '-t', `${SECONDS}s`, '-payload-size', '64', '-p', '50,99', `tcp://${ip}:8078`]);
+  const r = await fortio(`${ns}/client`, ['-qps', String(QPS), '-c', '1', '-t', `${SECONDS}s`, '-r', RESOLUTION, '-payload-size', '64', '-p', '50,99', `tcp://${ip}:8078`]);
   return { p50: pct(r, 50), p99: pct(r, 99) };
 }
 
@@ -127,26 +138,47 @@ async function main(): Promise<void> {
     const held = await agentsSample();
     await holder;
 
-    const rows: Row[] = [];
-    const lat = { direct: await latency('direct', ip('direct', 'echo')), meshed: await latency('meshed', ip('meshed', 'echo')) };
-    rows.push({ metric: `latency p50 @${QPS} rps`, direct: lat.direct.p50, meshed: lat.meshed.p50, unit: 'µs', better: 'lower' });
-    rows.push({ metric: `latency p99 @${QPS} rps`, direct: lat.direct.p99, meshed: lat.meshed.p99, unit: 'µs', better: 'lower' });
-    const cps = { direct: await connectionsPerSecond('direct', ip('direct', 'echo')), meshed: await connectionsPerSecond('meshed', ip('meshed', 'echo')) };
-    rows.push({ metric: 'new connections/s', direct: cps.direct, meshed: cps.meshed, unit: '/s', better: 'higher' });
-    const tputDirect = await throughput('direct', ip('direct', 'iperf'));
-    const before = await agentsSample();
-    const tputMeshed = await throughput('meshed', ip('meshed', 'iperf'));
-    const after = await agentsSample();
-    rows.push({ metric: 'single-stream throughput', direct: tputDirect, meshed: tputMeshed, unit: 'Gbit/s', better: 'higher' });
-    const gb = (tputMeshed * SECONDS) / 8;
-    const agentCpu = (after.cpuSeconds - before.cpuSeconds) / gb;
+    const rows: Record<string, Row> = {};
+    const record = (metric: string, unit: string, better: Row['better'], side: 'direct' | 'meshed', value: number) => {
+      rows[metric] ??= { metric, direct: [], meshed: [], unit, better };
+      rows[metric][side].push(value);
+    };
+    const loads: number[] = [];
+    const cpuPerGB: number[] = [];
+    let rssUnderLoad = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      loads.push(loadavg()[0] ?? NaN);
+      // Alternate which side goes first, so that a drift in the machine's load favours neither.
+      const sides: ('direct' | 'meshed')[] = round % 2 === 0 ? ['direct', 'meshed'] : ['meshed', 'direct'];
+      for (const side of sides) {
+        const l = await latency(side, ip(side, 'echo'));
+        record(`latency p50 @${QPS} rps`, 'µs', 'lower', side, l.p50);
+        record(`latency p99 @${QPS} rps`, 'µs', 'lower', side, l.p99);
+      }
+      for (const side of sides) record('new connections/s', '/s', 'higher', side, await connectionsPerSecond(side, ip(side, 'echo')));
+      for (const side of sides) {
+        const before = await agentsSample();
+        const gbits = await throughput(side, ip(side, 'iperf'));
+        const after = await agentsSample();
+        record('single-stream throughput', 'Gbit/s', 'higher', side, gbits);
+        if (side === 'meshed') {
+          cpuPerGB.push((after.cpuSeconds - before.cpuSeconds) / ((gbits * SECONDS) / 8));
+          rssUnderLoad = Math.max(rssUnderLoad, after.rssMB);
+        }
+      }
+      console.error(`[bench] round ${round + 1}/${ROUNDS} done (load average ${loads[round]?.toFixed(2)})`);
+    }
+    await new Promise((r) => setTimeout(r, 5000));
+    const afterLoad = await agentsSample();
 
-
-    printTable(rows);
+    printTable(Object.values(rows), loads);
     const extra = {
+      rounds: ROUNDS,
+      loadAverages: loads,
       agentIdleRssMB: idle.rssMB,
-      agentRssUnderLoadMB: after.rssMB,
-      agentCpuSecondsPerGB: agentCpu,
+      agentRssUnderLoadMB: rssUnderLoad,
+      agentRssAfterLoadMB: afterLoad.rssMB,
+      agentCpuSecondsPerGB: { min: Math.min(...cpuPerGB), median: median(cpuPerGB) },
       agentRssWithIdleConnectionsMB: held.rssMB,
       idleConnections: IDLE_CONNS,
       perIdleConnectionKB: ((held.rssMB - idle.rssMB) * 1024) / IDLE_CONNS,
@@ -154,23 +186,33 @@ async function main(): Promise<void> {
     console.log(
       [
         '',
-        `agent RSS idle ${extra.agentIdleRssMB.toFixed(1)} MB, under load ${extra.agentRssUnderLoadMB.toFixed(1)} MB`,
+        `agent RSS idle ${extra.agentIdleRssMB.toFixed(1)} MB, under load ${extra.agentRssUnderLoadMB.toFixed(1)} MB, 5 s after load ${extra.agentRssAfterLoadMB.toFixed(1)} MB`,
         `agent RSS with ${IDLE_CONNS} idle tunnelled connections: ${extra.agentRssWithIdleConnectionsMB.toFixed(1)} MB (~${extra.perIdleConnectionKB.toFixed(1)} KB each)`,
-        `agent CPU: ${extra.agentCpuSecondsPerGB.toFixed(2)} s per GB tunnelled (both agents)`,
+        `agent CPU: ${extra.agentCpuSecondsPerGB.min.toFixed(2)} (min) / ${extra.agentCpuSecondsPerGB.median.toFixed(2)} (median) s per GB tunnelled (both agents)`,
       ].join('\n'),
     );
     await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
-    await writeFile(join(import.meta.dirname, 'results', 'latest.json'), JSON.stringify({ at: new Date().toISOString(), seconds: SECONDS, qps: QPS, rows, ...extra }, null, 2));
+    await writeFile(join(import.meta.dirname, 'results', 'latest.json'), JSON.stringify({ at: new Date().toISOString(), seconds: SECONDS, qps: QPS, rows: Object.values(rows), ...extra }, null, 2));
   } finally {
     if (!process.env.BENCH_KEEP) await pg.down();
   }
 }
 
-function printTable(rows: Row[]): void {
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+}
+
+function printTable(rows: Row[], loads: number[]): void {
   const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
-  console.log(`\n${'metric'.padEnd(28)}${'direct'.padStart(12)}${'meshed'.padStart(12)}${'mesh/direct'.padStart(14)}  unit`);
-  for (const r of rows) console.log(`${r.metric.padEnd(28)}${f(r.direct).padStart(12)}${f(r.meshed).padStart(12)}${(r.meshed / r.direct).toFixed(2).padStart(14)}  ${r.unit}`);
-  for (const r of rows.filter((x) => x.unit === 'µs')) console.log(`added ${r.metric}: ${f(r.meshed - r.direct)} µs`);
+  const cell = (xs: number[]) => `${f(Math.min(...xs))} / ${f(median(xs))}`;
+  console.log(`\n${ROUNDS} interleaved rounds; load average at each round: ${loads.map((l) => l.toFixed(2)).join(', ')}`);
+  console.log(`${'metric'.padEnd(28)}${'direct min / median'.padStart(22)}${'meshed min / median'.padStart(22)}${'mesh/direct'.padStart(13)}  unit`);
+  for (const r of rows) {
+    console.log(`${r.metric.padEnd(28)}${cell(r.direct).padStart(22)}${cell(r.meshed).padStart(22)}${(median(r.meshed) / median(r.direct)).toFixed(2).padStart(13)}  ${r.unit}`);
+  }
+  for (const r of rows.filter((x) => x.unit === 'µs')) console.log(`added ${r.metric} (medians): ${f(median(r.meshed) - median(r.direct))} µs`);
 }
 
 await main();
