@@ -156,6 +156,9 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
       if (path === SIGN_PATH) o.metrics?.signRequests.inc({ result: e.code });
       replyJson(stream, e.status, e.body(), o.lingerMs, e.headers());
       const state = stream.session ? states.get(stream.session) : undefined;
+      // Trust is for rotating a token, not for trying others: a refused token ends it, and the
+      // connection's next unknown tokens meet the per-source limits again.
+      if (state?.authenticated && (e.code === 'UNAUTHENTICATED' || e.code === 'FORBIDDEN')) state.authenticated = false;
       if (e.code === 'RATE_LIMITED' && state && !state.authenticated && ++state.limited >= o.maxLimitedPerConnection) {
         // A connection that keeps asking after being told to wait is a flood, not an agent
         // (agents back off): answering each stream costs more than the connection is worth.
