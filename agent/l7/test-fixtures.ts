@@ -61,7 +61,8 @@ export async function startHttp1Upstream(t: Test): Promise<Http1Upstream> {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     const url = req.url ?? '';
     if (url === '/stream') {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', trailer: 'x-bytes' });
+      // A HEAD response has no body, so no chunked encoding and no trailers (Node throws).
+      res.writeHead(200, { 'content-type': 'application/octet-stream', ...(req.method === 'HEAD' ? {} : { trailer: 'x-bytes' }) });
       res.flushHeaders();
       let bytes = 0;
       req.on('data', (chunk: Buffer) => {
@@ -70,7 +71,7 @@ export async function startHttp1Upstream(t: Test): Promise<Http1Upstream> {
       });
       res.on('drain', () => req.resume());
       req.on('end', () => {
-        res.addTrailers({ 'x-bytes': String(bytes) });
+        if (req.method !== 'HEAD') res.addTrailers({ 'x-bytes': String(bytes) });
         res.end();
       });
       return;
@@ -348,14 +349,14 @@ export type Tunnel = {
  * A local HTTP/2 server answering CONNECT with 200 and handing the server-side stream to
  * serveHttp(), and a client session to it: the shape of an inbound HBONE stream, without the TLS.
  */
-export async function startTunnel(t: Test, upstreamPort: number, authorize: L7Options['authorize'] = denyAdmin): Promise<Tunnel> {
+export async function startTunnel(t: Test, upstreamPort: number, authorize: L7Options['authorize'] = denyAdmin, options: Pick<L7Options, 'limits' | 'idleTimeoutMs' | 'path'> = {}): Promise<Tunnel> {
   const sessions: L7Session[] = [];
   const outcomes: Promise<L7Outcome>[] = [];
   const records: RequestRecord[] = [];
   const server = http2.createServer();
   server.on('stream', (stream) => {
     stream.respond({ ':status': 200 });
-    const session = serveHttp(stream, { dial: () => dialTcp(upstreamPort), authorize, onRequest: (r) => records.push(r) });
+    const session = serveHttp(stream, { ...options, dial: () => dialTcp(upstreamPort), authorize, onRequest: (r) => records.push(r) });
     sessions.push(session);
     outcomes.push(session.done);
   });
