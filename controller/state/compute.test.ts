@@ -76,6 +76,15 @@ t.test('a workload carries identity, addresses and labels', async (t) => {
   t.equal(unmeshed?.identity, 'spiffe://cluster.local/ns/shop/sa/default', 'no service account means "default"');
 });
 
+t.test("node addresses: status.hostIPs, else hostIP, absent until the kubelet reports them", async (t) => {
+  // Agents use them to prove which node a tunnel comes from (agent/hbone/source-claim.ts).
+  const withStatus = (status: V1Pod['status']): V1Pod => ({ ...pod({ ips: ['10.0.0.5'] }), status: { ...pod({ ips: ['10.0.0.5'] }).status, ...status } });
+  t.same(computeWorkload(withStatus({ hostIPs: [{ ip: '10.200.0.11' }, { ip: 'fd00::11' }], hostIP: '10.200.0.11' }), ns('shop'), TD)?.hostIPs, ['10.200.0.11', 'fd00::11']);
+  t.same(computeWorkload(withStatus({ hostIP: '10.200.0.12' }), ns('shop'), TD)?.hostIPs, ['10.200.0.12'], 'the legacy single field');
+  const unreported = computeWorkload(pod({ ips: ['10.0.0.5'] }), ns('shop'), TD) ?? {};
+  t.notOk('hostIPs' in unreported, 'not announced before it is known');
+});
+
 t.test('pod IPs: podIPs first, podIP as the legacy fallback', async (t) => {
   t.strictSame(podIPs({ status: { podIP: '10.1.1.1' } }), ['10.1.1.1']);
   t.strictSame(podIPs({ status: { podIP: '10.1.1.1', podIPs: [{ ip: '10.1.1.1' }, { ip: 'fd00::1' }] } }), ['10.1.1.1', 'fd00::1']);
