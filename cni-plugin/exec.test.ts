@@ -14,7 +14,7 @@ import type { CniServer, CniServerLog } from '../agent/cni/server.ts';
 import { RecordingEnroller } from '../agent/cni/test-enroller.ts';
 import { weftCniEntry } from '../agent/cni/conflist.ts';
 import { buildCni } from '../scripts/build-cni.ts';
-import { execPlugin } from './testing/exec-plugin.ts';
+import { execCapture, execPlugin } from './testing/exec-plugin.ts';
 import type { PluginRun } from './testing/exec-plugin.ts';
 import { startFakeKubeApi } from './testing/fake-kube-api.ts';
 
@@ -126,6 +126,8 @@ t.test('VERSION with empty stdin answers, as the reference plugins do; other mal
     t.same(run.json, { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] }, `${what}: our newest version and the list`);
     t.same(Object.keys(run.json as object), Object.keys(ptp.json as object), `${what}: the same fields as ${reference}`);
   }
+  const closedStdin = await execCapture('sh', ['-c', `exec "${exe}" <&-`], { CNI_COMMAND: 'VERSION' }, '');
+  t.equal(closedStdin.code, 0, 'and with stdin closed, as ptp does');
   isCniError(t, await execPlugin(exe, { CNI_COMMAND: 'VERSION' }, '{"cniVersion": '), 6, /stdin is not JSON/);
   isCniError(t, await execPlugin(exe, { CNI_COMMAND: 'VERSION' }, '[]'), 6, /JSON object/);
   const add = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/run/netns/x', CNI_IFNAME: 'eth0' };
