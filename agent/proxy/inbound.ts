@@ -54,6 +54,9 @@ export class InboundProxy {
           o.report.refused({ direction: 'inbound', peer: e.peerAddress ? `${e.peerAddress.ip}:${e.peerAddress.port}` : '', reason: e.reason });
         } else if (e.type === 'stream-rejected' && !e.reported) {
           o.report.refused({ direction: 'inbound', peer: '', reason: `${e.status} ${e.reason}`, sourcePrincipal: e.peerIdentity });
+        } else if (e.type === 'stream-failed') {
+          // A bug on the inbound path (handler or L7 server): the stream was reset; make it visible.
+          o.report.refused({ direction: 'inbound', peer: '', reason: `internal error: ${e.reason}`, sourcePrincipal: e.peerIdentity });
         }
       },
     });
