@@ -13,6 +13,7 @@
 // starts with an HTTP/1.1 status line; the agent's session ends within the deadline once the
 // client has finished (FIN) or reset; and a well-formed request on a new connection gets 200.
 import fc from 'fast-check';
+import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -148,10 +149,12 @@ async function nth(outcomes: Promise<L7Outcome>[], n: number): Promise<L7Outcome
   return outcomes[n] as Promise<L7Outcome>;
 }
 
-function socketClient(): Client {
+async function socketClient(): Promise<Client> {
   const session = nth(front.outcomes, front.outcomes.length);
   const socket = net.connect({ host: LOOPBACK, port: front.port });
   socket.on('error', () => {});
+  // Connected first: a socket reset before the handshake completes never reaches the agent.
+  await once(socket, 'connect');
   const received: Buffer[] = [];
   socket.on('data', (c: Buffer) => received.push(c));
   return {
@@ -182,7 +185,7 @@ async function tunnelClient(): Promise<Client> {
 const goodAgent = keepAliveAgent(t);
 
 async function check(input: Http1Input): Promise<void> {
-  const client = input.transport === 'tunnel' ? await tunnelClient() : socketClient();
+  const client = input.transport === 'tunnel' ? await tunnelClient() : await socketClient();
   for (const w of input.writes) {
     client.write(w);
     if (input.gapMs > 0) await sleep(input.gapMs);

@@ -176,6 +176,7 @@ export async function startHttp2Upstream(t: Test): Promise<Http2Upstream> {
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('end', () => {
+        if (stream.destroyed || stream.closed) return; // see the JSON echo below
         const messages = parseGrpcFrames(Buffer.concat(chunks)).map((m) => grpcFrame(Buffer.concat([Buffer.from('echo:'), m])));
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
         stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'OK' }));
@@ -190,6 +191,8 @@ export async function startHttp2Upstream(t: Test): Promise<Http2Upstream> {
     }
     stream.resume();
     stream.on('end', () => {
+      // 'end' also comes on a stream the agent has just reset; there is nobody to answer then.
+      if (stream.destroyed || stream.closed) return;
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.end(JSON.stringify(headers));
     });
