@@ -30,6 +30,12 @@ export class L7Error extends CodedError<L7ErrorCode> {
 export interface ProtocolHandler {
   /** No request in flight for the idle timeout: close gracefully (end, GOAWAY). */
   drain(): void;
+  /**
+   * Requests are in flight but nothing moved for the idle timeout: prove the client is still
+   * there (an HTTP/2 PING), or close. A client that reset its connection while the agent was not
+   * reading would otherwise hold the session, and its upstream, until the process ends.
+   */
+  checkAlive?(): void;
   /** Tear down now, both sides; also releases the upstream once the client is gone. */
   destroy(): void;
 }
@@ -165,6 +171,7 @@ export class L7Connection implements L7Session {
   #onIdle(): void {
     if (this.#ended) return;
     if (this.#inflight > 0) {
+      this.#handler?.checkAlive?.();
       this.#idle?.refresh();
       return;
     }

@@ -101,6 +101,7 @@ class Http2Handler implements ProtocolHandler {
   #session: http2.ServerHttp2Session | undefined;
   #upstream: http2.ClientHttp2Session | undefined;
   #connecting: Promise<http2.ClientHttp2Session> | undefined;
+  #pingOutstanding = false;
 
   constructor(conn: L7Connection) {
     this.#conn = conn;
@@ -115,6 +116,20 @@ class Http2Handler implements ProtocolHandler {
     // sockets Node's session would wait for it forever: GOAWAY, so that the session ends once the
     // streams in flight are answered.
     this.#conn.client.once('end', () => session.close());
+  }
+
+  checkAlive(): void {
+    const session = this.#session;
+    if (!session || session.destroyed) return;
+    // The previous PING is still unanswered a whole idle period later: the peer is gone.
+    if (this.#pingOutstanding) return this.#conn.close('client: no answer to PING');
+    this.#pingOutstanding = true;
+    // Writing the PING surfaces a reset the paused socket has not read yet (EPIPE/ECONNRESET).
+    const sent = session.ping((err) => {
+      this.#pingOutstanding = false;
+      if (err) this.#conn.close(`client: PING failed (${errorCode(err)})`);
+    });
+    if (!sent) this.#conn.close('client: PING not sent');
   }
 
   drain(): void {
