@@ -1,50 +1,16 @@
-// Test support: HTTP/2 written by hand, for what Node's own client refuses to send (a singleton
-// header twice, uppercase names, pseudo-headers out of place) and for frame-level fuzzing. HPACK is
-// the literal-without-indexing form only, which every decoder must accept; of the answer only the
-// frame types and the first response's :status are read.
+// Test support: one h2c exchange written by hand (frames from agent/testing/h2-frames.ts) against
+// the L7 path, for what Node's own client refuses to send and for frame-level fuzzing; of the
+// answer only the frame types and the first response's :status are read.
 
 import net from 'node:net';
-import { H2_PREFACE } from './sniff.ts';
+import { FRAME, FrameReader, PREFACE, SETTINGS_ACK, frame, wantsAck, type ReceivedFrame } from '../testing/h2-frames.ts';
 
-export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
-export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
-
-export function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head.writeUInt8(type, 3);
-  head.writeUInt8(flags, 4);
-  head.writeUInt32BE(streamId & 0x7fffffff, 5);
-  return Buffer.concat([head, payload]);
-}
-
-function hpackInteger(value: number, prefixBits: number, firstByte: number): Buffer {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return Buffer.from([firstByte | value]);
-  const out = [firstByte | max];
-  let rest = value - max;
-  while (rest >= 128) {
-    out.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
-  return Buffer.from(out);
-}
-
-function hpackString(text: string): Buffer {
-  const bytes = Buffer.from(text, 'latin1');
-  return Buffer.concat([hpackInteger(bytes.length, 7, 0), bytes]);
-}
-
-/** A header block of literal fields without indexing, names and values as given (any case). */
-export function headerBlock(fields: readonly (readonly [string, string])[]): Buffer {
-  return Buffer.concat(fields.flatMap(([name, value]) => [Buffer.from([0]), hpackString(name), hpackString(value)]));
-}
+export { FLAG, FRAME, frame, headerBlock } from '../testing/h2-frames.ts';
 
 /** The client preface and an empty SETTINGS frame. */
-export const CLIENT_START = Buffer.concat([H2_PREFACE, frame(FRAME.SETTINGS, 0, 0)]);
+export const CLIENT_START = Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0)]);
 
-export type RawH2Answer = { frames: { type: number; flags: number; streamId: number; payload: Buffer }[]; status: number | undefined; closed: boolean };
+export type RawH2Answer = { frames: ReceivedFrame[]; status: number | undefined; closed: boolean };
 
 /**
  * Writes `bytes` on a new connection, acknowledges the server's SETTINGS (then writes
@@ -53,22 +19,17 @@ export type RawH2Answer = { frames: { type: number; flags: number; streamId: num
 export function rawH2Exchange(port: number, bytes: Buffer, waitMs = 300, afterSettings?: Buffer): Promise<RawH2Answer> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
-    let buffered = Buffer.alloc(0);
+    const reader = new FrameReader();
     const frames: RawH2Answer['frames'] = [];
     let closed = false;
     const timer = setTimeout(() => socket.destroy(), waitMs);
     socket.on('error', () => {});
     socket.on('data', (chunk: Buffer) => {
       timer.refresh();
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 9) {
-        const length = buffered.readUIntBE(0, 3);
-        if (buffered.length < 9 + length) break;
-        const f = { type: buffered.readUInt8(3), flags: buffered.readUInt8(4), streamId: buffered.readUInt32BE(5) & 0x7fffffff, payload: buffered.subarray(9, 9 + length) };
-        buffered = buffered.subarray(9 + length);
+      for (const f of reader.push(chunk)) {
         frames.push(f);
-        if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) {
-          socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+        if (wantsAck(f) && !socket.destroyed) {
+          socket.write(SETTINGS_ACK);
           // Sent once the server's settings (its stream limit, say) are acknowledged, so they apply.
           if (afterSettings) socket.write(afterSettings);
           afterSettings = undefined;

@@ -7,74 +7,15 @@
 
 import { once } from 'node:events';
 import tls from 'node:tls';
+import { FRAME, FrameReader, PREFACE, SETTINGS_ACK, settings, wantsAck, type ReceivedFrame } from '../../testing/h2-frames.ts';
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-
-export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
-export const FLAG = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
-
-export type HeaderField = [name: string | Buffer, value: string | Buffer];
-
-export function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header.writeUInt8(type, 3);
-  header.writeUInt8(flags, 4);
-  header.writeUInt32BE(streamId & 0x7fffffff, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** An HPACK integer with an n-bit prefix (RFC 7541 5.1); `first` holds the bits above the prefix. */
-function hpackInt(value: number, prefixBits: number, first = 0): Buffer {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return Buffer.from([first | value]);
-  const bytes = [first | max];
-  let rest = value - max;
-  while (rest >= 128) {
-    bytes.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  bytes.push(rest);
-  return Buffer.from(bytes);
-}
-
-function hpackString(s: string | Buffer): Buffer {
-  const bytes = typeof s === 'string' ? Buffer.from(s, 'latin1') : s;
-  return Buffer.concat([hpackInt(bytes.length, 7), bytes]);
-}
-
-/** A header block of literal fields without indexing, new names (RFC 7541 6.2.2). */
-export function headerBlock(fields: readonly HeaderField[]): Buffer {
-  return Buffer.concat(fields.flatMap(([name, value]) => [Buffer.from([0]), hpackString(name), hpackString(value)]));
-}
-
-export function headersFrame(streamId: number, fields: readonly HeaderField[], opts: { endStream?: boolean } = {}): Buffer {
-  return frame(FRAME.HEADERS, FLAG.END_HEADERS | (opts.endStream ? FLAG.END_STREAM : 0), streamId, headerBlock(fields));
-}
-
-export function rstStream(streamId: number, code = 8 /* CANCEL */): Buffer {
-  const payload = Buffer.alloc(4);
-  payload.writeUInt32BE(code);
-  return frame(FRAME.RST_STREAM, 0, streamId, payload);
-}
-
-export function settings(values: Record<number, number> = {}): Buffer {
-  const entries = Object.entries(values);
-  const payload = Buffer.alloc(entries.length * 6);
-  entries.forEach(([id, v], i) => {
-    payload.writeUInt16BE(Number(id), i * 6);
-    payload.writeUInt32BE(v, i * 6 + 2);
-  });
-  return frame(FRAME.SETTINGS, 0, 0, payload);
-}
-
-export type ReceivedFrame = { type: number; flags: number; streamId: number; payload: Buffer };
+export { FLAG, FRAME, frame, headerBlock, headersFrame, rstStream, settings, type HeaderField, type ReceivedFrame } from '../../testing/h2-frames.ts';
 
 /** A TLS connection speaking raw HTTP/2; collects the frames the server sends. */
 export class RawH2 {
   readonly socket: tls.TLSSocket;
   readonly frames: ReceivedFrame[] = [];
-  #buffer = Buffer.alloc(0);
+  readonly #reader = new FrameReader();
   #closed: Promise<void>;
   #waiters = new Set<() => void>();
   readonly #ackSettings: boolean;
@@ -146,13 +87,8 @@ export class RawH2 {
   }
 
   #onData(chunk: Buffer): void {
-    this.#buffer = Buffer.concat([this.#buffer, chunk]);
-    while (this.#buffer.length >= 9) {
-      const length = this.#buffer.readUIntBE(0, 3);
-      if (this.#buffer.length < 9 + length) break;
-      const f = { type: this.#buffer.readUInt8(3), flags: this.#buffer.readUInt8(4), streamId: this.#buffer.readUInt32BE(5) & 0x7fffffff, payload: this.#buffer.subarray(9, 9 + length) };
-      this.#buffer = this.#buffer.subarray(9 + length);
-      if (this.#ackSettings && f.type === FRAME.SETTINGS && !(f.flags & FLAG.ACK)) this.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+    for (const f of this.#reader.push(chunk)) {
+      if (this.#ackSettings && wantsAck(f)) this.write(SETTINGS_ACK);
       this.frames.push(f);
     }
     this.#wake();
