@@ -123,10 +123,19 @@ t.test('malformed requests and resets at every stage: no Weft process restarts',
 });
 
 t.test('policy decides on what the backend receives', async (t) => {
-  const r = await send('duplicate-authorization', 'absolute-form-other-host', 'path-param-admin', 'h2-authority-mismatch', 'good');
+  const r = await send('duplicate-authorization', 'absolute-form-other-host', 'absolute-form-evil-host-header', 'path-param-admin', 'h2-authority-mismatch', 'good');
   t.equal(r['duplicate-authorization'], 'status 400', 'a repeated Authorization header is refused, not evaluated joined');
   t.match(r['absolute-form-other-host'], /^status (400|403)$/, `an absolute-form target naming another host is refused or denied (${r['absolute-form-other-host']})`);
+  t.match(r['absolute-form-evil-host-header'], /^status (400|403)$/, `a benign absolute-form target with Host: evil.example is refused or denied (${r['absolute-form-evil-host-header']})`);
   t.match(r['path-param-admin'], /^status (400|403)$/, `/admin;x is /admin to a Tomcat backend: denied (${r['path-param-admin']})`);
   t.notMatch(r['h2-authority-mismatch'], /^status 200$/, `:authority and host disagreeing is malformed (${r['h2-authority-mismatch']})`);
   t.equal(r.good, 'status 200');
+});
+
+t.test('a request head that trickles in is cut off by the header timeout', async (t) => {
+  const started = Date.now();
+  const r = await send('slow-headers');
+  const seconds = (Date.now() - started) / 1000;
+  t.match(r['slow-headers'], /^(status 408|closed|reset)$/, `the agent ends it (${r['slow-headers']})`);
+  t.ok(seconds < 25, `within the 10 s header timeout and a margin, not after the 30 s the client would take (${seconds.toFixed(1)} s)`);
 });

@@ -81,6 +81,9 @@ const RAW_CASES: Record<string, () => Promise<Outcome>> = {
   'duplicate-authorization': () => raw([head(['GET /private HTTP/1.1', 'Host: server', 'Authorization: Bearer evil', 'Authorization: Bearer fine'])]),
   'single-authorization-evil': () => raw([head(['GET /private HTTP/1.1', 'Host: server', 'Authorization: Bearer evil'])]),
   'absolute-form-other-host': () => raw([head(['GET http://evil.example/ HTTP/1.1', 'Host: server'])]),
+  'absolute-form-evil-host-header': () => raw([head(['GET http://server/ HTTP/1.1', 'Host: evil.example'])]),
+  // A head that trickles in, one header every 2 s, for up to 30 s: the agent must give up first.
+  'slow-headers': () => raw(['GET / HTTP/1.1\r\nHost: server\r\n', ...Array.from({ length: 15 }, (_, i) => [2000, `X-Slow-${i}: x\r\n`]).flat()], 35_000),
   'host-evil': () => raw([head(['GET / HTTP/1.1', 'Host: evil.example'])]),
   'path-param-admin': () => raw([head(['GET /admin;x HTTP/1.1', 'Host: server'])]),
   good: () => raw([head(['GET /ok HTTP/1.1', 'Host: server'])]),
