@@ -7,6 +7,9 @@ import { createInterface } from 'node:readline';
 import { CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_ERROR_TRAILERS, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
 import type { StateStore } from '../state/store.ts';
 
+/** The longest retry-after the agent honours; a controller cannot park its agents for longer. */
+const MAX_RETRY_AFTER_S = 60;
+
 export interface SyncClientOptions {
   /** e.g. https://10.200.0.1:15012 */
   url: string;
@@ -75,7 +78,10 @@ export class SyncClient {
     stream.on('response', (headers) => {
       const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
       if (status !== 200) {
-        this.#retry(`controller answered ${status}`);
+        // A controller shedding load (429, 503) says when to come back; a fleet that ignored it
+        // would return on its own schedule and be refused again.
+        const retryAfter = Number(headers['retry-after']);
+        this.#retry(`controller answered ${status}`, Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, MAX_RETRY_AFTER_S) * 1000 : 0);
         return;
       }
       this.connected = true;
@@ -130,7 +136,8 @@ export class SyncClient {
     if (s && !s.destroyed && s.writable) s.write(`${JSON.stringify(m)}\n`);
   }
 
-  #retry(why: string): void {
+  /** Reconnects after the backoff, and not before `notBeforeMs` (a retry-after) when one is given. */
+  #retry(why: string, notBeforeMs = 0): void {
     if (this.#stopped || this.#timer) return;
     if (this.connected || this.#attempt === 0) this.#o.log('warn', 'controller unreachable; keeping the last good state', { why });
     this.connected = false;
@@ -140,7 +147,9 @@ export class SyncClient {
     this.#stream = undefined;
     this.#session = undefined;
     // 0.5 s doubling to 15 s, with jitter so that a fleet of agents does not reconnect in step.
-    const delay = Math.min(15_000, 500 * 2 ** this.#attempt++) * (0.75 + Math.random() / 2);
+    const backoff = Math.min(15_000, 500 * 2 ** this.#attempt++) * (0.75 + Math.random() / 2);
+    // Spread over the quarter after the retry-after, so that agents told the same do not return in step.
+    const delay = Math.max(backoff, notBeforeMs * (1 + Math.random() / 4));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#connect();
