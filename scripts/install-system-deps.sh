@@ -13,7 +13,8 @@ packages=(
   curl socat tcpdump iperf3 wrk stunnel4 haproxy   # tests and benchmark references
   gcc libc6-dev                                     # the agent's Node-API addon (SO_ORIGINAL_DST)
   prometheus                                        # tests/dashboards.test.ts queries the chart's dashboards
-  ca-certificates git
+  ca-certificates git openssl                       # openssl: test certificates (cni-plugin/testing)
+  python3                                           # python3 -m http.server: test workloads in pods
 )
 missing=()
 for p in "${packages[@]}"; do
