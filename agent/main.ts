@@ -30,7 +30,7 @@ import { createCniServer } from './cni/server.ts';
 import { installCniPlugin, uninstallCniPlugin, watchChain, writeApiCredentials } from './cni/install.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
 import { HbonePool } from './hbone/pool.ts';
-import { DEFAULT_L7_LIMITS, DEFAULT_PATH_OPTIONS, setDefaultL7Limits, setDefaultPathOptions, type L7Limits, type PathOptions } from './l7/index.ts';
+import { DEFAULT_L7_LIMITS, DEFAULT_PATH_OPTIONS, type L7Limits, type PathOptions } from './l7/index.ts';
 import { CertificateManager } from './identity/manager.ts';
 import { inClusterServer, type KubeAccess } from './kube/access.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
@@ -235,11 +235,10 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     return { pid: process.pid, version: AGENT_VERSION, startedAt, draining, ...(why === undefined ? {} : { notReady: why }) };
   });
 
-  setDefaultL7Limits(cfg.l7Limits);
-  setDefaultPathOptions(cfg.l7Path);
   const pool = new HbonePool({ secureContextFor: (id) => certificates.secureContextFor(id) });
   const enforcer = new PolicyEnforcer({ store, installNamespace: cfg.installNamespace, log });
-  const inbound = new InboundProxy({ store, node: cfg.node, certificates, report, enforcer, idleTimeoutMs: cfg.idleTimeoutMs });
+  const l7 = { limits: cfg.l7Limits, path: cfg.l7Path };
+  const inbound = new InboundProxy({ store, node: cfg.node, certificates, report, enforcer, idleTimeoutMs: cfg.idleTimeoutMs, l7 });
   const outbound = new OutboundProxy({
     store,
     node: cfg.node,
@@ -254,7 +253,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
       },
     },
   });
-  const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, idleTimeoutMs: cfg.idleTimeoutMs, enforcer });
+  const plaintext = new InboundPlaintextProxy({ store, node: cfg.node, report, idleTimeoutMs: cfg.idleTimeoutMs, enforcer, l7 });
   const serve = async (): Promise<void> => {
     const slow = setTimeout(() => log('warn', 'waiting for the capture ports: a process that does not share them holds them (an agent from before SO_REUSEPORT?)'), 3000);
     await Promise.all([outbound.listen(), plaintext.listen(), inbound.listen()]);

@@ -25,15 +25,8 @@ export const DEFAULT_L7_LIMITS: Readonly<L7Limits> = Object.freeze({
   maxConcurrentStreams: 100,
 });
 
-let processDefaults: Readonly<L7Limits> = DEFAULT_L7_LIMITS;
-
-/** Sets the limits of sessions that name none (the agent's configuration). */
-export function setDefaultL7Limits(limits: Partial<L7Limits>): void {
-  processDefaults = Object.freeze({ ...DEFAULT_L7_LIMITS, ...limits });
-}
-
 export function resolveLimits(limits: Partial<L7Limits> | undefined): Readonly<L7Limits> {
-  return limits === undefined ? processDefaults : { ...processDefaults, ...limits };
+  return limits === undefined ? DEFAULT_L7_LIMITS : { ...DEFAULT_L7_LIMITS, ...limits };
 }
 
 /** One key per distinct set of limits, for the shared servers. */

@@ -39,15 +39,8 @@ export const DEFAULT_PATH_OPTIONS: Readonly<PathOptions> = Object.freeze({
   caseInsensitive: false,
 });
 
-let processDefaults: Readonly<PathOptions> = DEFAULT_PATH_OPTIONS;
-
-/** Sets the normalization of sessions that name none (the agent's configuration). */
-export function setDefaultPathOptions(options: Partial<PathOptions>): void {
-  processDefaults = Object.freeze({ ...DEFAULT_PATH_OPTIONS, ...options });
-}
-
 export function resolvePathOptions(options: Partial<PathOptions> | undefined): Readonly<PathOptions> {
-  return options === undefined ? processDefaults : { ...processDefaults, ...options };
+  return options === undefined ? DEFAULT_PATH_OPTIONS : { ...DEFAULT_PATH_OPTIONS, ...options };
 }
 
 const SLASH = 0x2f;

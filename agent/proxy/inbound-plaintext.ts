@@ -15,7 +15,7 @@ import { dialPlain, resolveTarget } from './outbound.ts';
 import { peerOf, relay } from './relay.ts';
 import type { ConnectionAttrs } from '../policy/attributes.ts';
 import { decidedBy, type PolicyEnforcer } from './enforcer.ts';
-import { serveInspected } from './inspected.ts';
+import { serveInspected, type InspectSettings } from './inspected.ts';
 import { CaptureListener } from './listener.ts';
 import type { ConnectionReporter, OpenedInfo } from './report.ts';
 
@@ -27,6 +27,7 @@ export interface InboundPlaintextOptions {
   connectTimeoutMs?: number;
   /** Reset connections idle this long in both directions (default 1 h). */
   idleTimeoutMs?: number;
+  l7?: InspectSettings;
 }
 
 export class InboundPlaintextProxy {
@@ -93,7 +94,7 @@ export class InboundPlaintextProxy {
     }
     const dial = () => dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
     if (d.verdict === 'inspect') {
-      return serveInspected({ client: down, inspect: d, attrs, info, enforcer: this.#o.enforcer, report, dial, ...(this.#o.idleTimeoutMs !== undefined ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}) });
+      return serveInspected({ client: down, inspect: d, attrs, info, enforcer: this.#o.enforcer, report, dial, ...(this.#o.idleTimeoutMs !== undefined ? { idleTimeoutMs: this.#o.idleTimeoutMs } : {}), l7: this.#o.l7 });
     }
     try {
       const up = await dial();

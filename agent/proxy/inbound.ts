@@ -17,7 +17,7 @@ import type { StateStore } from '../state/store.ts';
 import { dialPlain } from './outbound.ts';
 import { peerOf } from './relay.ts';
 import { decidedBy, namespaceOfPrincipal, type PolicyEnforcer } from './enforcer.ts';
-import { serveInspected } from './inspected.ts';
+import { serveInspected, type InspectSettings } from './inspected.ts';
 import { CaptureListener } from './listener.ts';
 import type { ConnectionReporter, OpenedInfo } from './report.ts';
 
@@ -29,6 +29,7 @@ export interface InboundOptions {
   enforcer: PolicyEnforcer;
   connectTimeoutMs?: number;
   idleTimeoutMs?: number;
+  l7?: InspectSettings;
 }
 
 /** Where a same-node connection goes: spliced to the pod, or served at L7. */
@@ -126,7 +127,7 @@ export class InboundProxy {
       return r.socket;
     };
     if (d.verdict === 'inspect') {
-      return { action: 'serve', serve: (stream) => serveInspected({ client: stream, inspect: d, attrs, info, enforcer: this.#o.enforcer, report: this.#o.report, dial, idleTimeoutMs: this.#o.idleTimeoutMs }) };
+      return { action: 'serve', serve: (stream) => serveInspected({ client: stream, inspect: d, attrs, info, enforcer: this.#o.enforcer, report: this.#o.report, dial, idleTimeoutMs: this.#o.idleTimeoutMs, l7: this.#o.l7 }) };
     }
     const r = await connectTarget(req.target, { timeoutMs: this.#o.connectTimeoutMs ?? 10_000, signal: req.signal });
     if (!r.ok) return { action: 'unreachable', reason: r.reason };
@@ -162,7 +163,7 @@ export class InboundProxy {
     if (d.verdict === 'inspect') {
       return {
         kind: 'inspect',
-        serve: (down, info) => serveInspected({ client: down, inspect: d, attrs, info, enforcer: this.#o.enforcer, report: this.#o.report, dial, idleTimeoutMs: this.#o.idleTimeoutMs }),
+        serve: (down, info) => serveInspected({ client: down, inspect: d, attrs, info, enforcer: this.#o.enforcer, report: this.#o.report, dial, idleTimeoutMs: this.#o.idleTimeoutMs, l7: this.#o.l7 }),
       };
     }
     const socket = await dial();

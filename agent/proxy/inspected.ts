@@ -4,7 +4,7 @@
 // inbound paths (tunnel stream, plaintext socket, same-node socket).
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { serveHttp, type HttpRequestInfo } from '../l7/index.ts';
+import { serveHttp, type HttpRequestInfo, type L7Limits, type PathOptions } from '../l7/index.ts';
 import type { ConnectionAttrs } from '../policy/attributes.ts';
 import type { InspectDecision, Decision } from '../policy/decision.ts';
 import { decidedBy, type PolicyEnforcer } from './enforcer.ts';
@@ -19,6 +19,13 @@ export interface InspectedOptions {
   report: ConnectionReporter;
   dial: () => Promise<Socket>;
   idleTimeoutMs?: number;
+  l7?: InspectSettings;
+}
+
+/** The agent's L7 settings (chart values agent.l7.*); the defaults of agent/l7 when absent. */
+export interface InspectSettings {
+  limits: L7Limits;
+  path: PathOptions;
 }
 
 export async function serveInspected(o: InspectedOptions): Promise<void> {
@@ -29,6 +36,7 @@ export async function serveInspected(o: InspectedOptions): Promise<void> {
   const session = serveHttp(o.client, {
     dial: o.dial,
     ...(o.idleTimeoutMs !== undefined ? { idleTimeoutMs: o.idleTimeoutMs } : {}),
+    ...(o.l7 ? { limits: o.l7.limits, path: o.l7.path } : {}),
     authorize: (req) => {
       const d = o.enforcer.request(o.inspect, req);
       decisions.set(req, d);
