@@ -421,7 +421,10 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
   const want = { ok: '200', admin: '403', upstreamDown: '5xx', grpcOk: '0', grpcDenied: '7', echo: 'ok', l4Denied: 'refused' };
   const burst = Date.now();
   let rounds = 0;
-  while (Date.now() - burst < 8_000 && rounds < 10) {
+  // At least 10 rounds, spread over at least 3 s: rate() needs a series to grow between two of the
+  // 1 s scrapes, and ten rounds can fit inside one scrape interval, where a counter that first
+  // appears at its final value has a rate of 0.
+  while (Date.now() - burst < 8_000 && (rounds < 10 || Date.now() - burst < 3_000)) {
     const got = {
       ok: await http('/public/hello'),
       admin: await http('/admin/secrets'),
