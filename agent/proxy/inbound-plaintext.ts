@@ -73,10 +73,8 @@ export class InboundPlaintextProxy {
     }
     const { target, service } = resolved;
     const destination = store.workloadByIP(target.ip);
-    if (service && (!destination || destination.node !== this.#o.node || !destination.meshed)) {
-      return this.#passThrough(down, { direction: 'inbound-plaintext', mode: 'passthrough', source, destination, target, service, peer: peerOf(down) });
-    }
     if (!destination || destination.node !== this.#o.node || !destination.meshed) {
+      if (service) return this.#passThrough(down, { direction: 'inbound-plaintext', mode: 'passthrough', source, destination, target, service, peer: peerOf(down) });
       report.refused({ direction: 'inbound-plaintext', peer: peerOf(down), target, reason: `${target.ip} is not a meshed pod on this node` });
       return void down.resetAndDestroy();
     }
