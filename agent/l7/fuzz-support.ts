@@ -37,3 +37,9 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
     clearTimeout(timer);
   }
 }
+
+/** The session serveHttp() made for the n-th connection of a listener, once it has accepted it. */
+export async function nth<T>(outcomes: Promise<T>[], n: number): Promise<T> {
+  while (outcomes.length <= n) await new Promise((r) => setTimeout(r, 1));
+  return outcomes[n] as Promise<T>;
+}

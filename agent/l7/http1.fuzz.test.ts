@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { runFuzz } from '../../tests/helpers/fuzz.ts';
-import { watchCrashes, within } from './fuzz-support.ts';
+import { jsonCorpus, runFuzz } from '../../tests/helpers/fuzz.ts';
+import { nth, watchCrashes, within } from './fuzz-support.ts';
 import type { L7Outcome } from './types.ts';
 import { LOOPBACK, keepAliveAgent, request1, startFront, startHttp1Upstream, startTunnel } from './test-fixtures.ts';
 
@@ -130,8 +130,7 @@ const arbitrary: fc.Arbitrary<Http1Input> = fc
   })
   .map(({ requests, mutations, cuts, transport, gapMs, reset }) => ({ transport, gapMs, reset, writes: split(mutate(requests.join(''), mutations), cuts) }));
 
-const encode = (input: Http1Input): Buffer => Buffer.from(JSON.stringify(input), 'utf8');
-const decode = (file: Buffer): Http1Input => JSON.parse(file.toString('utf8')) as Http1Input;
+const { encode, decode } = jsonCorpus<Http1Input>();
 
 // The target -----------------------------------------------------------------------------------
 
@@ -143,11 +142,6 @@ const tally = new Map<string, number>();
 
 type Client = { write(s: string): void; finish(): void; reset(): void; received(): string; session: Promise<L7Outcome> };
 
-/** The session serveHttp() made for the n-th connection of a listener, once it has accepted it. */
-async function nth(outcomes: Promise<L7Outcome>[], n: number): Promise<L7Outcome> {
-  while (outcomes.length <= n) await sleep(1);
-  return outcomes[n] as Promise<L7Outcome>;
-}
 
 async function socketClient(): Promise<Client> {
   const session = nth(front.outcomes, front.outcomes.length);

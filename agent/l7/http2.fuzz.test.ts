@@ -16,9 +16,9 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { runFuzz } from '../../tests/helpers/fuzz.ts';
+import { jsonCorpus, runFuzz } from '../../tests/helpers/fuzz.ts';
 import { abort } from './connection.ts';
-import { watchCrashes, within } from './fuzz-support.ts';
+import { nth, watchCrashes, within } from './fuzz-support.ts';
 import { CLIENT_START, FRAME, frame, headerBlock } from './h2-raw.ts';
 import { LOOPBACK, request2, startFront, startHttp2Upstream, startTunnel } from './test-fixtures.ts';
 import type { L7Outcome } from './types.ts';
@@ -93,8 +93,7 @@ const arbitrary: fc.Arbitrary<Http2Input> = fc.oneof(
   fc.record({ transport: fc.constantFrom<'socket' | 'tunnel'>('socket', 'tunnel'), mode: fc.constant<'raw'>('raw'), frames: fc.array(rawFrame, { minLength: 1, maxLength: 5 }) }),
 );
 
-const encode = (input: Http2Input): Buffer => Buffer.from(JSON.stringify(input), 'utf8');
-const decode = (file: Buffer): Http2Input => JSON.parse(file.toString('utf8')) as Http2Input;
+const { encode, decode } = jsonCorpus<Http2Input>();
 
 // The target -----------------------------------------------------------------------------------
 
@@ -105,10 +104,6 @@ const tunnel = await startTunnel(t, upstream.port, undefined, options);
 const tally = new Map<string, number>();
 const count = (key: string): void => void tally.set(key, (tally.get(key) ?? 0) + 1);
 
-async function nth(outcomes: Promise<L7Outcome>[], n: number): Promise<L7Outcome> {
-  while (outcomes.length <= n) await sleep(1);
-  return outcomes[n] as Promise<L7Outcome>;
-}
 
 /** A fresh transport to the agent and the session it will serve on it. */
 async function open(transport: 'socket' | 'tunnel'): Promise<{ duplex: Duplex; session: Promise<L7Outcome> }> {

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { runFuzz } from '../../tests/helpers/fuzz.ts';
+import { jsonCorpus, runFuzz } from '../../tests/helpers/fuzz.ts';
 import { SINGLETON_HEADERS, repeatedSingleton, sameAuthority } from './headers.ts';
 import { type PathOptions, normalizePath } from './path.ts';
 import { type Front, type Http1Upstream, rawExchange, startFront, startHttp1Upstream } from './test-fixtures.ts';
@@ -35,8 +35,7 @@ const arbitrary: fc.Arbitrary<PathInput> = fc.record({
     caseInsensitive: fc.boolean(),
   }),
 });
-const encode = (input: PathInput): Buffer => Buffer.from(JSON.stringify(input), 'utf8');
-const decode = (file: Buffer): PathInput => JSON.parse(file.toString('utf8')) as PathInput;
+const { encode, decode } = jsonCorpus<PathInput>();
 
 /** How a Tomcat-like backend reads a forwarded (already normalized) path. */
 function backendReads(path: string, o: PathOptions): string {

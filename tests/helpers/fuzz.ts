@@ -37,6 +37,14 @@ export interface FuzzReport {
   failure?: { input: string; error: string; savedAs: string };
 }
 
+/** The corpus format of targets whose inputs are plain data: one JSON document per file. */
+export function jsonCorpus<T>(): Pick<FuzzOptions<T>, 'encode' | 'decode'> {
+  return {
+    encode: (input) => Buffer.from(JSON.stringify(input), 'utf8'),
+    decode: (file) => JSON.parse(file.toString('utf8')) as T,
+  };
+}
+
 export function fuzzSeconds(fallback = 15): number {
   const v = Number(process.env.WEFT_FUZZ_SECONDS);
   return Number.isFinite(v) && v > 0 ? v : fallback;
