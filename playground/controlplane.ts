@@ -184,6 +184,9 @@ export function apiGet(p: PlaygroundPlan, creds: ClientCreds, path: string, time
   });
 }
 
+/** Thrown by a waitFor check to stop waiting at once (other errors are reasons to keep polling). */
+export class GiveUp extends Error {}
+
 /** Polls until check() resolves true, or throws after timeoutMs with the last reason. */
 export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean | string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -194,6 +197,7 @@ export async function waitFor(what: string, timeoutMs: number, check: () => Prom
       if (r === true) return;
       if (typeof r === 'string') last = r;
     } catch (e) {
+      if (e instanceof GiveUp) throw e;
       last = e instanceof Error ? e.message : String(e);
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? `: ${last}` : ''}`);

@@ -1,6 +1,6 @@
 // The state file of a running playground: who supervises it, which slot it owns, and the pids of
 // its processes, so that `weft dev down` can clean up even after the supervisor crashed.
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_SLOTS, RUN_ROOT, type PlaygroundPlan } from './config.ts';
 
@@ -66,9 +66,42 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** The lowest slot no other live playground holds. */
+/** The lowest slot no other playground's state file holds. */
 export async function freeSlot(exclude: string): Promise<number> {
   const used = new Set((await listStates()).filter((s) => s.name !== exclude).map((s) => s.slot));
   for (let i = 0; i < MAX_SLOTS; i++) if (!used.has(i)) return i;
   throw new Error(`all ${MAX_SLOTS} playground slots are in use: run "weft dev down --name <name>" for one`);
+}
+
+/** A lock older than this was left by a process that died inside the few milliseconds it is held. */
+const STALE_LOCK_MS = 10_000;
+
+/**
+ * Chooses the lowest free slot and records it in a state file for `name` before anyone else can
+ * choose: choosing and recording happen under one lock file (O_EXCL), so two playgrounds started at
+ * the same moment cannot get the same slot (and with it the same addresses and ports).
+ */
+export async function claimSlot(name: string, record: (slot: number) => Promise<void>): Promise<number> {
+  await mkdir(RUN_ROOT, { recursive: true });
+  const lock = join(RUN_ROOT, '.slot.lock');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > STALE_LOCK_MS) await rm(lock, { force: true });
+      else if (Date.now() > deadline) throw new Error(`${lock} has been held for 30 s; remove it if no "weft dev up" is running`);
+      else await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
+    }
+  }
+  try {
+    const slot = await freeSlot(name);
+    await record(slot);
+    return slot;
+  } finally {
+    await rm(lock, { force: true });
+  }
 }

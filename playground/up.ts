@@ -1,7 +1,7 @@
 // `weft dev up`: brings a playground cluster up and supervises it until it is told to stop.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { planPlayground, RUN_ROOT, type KubeletConfig, type NodePlan, type PlaygroundPlan } from './config.ts';
@@ -12,6 +12,7 @@ import {
   startEtcd,
   startKubeProxy,
   startScheduler,
+  GiveUp,
   waitFor,
   writeKubeconfig,
   writePki,
@@ -19,7 +20,7 @@ import {
 } from './controlplane.ts';
 import { createNetwork, destroyNetwork } from './net.ts';
 import { createClusterPki } from './pki.ts';
-import { freeSlot, isAlive, readState, writeState, type PlaygroundState } from './state.ts';
+import { claimSlot, isAlive, readState, writeState, type PlaygroundState } from './state.ts';
 import { Supervisor } from './supervisor.ts';
 import { teardown } from './down.ts';
 
@@ -73,6 +74,11 @@ async function claimName(name: string): Promise<void> {
   if (existing) await teardown(name);
 }
 
+async function logTail(path: string, lines = 15): Promise<string> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return `${text.trimEnd().split('\n').slice(-lines).join('\n')}\n(log: ${path})`;
+}
+
 function supervisorLog(name: string): string {
   return join(RUN_ROOT, `${name}.log`);
 }
@@ -90,11 +96,15 @@ async function upDetached(opts: UpOptions): Promise<PlaygroundState> {
   closeSync(fd);
   child.unref();
   const pid = child.pid ?? -1;
+  // A child that exited stays a zombie until reaped, and kill(pid, 0) succeeds on a zombie: its
+  // 'exit' event is what tells us, at once, that the supervisor is gone.
+  let exit: string | undefined;
+  child.on('exit', (code, signal) => (exit = signal ? `signal ${signal}` : `code ${code}`));
   let state: PlaygroundState | undefined;
   await waitFor(`playground "${opts.name}" to become ready (log: ${logPath})`, 300_000, async () => {
     state = await readState(opts.name);
     if (state?.supervisorPid === pid && (state.phase === 'ready' || state.phase === 'failed')) return true;
-    if (!isAlive(pid)) throw new Error(`the supervisor exited; see ${logPath}`);
+    if (exit !== undefined || !isAlive(pid)) throw new GiveUp(`the supervisor exited (${exit ?? 'gone'}): ${await logTail(logPath)}`);
     return false;
   });
   if (!state || state.phase === 'failed') throw new Error(`the playground failed to start: ${state?.error ?? 'unknown'} (log: ${logPath})`);
@@ -114,21 +124,24 @@ export async function up(opts: UpOptions): Promise<PlaygroundState | undefined> 
 async function runForeground(opts: UpOptions): Promise<void> {
   const t0 = Date.now();
   await claimName(opts.name);
-  const slot = await freeSlot(opts.name);
-  const plan = planPlayground(opts.name, slot, opts.nodes);
-  ensureComponents(plan.binDir);
-
-  const state: PlaygroundState = {
-    name: plan.name,
-    slot,
-    phase: 'starting',
-    supervisorPid: process.pid,
-    startedAt: new Date().toISOString(),
-    pids: {},
-    plan,
-    repo: REPO_ROOT,
-  };
-  await rm(plan.dir, { recursive: true, force: true });
+  ensureComponents(planPlayground(opts.name, 0, opts.nodes).binDir);
+  await rm(join(RUN_ROOT, opts.name), { recursive: true, force: true });
+  let state!: PlaygroundState;
+  await claimSlot(opts.name, async (slot) => {
+    const plan = planPlayground(opts.name, slot, opts.nodes);
+    state = {
+      name: plan.name,
+      slot,
+      phase: 'starting',
+      supervisorPid: process.pid,
+      startedAt: new Date().toISOString(),
+      pids: {},
+      plan,
+      repo: REPO_ROOT,
+    };
+    await writeState(state);
+  });
+  const plan = state.plan;
   for (const d of [plan.dir, plan.paths.logs]) await mkdir(d, { recursive: true });
   await mkdir(plan.paths.etcdData, { recursive: true, mode: 0o700 });
   for (const n of plan.nodes) {
