@@ -93,7 +93,7 @@ export async function claimSlot(name: string, record: (slot: number) => Promise<
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
       if (age > STALE_LOCK_MS) await rm(lock, { force: true });
-      else if (Date.now() > deadline) throw new Error(`${lock} has been held for 30 s; remove it if no "weft dev up" is running`);
+      else if (Date.now() > deadline) throw new Error(`${lock} has been held for 30 s; remove it if no "weft dev up" is running`, { cause: e });
       else await new Promise((r) => setTimeout(r, 20 + Math.random() * 30));
     }
   }
