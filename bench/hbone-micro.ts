@@ -1,6 +1,6 @@
 // HBONE tunnel microbenchmark (not a test): what the tunnel adds over plain loopback TCP.
 //
-//   node bench/hbone-micro.ts [--round-trips 20000] [--megabytes 1024]
+//   node bench/hbone-micro.ts [--round-trips 20000] [--megabytes 1024] [--paths direct,tls,hbone] [--syscalls]
 //
 // The "remote node" (tunnel servers and destinations) runs in a worker thread so that client and
 // server each have a core, as two agents would. Three paths end at the same destinations:
@@ -9,8 +9,13 @@
 //           to tell TLS costs from HTTP/2 costs);
 //   hbone   pool -> TLS 1.3 + HTTP/2 CONNECT -> HboneServer -> TCP.
 // Measured: ping-pong latency (64 B each way on one stream, p50/p99) and single-stream upload
-// throughput, plus how busy each thread's event loop was during the upload.
+// throughput, plus how busy each thread's event loop was during the upload and the CPU seconds
+// each thread spent per GB uploaded (process.threadCpuUsage: user + system, so the kernel's share
+// of small writes counts). The client thread includes the generator and the server thread the
+// sink, so what a path adds is its figure minus direct's. --syscalls counts each thread's
+// read/write system calls during the upload with `perf stat` (tracepoints; needs perf and root).
 
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -34,17 +39,28 @@ const PATHS: Path[] = ['direct', 'tls', 'hbone'];
 /** Ports of the remote node: the destinations, and per path where the client dials for each. */
 type RemotePorts = { echo: number; sink: number; tlsEcho: number; tlsSink: number; hbone: number };
 type Latency = { p50: number; p99: number };
-type Throughput = { gbps: number; clientBusy: number; serverBusy: number };
+type Throughput = { gbps: number; clientBusy: number; serverBusy: number; clientCpu: number; serverCpu: number; syscalls?: Syscalls };
+/** Per thread ('client', 'server'), per system call: how many during the upload. */
+type Syscalls = Record<string, Record<string, number>>;
+type ServerReport = { busy: number; cpuSeconds: number };
+const SYSCALLS = ['read', 'readv', 'write', 'writev', 'epoll_wait'];
 
 if (isMainThread) await main();
 else await remote(workerData as IssuedCertificate, parentPort as MessagePort);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { 'round-trips': { type: 'string', default: '20000' }, megabytes: { type: 'string', default: '1024' } },
+    options: {
+      'round-trips': { type: 'string', default: '20000' },
+      megabytes: { type: 'string', default: '1024' },
+      paths: { type: 'string', default: PATHS.join(',') },
+      syscalls: { type: 'boolean', default: false },
+    },
   });
   const roundTrips = Number(values['round-trips']);
   const megabytes = Number(values.megabytes);
+  const paths = values.paths.split(',').filter((p): p is Path => (PATHS as string[]).includes(p));
+  if (!paths.includes('direct')) paths.unshift('direct');
 
   const mesh = await createTestMesh();
   const client = await mesh.issue(CLIENT);
@@ -75,24 +91,40 @@ async function main(): Promise<void> {
   console.log(`HBONE micro-benchmark: Node ${process.version}, ${roundTrips} round trips of ${MESSAGE_BYTES} B, ${megabytes} MiB upload`);
   const latency = {} as Record<Path, Latency>;
   const throughput = {} as Record<Path, Throughput>;
-  for (const path of PATHS) latency[path] = await pingPong(await open(path, 'echo'), roundTrips);
-  for (const path of PATHS) throughput[path] = await upload(await open(path, 'sink'), megabytes, worker);
+  for (const path of paths) latency[path] = await pingPong(await open(path, 'echo'), roundTrips);
+  for (const path of paths) throughput[path] = await upload(await open(path, 'sink'), megabytes, worker, values.syscalls);
 
   const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8);
   const x = (ratio: number): string => `${ratio.toFixed(2)}x`.padStart(8);
   console.log('\nping-pong latency         p50 µs   p99 µs  added p50  added p99');
-  for (const path of PATHS) {
+  for (const path of paths) {
     const { p50, p99 } = latency[path];
     const added = path === 'direct' ? '' : `${us(p50 - latency.direct.p50)}   ${us(p99 - latency.direct.p99)}`;
     console.log(`  ${path.padEnd(20)} ${us(p50)} ${us(p99)}   ${added}`);
   }
-  console.log('\nsingle-stream upload      Gbit/s  vs direct  client loop  server loop');
-  for (const path of PATHS) {
-    const { gbps, clientBusy, serverBusy } = throughput[path];
+  console.log('\nsingle-stream upload      Gbit/s  vs direct  client loop  server loop  client s/GB  server s/GB');
+  for (const path of paths) {
+    const { gbps, clientBusy, serverBusy, clientCpu, serverCpu } = throughput[path];
     const busy = (share: number): string => `${(share * 100).toFixed(0)} %`.padStart(11);
-    console.log(`  ${path.padEnd(20)} ${gbps.toFixed(2).padStart(8)} ${x(gbps / throughput.direct.gbps)}  ${busy(clientBusy)}  ${busy(serverBusy)}`);
+    const cpu = (s: number): string => s.toFixed(3).padStart(11);
+    console.log(`  ${path.padEnd(20)} ${gbps.toFixed(2).padStart(8)} ${x(gbps / throughput.direct.gbps)}  ${busy(clientBusy)}  ${busy(serverBusy)}  ${cpu(clientCpu)}  ${cpu(serverCpu)}`);
   }
-  console.log(`\nhbone/tls throughput ${x(throughput.hbone.gbps / throughput.tls.gbps).trim()}, hbone added p50 ${us(latency.hbone.p50 - latency.direct.p50).trim()} µs`);
+  if (values.syscalls) {
+    console.log('\nsystem calls per GB uploaded (thousands)');
+    console.log(`  ${'path'.padEnd(8)}${'thread'.padEnd(8)}${SYSCALLS.map((c) => c.padStart(11)).join('')}`);
+    const perGB = (megabytes * 1024 * 1024) / 1e9;
+    for (const path of paths) {
+      for (const thread of ['client', 'server']) {
+        const counts = throughput[path].syscalls?.[thread] ?? {};
+        console.log(`  ${path.padEnd(8)}${thread.padEnd(8)}${SYSCALLS.map((c) => ((counts[c] ?? 0) / perGB / 1000).toFixed(1).padStart(11)).join('')}`);
+      }
+    }
+  }
+  if (throughput.hbone && latency.hbone) {
+    const added = (t: Throughput): number => t.clientCpu + t.serverCpu - throughput.direct.clientCpu - throughput.direct.serverCpu;
+    console.log(`\nhbone added p50 ${us(latency.hbone.p50 - latency.direct.p50).trim()} µs, added CPU ${added(throughput.hbone).toFixed(3)} s/GB (both threads)`);
+    if (throughput.tls) console.log(`hbone/tls throughput ${x(throughput.hbone.gbps / throughput.tls.gbps).trim()}, tls added CPU ${added(throughput.tls).toFixed(3)} s/GB`);
+  }
 
   await pool.close({ graceMs: 1000 });
   await worker.terminate();
@@ -128,7 +160,7 @@ async function pingPong(stream: Duplex, roundTrips: number): Promise<Latency> {
 }
 
 /** Sends `megabytes` MiB from one reused buffer and waits for the sink's byte count. */
-async function upload(stream: Duplex, megabytes: number, worker: Worker): Promise<Throughput> {
+async function upload(stream: Duplex, megabytes: number, worker: Worker, countSyscalls: boolean): Promise<Throughput> {
   const chunk = Buffer.alloc(256 * 1024, 0x62);
   const total = megabytes * 1024 * 1024;
   const acknowledged = new Promise<string>((resolve) => {
@@ -136,9 +168,11 @@ async function upload(stream: Duplex, megabytes: number, worker: Worker): Promis
     stream.on('data', (data: Buffer) => (reply += data.toString()));
     stream.on('end', () => resolve(reply));
   });
+  const counter = countSyscalls ? await startSyscallCount() : undefined;
   worker.postMessage('measure');
   await once(worker, 'message');
   const clientStart = performance.eventLoopUtilization();
+  const clientCpuStart = process.threadCpuUsage();
   const started = process.hrtime.bigint();
   for (let sent = 0; sent < total; sent += chunk.length) {
     if (!stream.write(chunk)) await once(stream, 'drain');
@@ -147,10 +181,45 @@ async function upload(stream: Duplex, megabytes: number, worker: Worker): Promis
   const reply = await acknowledged;
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const clientBusy = performance.eventLoopUtilization(clientStart).utilization;
+  const clientCpu = cpuSeconds(process.threadCpuUsage(clientCpuStart));
   worker.postMessage('report');
-  const [serverBusy] = (await once(worker, 'message')) as [number];
+  const [server] = (await once(worker, 'message')) as [ServerReport];
+  const syscalls = await counter?.();
   if (Number(reply) !== total) throw new Error(`sink received ${reply} bytes, expected ${total}`);
-  return { gbps: (total * 8) / seconds / 1e9, clientBusy, serverBusy };
+  const gb = total / 1e9;
+  return { gbps: (total * 8) / seconds / 1e9, clientBusy, serverBusy: server.busy, clientCpu: clientCpu / gb, serverCpu: server.cpuSeconds / gb, syscalls };
+}
+
+function cpuSeconds(usage: NodeJS.CpuUsage): number {
+  return (usage.user + usage.system) / 1e6;
+}
+
+/**
+ * Starts `perf stat` on this process, one count per thread and system call; the returned function
+ * stops it and reads the counts of the main thread ('client') and the worker ('server').
+ */
+async function startSyscallCount(): Promise<() => Promise<Syscalls>> {
+  const events = SYSCALLS.map((c) => `syscalls:sys_enter_${c}`).join(',');
+  const perf = spawn('perf', ['stat', '-x', ',', '--per-thread', '-e', events, '-p', String(process.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let out = '';
+  perf.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  // perf attaches asynchronously; counts from before it did would be lost.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return async () => {
+    perf.kill('SIGINT');
+    await once(perf, 'close');
+    const result: Syscalls = { client: {}, server: {} };
+    for (const line of out.split('\n')) {
+      // comm-tid,count,,event,...
+      const [thread, count, , event] = line.split(',');
+      const name = thread?.startsWith('MainThread') ? 'client' : thread?.startsWith('WorkerThread') ? 'server' : undefined;
+      const call = event?.replace('syscalls:sys_enter_', '');
+      if (!name || !call || !/^\d+$/.test(count ?? '')) continue;
+      const counts = (result[name] ??= {});
+      counts[call] = (counts[call] ?? 0) + Number(count);
+    }
+    return result;
+  };
 }
 
 /** The remote node: an echo and a sink destination, a TLS relay to each, and an HBONE server. */
@@ -186,12 +255,15 @@ async function remote(issued: IssuedCertificate, port: MessagePort): Promise<voi
   const ports: RemotePorts = { echo, sink, tlsEcho: await listen(tlsRelay(echo)), tlsSink: await listen(tlsRelay(sink)), hbone };
 
   let since = performance.eventLoopUtilization();
+  let cpuSince = process.threadCpuUsage();
   port.on('message', (message: string) => {
     if (message === 'measure') {
       since = performance.eventLoopUtilization();
+      cpuSince = process.threadCpuUsage();
       port.postMessage('ok');
     } else {
-      port.postMessage(performance.eventLoopUtilization(since).utilization);
+      const report: ServerReport = { busy: performance.eventLoopUtilization(since).utilization, cpuSeconds: cpuSeconds(process.threadCpuUsage(cpuSince)) };
+      port.postMessage(report);
     }
   });
   port.postMessage(ports);
