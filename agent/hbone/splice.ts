@@ -58,6 +58,29 @@ export function resetSocket(socket: net.Socket): void {
   else socket.resetAndDestroy();
 }
 
+/**
+ * Holds the socket's writes from the first chunk of a read batch until the event loop has handed
+ * over the whole batch, then writes them with one writev. The stream yields a chunk per TLS record
+ * and another at each DATA frame boundary inside a record (Node's nghttp2 sends 16 KiB frames
+ * whatever SETTINGS_MAX_FRAME_SIZE allows), so one 64 KiB read from the tunnel's socket is eight
+ * or so chunks; written one by one that was ~122k write() per GB at ~8 KiB each. setImmediate, not
+ * nextTick: Node drains the nextTick queue after every chunk's callback, so a tick would flush each
+ * chunk alone. Registered before pipe() so that the first chunk of a batch is already corked.
+ */
+function coalesceWrites(stream: http2.Http2Stream, socket: net.Socket): void {
+  let corked = false;
+  const flush = (): void => {
+    corked = false;
+    socket.uncork();
+  };
+  stream.on('data', () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    setImmediate(flush);
+  });
+}
+
 export function splice(stream: http2.Http2Stream, socket: net.Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
   // A socket that is not half-open capable answers the peer's FIN with its own at once, cutting off
   // whatever the tunnel still has to deliver.
@@ -74,6 +97,7 @@ export function splice(stream: http2.Http2Stream, socket: net.Socket, options: S
     // Stream -> socket. Not pipe()'s own end handling: Node also ends the readable side of a stream
     // that was reset or whose session went away (it is destroyed by then), and that must become a
     // TCP RST, not a FIN that would make a truncated stream look complete. Only END_STREAM is a FIN.
+    coalesceWrites(stream, socket);
     stream.pipe(socket, { end: false });
     stream.on('end', () => {
       if (!stream.destroyed && !stream.rstCode) socket.end();
