@@ -64,7 +64,13 @@ const meshTLSPolicy = (ns: string, name: string, spec: object) => ({ apiVersion:
 
 interface PolicyObject {
   metadata: { generation: number };
-  status?: { observedGeneration?: number; conditions?: { type: string; status: string; reason: string; message: string }[]; selectedWorkloads?: number; programmedNodes?: string };
+  status?: {
+    observedGeneration?: number;
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+    selectedWorkloads?: number;
+    programmedNodes?: string;
+    lastAccepted?: { generation: number; spec: object };
+  };
 }
 
 async function getPolicy(kind: string, ns: string, name: string): Promise<PolicyObject> {
@@ -432,6 +438,34 @@ t.test('invalid policies: refused by the API server, or Accepted=False; neither 
   t.not(events.stdout.trim(), '', 'a Rejected Event was recorded');
   const describe = await kubectl(['-n', A, 'describe', 'accesspolicy', 'guard']);
   t.match(describe.stdout, /Rejected/, 'kubectl describe shows the Event');
+});
+
+t.test('a restarted controller keeps enforcing the last good generation of a refused policy', async (t) => {
+  // Continues from the test above: guard's generation 2 is refused, generation 1 is in force.
+  const before = await getPolicy('accesspolicy', A, 'guard');
+  t.match(before.status?.lastAccepted, { generation: 1, spec: { rules: [{ from: [{ namespaces: [A] }] }] } }, 'the status keeps generation 1 and its spec');
+  const old = (await pg.status()).weft.find((p) => p.process === 'weft-controller')?.pid;
+  if (!old) throw new Error('no controller process');
+  process.kill(old, 'SIGKILL'); // the playground's supervisor starts a new one, with an empty store
+  const health = `http://${new URL(status.apiServer).hostname}:15014`;
+  // The new controller's registry starts empty: an ACK from node-1 means that agent has resynced
+  // from it (a new epoch: a snapshot), so what it holds now is what the new controller computed.
+  const resynced = async (): Promise<string> => {
+    try {
+      const pid = (await pg.status()).weft.find((p) => p.process === 'weft-controller')?.pid;
+      if (!pid || pid === old) return 'old controller';
+      const agents = (await (await fetch(`${health}/agents`)).json()) as { node: string; streams: number; lastAckedRevision?: number }[];
+      return agents.some((a) => a.node === 'node-1' && a.streams > 0 && a.lastAckedRevision !== undefined) ? 'resynced' : 'waiting';
+    } catch {
+      return 'not up';
+    }
+  };
+  t.equal(await eventually(resynced, 'resynced', 60_000), 'resynced', 'node-1 resynced from the new controller');
+  t.ok((await agentPolicies()).includes(`${A}/guard`), "node-1's agent still holds guard");
+  t.equal(await http(clientB), 'refused', 'generation 1 is still enforced: pol-b denied');
+  t.equal(await http(clientA), '200', 'pol-a still allowed');
+  const after = await getPolicy('accesspolicy', A, 'guard');
+  t.match(condition(after, 'Accepted')?.message ?? '', /Generation 1 remains in force/, 'the new controller says so too');
 });
 
 t.test('kubectl get shows the printer columns', async (t) => {

@@ -61,6 +61,7 @@ export interface Schema {
   'x-kubernetes-list-map-keys'?: string[];
   'x-kubernetes-map-type'?: 'atomic' | 'granular';
   'x-kubernetes-validations'?: ValidationRule[];
+  'x-kubernetes-preserve-unknown-fields'?: true;
   [TS_NAME]?: string;
   [TS_TYPE]?: string;
 }
@@ -464,6 +465,17 @@ const policyStatus: Schema = {
       },
     },
     programmedNodes: str('programmed/total, for kubectl get.', 32),
+    lastAccepted: {
+      [TS_NAME]: 'PolicyLastAccepted',
+      type: 'object',
+      description:
+        'The last generation whose spec was valid, and that spec: what agents enforce while a newer spec is refused. Kept here so that a restarted controller enforces it too, instead of nothing.',
+      required: ['generation', 'spec'],
+      properties: {
+        generation: { type: 'integer', format: 'int64', minimum: 1, description: 'The metadata.generation that was accepted.' },
+        spec: { type: 'object', description: 'Its spec, as it was.', 'x-kubernetes-preserve-unknown-fields': true, [TS_TYPE]: 'Record<string, unknown>' },
+      },
+    },
   },
 };
 

@@ -170,6 +170,17 @@ export interface PolicyNodesStatus {
   pending?: string[];
 }
 
+/**
+ * The last generation whose spec was valid, and that spec: what agents enforce while a newer spec
+ * is refused. Kept here so that a restarted controller enforces it too, instead of nothing.
+ */
+export interface PolicyLastAccepted {
+  /** The metadata.generation that was accepted. */
+  generation: number;
+  /** Its spec, as it was. */
+  spec: Record<string, unknown>;
+}
+
 /** Written by the Weft controller: is the policy valid, and is it in force where it applies. */
 export interface PolicyStatus {
   /** The metadata.generation the status describes. */
@@ -184,6 +195,11 @@ export interface PolicyStatus {
   nodes?: PolicyNodesStatus;
   /** programmed/total, for kubectl get. */
   programmedNodes?: string;
+  /**
+   * The last generation whose spec was valid, and that spec: what agents enforce while a newer spec
+   * is refused. Kept here so that a restarted controller enforces it too, instead of nothing.
+   */
+  lastAccepted?: PolicyLastAccepted;
 }
 
 /**

@@ -5,6 +5,11 @@
 // generation that compiled (agents go on enforcing it) and the status says the update was refused.
 // Deleting the object removes it. A new object that never compiled is simply not enforced.
 //
+// The last generation that compiled is also written to the object's status (`lastAccepted`, by the
+// status writer), because the store lives only as long as this process: a controller that starts
+// while a spec is invalid compiles the status's copy instead, so a restart never turns a refused
+// update into "nothing enforced" (which, for a DENY or a narrow ALLOW, would open access).
+//
 // Level-based like the workload reconciler: an event names a key, and the key is recompiled from
 // the caches as they are now. Namespace changes recompile every AccessPolicy, since a
 // `from[].namespaceSelector` is resolved to namespace names here, not on the agents.
@@ -31,6 +36,8 @@ export interface PolicyVerdict {
   warnings: PolicyProblem[];
   /** The generation agents enforce (the last one that compiled), if any. */
   inForceGeneration?: number;
+  /** Its spec, for the status's `lastAccepted`. */
+  inForceSpec?: Record<string, unknown>;
 }
 
 export interface PolicySources {
@@ -113,20 +120,41 @@ export class PolicyReconciler {
       trustDomain: this.#o.trustDomain,
       namespaces: this.#o.sources.namespaces.list().map((ns) => ({ name: ns.metadata?.name ?? '', labels: ns.metadata?.labels ?? {} })),
     };
-    const result: CompileResult<Resource['value']> =
-      kind === 'AccessPolicy' ? compileAccessPolicy(obj as AccessPolicy, ctx) : compileMeshTLSPolicy(obj as MeshTLSPolicy, ctx);
+    const compile = (o: AccessPolicy | MeshTLSPolicy): CompileResult<Resource['value']> =>
+      kind === 'AccessPolicy' ? compileAccessPolicy(o as AccessPolicy, ctx) : compileMeshTLSPolicy(o as MeshTLSPolicy, ctx);
+    const result = compile(obj);
     const generation = obj.metadata?.generation ?? 0;
     const previous = this.#verdicts.get(id);
     let verdict: PolicyVerdict;
     if (result.ok) {
       this.#o.store.upsert({ kind, value: result.policy } as Resource);
-      verdict = { kind, key, generation, accepted: true, problems: [], warnings: result.warnings, inForceGeneration: generation };
+      const spec = (obj.spec ?? {}) as Record<string, unknown>;
+      verdict = { kind, key, generation, accepted: true, problems: [], warnings: result.warnings, inForceGeneration: generation, inForceSpec: spec };
     } else {
-      // The store keeps whatever compiled last; a controller that never saw it valid enforces nothing.
-      const inForce = this.#o.store.get({ kind, key }) ? previous?.inForceGeneration : undefined;
-      verdict = { kind, key, generation, accepted: false, problems: result.problems, warnings: [], ...(inForce !== undefined ? { inForceGeneration: inForce } : {}) };
+      // The store keeps whatever compiled last. A controller that has not seen it valid (it just
+      // started) takes the last accepted spec from the status; only a policy that never compiled
+      // enforces nothing.
+      let inForce = this.#o.store.get({ kind, key }) && previous?.inForceGeneration !== undefined ? { generation: previous.inForceGeneration, spec: previous.inForceSpec } : undefined;
+      const saved = obj.status?.lastAccepted;
+      if (!inForce && saved && saved.generation < generation) {
+        const restored = compile({ ...obj, metadata: { ...obj.metadata, generation: saved.generation }, spec: saved.spec } as AccessPolicy | MeshTLSPolicy);
+        if (restored.ok) {
+          this.#o.store.upsert({ kind, value: restored.policy } as Resource);
+          inForce = { generation: saved.generation, spec: saved.spec };
+          this.#log.info('policy restored from its last accepted generation', { kind, policy: key, generation, inForceGeneration: saved.generation });
+        }
+      }
+      verdict = {
+        kind,
+        key,
+        generation,
+        accepted: false,
+        problems: result.problems,
+        warnings: [],
+        ...(inForce ? { inForceGeneration: inForce.generation, ...(inForce.spec ? { inForceSpec: inForce.spec } : {}) } : {}),
+      };
       if (!previous || previous.generation !== generation || previous.accepted) {
-        this.#log.warn('policy refused', { kind, policy: key, generation, problems: result.problems.map((p) => `${p.path}: ${p.message}`), inForceGeneration: inForce });
+        this.#log.warn('policy refused', { kind, policy: key, generation, problems: result.problems.map((p) => `${p.path}: ${p.message}`), inForceGeneration: inForce?.generation });
       }
     }
     this.#verdicts.set(id, verdict);

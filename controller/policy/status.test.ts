@@ -65,3 +65,15 @@ t.test('reference problems make ResolvedRefs False; transition times move only w
   t.ok(sameStatus(s2, computeStatus(input({ previous: s2, now: new Date('2027-01-01T00:00:00Z') }))), 'equal apart from times: no write');
   t.notOk(sameStatus(s1, s2), 'a real change is a write');
 });
+
+t.test('lastAccepted: the spec in force is kept in the status, for a controller that restarts', async (t) => {
+  const spec = { rules: [{ from: [{ namespaces: ['shop'] }] }] };
+  const ok = computeStatus(input({ verdict: { ...accepted, inForceSpec: spec } }));
+  t.same(ok.lastAccepted, { generation: 2, spec }, 'an accepted generation is recorded with its spec');
+  const refused: PolicyVerdict = { ...accepted, generation: 3, accepted: false, problems: [{ path: 'spec', message: 'bad' }], inForceGeneration: 2, inForceSpec: spec };
+  t.same(computeStatus(input({ generation: 3, verdict: refused })).lastAccepted, { generation: 2, spec }, 'a refused update keeps the one in force');
+  t.same(computeStatus(input({ generation: 3, verdict: undefined, previous: ok })).lastAccepted, { generation: 2, spec }, 'no verdict yet: what the object carries stays');
+  const never: PolicyVerdict = { ...refused, generation: 1, inForceGeneration: undefined, inForceSpec: undefined };
+  t.equal(computeStatus(input({ generation: 1, verdict: never })).lastAccepted, undefined, 'never valid: nothing recorded');
+  t.notOk(sameStatus(computeStatus(input({ verdict: accepted })), ok), 'a new lastAccepted is a change worth writing');
+});

@@ -29,6 +29,8 @@ export interface PolicyStatus {
   unmeshedWorkloads: number;
   nodes: { programmed: number; total: number; pending: string[] };
   programmedNodes: string;
+  /** The generation in force and its spec, so that a restarted controller enforces it too (reconciler.ts). */
+  lastAccepted?: { generation: number; spec: Record<string, unknown> };
 }
 
 export interface StatusInput {
@@ -109,7 +111,16 @@ export function computeStatus(i: StatusInput): PolicyStatus {
     unmeshedWorkloads: i.selected.length - meshed.length,
     nodes: { programmed: programmedCount, total: required.length, pending: pending.map((p) => p.node).slice(0, MAX_PENDING_LISTED) },
     programmedNodes: `${programmedCount}/${required.length}`,
+    ...lastAccepted(i),
   };
+}
+
+function lastAccepted(i: StatusInput): Pick<PolicyStatus, 'lastAccepted'> {
+  const v = i.verdict;
+  if (v?.inForceGeneration !== undefined && v.inForceSpec) return { lastAccepted: { generation: v.inForceGeneration, spec: v.inForceSpec } };
+  // Not processed yet: what the object carries stays until the controller has a verdict.
+  if (!v && i.previous?.lastAccepted) return { lastAccepted: i.previous.lastAccepted };
+  return {};
 }
 
 /** Why a node's agent does not hold `revision` yet, or '' when it does. */
