@@ -15,6 +15,7 @@ packages=(
   prometheus                                        # tests/dashboards.test.ts queries the chart's dashboards
   ca-certificates git openssl                       # openssl: test certificates (cni-plugin/testing)
   python3                                           # python3 -m http.server: test workloads in pods
+  runc busybox-static                               # real nodes: containerd's runtime; the test workloads' image
 )
 missing=()
 for p in "${packages[@]}"; do

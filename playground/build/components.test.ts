@@ -94,4 +94,16 @@ t.test('the build runs read-only against the committed module files', async (t) 
   for (const [module, key] of [['k8s.io/kubernetes', 'K8S_VERSION'], ['go.etcd.io/etcd/server/v3', 'ETCD_VERSION'], ['helm.sh/helm/v3', 'HELM_VERSION'], ['github.com/containernetworking/cni', 'CNI_VERSION'], ['fortio.org/fortio', 'FORTIO_VERSION']] as const) {
     t.match(mod, new RegExp(`\\s${module.replace(/[./]/g, '\\$&')} ${pin(key).replace(/\./g, '\\.')}(\\s|$)`), `go.mod pins ${module} at versions.env's ${key}`);
   }
+  const runtimeMod = await readFile(join(HERE, 'runtime', 'go.mod'), 'utf8');
+  for (const [module, key] of [['github.com/containerd/containerd/v2', 'CONTAINERD_VERSION'], ['github.com/coredns/coredns', 'COREDNS_VERSION']] as const) {
+    t.match(runtimeMod, new RegExp(`\\s${module.replace(/[./]/g, '\\$&')} ${pin(key).replace(/\./g, '\\.')}(\\s|$)`), `runtime/go.mod pins ${module} at versions.env's ${key}`);
+  }
+});
+
+t.test('every binary in components.list is a tool of the module that builds it', async (t) => {
+  const list = await readFile(join(HERE, 'components.list'), 'utf8');
+  for (const [, module, pkg] of list.matchAll(/^#tool(?::(\S+))? (\S+)$/gm)) {
+    const mod = await readFile(join(HERE, module ?? 'components', 'go.mod'), 'utf8');
+    t.match(mod, new RegExp(`^\\s${pkg?.replace(/[./]/g, '\\$&')}$`, 'm'), `${pkg} is a tool of ${module ?? 'components'}/go.mod`);
+  }
 });
