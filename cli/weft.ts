@@ -6,7 +6,8 @@ import { join } from 'node:path';
 
 const USAGE = `usage:
   weft dev up [--nodes N] [--name NAME] [--detach] [--demo] [--no-mesh] [--mtls-mode STRICT|PERMISSIVE]
-                                                              start a playground cluster (with Weft unless --no-mesh)
+              [--runtime simulated|real]                      start a playground cluster (with Weft unless --no-mesh);
+                                                              real: kubelet + containerd nodes running images
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
@@ -40,6 +41,7 @@ async function dev(argv: string[]): Promise<void> {
     demo: { type: 'boolean', default: false },
     'no-mesh': { type: 'boolean', default: false },
     'mtls-mode': { type: 'string', default: 'PERMISSIVE' },
+    runtime: { type: 'string', default: 'simulated' },
     output: { type: 'string', short: 'o', default: 'text' },
   } as const;
 
@@ -51,7 +53,9 @@ async function dev(argv: string[]): Promise<void> {
       if (!Number.isInteger(nodes) || nodes < 1) fail(`--nodes must be a positive integer, not "${values.nodes}"`);
       const mtlsMode = values['mtls-mode'].toUpperCase();
       if (mtlsMode !== 'STRICT' && mtlsMode !== 'PERMISSIVE') fail(`--mtls-mode must be STRICT or PERMISSIVE, not "${values['mtls-mode']}"`);
-      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo, mesh: !values['no-mesh'], mtlsMode });
+      const runtime = values.runtime;
+      if (runtime !== 'simulated' && runtime !== 'real') fail(`--runtime must be simulated or real, not "${runtime}"`);
+      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo, mesh: !values['no-mesh'], mtlsMode, runtime });
       if (state) {
         process.stderr.write(`playground "${state.name}" is ready in ${state.upSeconds} s; kubeconfig: ${state.plan.paths.adminKubeconfig}\n`);
         if (values.demo) await (await import('../playground/demo.ts')).deployDemo(state.plan);

@@ -16,6 +16,9 @@ export interface PkiFiles {
   apiserverKey: string;
   saKey: string;
   saPub: string;
+  /** The API server's client certificate towards kubelets (logs, exec, port-forward). */
+  kubeletClientCert: string;
+  kubeletClientKey: string;
 }
 
 export function apiServerURL(p: PlaygroundPlan): string {
@@ -31,6 +34,9 @@ export async function writePki(p: PlaygroundPlan, pki: ClusterPki): Promise<PkiF
     apiserverKey: await writePem(d, 'apiserver.key', pki.apiserver.keyPem),
     saKey: await writePem(d, 'sa.key', pki.serviceAccountKeyPem),
     saPub: await writePem(d, 'sa.pub', pki.serviceAccountPubPem),
+    // The admin identity (system:masters): the kubelet's webhook authorizer lets it do anything.
+    kubeletClientCert: await writePem(d, 'apiserver-kubelet-client.crt', pki.admin.certPem),
+    kubeletClientKey: await writePem(d, 'apiserver-kubelet-client.key', pki.admin.keyPem),
   };
 }
 
@@ -85,6 +91,10 @@ export function startApiServer(p: PlaygroundPlan, files: PkiFiles, sup: Supervis
       '--authorization-mode=Node,RBAC',
       '--enable-admission-plugins=NodeRestriction',
       '--allow-privileged=true',
+      `--kubelet-client-certificate=${files.kubeletClientCert}`,
+      `--kubelet-client-key=${files.kubeletClientKey}`,
+      // Node names do not resolve on the playground's fabric: reach kubelets by their InternalIP.
+      '--kubelet-preferred-address-types=InternalIP,Hostname',
       '--profiling=false',
       '--endpoint-reconciler-type=lease',
       '--v=1',

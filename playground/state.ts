@@ -19,6 +19,8 @@ export interface PlaygroundState {
   pids: Record<string, number>;
   /** Whether Weft runs on this playground. */
   mesh?: boolean;
+  /** The nodes' kind: the simulated kubelet (absent in older state files) or kubelet + containerd. */
+  runtime?: 'simulated' | 'real';
   plan: PlaygroundPlan;
   repo: string;
 }

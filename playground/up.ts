@@ -23,6 +23,8 @@ import { createClusterPki } from './pki.ts';
 import { claimSlot, isAlive, readState, writeState, type PlaygroundState } from './state.ts';
 import { Supervisor } from './supervisor.ts';
 import { teardown } from './down.ts';
+import { assignPodCIDR, cleanRealNode, SANDBOX_IMAGE, startRealNode } from './real-node.ts';
+import { buildImage, busyboxImage, pauseImage } from './images.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -35,7 +37,14 @@ export interface UpOptions {
   /** Install Weft (controller + agents); false gives a bare Kubernetes cluster. */
   mesh: boolean;
   mtlsMode: 'STRICT' | 'PERMISSIVE';
+  /**
+   * 'simulated': the playground's own kubelet, which runs pods' commands as processes (the
+   * default while the suites run there); 'real': the kubelet and containerd, running images.
+   */
+  runtime?: NodeRuntime;
 }
+
+export type NodeRuntime = 'simulated' | 'real';
 
 const say = (msg: string) => process.stderr.write(`[weft dev] ${msg}\n`);
 
@@ -92,6 +101,7 @@ async function upDetached(opts: UpOptions): Promise<PlaygroundState> {
   const fd = openSync(logPath, 'a');
   const args = [join(REPO_ROOT, 'cli/weft.ts'), 'dev', 'up', '--name', opts.name, '--nodes', String(opts.nodes), '--mtls-mode', opts.mtlsMode];
   if (!opts.mesh) args.push('--no-mesh');
+  if (opts.runtime === 'real') args.push('--runtime', 'real');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, WEFT_DEV_FOREGROUND: '1' } });
   closeSync(fd);
   child.unref();
@@ -142,6 +152,8 @@ async function runForeground(opts: UpOptions): Promise<void> {
     await writeState(state);
   });
   const plan = state.plan;
+  const real = opts.runtime === 'real';
+  state.runtime = opts.runtime ?? 'simulated';
   for (const d of [plan.dir, plan.paths.logs]) await mkdir(d, { recursive: true });
   await mkdir(plan.paths.etcdData, { recursive: true, mode: 0o700 });
   for (const n of plan.nodes) {
@@ -169,6 +181,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
       state.phase = 'stopping';
       persist();
       await sup.stopAll(10_000);
+      if (real) for (const n of plan.nodes) await cleanRealNode(plan, n);
       await destroyNetwork(plan);
       await rm(plan.dir, { recursive: true, force: true });
       say('stopped; nothing left behind');
@@ -203,14 +216,20 @@ async function runForeground(opts: UpOptions): Promise<void> {
     });
     startControllerManager(plan, files, kcmKc, sup);
     startScheduler(plan, schedKc, sup);
-    for (const n of plan.nodes) {
-      await writeCniConfig(n);
-      await startKubeProxy(plan, n, proxyKc, sup);
-      const cred = pki.nodes[n.name];
-      if (!cred) throw new Error(`no kubelet certificate for ${n.name}`);
-      const kubeletKc = await writeKubeconfig(plan, pki, kc(`kubelet-${n.name}.kubeconfig`), `system:node:${n.name}`, cred);
-      await startKubelet(plan, n, kubeletKc, sup);
-    }
+    const images = real ? await buildNodeImages(plan) : [];
+    await Promise.all(
+      plan.nodes.map(async (n) => {
+        await writeCniConfig(n);
+        await startKubeProxy(plan, n, proxyKc, sup);
+        const cred = pki.nodes[n.name];
+        if (!cred) throw new Error(`no kubelet certificate for ${n.name}`);
+        const kubeletKc = await writeKubeconfig(plan, pki, kc(`kubelet-${n.name}.kubeconfig`), `system:node:${n.name}`, cred);
+        if (real) {
+          await startRealNode(plan, n, { ca: files.ca, kubeconfig: kubeletKc }, images, sup);
+          await assignPodCIDR(plan, n);
+        } else await startKubelet(plan, n, kubeletKc, sup);
+      }),
+    );
     await waitUntilReady(plan, admin);
     if (opts.mesh) {
       const { installMesh } = await import('./mesh.ts');
@@ -239,6 +258,11 @@ async function runForeground(opts: UpOptions): Promise<void> {
   }
   // Stay up until signalled.
   await new Promise<never>(() => {});
+}
+
+/** The images every real node starts with: the sandbox image and the test workloads' busybox. */
+async function buildNodeImages(p: PlaygroundPlan): Promise<string[]> {
+  return Promise.all([buildImage(pauseImage(p.binDir, SANDBOX_IMAGE)), buildImage(await busyboxImage())]);
 }
 
 /** The node's primary CNI configuration, as a node's container runtime would find it. */

@@ -1,0 +1,158 @@
+// Container images without a registry: a root filesystem assembled from files this machine has
+// (what the project builds, the pinned Node, Debian's packages), written as one layer in the
+// `docker save` format that `ctr images import` reads. The tarball is cached by a hash of what
+// went in, so an unchanged image is not rebuilt.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { run } from './exec.ts';
+
+export interface ImageSpec {
+  /** name:tag, as pods name it (with imagePullPolicy IfNotPresent or Never). */
+  ref: string;
+  /** Host file → path in the image; the mode is kept. */
+  files: { src: string; dest: string }[];
+  symlinks?: { path: string; target: string }[];
+  /** Empty directories the image needs (mount points, /tmp). */
+  dirs?: string[];
+  /** Extra files with literal content (/etc/passwd, ...). */
+  texts?: { path: string; content: string; mode?: number }[];
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: string[];
+  user?: string;
+  workdir?: string;
+}
+
+export function imageCacheDir(): string {
+  return join(process.env.WEFT_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'weft'), 'images');
+}
+
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+async function fileHash(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** What decides the image's bytes: the spec and the identity (size, mtime) of every input file. */
+async function inputKey(spec: ImageSpec): Promise<string> {
+  const files = await Promise.all(
+    spec.files.map(async (f) => {
+      const s = await stat(f.src);
+      return `${f.src}:${f.dest}:${s.size}:${s.mtimeMs}:${s.mode}`;
+    }),
+  );
+  return sha256(JSON.stringify({ spec, files, format: 1 })).slice(0, 16);
+}
+
+/** Builds (or finds in the cache) the image's tarball and returns its path. */
+export async function buildImage(spec: ImageSpec): Promise<string> {
+  const dir = imageCacheDir();
+  const out = join(dir, `${spec.ref.replace(/[^a-zA-Z0-9.-]/g, '_')}-${await inputKey(spec)}.tar`);
+  if (existsSync(out)) return out;
+  await mkdir(dir, { recursive: true });
+  const work = await mkdtemp(join(tmpdir(), 'weft-image-'));
+  try {
+    const rootfs = join(work, 'rootfs');
+    await mkdir(rootfs);
+    for (const d of spec.dirs ?? []) await mkdir(join(rootfs, d), { recursive: true });
+    for (const f of spec.files) {
+      const to = join(rootfs, f.dest);
+      await mkdir(dirname(to), { recursive: true });
+      await copyFile(f.src, to);
+      await chmod(to, (await stat(f.src)).mode & 0o7777);
+    }
+    for (const t of spec.texts ?? []) {
+      const to = join(rootfs, t.path);
+      await mkdir(dirname(to), { recursive: true });
+      await writeFile(to, t.content, { mode: t.mode ?? 0o644 });
+    }
+    for (const l of spec.symlinks ?? []) {
+      const at = join(rootfs, l.path);
+      await mkdir(dirname(at), { recursive: true });
+      await symlink(l.target, at);
+    }
+    // One layer, byte-for-byte the same for the same inputs: sorted, root-owned, mtime 0.
+    const layer = join(work, 'layer.tar');
+    await run('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-cf', layer, '-C', rootfs, '.'], { timeoutMs: 300_000 });
+    const diffId = `sha256:${await fileHash(layer)}`;
+    const config = {
+      architecture: 'amd64',
+      os: 'linux',
+      created: '1970-01-01T00:00:00Z',
+      config: {
+        Env: spec.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+        ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
+        ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+        ...(spec.user ? { User: spec.user } : {}),
+        ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+      },
+      rootfs: { type: 'layers', diff_ids: [diffId] },
+      history: [{ created: '1970-01-01T00:00:00Z', created_by: 'weft playground/images.ts' }],
+    };
+    const configJson = JSON.stringify(config);
+    const archive = join(work, 'archive');
+    await mkdir(join(archive, diffId.slice(7)), { recursive: true });
+    await rename(layer, join(archive, diffId.slice(7), 'layer.tar'));
+    const configName = `${sha256(configJson)}.json`;
+    await writeFile(join(archive, configName), configJson);
+    await writeFile(join(archive, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [spec.ref], Layers: [`${diffId.slice(7)}/layer.tar`] }]));
+    await run('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', `${out}.tmp`, '-C', archive, '.'], { timeoutMs: 300_000 });
+    await rename(`${out}.tmp`, out);
+    return out;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The shared libraries a dynamically linked program loads (ldd's answer), so that an image can
+ * carry a Debian program without a Debian base image.
+ */
+export async function sharedLibraries(program: string): Promise<string[]> {
+  const out = await run('ldd', [program]).catch(() => '');
+  const libs = new Set<string>();
+  for (const line of out.split('\n')) {
+    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m?.[1]) libs.add(m[1]);
+  }
+  return [...libs];
+}
+
+/** Minimal /etc files most programs expect. */
+export function etcFiles(): { path: string; content: string }[] {
+  return [
+    { path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nnonroot:x:65532:65532:nonroot:/home/nonroot:/bin/false\n' },
+    { path: 'etc/group', content: 'root:x:0:\nnogroup:x:65534:\nnonroot:x:65532:\n' },
+    { path: 'etc/nsswitch.conf', content: 'passwd: files\ngroup: files\nhosts: files dns\n' },
+  ];
+}
+
+/** The playground's sandbox image: the static pause built with the other components. */
+export function pauseImage(binDir: string, ref: string): ImageSpec {
+  return { ref, files: [{ src: join(binDir, 'pause'), dest: 'pause' }], entrypoint: ['/pause'] };
+}
+
+/** A small image for test workloads: Debian's busybox-static, every applet linked. */
+export async function busyboxImage(ref = 'weft.local/busybox:latest'): Promise<ImageSpec> {
+  const busybox = '/bin/busybox';
+  if (!existsSync(busybox)) throw new Error('busybox is missing: run "bash scripts/install-system-deps.sh" (installs busybox-static)');
+  const applets = (await run(busybox, ['--list'])).split('\n').filter((a) => a && a !== 'busybox');
+  return {
+    ref,
+    files: [{ src: busybox, dest: 'bin/busybox' }],
+    symlinks: applets.map((a) => ({ path: `bin/${a}`, target: 'busybox' })),
+    dirs: ['tmp', 'proc', 'sys', 'dev', 'root', 'var/www'],
+    texts: [...etcFiles(), { path: 'var/www/index.html', content: 'weft playground\n' }],
+    cmd: ['sh'],
+  };
+}
+
+export async function readImageRef(tarball: string): Promise<string> {
+  const manifest = await run('tar', ['-xOf', tarball, './manifest.json']);
+  return (JSON.parse(manifest) as { RepoTags: string[] }[])[0]?.RepoTags[0] ?? '';
+}
