@@ -1,6 +1,6 @@
 // HBONE tunnel microbenchmark (not a test): what the tunnel adds over plain loopback TCP.
 //
-//   node bench/hbone-micro.ts [--round-trips 20000] [--megabytes 1024] [--paths direct,tls,hbone] [--syscalls]
+//   node bench/hbone-micro.ts [--round-trips 20000] [--megabytes 1024] [--paths direct,tls,hbone] [--syscalls] [--idle 1000]
 //
 // The "remote node" (tunnel servers and destinations) runs in a worker thread so that client and
 // server each have a core, as two agents would. Three paths end at the same destinations:
@@ -12,8 +12,13 @@
 // throughput, plus how busy each thread's event loop was during the upload and the CPU seconds
 // each thread spent per GB uploaded (process.threadCpuUsage: user + system, so the kernel's share
 // of small writes counts). The client thread includes the generator and the server thread the
-// sink, so what a path adds is its figure minus direct's. --syscalls counts each thread's
+// sink, so what a path adds is its figure minus direct's. "other" is the rest of the process: V8's
+// helper threads, where most of a major GC's marking and sweeping runs. --syscalls counts each thread's
 // read/write system calls during the upload with `perf stat` (tracepoints; needs perf and root).
+// Memory (the process's RSS, both ends together as two agents would be): before any traffic, with
+// --idle N tunnels open and idle (each an application socket spliced to a pool stream, as on the
+// outbound path, and a stream spliced to an echo connection on the server; the application and
+// echo sockets count too), 3 s after the load, and 13 s after it, when the idle trim has run.
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -26,6 +31,7 @@ import { Worker, isMainThread, parentPort, workerData, type MessagePort } from '
 import { WorkloadCertificate, type IssuedCertificate } from '../agent/identity/certificate.ts';
 import { HbonePool } from '../agent/hbone/pool.ts';
 import { HboneServer } from '../agent/hbone/server.ts';
+import { splice } from '../agent/hbone/splice.ts';
 import { connectTarget } from '../agent/hbone/target.ts';
 import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
 
@@ -39,7 +45,7 @@ const PATHS: Path[] = ['direct', 'tls', 'hbone'];
 /** Ports of the remote node: the destinations, and per path where the client dials for each. */
 type RemotePorts = { echo: number; sink: number; tlsEcho: number; tlsSink: number; hbone: number };
 type Latency = { p50: number; p99: number };
-type Throughput = { gbps: number; clientBusy: number; serverBusy: number; clientCpu: number; serverCpu: number; syscalls?: Syscalls };
+type Throughput = { gbps: number; clientBusy: number; serverBusy: number; clientCpu: number; serverCpu: number; processCpu: number; syscalls?: Syscalls };
 /** Per thread ('client', 'server'), per system call: how many during the upload. */
 type Syscalls = Record<string, Record<string, number>>;
 type ServerReport = { busy: number; cpuSeconds: number };
@@ -55,6 +61,7 @@ async function main(): Promise<void> {
       megabytes: { type: 'string', default: '1024' },
       paths: { type: 'string', default: PATHS.join(',') },
       syscalls: { type: 'boolean', default: false },
+      idle: { type: 'string', default: '0' },
     },
   });
   const roundTrips = Number(values['round-trips']);
@@ -89,10 +96,26 @@ async function main(): Promise<void> {
   };
 
   console.log(`HBONE micro-benchmark: Node ${process.version}, ${roundTrips} round trips of ${MESSAGE_BYTES} B, ${megabytes} MiB upload`);
+  const memory: [string, number][] = [];
+  const rss = async (label: string, afterMs = 3000): Promise<void> => {
+    await new Promise((resolve) => setTimeout(resolve, afterMs));
+    memory.push([label, process.memoryUsage.rss() / 2 ** 20]);
+  };
+  await rss('idle');
+  const idle = Number(values.idle);
+  if (idle > 0) {
+    const close = await idleTunnels(idle, () => open('hbone', 'echo'));
+    await rss(`${idle} idle tunnels`);
+    await close();
+    await rss('idle tunnels closed');
+  }
   const latency = {} as Record<Path, Latency>;
   const throughput = {} as Record<Path, Throughput>;
   for (const path of paths) latency[path] = await pingPong(await open(path, 'echo'), roundTrips);
   for (const path of paths) throughput[path] = await upload(await open(path, 'sink'), megabytes, worker, values.syscalls);
+  await rss('3 s after load');
+  // splice() started agent/native/trim.ts, which trims once the process has been idle 5-10 s.
+  await rss('13 s after load', 10_000);
 
   const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8);
   const x = (ratio: number): string => `${ratio.toFixed(2)}x`.padStart(8);
@@ -102,12 +125,12 @@ async function main(): Promise<void> {
     const added = path === 'direct' ? '' : `${us(p50 - latency.direct.p50)}   ${us(p99 - latency.direct.p99)}`;
     console.log(`  ${path.padEnd(20)} ${us(p50)} ${us(p99)}   ${added}`);
   }
-  console.log('\nsingle-stream upload      Gbit/s  vs direct  client loop  server loop  client s/GB  server s/GB');
+  console.log('\nsingle-stream upload      Gbit/s  vs direct  client loop  server loop  client s/GB  server s/GB   other s/GB');
   for (const path of paths) {
-    const { gbps, clientBusy, serverBusy, clientCpu, serverCpu } = throughput[path];
+    const { gbps, clientBusy, serverBusy, clientCpu, serverCpu, processCpu } = throughput[path];
     const busy = (share: number): string => `${(share * 100).toFixed(0)} %`.padStart(11);
     const cpu = (s: number): string => s.toFixed(3).padStart(11);
-    console.log(`  ${path.padEnd(20)} ${gbps.toFixed(2).padStart(8)} ${x(gbps / throughput.direct.gbps)}  ${busy(clientBusy)}  ${busy(serverBusy)}  ${cpu(clientCpu)}  ${cpu(serverCpu)}`);
+    console.log(`  ${path.padEnd(20)} ${gbps.toFixed(2).padStart(8)} ${x(gbps / throughput.direct.gbps)}  ${busy(clientBusy)}  ${busy(serverBusy)}  ${cpu(clientCpu)}  ${cpu(serverCpu)}  ${cpu(processCpu - clientCpu - serverCpu)}`);
   }
   if (values.syscalls) {
     console.log('\nsystem calls per GB uploaded (thousands)');
@@ -121,13 +144,47 @@ async function main(): Promise<void> {
     }
   }
   if (throughput.hbone && latency.hbone) {
-    const added = (t: Throughput): number => t.clientCpu + t.serverCpu - throughput.direct.clientCpu - throughput.direct.serverCpu;
-    console.log(`\nhbone added p50 ${us(latency.hbone.p50 - latency.direct.p50).trim()} µs, added CPU ${added(throughput.hbone).toFixed(3)} s/GB (both threads)`);
+    const added = (t: Throughput): number => t.processCpu - throughput.direct.processCpu;
+    console.log(`\nhbone added p50 ${us(latency.hbone.p50 - latency.direct.p50).trim()} µs, added CPU ${added(throughput.hbone).toFixed(3)} s/GB (all threads)`);
     if (throughput.tls) console.log(`hbone/tls throughput ${x(throughput.hbone.gbps / throughput.tls.gbps).trim()}, tls added CPU ${added(throughput.tls).toFixed(3)} s/GB`);
+  }
+
+  console.log(`\nprocess RSS, MB: ${memory.map(([label, mb]) => `${label} ${mb.toFixed(1)}`).join(', ')}`);
+  if (idle > 0) {
+    const [, before] = memory[0] as [string, number];
+    const [, held] = memory[1] as [string, number];
+    console.log(`per idle tunnel (both ends): ${(((held - before) * 1024) / idle).toFixed(1)} KB`);
   }
 
   await pool.close({ graceMs: 1000 });
   await worker.terminate();
+}
+
+/**
+ * Opens `count` tunnels the way the outbound path does (an application's connection to a local
+ * listener, spliced to a pool stream) and leaves them idle; the returned function closes them.
+ */
+async function idleTunnels(count: number, openStream: () => Promise<Duplex>): Promise<() => Promise<void>> {
+  const outbound = net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
+    void openStream().then((stream) => splice(stream as Parameters<typeof splice>[0], down));
+  });
+  outbound.listen(0, LOOPBACK);
+  await once(outbound, 'listening');
+  const { port } = outbound.address() as net.AddressInfo;
+  const apps: net.Socket[] = [];
+  for (let i = 0; i < count; i++) {
+    const app = net.connect({ host: LOOPBACK, port, noDelay: true });
+    apps.push(app);
+    // One round trip each: the tunnel is up end to end before it goes idle.
+    await once(app, 'connect');
+    app.write('x');
+    await once(app, 'data');
+  }
+  return async () => {
+    await Promise.all(apps.map((app) => new Promise<void>((resolve) => app.end(() => resolve()))));
+    for (const app of apps) app.destroy();
+    outbound.close();
+  };
 }
 
 /** One message in flight at a time; p50/p99 round-trip time in ns. */
@@ -173,6 +230,7 @@ async function upload(stream: Duplex, megabytes: number, worker: Worker, countSy
   await once(worker, 'message');
   const clientStart = performance.eventLoopUtilization();
   const clientCpuStart = process.threadCpuUsage();
+  const processCpuStart = process.cpuUsage();
   const started = process.hrtime.bigint();
   for (let sent = 0; sent < total; sent += chunk.length) {
     if (!stream.write(chunk)) await once(stream, 'drain');
@@ -182,12 +240,13 @@ async function upload(stream: Duplex, megabytes: number, worker: Worker, countSy
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const clientBusy = performance.eventLoopUtilization(clientStart).utilization;
   const clientCpu = cpuSeconds(process.threadCpuUsage(clientCpuStart));
+  const processCpu = cpuSeconds(process.cpuUsage(processCpuStart));
   worker.postMessage('report');
   const [server] = (await once(worker, 'message')) as [ServerReport];
   const syscalls = await counter?.();
   if (Number(reply) !== total) throw new Error(`sink received ${reply} bytes, expected ${total}`);
   const gb = total / 1e9;
-  return { gbps: (total * 8) / seconds / 1e9, clientBusy, serverBusy: server.busy, clientCpu: clientCpu / gb, serverCpu: server.cpuSeconds / gb, syscalls };
+  return { gbps: (total * 8) / seconds / 1e9, clientBusy, serverBusy: server.busy, clientCpu: clientCpu / gb, serverCpu: server.cpuSeconds / gb, processCpu: processCpu / gb, syscalls };
 }
 
 function cpuSeconds(usage: NodeJS.CpuUsage): number {

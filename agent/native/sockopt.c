@@ -6,6 +6,9 @@
 //   markedSocket(family, mark) -> fd      a fresh non-blocking TCP socket with SO_MARK already set,
 //                                         so that even its SYN carries the mark (Node creates the
 //                                         socket inside connect(): too late for setMark)
+//   trimHeap() -> boolean                 malloc_trim(0): hands the C heap's free pages back to
+//                                         the kernel (glibc keeps them after a burst of traffic;
+//                                         false where the C library has no malloc_trim)
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <linux/netfilter_ipv4.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <node_api.h>
 
 #ifndef IP6T_SO_ORIGINAL_DST
@@ -98,6 +104,17 @@ static napi_value marked_socket(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value trim_heap(napi_env env, napi_callback_info info) {
+  (void)info;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value out;
+  napi_get_boolean(env, released != 0, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn);
@@ -106,5 +123,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "setMark", fn);
   napi_create_function(env, "markedSocket", NAPI_AUTO_LENGTH, marked_socket, NULL, &fn);
   napi_set_named_property(env, exports, "markedSocket", fn);
+  napi_create_function(env, "trimHeap", NAPI_AUTO_LENGTH, trim_heap, NULL, &fn);
+  napi_set_named_property(env, exports, "trimHeap", fn);
   return exports;
 }

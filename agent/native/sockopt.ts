@@ -9,6 +9,7 @@ interface Addon {
   originalDst(fd: number): [string, number];
   setMark(fd: number, mark: number): void;
   markedSocket(family: 4 | 6, mark: number): number;
+  trimHeap(): boolean;
 }
 
 let addon: Addon | undefined;
@@ -46,4 +47,16 @@ export function setMark(socket: Socket, mark: number): void {
  * marked already, which setMark() on a Node socket, created inside connect(), cannot do. */
 export function markedSocket(family: 4 | 6, mark: number): number {
   return load().markedSocket(family, mark);
+}
+
+/**
+ * Gives the C heap's free pages back to the kernel (malloc_trim). Best effort: false when nothing
+ * was released, the C library cannot, or the addon is missing (tests that never built it).
+ */
+export function trimHeap(): boolean {
+  try {
+    return load().trimHeap();
+  } catch {
+    return false;
+  }
 }
