@@ -58,7 +58,7 @@ async function dev(argv: string[]): Promise<void> {
       const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo, mesh: !values['no-mesh'], mtlsMode, runtime });
       if (state) {
         process.stderr.write(`playground "${state.name}" is ready in ${state.upSeconds} s; kubeconfig: ${state.plan.paths.adminKubeconfig}\n`);
-        if (values.demo) await (await import('../playground/demo.ts')).deployDemo(state.plan);
+        if (values.demo) await (await import('../playground/demo.ts')).deployDemo(state.plan, state.runtime);
       }
       return;
     }

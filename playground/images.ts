@@ -4,9 +4,9 @@
 // went in, so an unchanged image is not rebuilt.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { run } from './exec.ts';
 
 export interface ImageSpec {
@@ -103,6 +103,9 @@ export async function buildImage(spec: ImageSpec): Promise<string> {
     await writeFile(join(archive, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [spec.ref], Layers: [`${diffId.slice(7)}/layer.tar`] }]));
     await run('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', `${out}.tmp`, '-C', archive, '.'], { timeoutMs: 300_000 });
     await rename(`${out}.tmp`, out);
+    // Earlier builds of the same image are never used again (the agent's is ~250 MB).
+    const prefix = basename(out).replace(/-[0-9a-f]{16}\.tar$/, '-');
+    for (const f of await readdir(dir)) if (f.startsWith(prefix) && /^[0-9a-f]{16}\.tar$/.test(f.slice(prefix.length)) && join(dir, f) !== out) await rm(join(dir, f), { force: true });
     return out;
   } finally {
     await rm(work, { recursive: true, force: true });

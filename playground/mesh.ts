@@ -8,7 +8,7 @@
 // An agent can also be replaced in place by hand: `weft dev restart-agent <node>` asks the
 // playground's supervisor, through its mesh control socket, to start a new agent process on the
 // node, wait until that process is ready, then send SIGTERM to the old one, which drains.
-import { unlink, writeFile } from 'node:fs/promises';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { createServer, request } from 'node:http';
 import { join } from 'node:path';
 import type { PlaygroundPlan } from './config.ts';
@@ -65,6 +65,34 @@ function installArgs(p: PlaygroundPlan, repo: string, paths: MeshPaths, opts: { 
     '--set',
     `agent.cni.kubeAPI=https://${p.hostIP}:${p.apiServerPort}`,
   ];
+}
+
+/** The chart's image names for this checkout: `<image.registry>/weft-<component>:<appVersion>`. */
+export async function weftImageRefs(repo: string): Promise<{ agent: string; controller: string }> {
+  const chart = await readFile(join(repo, 'helm/weft/Chart.yaml'), 'utf8');
+  const version = /^appVersion:\s*"?([^"\s]+)"?/m.exec(chart)?.[1];
+  if (!version) throw new Error('helm/weft/Chart.yaml has no appVersion');
+  return { agent: `weft/weft-agent:${version}`, controller: `weft/weft-controller:${version}` };
+}
+
+/**
+ * Installs Weft on real nodes exactly as on a cluster: the mesh root as a Secret, then `helm
+ * install` with the chart's defaults. The chart's DaemonSet and Deployment run as pods from the
+ * images the nodes imported (images/*.Dockerfile, built by playground/weft-images.ts); the only
+ * value set is the pull policy, since there is no registry to pull from.
+ */
+export async function installMeshOnRealNodes(p: PlaygroundPlan, repo: string, opts: { mtlsMode?: 'STRICT' | 'PERMISSIVE'; log?: (msg: string) => void } = {}): Promise<MeshPaths> {
+  const root = await createRoot({ trustDomain: 'cluster.local' });
+  const paths: MeshPaths = { caCert: join(p.paths.pki, 'mesh-ca.crt'), caKey: join(p.paths.pki, 'mesh-ca.key') };
+  await writeFile(paths.caCert, root.certificatePem, { mode: 0o644 });
+  await writeFile(paths.caKey, root.keyPem, { mode: 0o600 });
+  await kubectl(p)(['create', 'namespace', INSTALL_NAMESPACE]);
+  await kubectl(p)(['create', 'secret', 'tls', 'weft-ca', '-n', INSTALL_NAMESPACE, `--cert=${paths.caCert}`, `--key=${paths.caKey}`]);
+  const args = installArgs(p, repo, paths, opts);
+  const values = args.indexOf('--values');
+  args.splice(values, 2, '--set', 'image.pullPolicy=Never');
+  await helm(p)(['install', ...args, '--wait', '--timeout', '180s']);
+  return paths;
 }
 
 export interface MeshInstall {

@@ -25,6 +25,7 @@ import { Supervisor } from './supervisor.ts';
 import { teardown } from './down.ts';
 import { assignPodCIDR, cleanRealNode, SANDBOX_IMAGE, startRealNode } from './real-node.ts';
 import { buildImage, busyboxImage, pauseImage } from './images.ts';
+import { clusterDNSIP, corednsImage, installClusterDNS } from './cluster-dns.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -216,7 +217,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
     });
     startControllerManager(plan, files, kcmKc, sup);
     startScheduler(plan, schedKc, sup);
-    const images = real ? await buildNodeImages(plan) : [];
+    const images = real ? await buildNodeImages(plan, opts.mesh) : [];
     await Promise.all(
       plan.nodes.map(async (n) => {
         await writeCniConfig(n);
@@ -225,13 +226,17 @@ async function runForeground(opts: UpOptions): Promise<void> {
         if (!cred) throw new Error(`no kubelet certificate for ${n.name}`);
         const kubeletKc = await writeKubeconfig(plan, pki, kc(`kubelet-${n.name}.kubeconfig`), `system:node:${n.name}`, cred);
         if (real) {
-          await startRealNode(plan, n, { ca: files.ca, kubeconfig: kubeletKc }, images, sup);
+          await startRealNode(plan, n, { ca: files.ca, kubeconfig: kubeletKc, clusterDNS: clusterDNSIP(plan) }, images, sup);
           await assignPodCIDR(plan, n);
         } else await startKubelet(plan, n, kubeletKc, sup);
       }),
     );
     await waitUntilReady(plan, admin);
-    if (opts.mesh) {
+    if (real) await installClusterDNS(plan);
+    if (opts.mesh && real) {
+      const { installMeshOnRealNodes } = await import('./mesh.ts');
+      await installMeshOnRealNodes(plan, REPO_ROOT, { mtlsMode: opts.mtlsMode, log: say });
+    } else if (opts.mesh) {
       const { installMesh } = await import('./mesh.ts');
       await installMesh(plan, sup, REPO_ROOT, { mtlsMode: opts.mtlsMode, log: say, onRunner: (r) => (stopMesh = () => r.stop()) });
     }
@@ -244,7 +249,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
     say(`ready in ${state.upSeconds} s: ${plan.nodes.length} nodes; kubeconfig ${plan.paths.adminKubeconfig}`);
     if (opts.demo) {
       const { deployDemo } = await import('./demo.ts');
-      await deployDemo(plan);
+      await deployDemo(plan, state.runtime);
     }
   } catch (e) {
     state.phase = 'failed';
@@ -260,9 +265,19 @@ async function runForeground(opts: UpOptions): Promise<void> {
   await new Promise<never>(() => {});
 }
 
-/** The images every real node starts with: the sandbox image and the test workloads' busybox. */
-async function buildNodeImages(p: PlaygroundPlan): Promise<string[]> {
-  return Promise.all([buildImage(pauseImage(p.binDir, SANDBOX_IMAGE)), buildImage(await busyboxImage())]);
+/**
+ * The images every real node starts with: the sandbox image, the test workloads' busybox, and
+ * Weft's agent and controller (from images/*.Dockerfile) when Weft is to be installed.
+ */
+async function buildNodeImages(p: PlaygroundPlan, mesh: boolean): Promise<string[]> {
+  const images = [buildImage(pauseImage(p.binDir, SANDBOX_IMAGE)), busyboxImage().then(buildImage), buildImage(corednsImage(p.binDir))];
+  if (mesh) {
+    const { weftImageRefs } = await import('./mesh.ts');
+    const { buildWeftImage } = await import('./weft-images.ts');
+    const refs = await weftImageRefs(REPO_ROOT);
+    images.push(buildWeftImage(REPO_ROOT, 'agent', refs.agent), buildWeftImage(REPO_ROOT, 'controller', refs.controller));
+  }
+  return Promise.all(images);
 }
 
 /** The node's primary CNI configuration, as a node's container runtime would find it. */
