@@ -8,7 +8,7 @@
 //   tls     a TLS 1.3 relay with the same certificates and no HTTP/2 (a Node stand-in for stunnel,
 //           to tell TLS costs from HTTP/2 costs);
 //   hbone   pool -> TLS 1.3 + HTTP/2 CONNECT -> HboneServer -> TCP.
-// Measured: ping-pong latency (64 B each way on one stream, p50/p99) and single-stream upload
+// Measured: new connections per second, ping-pong latency (64 B each way on one stream, p50/p99) and single-stream upload
 // throughput, plus how busy each thread's event loop was during the upload and the CPU seconds
 // each thread spent per GB uploaded (process.threadCpuUsage: user + system, so the kernel's share
 // of small writes counts). The client thread includes the generator and the server thread the
@@ -112,6 +112,8 @@ async function main(): Promise<void> {
   const latency = {} as Record<Path, Latency>;
   const throughput = {} as Record<Path, Throughput>;
   for (const path of paths) latency[path] = await pingPong(await open(path, 'echo'), roundTrips);
+  const rate = {} as Record<Path, number>;
+  for (const path of paths) rate[path] = await connectionRate(() => open(path, 'echo'));
   for (const path of paths) throughput[path] = await upload(await open(path, 'sink'), megabytes, worker, values.syscalls);
   await rss('3 s after load');
   // splice() started agent/native/trim.ts, which trims once the process has been idle 5-10 s.
@@ -119,6 +121,8 @@ async function main(): Promise<void> {
 
   const us = (ns: number): string => (ns / 1000).toFixed(1).padStart(8);
   const x = (ratio: number): string => `${ratio.toFixed(2)}x`.padStart(8);
+  console.log('\nnew connections (4 at a time, one round trip each), per second');
+  for (const path of paths) console.log(`  ${path.padEnd(20)} ${rate[path].toFixed(0).padStart(8)} ${x(rate[path] / rate.direct)}`);
   console.log('\nping-pong latency         p50 µs   p99 µs  added p50  added p99');
   for (const path of paths) {
     const { p50, p99 } = latency[path];
@@ -185,6 +189,30 @@ async function idleTunnels(count: number, openStream: () => Promise<Duplex>): Pr
     for (const app of apps) app.destroy();
     outbound.close();
   };
+}
+
+/**
+ * Connections per second over 3 s, 4 at a time, each opened, one byte echoed, ended and awaited
+ * until closed: for hbone a CONNECT on a pooled connection, the server's dial and both splices.
+ */
+async function connectionRate(openConnection: () => Promise<Duplex>): Promise<number> {
+  const until = performance.now() + 3000;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < until) {
+      const connection = await openConnection();
+      connection.write('x');
+      await once(connection, 'data');
+      const closed = once(connection, 'close');
+      connection.end();
+      connection.resume();
+      await closed;
+      done += 1;
+    }
+  };
+  const started = performance.now();
+  await Promise.all([worker(), worker(), worker(), worker()]);
+  return done / ((performance.now() - started) / 1000);
 }
 
 /** One message in flight at a time; p50/p99 round-trip time in ns. */
