@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix, relative } from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import type { KubernetesObject, V1Container, V1DaemonSet, V1Deployment, V1PodSpec } from '@kubernetes/client-node';
-import { configFromEnv } from '../agent/main.ts';
+import { configFromEnv } from '../agent/config.ts';
 import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import { componentBinDir } from '../playground/config.ts';
 import { REPO } from './helpers/playground.ts';

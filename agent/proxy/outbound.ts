@@ -1,62 +1,52 @@
 // Outbound (port 15001): TCP that an enrolled pod on this node sends. The destination the pod
-// dialled is recovered from the redirect; a Service address is balanced over its ready
-// endpoints here (the capture runs before kube-proxy). A meshed destination is reached through an
-// HBONE tunnel to its node — or, on this node, handed straight to the inbound path; anything else
-// is connected to directly (passthrough).
+// dialled is recovered from the redirect, and a Service address is balanced over its ready
+// endpoints (destination.ts). Then one of three routes:
+// - a meshed pod on another node: an HBONE stream from the pool (hbone/pool.ts → hbone/client.ts),
+//   presenting the source pod's certificate, spliced to the client;
+// - a meshed pod on this node: admission as if it had come through a tunnel (admit.ts), with the
+//   identity this agent holds for the source pod, then relayed;
+// - anything else: connected to directly (passthrough).
 import type { ClientHttp2Stream } from 'node:http2';
 import { createServer, type Socket } from 'node:net';
-import type { Service, Workload } from '../../api/agent-sync.ts';
-import { originalDst, type Address } from '../native/sockopt.ts';
-import type { StateStore } from '../state/store.ts';
-import type { LocalDelivery } from './inbound.ts';
-import type { ConnectionReporter } from './report.ts';
-import { DEFAULT_IDLE_TIMEOUT_MS, peerOf, relay } from './relay.ts';
-import { PORTS } from '../redirect/rules.ts';
-import { connectUncaptured } from '../redirect/uncaptured.ts';
+import type { Workload } from '../../api/agent-sync.ts';
 import { splice } from '../hbone/splice.ts';
+import { dialTarget } from '../hbone/target.ts';
+import type { TunnelRequest } from '../hbone/pool.ts';
+import type { WorkloadCertificate } from '../identity/certificate.ts';
+import { originalDst } from '../native/sockopt.ts';
+import { PORTS } from '../redirect/rules.ts';
+import { admit } from './admit.ts';
+import { resolveTarget } from './destination.ts';
+import type { ProxyInputs } from './inputs.ts';
 import { CaptureListener } from './listener.ts';
+import { peerOf, relay } from './relay.ts';
+import type { OpenedInfo } from './report.ts';
 
-export interface TunnelDialer {
-  /** An HBONE stream to the destination pod's node carrying a connection to `target`. */
-  dial(o: { source: Workload; destination: Workload; target: Address }): Promise<ClientHttp2Stream>;
+/** How long a connection from a pod whose first certificate is still being issued waits for it. */
+const FIRST_CERTIFICATE_WAIT_MS = 5000;
+
+/** The HBONE pool (hbone/pool.ts), as the outbound path uses it. */
+export interface Tunnels {
+  open(request: TunnelRequest): Promise<ClientHttp2Stream>;
 }
 
-export interface LocalInbound {
-  /** Delivers a connection from a local meshed pod to another local pod, policy included. */
-  deliver(o: { source: Workload; destination: Workload; target: Address }): Promise<LocalDelivery>;
-}
-
-export interface OutboundOptions {
-  store: StateStore;
-  node: string;
-  tunnels: TunnelDialer;
-  local: LocalInbound;
-  report: ConnectionReporter;
-  connectTimeoutMs?: number;
-  /** Reset connections idle this long in both directions (default 1 h). */
-  idleTimeoutMs?: number;
-}
-
-/** Picks the upstream for a connection to `dst`: the Service endpoint, or `dst` itself. */
-export function resolveTarget(store: StateStore, dst: Address, pick: (n: number) => number): { target: Address; service?: Service } | { error: string } {
-  const svc = store.serviceByIP(dst.ip);
-  if (!svc) return { target: dst };
-  const port = svc.ports.find((p) => p.port === dst.port && p.protocol === 'TCP');
-  if (!port) return { error: `service ${svc.key} has no TCP port ${dst.port}` };
-  const ready = svc.endpoints.filter((e) => e.ready && e.ports[port.name] !== undefined);
-  if (ready.length === 0) return { error: `service ${svc.key} has no ready endpoints` };
-  const ep = ready[pick(ready.length)];
-  if (!ep) return { error: 'endpoint selection failed' };
-  return { target: { ip: ep.ip, port: ep.ports[port.name] as number }, service: svc };
+/** The certificates of this node's workloads (CertificateManager), as the outbound path uses them. */
+export interface SourceCertificates {
+  certificateFor(identity: string): WorkloadCertificate | undefined;
+  whenReady(identity: string, signal?: AbortSignal): Promise<WorkloadCertificate>;
 }
 
 export class OutboundProxy {
-  readonly #o: OutboundOptions;
+  readonly #p: ProxyInputs;
+  readonly #tunnels: Tunnels;
+  readonly #certificates: SourceCertificates;
   readonly #listener: CaptureListener;
   #rr = 0;
 
-  constructor(o: OutboundOptions) {
-    this.#o = o;
+  constructor(p: ProxyInputs, tunnels: Tunnels, certificates: SourceCertificates) {
+    this.#p = p;
+    this.#tunnels = tunnels;
+    this.#certificates = certificates;
     this.#listener = new CaptureListener(createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#handle(s)));
   }
 
@@ -77,65 +67,65 @@ export class OutboundProxy {
 
   #handle(down: Socket): void {
     void this.#route(down).catch((e: unknown) => {
-      // A same-node delivery that policy denied names the policy and rule that did.
-      const { policy, rule } = e as { policy?: string; rule?: string };
-      this.#o.report.refused({ direction: 'outbound', peer: peerOf(down), reason: (e as Error).message, policy, rule });
+      this.#p.report.refused({ direction: 'outbound', peer: peerOf(down), reason: (e as Error).message });
       down.resetAndDestroy();
     });
   }
 
   async #route(down: Socket): Promise<void> {
-    const { store } = this.#o;
+    const { store, report } = this.#p;
     down.on('error', () => {}); // reported by relay or refusal
     const dst = originalDst(down);
     const source = store.workloadByIP(down.remoteAddress ?? '');
     // Only an enrolled pod of this node gets here; anything else means the state is behind: refuse.
-    if (!source || source.node !== this.#o.node) throw new Error(`unknown source ${down.remoteAddress}`);
+    if (!source || source.node !== this.#p.node) throw new Error(`unknown source ${down.remoteAddress}`);
     const resolved = resolveTarget(store, dst, (n) => this.#rr++ % n);
     if ('error' in resolved) throw new Error(resolved.error);
     const { target, service } = resolved;
     const destination = store.workloadByIP(target.ip);
+    const peer = peerOf(down);
 
-    const info = { direction: 'outbound' as const, source, destination, target, service, peer: peerOf(down) };
-    if (destination?.meshed && destination.node !== this.#o.node) {
-      const stream = await this.#o.tunnels.dial({ source, destination, target });
-      const conn = this.#o.report.opened({ ...info, mode: 'tunnel' });
+    if (destination?.meshed && destination.node !== this.#p.node) {
+      const stream = await this.#openTunnel(source, destination, target);
+      const conn = report.opened({ direction: 'outbound', mode: 'tunnel', source, destination, target, service, peer });
       const started = performance.now();
-      void splice(stream, down, { idleTimeoutMs: this.#o.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS }).then((r) =>
-        conn.closed({
-          received: r.bytesFromSocket,
-          sent: r.bytesToSocket,
-          durationMs: performance.now() - started,
-          error: r.end === 'closed' ? '' : r.end,
-        }),
+      void splice(stream, down, { idleTimeoutMs: this.#p.idleTimeoutMs }).then((r) =>
+        conn.closed({ received: r.bytesFromSocket, sent: r.bytesToSocket, durationMs: performance.now() - started, error: r.end === 'closed' ? '' : r.end }),
       );
       return;
     }
     if (destination?.meshed === true) {
-      const delivery = await this.#o.local.deliver({ source, destination, target });
-      if (delivery.kind === 'inspect') return void delivery.serve(down, { ...info, mode: 'local' });
-      const conn = this.#o.report.opened({ ...info, mode: 'local' });
-      relay(down, delivery.socket, (outcome) => conn.closed(outcome), this.#o.idleTimeoutMs);
-      return;
+      const info: OpenedInfo = { direction: 'outbound', mode: 'local', source, destination, target, service, peer };
+      // The source pod's identity stands in for a certificate: this agent holds it.
+      const attrs = { source: { principal: source.identity, namespace: source.namespace, ip: source.ips[0] ?? '' }, destination, port: target.port, destinationIp: target.ip };
+      const a = await admit(this.#p, { attrs, info, plaintext: false, uncaptured: true });
+      switch (a.kind) {
+        case 'refused':
+          return void down.resetAndDestroy();
+        case 'inspect':
+          return void a.serve(down);
+        case 'unreachable':
+          throw new Error(`connect to ${target.ip}:${target.port}: ${a.reason}`);
+        case 'connected': {
+          const conn = report.opened(a.info);
+          return relay(down, a.socket, (o) => conn.closed(o), this.#p.idleTimeoutMs);
+        }
+      }
     }
-    const up = await dialPlain(target, this.#o.connectTimeoutMs ?? 10_000);
-    const conn = this.#o.report.opened({ ...info, mode: 'passthrough' });
-    relay(down, up, (outcome) => conn.closed(outcome), this.#o.idleTimeoutMs);
+    const up = await dialTarget(target, { timeoutMs: this.#p.connectTimeoutMs, uncaptured: true });
+    const conn = report.opened({ direction: 'outbound', mode: 'passthrough', source, destination, target, service, peer });
+    relay(down, up, (o) => conn.closed(o), this.#p.idleTimeoutMs);
+  }
+
+  #openTunnel(source: Workload, destination: Workload, target: { ip: string; port: number }): Promise<ClientHttp2Stream> {
+    const open = () => this.#tunnels.open({ source: source.identity, destinationIdentity: destination.identity, target, headers: { baggage: baggage(source) } });
+    // Only a pod whose first certificate is still being issued waits (no timer per connection).
+    if (this.#certificates.certificateFor(source.identity)) return open();
+    return this.#certificates.whenReady(source.identity, AbortSignal.timeout(FIRST_CERTIFICATE_WAIT_MS)).then(open);
   }
 }
 
-export function dialPlain(target: Address, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    // Marked: a delivery to a pod on this node must pass the node capture (redirect/uncaptured.ts).
-    const s = connectUncaptured(target);
-    const timer = setTimeout(() => s.destroy(new Error(`connect to ${target.ip}:${target.port} timed out`)), timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      resolve(s);
-    });
-    s.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
+/** Who the source pod is, for the destination agent (hbone/source-claim.ts checks it). */
+function baggage(w: Workload): string {
+  return `k8s.namespace.name=${w.namespace},k8s.pod.name=${w.name},service.name=${w.labels.app ?? w.name}`;
 }

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StateStore } from './store.ts';
-import { resolveTarget } from '../proxy/outbound.ts';
+import { resolveTarget } from '../proxy/destination.ts';
 import type { Resource, Service, Workload } from '../../api/agent-sync.ts';
 
 const wl = (name: string, ip: string, node: string, meshed = true): Workload => ({

@@ -1,0 +1,78 @@
+// How an agent process stops. A successor (an upgrade) or nobody takes new connections from now
+// on; the ones this process carries run to their end or to the deadline (WEFT_DRAIN_SECONDS). The
+// rules and the CNI plugin stay (fail closed): the node is never left unmeshed by an agent that
+// stops — unless Weft is being removed from the cluster (kube/stop-decision.ts).
+import type { Server } from 'node:http';
+import type { AgentConfig } from './config.ts';
+import type { DataPlane } from './data-plane.ts';
+import type { AgentSocket, HandoverRedirector } from './handover.ts';
+import type { CertificateManager } from './identity/manager.ts';
+import type { DaemonSetWatch } from './kube/daemonset-watch.ts';
+import { decideOnStop } from './kube/stop-decision.ts';
+import { log } from './log.ts';
+import type { NodeCni } from './node-cni.ts';
+import type { Readiness } from './readiness.ts';
+import type { ServiceCapture } from './redirect/service-capture.ts';
+import type { SyncClient } from './sync/client.ts';
+import { uninstall } from './uninstall.ts';
+
+export interface StoppingAgent {
+  cfg: AgentConfig;
+  readiness: Readiness;
+  redirector: HandoverRedirector;
+  serviceCapture: ServiceCapture;
+  agentSocket: AgentSocket;
+  ownDaemonSet: DaemonSetWatch | undefined;
+  cni: NodeCni;
+  dataPlane: DataPlane;
+  endpoints: { metrics: Server; admin: Server; health: Server };
+  sync: SyncClient;
+  certificates: CertificateManager;
+  /** Resolves once the checkpoint being written, if any, is on disk. */
+  checkpointed: () => Promise<void>;
+  /** Timers of the running agent (gauges). */
+  timers: NodeJS.Timeout[];
+}
+
+export async function drainAndStop(a: StoppingAgent, signal: string): Promise<void> {
+  const { cfg, dataPlane } = a;
+  a.readiness.draining = true;
+  a.redirector.handOver();
+  a.serviceCapture.stop();
+  const decision = decideOnStop({ successor: await a.agentSocket.successor(), daemonSet: a.ownDaemonSet?.snapshot() ?? null });
+  await a.ownDaemonSet?.close();
+  if (decision.uninstall) {
+    log('info', 'Weft is being removed from the cluster: taking it off the node', { pid: process.pid, reason: decision.reason });
+    // The chain watcher would put the entry back; a checkpoint being written would outlive
+    // the removal of the node's state.
+    await a.cni.watcher.close();
+    await a.checkpointed();
+    await uninstall(cfg, a.redirector);
+  } else {
+    log('info', 'leaving the node meshed', { pid: process.pid, reason: decision.reason });
+  }
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
+  // The pid tells two processes of one node apart in the node's log during an upgrade.
+  log('info', 'draining', { pid: process.pid, signal, deadlineSeconds: cfg.drainMs / 1000, openConnections: dataPlane.report.openConnections().length });
+  for (const t of a.timers) clearInterval(t);
+  // The node's metrics and admin endpoints are the successor's from now on; health stays.
+  for (const s of [a.endpoints.metrics, a.endpoints.admin]) {
+    s.close();
+    s.closeAllConnections();
+  }
+  const drained = Promise.all([dataPlane.drain(), a.cni.close(5000)]);
+  const outcome = await Promise.race([drained.then(() => 'drained' as const), deadline]);
+  clearTimeout(timer);
+  // Counted as the access log counts them: a tunnel's streams one by one.
+  const reset = outcome === 'drained' ? 0 : dataPlane.report.openConnections().length;
+  await dataPlane.close({ reset: outcome === 'deadline' });
+  a.sync.stop();
+  a.certificates.close();
+  a.endpoints.health.close();
+  a.endpoints.health.closeAllConnections();
+  await a.agentSocket.close();
+  await a.checkpointed();
+  log('info', 'drained', { pid: process.pid, outcome, seconds: Math.round(performance.now() - started) / 1000, connectionsReset: reset });
+}
