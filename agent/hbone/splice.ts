@@ -10,9 +10,9 @@
 // the RST_STREAM, and Node's only code for that is CANCEL. Receivers treat any code as a reset.
 //
 // Used on both sides of a tunnel: by the server between the stream and the destination, and by
-// the outbound path between the application's socket and the client stream. Data moves with
-// pipe(): no copies, and backpressure from either side holds the other (HTTP/2 flow control on the
-// stream, the TCP window on the socket).
+// the outbound path between the application's socket and the client stream. Data moves without
+// copies, and backpressure from either side holds the other (HTTP/2 flow control on the stream,
+// the TCP window on the socket).
 
 import http2 from 'node:http2';
 import type net from 'node:net';
@@ -60,26 +60,39 @@ export function resetSocket(socket: net.Socket): void {
 }
 
 /**
- * Holds the socket's writes from the first chunk of a read batch until the event loop has handed
- * over the whole batch, then writes them with one writev. The stream yields a chunk per TLS record
- * and another at each DATA frame boundary inside a record (Node's nghttp2 sends 16 KiB frames
- * whatever SETTINGS_MAX_FRAME_SIZE allows), so one 64 KiB read from the tunnel's socket is eight
- * or so chunks; written one by one that was ~122k write() per GB at ~8 KiB each. setImmediate, not
- * nextTick: Node drains the nextTick queue after every chunk's callback, so a tick would flush each
- * chunk alone. Registered before pipe() so that the first chunk of a batch is already corked.
+ * Stream -> socket, with backpressure (the socket's buffer full pauses the stream, whose unread
+ * data then holds back HTTP/2 flow control). One writev per read batch: the stream yields a chunk
+ * per TLS record and another at each DATA frame boundary inside a record (Node's nghttp2 sends
+ * 16 KiB frames whatever SETTINGS_MAX_FRAME_SIZE allows), so one 64 KiB read from the tunnel's
+ * socket is eight or so chunks; written one by one that was ~122k write() per GB at ~8 KiB each.
+ * The socket is corked at a batch's first chunk and uncorked in setImmediate, not nextTick: Node
+ * drains the nextTick queue after every chunk's callback, so a tick would flush each chunk alone.
+ * Not pipe(): its end handling is wrong here (see splice) and its listeners cost memory per tunnel.
  */
-function coalesceWrites(stream: http2.Http2Stream, socket: net.Socket): void {
+function streamToSocket(stream: http2.Http2Stream, socket: net.Socket): void {
   let corked = false;
   const flush = (): void => {
     corked = false;
     socket.uncork();
   };
-  stream.on('data', () => {
-    if (corked) return;
-    corked = true;
-    socket.cork();
-    setImmediate(flush);
+  stream.on('data', (chunk: Buffer) => {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      setImmediate(flush);
+    }
+    if (!socket.write(chunk)) stream.pause();
   });
+  socket.on('drain', () => stream.resume());
+}
+
+/** Socket -> stream, with backpressure; the socket's FIN (its 'end', never a reset) ends the stream. */
+function socketToStream(socket: net.Socket, stream: http2.Http2Stream): void {
+  socket.on('data', (chunk: Buffer) => {
+    if (!stream.write(chunk)) socket.pause();
+  });
+  stream.on('drain', () => socket.resume());
+  socket.on('end', () => stream.end());
 }
 
 export function splice(stream: http2.Http2Stream, socket: net.Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
@@ -100,13 +113,11 @@ export function splice(stream: http2.Http2Stream, socket: net.Socket, options: S
     // Stream -> socket. Not pipe()'s own end handling: Node also ends the readable side of a stream
     // that was reset or whose session went away (it is destroyed by then), and that must become a
     // TCP RST, not a FIN that would make a truncated stream look complete. Only END_STREAM is a FIN.
-    coalesceWrites(stream, socket);
-    stream.pipe(socket, { end: false });
+    streamToSocket(stream, socket);
     stream.on('end', () => {
       if (!stream.destroyed && !stream.rstCode) socket.end();
     });
-    // Socket -> stream. A socket emits 'end' only for a FIN (a reset is an 'error').
-    socket.pipe(stream);
+    socketToStream(socket, stream);
 
     stream.on('error', () => {
       // Reported through rstCode on 'close'.
