@@ -37,11 +37,22 @@ export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void,
   up.on('error', fail('upstream'));
   down.once('close', finish);
   up.once('close', finish);
-  // pipe() ends the destination when the source ends: a FIN travels as a FIN (half-close).
-  down.pipe(up);
-  up.pipe(down);
+  forward(down, up);
+  forward(up, down);
   if (idleTimeoutMs > 0) {
     // The timer restarts on every read and write of the downstream socket, i.e. both directions.
     down.setTimeout(idleTimeoutMs, () => fail('idle')(new Error('idle timeout')));
   }
+}
+
+/**
+ * from -> to with backpressure (to's buffer full pauses from); from's end, a FIN, ends to: a FIN
+ * travels as a FIN (half-close). What pipe() does for this, without its per-connection listeners.
+ */
+function forward(from: Duplex, to: Duplex): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause();
+  });
+  to.on('drain', () => from.resume());
+  from.on('end', () => to.end());
 }
