@@ -1,24 +1,39 @@
-// `npm run bench`: the L4 mesh against the same traffic without the mesh, side by side in one run
-// on one playground (the machines are noisy, so only same-run ratios mean anything).
+// `npm run bench`: the L4 mesh against the same traffic without the mesh and against same-run
+// references, side by side in one run on one playground (the machines are noisy, so only
+// same-run ratios mean anything).
 //
 //   latency      fortio tcp echo, fixed rate, one persistent connection, 64-byte messages (p50,
 //                p99), with 10 µs histogram buckets (fortio's default of 1 ms would put every
 //                figure of interest inside its first bucket)
 //   connections  fortio HTTP without keep-alive: new connections per second
 //   throughput   iperf3, one stream
-//   agent        CPU seconds per GB and RSS of the agents under load; RSS with N idle tunnelled
-//                connections open, and after the load has stopped
+//   proxies      CPU seconds per GB through both ends, from /proc/<pid>/stat around each
+//                throughput run; RSS idle, with N idle tunnelled connections open (before any
+//                load), under load, and 5 s after the load
 //
-// Each metric runs BENCH_ROUNDS times (default 3), direct and meshed interleaved, alternating
-// which goes first; the table shows min and median of each side, the ratio of the medians, and
-// the load average beside each round, because one run on a shared machine means little.
+// Sides, each in its own namespace of pods (a client on node-1, an echo and an iperf3 server on
+// node-2), so that no side's setup touches another's traffic:
+//   direct   no mesh;
+//   Weft     the namespace enrolled, Weft's agents in the nodes;
+//   ztunnel  with ZTUNNEL_BIN (bench/ztunnel/README.md): ztunnel in dedicated mode in each pod's
+//            namespace (bench/references.ts), the namespace not enrolled; before any measurement,
+//            HBONE interop both ways (Weft client → ztunnel, ztunnel → Weft server) must pass;
+//   stunnel  TLS 1.3 alone, between the direct pods, for throughput and CPU per GB.
 //
-// Everything runs between pods on two nodes of a playground named "bench"; nothing leaves the
+// Each metric runs BENCH_ROUNDS times (default 3) with the sides interleaved, the order rotating
+// each round so that a drift in the machine's load favours no side; the table shows min and
+// median per side, the ratios of the medians, and the load average at each round.
+//
+// Everything runs on a playground named BENCH_PLAYGROUND (default "bench"); nothing leaves the
 // machine. Results print as a table and are written to bench/results/latest.json.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
+import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
 import { Playground, pod, type DevStatusJson } from '../tests/helpers/playground.ts';
+import { HBONE_PORT, STUNNEL_CLIENT_PORT, Stunnel, Ztunnels, runInPod, sampleAll, spiffeId, startInPod, type PodRef } from './references.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const QPS = Number(process.env.BENCH_QPS ?? 1000);
@@ -26,16 +41,19 @@ const IDLE_CONNS = Number(process.env.BENCH_IDLE_CONNECTIONS ?? 1000);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 /** fortio's histogram bucket width in seconds: 10 µs. */
 const RESOLUTION = '0.00001';
+const ZTUNNEL_BIN = process.env.ZTUNNEL_BIN ? resolve(process.env.ZTUNNEL_BIN) : undefined;
 const pg = new Playground(process.env.BENCH_PLAYGROUND ?? 'bench');
+
+type Side = 'direct' | 'weft' | 'ztunnel' | 'stunnel';
+type Proxy = Exclude<Side, 'direct'>;
+const NAMESPACE: Record<Exclude<Side, 'stunnel'>, string> = { direct: 'direct', weft: 'meshed', ztunnel: 'ztunnel' };
+const LABEL: Record<Side, string> = { direct: 'direct', weft: 'Weft', ztunnel: 'ztunnel', stunnel: 'stunnel' };
 
 interface Row {
   metric: string;
-  /** One value per round. */
-  direct: number[];
-  meshed: number[];
   unit: string;
-  /** 'lower' when smaller is better. */
-  better: 'lower' | 'higher';
+  /** One value per round and side. */
+  values: Partial<Record<Side, number[]>>;
 }
 
 function servers(ns: string): object[] {
@@ -83,23 +101,12 @@ async function connectionsPerSecond(ns: string, ip: string): Promise<number> {
   return r.ActualQPS;
 }
 
-async function throughput(ns: string, ip: string): Promise<number> {
-  const out = JSON.parse(await exec(`${ns}/client`, ['iperf3', '-c', ip, '-p', '5201', '-t', String(SECONDS), '-J'])) as {
+/** iperf3, one stream; Gbit/s and the bytes the server received. */
+async function throughput(ns: string, ip: string, port = 5201): Promise<{ gbits: number; bytes: number }> {
+  const out = JSON.parse(await exec(`${ns}/client`, ['iperf3', '-c', ip, '-p', String(port), '-t', String(SECONDS), '-J'])) as {
     end: { sum_received: { bits_per_second: number; bytes: number } };
   };
-  return out.end.sum_received.bits_per_second / 1e9;
-}
-
-interface ProcSample {
-  cpuSeconds: number;
-  rssMB: number;
-}
-
-async function sample(pid: number): Promise<ProcSample> {
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-  const ticks = Number(stat[11]) + Number(stat[12]);
-  const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return { cpuSeconds: ticks / 100, rssMB: Number(rss) / 1024 };
+  return { gbits: out.end.sum_received.bits_per_second / 1e9, bytes: out.end.sum_received.bytes };
 }
 
 async function agentPids(): Promise<number[]> {
@@ -107,94 +114,243 @@ async function agentPids(): Promise<number[]> {
   return ['weft-agent/node-1', 'weft-agent/node-2'].map((k) => state.pids[k]).filter((p): p is number => typeof p === 'number');
 }
 
-async function agentsSample(): Promise<ProcSample> {
-  const s = await Promise.all((await agentPids()).map(sample));
-  return { cpuSeconds: s.reduce((a, b) => a + b.cpuSeconds, 0), rssMB: Math.max(...s.map((x) => x.rssMB)) };
+/** Memory of one proxy side, in MB of its largest process (per-connection: its largest growth). */
+interface Memory {
+  idleMB: number;
+  withIdleConnectionsMB: number;
+  perIdleConnectionKB: number;
+  underLoadMB: number;
+  afterLoadMB: number;
+}
+
+/** Cleanups run on the way out, also on SIGINT/SIGTERM, newest first. */
+const cleanups: (() => Promise<void>)[] = [];
+async function cleanUp(): Promise<void> {
+  while (cleanups.length > 0) {
+    const c = cleanups.pop() as () => Promise<void>;
+    await c().catch((e: Error) => console.error(`[bench] cleanup: ${e.message}`));
+  }
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`[bench] ${signal}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+function which(cmd: string): string | undefined {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** ztunnel's test CA lives in its source tree; by default the tree the binary was built in. */
+function ztunnelSource(bin: string): string {
+  const has = (dir: string) => existsSync(join(dir, 'src/tls/root-cert.pem'));
+  if (process.env.ZTUNNEL_SRC) {
+    const src = resolve(process.env.ZTUNNEL_SRC);
+    if (!has(src)) throw new Error(`ZTUNNEL_SRC=${src} has no src/tls/root-cert.pem: it must be ztunnel's source tree (bench/ztunnel/README.md)`);
+    return src;
+  }
+  // <src>/out/rust/release/ztunnel, or <src>/target/release/ztunnel without ztunnel's cargo config.
+  for (let dir = dirname(bin), up = 0; up < 4; up++, dir = dirname(dir)) if (has(dir)) return dir;
+  throw new Error(`no ztunnel source tree above ${bin}: set ZTUNNEL_SRC to the tree holding src/tls/root-cert.pem (bench/ztunnel/README.md)`);
 }
 
 async function main(): Promise<void> {
+  const ztunnelSrc = ZTUNNEL_BIN ? ztunnelSource(ZTUNNEL_BIN) : undefined;
+  if (ZTUNNEL_BIN && !existsSync(ZTUNNEL_BIN)) throw new Error(`ZTUNNEL_BIN=${ZTUNNEL_BIN} does not exist`);
+  const stunnelBin = process.env.STUNNEL_BIN ?? which('stunnel4') ?? which('stunnel');
+  const skipped: string[] = [];
+  if (!ZTUNNEL_BIN) skipped.push('ztunnel skipped: set ZTUNNEL_BIN to a ztunnel built by bench/ztunnel/build.sh');
+  if (!stunnelBin) skipped.push('stunnel skipped: not installed (scripts/install-system-deps.sh installs it)');
+  for (const s of skipped) console.error(`[bench] ${s}`);
+
   await pg.down();
   const up = await pg.up(2);
   if (up.code !== 0) throw new Error(`weft dev up failed: ${up.stderr}`);
-  try {
-    const st = await pg.status();
-    fortioPath = join(st.kubectl, '..', 'fortio');
-    await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'direct' } });
-    await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'meshed', labels: { 'weft.dev/mesh': 'enabled' } } });
-    for (const ns of ['direct', 'meshed']) for (const m of servers(ns)) await pg.apply(m);
-    await pg.waitReady('direct', ['--all']);
-    await pg.waitReady('meshed', ['--all']);
-    const s: DevStatusJson = await pg.status();
-    const ip = (ns: string, name: string) => s.pods.find((p) => p.namespace === ns && p.name === name)?.ip ?? '';
-    if (!s.pods.find((p) => p.namespace === 'meshed' && p.name === 'client')?.meshed) throw new Error('the meshed client is not captured');
+  if (!process.env.BENCH_KEEP) cleanups.push(async () => void (await pg.down()));
+  const st = await pg.status();
+  fortioPath = join(st.kubectl, '..', 'fortio');
+  const namespaces = ['direct', 'meshed', ...(ZTUNNEL_BIN ? ['ztunnel'] : [])];
+  for (const ns of namespaces) {
+    await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, ...(ns === 'meshed' ? { labels: { 'weft.dev/mesh': 'enabled' } } : {}) } });
+    for (const m of servers(ns)) await pg.apply(m);
+  }
+  // The interop check's Weft HBONE server runs in this pod, which ztunnel knows as an HBONE workload.
+  if (ZTUNNEL_BIN) await pg.apply(pod('ztunnel', 'peer', ['sleep', 'infinity'], { node: 'node-2' }));
+  for (const ns of namespaces) await pg.waitReady(ns, ['--all']);
+  const s: DevStatusJson = await pg.status();
+  const podRef = (ns: string, name: string): PodRef => {
+    const p = s.pods.find((x) => x.namespace === ns && x.name === name);
+    if (!p) throw new Error(`pod ${ns}/${name} is missing from weft dev status`);
+    return { namespace: ns, name, node: p.node, netns: p.netns, ip: p.ip };
+  };
+  const ip = (ns: string, name: string) => podRef(ns, name).ip;
+  if (!s.pods.find((p) => p.namespace === 'meshed' && p.name === 'client')?.meshed) throw new Error('the meshed client is not captured');
+  if (s.pods.some((p) => p.namespace !== 'meshed' && p.meshed)) throw new Error('a pod outside the meshed namespace is enrolled in Weft');
 
-    const idle = await agentsSample();
-    // Idle tunnelled connections: held open from the meshed client, measured at the agents
-    // before any load, against their idle RSS (a heap grown under load does not shrink back).
+  const pids: Partial<Record<Proxy, number[]>> = { weft: await agentPids() };
+  if (stunnelBin) {
+    const mesh = await createTestMesh();
+    const stunnel = await Stunnel.start({
+      bin: stunnelBin,
+      client: podRef('direct', 'client'),
+      server: podRef('direct', 'iperf'),
+      port: 5201,
+      clientCert: await mesh.issue('spiffe://cluster.local/ns/direct/sa/client'),
+      serverCert: await mesh.issue('spiffe://cluster.local/ns/direct/sa/iperf'),
+    });
+    cleanups.push(() => stunnel.stop());
+    pids.stunnel = stunnel.pids();
+  }
+  let ztunnels: Ztunnels | undefined;
+  if (ZTUNNEL_BIN && ztunnelSrc) {
+    const z = await Ztunnels.start({
+      bin: ZTUNNEL_BIN,
+      client: podRef('ztunnel', 'client'),
+      servers: [podRef('ztunnel', 'echo'), podRef('ztunnel', 'iperf')],
+      otherWorkloads: [podRef('ztunnel', 'peer')],
+    });
+    cleanups.push(() => z.stop());
+    ztunnels = z;
+    pids.ztunnel = z.pids();
+    await interop(ztunnelSrc, podRef('ztunnel', 'client'), podRef('ztunnel', 'echo'), podRef('ztunnel', 'peer'));
+    console.error('[bench] HBONE interop with ztunnel: Weft client → ztunnel inbound ok, ztunnel outbound → Weft server ok');
+  }
+  const meshes: ('weft' | 'ztunnel')[] = ztunnels ? ['weft', 'ztunnel'] : ['weft'];
+
+  // Idle tunnelled connections: held open from each side's client, measured at its proxies before
+  // any load, against their idle RSS (a heap grown under load does not shrink back).
+  const memory: Partial<Record<Proxy, Memory>> = {};
+  for (const side of meshes) {
+    const ns = NAMESPACE[side];
+    const idle = await sampleAll(pids[side] ?? []);
     const settleMs = Math.min(15_000, 3000 + IDLE_CONNS * 5);
     const holdS = Math.ceil(settleMs / 1000) + 3;
-    const holder = pg.exec('meshed/client', [process.execPath, join(import.meta.dirname, 'hold-connections.ts'), ip('meshed', 'echo'), '8078', String(IDLE_CONNS), String(holdS)], (holdS + 30) * 1000);
+    const holder = pg.exec(`${ns}/client`, [process.execPath, join(import.meta.dirname, 'hold-connections.ts'), ip(ns, 'echo'), '8078', String(IDLE_CONNS), String(holdS)], (holdS + 30) * 1000);
     await new Promise((r) => setTimeout(r, settleMs));
-    const held = await agentsSample();
-    await holder;
-
-    const rows: Record<string, Row> = {};
-    const record = (metric: string, unit: string, better: Row['better'], side: 'direct' | 'meshed', value: number) => {
-      rows[metric] ??= { metric, direct: [], meshed: [], unit, better };
-      rows[metric][side].push(value);
+    const held = await sampleAll(pids[side] ?? []);
+    const r = await holder;
+    if (!r.stdout.includes(`${IDLE_CONNS} connections were open`)) console.error(`[bench] ${LABEL[side]}: holder reported "${r.stdout.trim()}"`);
+    const growth = held.rssMB.map((mb, i) => mb - (idle.rssMB[i] ?? 0));
+    memory[side] = {
+      idleMB: Math.max(...idle.rssMB),
+      withIdleConnectionsMB: Math.max(...held.rssMB),
+      perIdleConnectionKB: (Math.max(...growth) * 1024) / IDLE_CONNS,
+      underLoadMB: 0,
+      afterLoadMB: 0,
     };
-    const loads: number[] = [];
-    const cpuPerGB: number[] = [];
-    let rssUnderLoad = 0;
-    for (let round = 0; round < ROUNDS; round++) {
-      loads.push(loadavg()[0] ?? NaN);
-      // Alternate which side goes first, so that a drift in the machine's load favours neither.
-      const sides: ('direct' | 'meshed')[] = round % 2 === 0 ? ['direct', 'meshed'] : ['meshed', 'direct'];
-      for (const side of sides) {
-        const l = await latency(side, ip(side, 'echo'));
-        record(`latency p50 @${QPS} rps`, 'µs', 'lower', side, l.p50);
-        record(`latency p99 @${QPS} rps`, 'µs', 'lower', side, l.p99);
-      }
-      for (const side of sides) record('new connections/s', '/s', 'higher', side, await connectionsPerSecond(side, ip(side, 'echo')));
-      for (const side of sides) {
-        const before = await agentsSample();
-        const gbits = await throughput(side, ip(side, 'iperf'));
-        const after = await agentsSample();
-        record('single-stream throughput', 'Gbit/s', 'higher', side, gbits);
-        if (side === 'meshed') {
-          cpuPerGB.push((after.cpuSeconds - before.cpuSeconds) / ((gbits * SECONDS) / 8));
-          rssUnderLoad = Math.max(rssUnderLoad, after.rssMB);
-        }
-      }
-      console.error(`[bench] round ${round + 1}/${ROUNDS} done (load average ${loads[round]?.toFixed(2)})`);
+  }
+
+  const rows: Record<string, Row> = {};
+  const record = (metric: string, unit: string, side: Side, value: number) => {
+    rows[metric] ??= { metric, unit, values: {} };
+    (rows[metric].values[side] ??= []).push(value);
+  };
+  const loads: number[] = [];
+  const ordered = <T>(xs: T[], round: number): T[] => [...xs.slice(round % xs.length), ...xs.slice(0, round % xs.length)];
+  const echoSides: Exclude<Side, 'stunnel'>[] = ['direct', ...meshes];
+  const streamSides: Side[] = [...echoSides, ...(pids.stunnel ? (['stunnel'] as const) : [])];
+  for (let round = 0; round < ROUNDS; round++) {
+    loads.push(loadavg()[0] ?? NaN);
+    for (const side of ordered(echoSides, round)) {
+      const l = await latency(NAMESPACE[side], ip(NAMESPACE[side], 'echo'));
+      record(`latency p50 @${QPS} rps`, 'µs', side, l.p50);
+      record(`latency p99 @${QPS} rps`, 'µs', side, l.p99);
     }
-    await new Promise((r) => setTimeout(r, 5000));
-    const afterLoad = await agentsSample();
+    for (const side of ordered(echoSides, round)) {
+      record('new connections/s', '/s', side, await connectionsPerSecond(NAMESPACE[side], ip(NAMESPACE[side], 'echo')));
+    }
+    for (const side of ordered(streamSides, round)) {
+      const proxies = side === 'direct' ? [] : (pids[side] ?? []);
+      const before = await sampleAll(proxies);
+      const t = side === 'stunnel' ? await throughput('direct', '127.0.0.1', STUNNEL_CLIENT_PORT) : await throughput(NAMESPACE[side], ip(NAMESPACE[side], 'iperf'));
+      const after = await sampleAll(proxies);
+      record('single-stream throughput', 'Gbit/s', side, t.gbits);
+      if (side === 'direct') continue;
+      const cpuPerGB = (after.cpuSeconds - before.cpuSeconds) / (t.bytes / 1e9);
+      // A proxy that used next to no CPU for gigabytes was not on the path: the figures would lie.
+      if (cpuPerGB < 0.05) throw new Error(`${LABEL[side]}: ${(t.bytes / 1e9).toFixed(1)} GB took ${(after.cpuSeconds - before.cpuSeconds).toFixed(2)} CPU s in its proxies: the traffic bypassed them`);
+      record('proxy CPU per GB, both ends', 's/GB', side, cpuPerGB);
+      const m = memory[side];
+      if (m) m.underLoadMB = Math.max(m.underLoadMB, ...after.rssMB);
+    }
+    if (ztunnels) await ztunnels.check();
+    console.error(`[bench] round ${round + 1}/${ROUNDS} done (load average ${loads[round]?.toFixed(2)})`);
+  }
+  await new Promise((r) => setTimeout(r, 5000));
+  for (const side of meshes) {
+    const m = memory[side];
+    if (m) m.afterLoadMB = Math.max(...(await sampleAll(pids[side] ?? [])).rssMB);
+  }
 
-    printTable(Object.values(rows), loads);
-    const extra = {
-      rounds: ROUNDS,
-      loadAverages: loads,
-      agentIdleRssMB: idle.rssMB,
-      agentRssUnderLoadMB: rssUnderLoad,
-      agentRssAfterLoadMB: afterLoad.rssMB,
-      agentCpuSecondsPerGB: { min: Math.min(...cpuPerGB), median: median(cpuPerGB) },
-      agentRssWithIdleConnectionsMB: held.rssMB,
-      idleConnections: IDLE_CONNS,
-      perIdleConnectionKB: ((held.rssMB - idle.rssMB) * 1024) / IDLE_CONNS,
-    };
-    console.log(
-      [
-        '',
-        `agent RSS idle ${extra.agentIdleRssMB.toFixed(1)} MB, under load ${extra.agentRssUnderLoadMB.toFixed(1)} MB, 5 s after load ${extra.agentRssAfterLoadMB.toFixed(1)} MB`,
-        `agent RSS with ${IDLE_CONNS} idle tunnelled connections: ${extra.agentRssWithIdleConnectionsMB.toFixed(1)} MB (~${extra.perIdleConnectionKB.toFixed(1)} KB each)`,
-        `agent CPU: ${extra.agentCpuSecondsPerGB.min.toFixed(2)} (min) / ${extra.agentCpuSecondsPerGB.median.toFixed(2)} (median) s per GB tunnelled (both agents)`,
-      ].join('\n'),
-    );
-    await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
-    await writeFile(join(import.meta.dirname, 'results', 'latest.json'), JSON.stringify({ at: new Date().toISOString(), seconds: SECONDS, qps: QPS, rows: Object.values(rows), ...extra }, null, 2));
+  printTable(Object.values(rows), loads, memory, skipped);
+  await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
+  await writeFile(
+    join(import.meta.dirname, 'results', 'latest.json'),
+    JSON.stringify(
+      {
+        at: new Date().toISOString(),
+        seconds: SECONDS,
+        qps: QPS,
+        rounds: ROUNDS,
+        fortioResolutionSeconds: Number(RESOLUTION),
+        loadAverages: loads,
+        idleConnections: IDLE_CONNS,
+        ztunnel: ZTUNNEL_BIN ? { bin: ZTUNNEL_BIN, mode: 'dedicated', workerThreads: 1, interop: 'ok' } : 'skipped',
+        stunnel: stunnelBin ?? 'skipped',
+        rows: Object.values(rows),
+        memory,
+      },
+      null,
+      2,
+    ),
+  );
+}
+
+/**
+ * Both directions of HBONE between Weft and ztunnel, bytes checked end to end:
+ *   Weft's pool in the client pod → the echo pod's ztunnel (15008) → fortio's TCP echo;
+ *   a plain connection in the client pod → its ztunnel's outbound → Weft's HboneServer in the
+ *   peer pod → an echo there. The server's report proves the stream reached it through ztunnel.
+ */
+async function interop(ztunnelSrc: string, client: PodRef, echo: PodRef, peer: PodRef): Promise<void> {
+  const script = join(import.meta.dirname, 'ztunnel', 'interop.ts');
+  const a = await runInPod(
+    client,
+    [process.execPath, script, 'client', '--ztunnel-src', ztunnelSrc, '--source', spiffeId(client), '--server-identity', spiffeId(echo), '--hbone', `${echo.ip}:${HBONE_PORT}`, '--target', `${echo.ip}:8078`],
+    60_000,
+  );
+  if (a.code !== 0) throw new Error(`ztunnel interop FAILED, Weft HBONE client → ztunnel inbound (${echo.ip}:${HBONE_PORT}): ${(a.stderr || a.stdout).trim()}`);
+
+  const echoPort = 9000;
+  const server = await startInPod(
+    'Weft HBONE server',
+    peer,
+    [process.execPath, script, 'server', '--ztunnel-src', ztunnelSrc, '--identity', spiffeId(peer), '--ip', peer.ip, '--hbone-port', String(HBONE_PORT), '--echo-port', String(echoPort)],
+    `/tmp/weft-bench-interop-server-${process.pid}.log`,
+  );
+  try {
+    const until = Date.now() + 20_000;
+    while (!(await server.output()).includes('ready')) {
+      if (server.exited() !== undefined || Date.now() > until) throw new Error(`ztunnel interop: Weft's HBONE server did not start: ${await server.output()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const b = await runInPod(client, [process.execPath, script, 'plain', '--target', `${peer.ip}:${echoPort}`], 60_000);
+    const seen = (await server.output())
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { stream?: { peerIdentity: string; target: { ip: string; port: number } }; event?: unknown });
+    if (b.code !== 0) {
+      throw new Error(`ztunnel interop FAILED, ztunnel outbound → Weft HBONE server (${peer.ip}:${HBONE_PORT}): ${(b.stderr || b.stdout).trim()}; Weft server saw: ${JSON.stringify(seen)}`);
+    }
+    const through = seen.some((x) => x.stream?.peerIdentity === spiffeId(client) && x.stream.target.port === echoPort);
+    if (!through) throw new Error(`ztunnel interop FAILED, ztunnel outbound → Weft HBONE server: the echo answered but no stream from ${spiffeId(client)} reached the Weft server (saw ${JSON.stringify(seen)})`);
   } finally {
-    if (!process.env.BENCH_KEEP) await pg.down();
+    await server.stop();
   }
 }
 
@@ -204,15 +360,50 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
 }
 
-function printTable(rows: Row[], loads: number[]): void {
-  const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
-  const cell = (xs: number[]) => `${f(Math.min(...xs))} / ${f(median(xs))}`;
-  console.log(`\n${ROUNDS} interleaved rounds; load average at each round: ${loads.map((l) => l.toFixed(2)).join(', ')}`);
-  console.log(`${'metric'.padEnd(28)}${'direct min / median'.padStart(22)}${'meshed min / median'.padStart(22)}${'mesh/direct'.padStart(13)}  unit`);
+function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, Memory>>, skipped: string[]): void {
+  const f = (n: number) => (Number.isNaN(n) ? '–' : n >= 100 ? n.toFixed(0) : n.toFixed(2));
+  const cell = (xs: number[] | undefined) => (xs && xs.length > 0 ? `${f(Math.min(...xs))} / ${f(median(xs))}` : '–');
+  const ratio = (a: number[] | undefined, b: number[] | undefined) => (a && b ? (median(a) / median(b)).toFixed(2) : '–');
+  const sides: Side[] = ['direct', 'weft', 'ztunnel', 'stunnel'];
+  console.log(`\n${ROUNDS} interleaved rounds of ${SECONDS} s per measurement, order rotating each round; fortio histogram buckets ${Number(RESOLUTION) * 1e6} µs`);
+  console.log(`load average (1 min) at the start of each round: ${loads.map((l) => l.toFixed(2)).join(', ')}`);
+  for (const s of skipped) console.log(s);
+  console.log(`cells: min / median over the rounds; ratios: of the medians\n`);
+  const w = [30, 18, 18, 18, 18, 14, 13];
+  console.log(['metric', ...sides.map((s) => LABEL[s]), 'Weft÷ztunnel', 'Weft÷direct'].map((h, i) => (i === 0 ? h.padEnd(w[0] ?? 0) : h.padStart(w[i] ?? 0))).join('') + '  unit');
   for (const r of rows) {
-    console.log(`${r.metric.padEnd(28)}${cell(r.direct).padStart(22)}${cell(r.meshed).padStart(22)}${(median(r.meshed) / median(r.direct)).toFixed(2).padStart(13)}  ${r.unit}`);
+    const cells = [r.metric.padEnd(w[0] ?? 0), ...sides.map((s, i) => cell(r.values[s]).padStart(w[i + 1] ?? 0)), ratio(r.values.weft, r.values.ztunnel).padStart(w[5] ?? 0), ratio(r.values.weft, r.values.direct).padStart(w[6] ?? 0)];
+    console.log(`${cells.join('')}  ${r.unit}`);
   }
-  for (const r of rows.filter((x) => x.unit === 'µs')) console.log(`added ${r.metric} (medians): ${f(median(r.meshed) - median(r.direct))} µs`);
+  for (const r of rows.filter((x) => x.unit === 'µs')) {
+    const d = r.values.direct;
+    if (!d) continue;
+    const added = (side: Side) => (r.values[side] ? median(r.values[side]) - median(d) : NaN);
+    const zt = r.values.ztunnel ? `, ztunnel ${f(added('ztunnel'))} µs, Weft÷ztunnel ${(added('weft') / added('ztunnel')).toFixed(2)}` : '';
+    console.log(`added ${r.metric} (medians over direct): Weft ${f(added('weft'))} µs${zt}`);
+  }
+  const proxies = (['weft', 'ztunnel'] as const).filter((p) => memory[p]);
+  const mem: [string, keyof Memory, string][] = [
+    ['RSS idle', 'idleMB', 'MB'],
+    [`RSS with ${IDLE_CONNS} idle connections`, 'withIdleConnectionsMB', 'MB'],
+    ['per idle connection', 'perIdleConnectionKB', 'KB'],
+    ['RSS under load', 'underLoadMB', 'MB'],
+    ['RSS 5 s after load', 'afterLoadMB', 'MB'],
+  ];
+  console.log(`\nproxy memory (largest process of each side: Weft's two node agents, ztunnel's three pod instances)`);
+  console.log(`${'metric'.padEnd(34)}${proxies.map((p) => LABEL[p].padStart(12)).join('')}${proxies.length > 1 ? 'Weft÷ztunnel'.padStart(14) : ''}  unit`);
+  for (const [label, key, unit] of mem) {
+    const v = proxies.map((p) => memory[p]?.[key] ?? NaN);
+    const rt = proxies.length > 1 ? ((v[0] ?? NaN) / (v[1] ?? NaN)).toFixed(2).padStart(14) : '';
+    console.log(`${label.padEnd(34)}${v.map((x) => x.toFixed(1).padStart(12)).join('')}${rt}  ${unit}`);
+  }
 }
 
-await main();
+try {
+  await main();
+} catch (err) {
+  console.error(`[bench] FAILED: ${(err as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  await cleanUp();
+}
