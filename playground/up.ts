@@ -193,6 +193,9 @@ async function runForeground(opts: UpOptions): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM').then(() => process.exit(0)));
 
   try {
+    // Images build (or come from the cache) while the control plane starts.
+    const nodeImages = real ? buildNodeImages(plan, opts.mesh) : Promise.resolve([]);
+    nodeImages.catch(() => {});
     const [, pki] = await Promise.all([
       createNetwork(plan),
       createClusterPki({ hostIP: plan.hostIP, apiServiceIP: plan.apiServiceIP, nodeNames: plan.nodes.map((n) => n.name) }),
@@ -217,7 +220,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
     });
     startControllerManager(plan, files, kcmKc, sup);
     startScheduler(plan, schedKc, sup);
-    const images = real ? await buildNodeImages(plan, opts.mesh) : [];
+    const images = await nodeImages;
     await Promise.all(
       plan.nodes.map(async (n) => {
         await writeCniConfig(n);
@@ -231,11 +234,17 @@ async function runForeground(opts: UpOptions): Promise<void> {
         } else await startKubelet(plan, n, kubeletKc, sup);
       }),
     );
+    say(`nodes started after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     await waitUntilReady(plan, admin);
-    if (real) await installClusterDNS(plan);
-    if (opts.mesh && real) {
+    say(`nodes Ready after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    if (real) {
+      // Side by side: the agents retry the controller's name until CoreDNS answers.
       const { installMeshOnRealNodes } = await import('./mesh.ts');
-      await installMeshOnRealNodes(plan, REPO_ROOT, { mtlsMode: opts.mtlsMode, log: say });
+      const t1 = Date.now();
+      await Promise.all([
+        installClusterDNS(plan).then(() => say(`CoreDNS ready after ${((Date.now() - t1) / 1000).toFixed(1)} s`)),
+        opts.mesh ? installMeshOnRealNodes(plan, REPO_ROOT, { mtlsMode: opts.mtlsMode, log: say }).then(() => say(`Weft ready after ${((Date.now() - t1) / 1000).toFixed(1)} s`)) : undefined,
+      ]);
     } else if (opts.mesh) {
       const { installMesh } = await import('./mesh.ts');
       await installMesh(plan, sup, REPO_ROOT, { mtlsMode: opts.mtlsMode, log: say, onRunner: (r) => (stopMesh = () => r.stop()) });
