@@ -110,7 +110,7 @@ export class HboneConnection {
     }
     // A reset of an established tunnel is reported by 'close' and rstCode. Without a listener, the
     // error event a reset raises would crash the agent.
-    stream.on('error', () => {});
+    stream.on('error', ignore);
     return new Promise((resolve, reject) => {
       const fail = (err: HboneError): void => {
         cleanup();
@@ -154,6 +154,8 @@ export class HboneConnection {
     this.session.destroy();
   }
 }
+
+function ignore(): void {}
 
 function checkPeerIdentity(der: Buffer, expected: string): Error | undefined {
   let actual: string;

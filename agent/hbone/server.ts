@@ -327,9 +327,8 @@ export class HboneServer {
       stream.close(NGHTTP2_REFUSED_STREAM);
       return;
     }
-    stream.on('error', () => {
-      // Reported through the stream's close and the splice result.
-    });
+    // Errors are reported through the stream's close and the splice result.
+    stream.on('error', ignore);
     connection.streams += 1;
     clearTimeout(connection.idleTimer);
     stream.once('close', () => {
@@ -396,9 +395,12 @@ export class HboneServer {
     stream.respond({ ':status': 200 });
     this.#stats.streamsAccepted += 1;
     this.#stats.streamsOpen += 1;
-    const result = await splice(stream, socket, { idleTimeoutMs: this.#streamIdleTimeoutMs });
-    this.#stats.streamsOpen -= 1;
-    this.#emit({ type: 'stream-closed', peerIdentity: connection.peerIdentity, target, result });
+    // Returned, not awaited: an awaiting async frame would keep every local of this function (the
+    // request's headers, its AbortController, the decision) alive for as long as the tunnel lasts.
+    return splice(stream, socket, { idleTimeoutMs: this.#streamIdleTimeoutMs }).then((result) => {
+      this.#stats.streamsOpen -= 1;
+      this.#emit({ type: 'stream-closed', peerIdentity: connection.peerIdentity, target, result });
+    });
   }
 
   #reject(stream: http2.ServerHttp2Stream, connection: Connection, status: number, reason: string, headers: http2.IncomingHttpHeaders, reported = false): void {
@@ -422,6 +424,8 @@ export class HboneServer {
     socket.destroy();
   }
 }
+
+function ignore(): void {}
 
 function addressOf(socket: net.Socket): SocketAddress | undefined {
   const { remoteAddress, remotePort } = socket;
