@@ -11,8 +11,10 @@ import { listenShared } from './listen.ts';
 import { registry } from './metrics.ts';
 
 export interface AdminSources {
-  /** Sections of /config_dump, each produced on demand. */
+  /** Sections of /config_dump, each produced on demand (data-plane workers answer by message). */
   dump: Record<string, () => unknown>;
+  /** The node's metrics when they are not all in this thread's registry (workers.ts). */
+  metrics?: () => Promise<{ contentType: string; text: string }>;
   /** Why the agent is not ready, or undefined when it is. */
   notReady: () => string | undefined | Promise<string | undefined>;
 }
@@ -41,7 +43,8 @@ const json = (res: ServerResponse, status: number, body: unknown) =>
 export async function startEndpoints(src: AdminSources, ports = { metrics: 15020, health: 15021, admin: 15000 }, bind = '0.0.0.0'): Promise<AgentEndpoints> {
   const metrics = await serve(bind, ports.metrics, async (req, res) => {
     if (req.url !== '/metrics' && req.url !== '/stats/prometheus') return void res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+    const m = src.metrics ? await src.metrics() : { contentType: registry.contentType, text: await registry.metrics() };
+    res.writeHead(200, { 'content-type': m.contentType }).end(m.text);
   });
   const health = await serve(bind, ports.health, async (req, res) => {
     if (req.url === '/healthz/live' || req.url === '/livez') return void res.writeHead(200).end('ok\n');
@@ -51,11 +54,11 @@ export async function startEndpoints(src: AdminSources, ports = { metrics: 15020
     }
     res.writeHead(404).end();
   });
-  const admin = await serve('127.0.0.1', ports.admin, (req, res) => {
+  const admin = await serve('127.0.0.1', ports.admin, async (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (path === '/config_dump') return void json(res, 200, Object.fromEntries(Object.entries(src.dump).map(([k, f]) => [k, f()])));
+    if (path === '/config_dump') return void json(res, 200, Object.fromEntries(await Promise.all(Object.entries(src.dump).map(async ([k, f]) => [k, await f()]))));
     const f = src.dump[path.slice(1)];
-    if (f) return void json(res, 200, f());
+    if (f) return void json(res, 200, await f());
     json(res, 404, { error: `unknown path ${path}`, paths: ['/config_dump', ...Object.keys(src.dump).map((k) => `/${k}`)] });
   });
   return { metrics, health, admin };

@@ -1,6 +1,7 @@
 // The agent's configuration: everything comes from the environment, as the chart's DaemonSet
 // passes it (helm/weft/templates/agent-daemonset.yaml). A value that does not parse stops the
 // agent at start with a message naming the variable, never later on the data path.
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
 import { DEFAULT_L7_LIMITS, DEFAULT_PATH_OPTIONS, type L7Limits, type PathOptions } from './l7/index.ts';
@@ -48,6 +49,12 @@ export interface AgentConfig {
    * WEFT_CAPTURE_NODE_TRAFFIC=false restores "trust the node" (docs/design-decisions.md).
    */
   captureNodeTraffic: boolean;
+  /**
+   * Data-plane worker threads (WEFT_DATA_PLANE_WORKERS, docs/agent-threads.md): 0 keeps the data
+   * plane on the main thread; N ≥ 1 runs it on N workers sharing the capture ports; `auto`, one
+   * per core the process may use.
+   */
+  dataPlaneWorkers: number;
 }
 
 /** Checkpoints in the state directory that a later install must not restore. */
@@ -83,6 +90,14 @@ function flag(name: string, fallback: boolean): boolean {
   if (v === 'true') return true;
   if (v === 'false') return false;
   throw Object.assign(new Error(`${name} must be true or false, not "${process.env[name]}"`), { code: 'CONFIG' });
+}
+
+function workers(name: string, fallback: string): number {
+  const v = env(name, fallback).trim().toLowerCase();
+  if (v === 'auto') return availableParallelism();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 256) throw Object.assign(new Error(`${name} must be auto or a whole number from 0 to 256, not "${process.env[name]}"`), { code: 'CONFIG' });
+  return n;
 }
 
 export function configFromEnv(): AgentConfig {
@@ -126,6 +141,7 @@ export function configFromEnv(): AgentConfig {
     },
     installNamespace,
     captureNodeTraffic: flag('WEFT_CAPTURE_NODE_TRAFFIC', true),
+    dataPlaneWorkers: workers('WEFT_DATA_PLANE_WORKERS', '0'),
     daemonSet: daemonSet ? { name: daemonSet, namespace: installNamespace, access: { server: inClusterServer(process.env), caFile: kubeCaFile, tokenFile } } : null,
   };
 }

@@ -4,7 +4,7 @@
 // stops — unless Weft is being removed from the cluster (kube/stop-decision.ts).
 import type { Server } from 'node:http';
 import type { AgentConfig } from './config.ts';
-import type { DataPlane } from './data-plane.ts';
+import type { DataPath } from './data-plane.ts';
 import type { AgentSocket, HandoverRedirector } from './handover.ts';
 import type { CertificateManager } from './identity/manager.ts';
 import type { DaemonSetWatch } from './kube/daemonset-watch.ts';
@@ -24,7 +24,7 @@ export interface StoppingAgent {
   agentSocket: AgentSocket;
   ownDaemonSet: DaemonSetWatch | undefined;
   cni: NodeCni;
-  dataPlane: DataPlane;
+  dataPlane: DataPath;
   endpoints: { metrics: Server; admin: Server; health: Server };
   sync: SyncClient;
   certificates: CertificateManager;
@@ -55,7 +55,7 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
   // The pid tells two processes of one node apart in the node's log during an upgrade.
-  log('info', 'draining', { pid: process.pid, signal, deadlineSeconds: cfg.drainMs / 1000, openConnections: dataPlane.report.openConnections().length });
+  log('info', 'draining', { pid: process.pid, signal, deadlineSeconds: cfg.drainMs / 1000, openConnections: (await dataPlane.openConnections().catch(() => [])).length });
   for (const t of a.timers) clearInterval(t);
   // The node's metrics and admin endpoints are the successor's from now on; health stays.
   for (const s of [a.endpoints.metrics, a.endpoints.admin]) {
@@ -66,7 +66,7 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   const outcome = await Promise.race([drained.then(() => 'drained' as const), deadline]);
   clearTimeout(timer);
   // Counted as the access log counts them: a tunnel's streams one by one.
-  const reset = outcome === 'drained' ? 0 : dataPlane.report.openConnections().length;
+  const reset = outcome === 'drained' ? 0 : (await dataPlane.openConnections().catch(() => [])).length;
   await dataPlane.close({ reset: outcome === 'deadline' });
   a.sync.stop();
   a.certificates.close();

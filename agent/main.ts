@@ -20,24 +20,27 @@
 // (kube/stop-decision.ts), so that `helm uninstall` leaves every node clean.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { startEndpoints } from './admin.ts';
 import { AGENT_VERSION, CHECKPOINT_FILE, ENROLMENTS_FILE, configFromEnv, type AgentConfig } from './config.ts';
-import { DataPlane } from './data-plane.ts';
+import { DataPlane, type DataPath } from './data-plane.ts';
+import { runDataPlaneWorker } from './data-plane-worker.ts';
 import { drainAndStop } from './drain.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
 import { AGENT_SOCKET, AgentSocket, HandoverRedirector, enableRequestMigration } from './handover.ts';
 import { CertificateManager } from './identity/manager.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
-import { certExpiry, enrolledPods, syncConnected, syncRevision } from './metrics.ts';
+import { certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
 import { NodeCni } from './node-cni.ts';
 import { Readiness } from './readiness.ts';
 import { ServiceCapture } from './redirect/service-capture.ts';
-import { StateStore } from './state/store.ts';
+import { ReplicatedStore } from './replica.ts';
 import { caFetcher } from './sync/ca-client.ts';
 import { SyncClient } from './sync/client.ts';
 import { uninstall } from './uninstall.ts';
 import { someoneListens } from './unix-socket.ts';
+import { DataPlaneWorkers, isDataPlaneWorkerData } from './workers.ts';
 
 export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Promise<void>> {
   const startedAt = new Date().toISOString();
@@ -52,15 +55,19 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
   // Opened first: the sooner it has seen the DaemonSet, the fewer stops find its state unknown.
   const ownDaemonSet = cfg.daemonSet ? new DaemonSetWatch({ ...cfg.daemonSet, log }) : undefined;
 
-  const store = new StateStore();
+  // Replicated to the data-plane workers when there are any (replica.ts).
+  const store = new ReplicatedStore();
   const checkpoint = join(cfg.stateDir, CHECKPOINT_FILE);
   if (await store.load(checkpoint)) log('info', 'restored state from checkpoint', { revision: store.revision, workloads: store.workloads().length });
 
+  // Set once the data plane is assembled; certificates issued before are sent to workers then.
+  let workers: DataPlaneWorkers | undefined;
   const certificates = new CertificateManager({
     fetch: caFetcher({ url: cfg.controllerURL, caFile: cfg.caFile, tokenFile: cfg.tokenFile }),
     onEvent: (e) => {
       if (e.type === 'issued') certExpiry.set({ identity: e.identity }, e.notAfter.getTime() / 1000);
       if (e.type === 'removed') certExpiry.remove({ identity: e.identity });
+      if (e.type !== 'fetch-failed') workers?.certificateChanged(e.identity);
       log(e.type === 'issued' || e.type === 'removed' ? 'info' : 'warn', `certificate ${e.type}`, { ...e });
     },
   });
@@ -73,7 +80,13 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     return { pid: process.pid, version: AGENT_VERSION, startedAt, draining: readiness.draining, ...(why === undefined ? {} : { notReady: why }) };
   });
 
-  const dataPlane = new DataPlane({ store, node: cfg.node, certificates, installNamespace: cfg.installNamespace, idleTimeoutMs: cfg.idleTimeoutMs, l7: { limits: cfg.l7Limits, path: cfg.l7Path }, log });
+  const planeSettings = { node: cfg.node, installNamespace: cfg.installNamespace, idleTimeoutMs: cfg.idleTimeoutMs, l7: { limits: cfg.l7Limits, path: cfg.l7Path } };
+  // The data plane on the main thread, or on worker threads that share the capture ports.
+  const dataWorkers = (workers =
+    cfg.dataPlaneWorkers > 0
+      ? new DataPlaneWorkers({ count: cfg.dataPlaneWorkers, entry: new URL(import.meta.url), settings: planeSettings, store, certificates, identities: () => readiness.localIdentities(), log })
+      : undefined);
+  const dataPlane: DataPath = dataWorkers ?? new DataPlane({ ...planeSettings, store, certificates, log });
   const serve = async (): Promise<void> => {
     const slow = setTimeout(() => log('warn', 'waiting for the capture ports: a process that does not share them holds them (an agent from before SO_REUSEPORT?)'), 3000);
     await dataPlane.listen();
@@ -138,12 +151,13 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
         workloads: () => store.workloads(),
         services: () => store.services(),
         config: () => store.config,
-        policies: () => ({ revision: store.revision, access: store.accessPolicies(), mtls: store.mtlsPolicies(), openConnectionsWatched: dataPlane.enforcer.openCount }),
+        policies: async () => ({ revision: store.revision, access: store.accessPolicies(), mtls: store.mtlsPolicies(), openConnectionsWatched: await dataPlane.watchedConnections() }),
         enrolments: () => enroller.enrolments(),
         certificates: () => certificates.snapshot(),
-        connections: () => dataPlane.report.openConnections(),
-        tunnels: () => dataPlane.pool.snapshot(),
+        connections: () => dataPlane.openConnections(),
+        tunnels: () => dataPlane.tunnels(),
       },
+      ...(dataWorkers ? { metrics: () => dataWorkers.metrics(registry) } : {}),
     },
     undefined,
     cfg.bind,
@@ -162,7 +176,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
       .catch((e: unknown) => log('error', 'binding the capture listeners failed', { error: (e as Error).message }));
   }
 
-  log('info', 'agent started', { node: cfg.node, controller: cfg.controllerURL, pid: process.pid, handover: predecessor });
+  log('info', 'agent started', { node: cfg.node, controller: cfg.controllerURL, pid: process.pid, handover: predecessor, dataPlaneWorkers: dataWorkers?.count ?? 0 });
   return (signal: string) =>
     drainAndStop(
       { cfg, readiness, redirector, serviceCapture, agentSocket, ownDaemonSet, cni, dataPlane, endpoints, sync, certificates, checkpointed: () => saving, timers: [gauges] },
@@ -170,7 +184,10 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     );
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (!isMainThread && parentPort && isDataPlaneWorkerData(workerData)) {
+  // This module is also each data-plane worker's entry (workers.ts): one file to bundle and ship.
+  runDataPlaneWorker(parentPort, workerData.weftDataPlaneWorker);
+} else if (import.meta.url === `file://${process.argv[1]}`) {
   const cfg = configFromEnv();
   if (process.argv.includes('--uninstall')) {
     const outcome = await uninstall(cfg);

@@ -1,10 +1,13 @@
 // The agent's Prometheus metrics (served on 15020). Labels follow the golden-signal convention
 // of meshes (reporter, source and destination workload, namespace and identity) so that the same
 // dashboards read Weft and its peers.
+import { isMainThread } from 'node:worker_threads';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'weft_agent_' });
+// Process figures once per process: a data-plane worker (workers.ts) would report the same
+// process again, and the node's registry sums what the workers report.
+if (isMainThread) collectDefaultMetrics({ register: registry, prefix: 'weft_agent_' });
 
 const peerLabels = [
   'reporter',
