@@ -80,9 +80,9 @@ async function dev(argv: string[]): Promise<void> {
       const { values, positionals } = parseArgs({ args: own, options: { name: opts.name }, allowPositionals: true });
       const target = positionals[0];
       if (!target || !target.includes('/') || passthrough.length === 0) fail('usage: weft dev exec <namespace>/<pod> -- <cmd...>', 2);
-      const { podNetns } = await import('../playground/exec-pod.ts');
-      const netns = await podNetns(values.name, target);
-      const r = spawnSync('nsenter', [`--net=/run/netns/${netns}`, '--', ...passthrough], { stdio: 'inherit' });
+      const { podNetnsPath } = await import('../playground/exec-pod.ts');
+      const netns = await podNetnsPath(values.name, target);
+      const r = spawnSync('nsenter', [`--net=${netns}`, '--', ...passthrough], { stdio: 'inherit' });
       process.exit(r.status ?? 1);
       return;
     }
