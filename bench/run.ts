@@ -131,8 +131,10 @@ async function cleanUp(): Promise<void> {
     await c().catch((e: Error) => console.error(`[bench] cleanup: ${e.message}`));
   }
 }
+let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    interrupted = true;
     console.error(`[bench] ${signal}: cleaning up`);
     void cleanUp().finally(() => process.exit(130));
   });
@@ -394,7 +396,8 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
   console.log(`${'metric'.padEnd(34)}${proxies.map((p) => LABEL[p].padStart(12)).join('')}${proxies.length > 1 ? 'Weft÷ztunnel'.padStart(14) : ''}  unit`);
   for (const [label, key, unit] of mem) {
     const v = proxies.map((p) => memory[p]?.[key] ?? NaN);
-    const rt = proxies.length > 1 ? ((v[0] ?? NaN) / (v[1] ?? NaN)).toFixed(2).padStart(14) : '';
+    // Growth per idle connection can be nil or negative at small N (allocator noise): no ratio then.
+    const rt = proxies.length > 1 ? ((v[1] ?? 0) > 0 ? ((v[0] ?? NaN) / (v[1] ?? NaN)).toFixed(2) : '–').padStart(14) : '';
     console.log(`${label.padEnd(34)}${v.map((x) => x.toFixed(1).padStart(12)).join('')}${rt}  ${unit}`);
   }
 }
@@ -402,7 +405,8 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
 try {
   await main();
 } catch (err) {
-  console.error(`[bench] FAILED: ${(err as Error).message}`);
+  // After a signal, main() trips over what the cleanup is taking away: not the failure to report.
+  if (!interrupted) console.error(`[bench] FAILED: ${(err as Error).message}`);
   process.exitCode = 1;
 } finally {
   await cleanUp();
