@@ -118,6 +118,9 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     agentVersion: AGENT_VERSION,
     store,
     log,
+    // Certificate fetches that failed while the controller was away go again now, not when their
+    // grown backoff ends (a restarted agent must not wait seconds to serve its pods' tunnels).
+    onConnected: () => void certificates.retryFailedNow(),
     onApplied: (rev) => {
       syncRevision.set(rev);
       // A draining process still follows the controller (policy changes reach the connections it

@@ -205,3 +205,24 @@ t.test('two identities complete a TLS 1.3 mutual handshake with their secure con
   serverSide.destroy();
   t.ok(client);
 });
+
+t.test('retryFailedNow: a failed identity is fetched at once instead of after its backoff', async (t) => {
+  const transport = caTransport();
+  transport.failing = true;
+  const recorder = recordEvents();
+  // A backoff long enough that only retryFailedNow can explain a fetch within the test.
+  const manager = new CertificateManager({ fetch: transport.fetch, onEvent: recorder.onEvent, retryInitialDelayMs: 60_000, retryMaxDelayMs: 60_000 });
+  t.teardown(() => manager.close());
+  manager.add(A);
+  const failed = (await recorder.next('fetch-failed')) as Extract<CertificateEvent, { type: 'fetch-failed' }>;
+  t.ok(failed.retryAt.getTime() - Date.now() > 20_000, 'the next attempt is far off');
+  t.equal(manager.retryFailedNow(), 1, 'one failed identity is retried');
+  t.equal(manager.retryFailedNow(), 0, 'not twice while its fetch runs');
+  transport.failing = false;
+  const issued = manager.whenReady(A);
+  t.equal(manager.retryFailedNow(), 0, 'a fetch in flight is not restarted');
+  const started = Date.now();
+  await issued;
+  t.ok(Date.now() - started < 5000, `issued ${Date.now() - started} ms later`);
+  t.equal(manager.retryFailedNow(), 0, 'nothing left to retry once issued');
+});

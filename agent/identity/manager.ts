@@ -208,6 +208,24 @@ export class CertificateManager {
       });
   }
 
+  /**
+   * Fetches now every certificate whose last fetch failed, instead of when its backoff ends. For
+   * when the reason for the failures is known to be gone (the controller answers again): a
+   * backoff grown while it was away would otherwise keep a restarted agent without certificates,
+   * refusing its pods' inbound tunnels, for up to retryMaxDelayMs. Returns how many it started.
+   */
+  retryFailedNow(): number {
+    let started = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.removed || entry.fetching || entry.failures === 0) continue;
+      // Already due (a retry just scheduled): rescheduling would not make it any sooner.
+      if (entry.nextAttemptAt && entry.nextAttemptAt.getTime() <= Date.now()) continue;
+      this.#schedule(entry, 0);
+      started += 1;
+    }
+    return started;
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

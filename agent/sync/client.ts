@@ -24,6 +24,8 @@ export interface SyncClientOptions {
   store: StateStore;
   /** Called after each applied message (checkpointing, metrics). */
   onApplied?: (revision: number) => void;
+  /** Called each time the controller accepts the stream (it is reachable again). */
+  onConnected?: () => void;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -87,6 +89,7 @@ export class SyncClient {
       this.connected = true;
       this.#attempt = 0;
       o.log('info', 'connected to the controller', { url: o.url, epoch: o.store.epoch, revision: o.store.revision });
+      o.onConnected?.();
     });
     // The controller ends a stream it refuses with error trailers: reconnect now, not when the
     // controller gives up on our half of the stream.
