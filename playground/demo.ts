@@ -3,11 +3,10 @@
 import { join } from 'node:path';
 import type { PlaygroundPlan } from './config.ts';
 import { run } from './exec.ts';
+import { BUSYBOX_IMAGE } from './images.ts';
 
 export const DEMO_NAMESPACE = 'demo';
 
-/** The test workloads' image on real nodes (playground/images.ts, from Debian's busybox-static). */
-export const BUSYBOX_IMAGE = 'weft.local/busybox:latest';
 
 /**
  * The demo's objects. On real nodes the containers run images built on the machine: busybox's

@@ -140,14 +140,25 @@ export function pauseImage(binDir: string, ref: string): ImageSpec {
   return { ref, files: [{ src: join(binDir, 'pause'), dest: 'pause' }], entrypoint: ['/pause'] };
 }
 
-/** A small image for test workloads: Debian's busybox-static, every applet linked. */
-export async function busyboxImage(ref = 'weft.local/busybox:latest'): Promise<ImageSpec> {
+/**
+ * The test workloads' image (demo, tests, the chart's `helm test`). Not tagged `latest`, whose
+ * default pull policy is Always.
+ */
+export const BUSYBOX_IMAGE = 'weft.local/busybox:local';
+
+/**
+ * A small image for test workloads: Debian's busybox-static, every applet linked, and the host's
+ * curl (Debian's busybox 1.35 wget crashes with -T, which scripts use for a timeout).
+ */
+export async function busyboxImage(ref = BUSYBOX_IMAGE): Promise<ImageSpec> {
   const busybox = '/bin/busybox';
   if (!existsSync(busybox)) throw new Error('busybox is missing: run "bash scripts/install-system-deps.sh" (installs busybox-static)');
   const applets = (await run(busybox, ['--list'])).split('\n').filter((a) => a && a !== 'busybox');
+  const curl = '/usr/bin/curl';
+  const curlFiles = existsSync(curl) ? [{ src: curl, dest: 'usr/bin/curl' }, ...(await sharedLibraries(curl)).map((l) => ({ src: l, dest: l.slice(1) }))] : [];
   return {
     ref,
-    files: [{ src: busybox, dest: 'bin/busybox' }],
+    files: [{ src: busybox, dest: 'bin/busybox' }, ...curlFiles],
     symlinks: applets.map((a) => ({ path: `bin/${a}`, target: 'busybox' })),
     dirs: ['tmp', 'proc', 'sys', 'dev', 'root', 'var/www'],
     texts: [...etcFiles(), { path: 'var/www/index.html', content: 'weft playground\n' }],

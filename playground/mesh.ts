@@ -19,6 +19,7 @@ import type { Supervisor } from './supervisor.ts';
 import { ChartRunner, type AgentRestart } from './chart-runner.ts';
 import { createRoot } from '../controller/ca/root.ts';
 import { buildAgent } from '../scripts/build-agent.ts';
+import { BUSYBOX_IMAGE } from './images.ts';
 
 export type { AgentRestart } from './chart-runner.ts';
 
@@ -90,7 +91,8 @@ export async function installMeshOnRealNodes(p: PlaygroundPlan, repo: string, op
   await kubectl(p)(['create', 'secret', 'tls', 'weft-ca', '-n', INSTALL_NAMESPACE, `--cert=${paths.caCert}`, `--key=${paths.caKey}`]);
   const args = installArgs(p, repo, paths, opts);
   const values = args.indexOf('--values');
-  args.splice(values, 2, '--set', 'image.pullPolicy=Never');
+  // `helm test` runs the chart's test pods from the local busybox image (with the same programs).
+  args.splice(values, 2, '--set', 'image.pullPolicy=Never', '--set', `helmTest.image=${BUSYBOX_IMAGE}`);
   await helm(p)(['install', ...args, '--wait', '--timeout', '180s']);
   return paths;
 }

@@ -7,7 +7,7 @@
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Playground, eventually, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
+import { Playground, REPO, eventually, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('rn'));
 t.teardown(async () => {
@@ -89,9 +89,32 @@ t.test('kubectl logs and exec reach the kubelets', async (t) => {
   t.equal(agentExec.code, 0, `exec into the agent: its image's nft lists its table: ${agentExec.stderr}`);
 });
 
+const helm = (args: string[], timeoutMs = 200_000) => pg.helm(args, timeoutMs);
+
+t.test("helm test passes: the chart's own test pods, from the local busybox image", async (t) => {
+  const r = await helm(['-n', 'weft-system', 'test', 'weft', '--timeout', '180s']);
+  t.equal(r.code, 0, `helm test: ${r.stdout.slice(-400)}${r.stderr}`);
+  // helm exits non-zero when a test pod fails; the report names each one.
+  const phases = [...r.stdout.matchAll(/^TEST SUITE:\s+(\S+)\s*\n(?:.*\n)*?Phase:\s+(\w+)/gm)].map((m) => `${m[1]}=${m[2]}`);
+  // (helm repeats a suite's entry when the pod has run before; each must have Succeeded.)
+  t.same([...new Set(phases)].sort(), ['weft-test-client=Succeeded', 'weft-test-server=Succeeded'], `both test pods Succeeded: ${phases.join(', ')}`);
+});
+
+t.test('helm upgrade rolls the agent DaemonSet: new agent pods on both nodes, the mesh still carries requests', async (t) => {
+  const before = new Set((await kubectlJson(['-n', 'weft-system', 'get', 'pods'])).filter((p) => p.metadata.name.startsWith('weft-agent-')).map((p) => p.metadata.name));
+  const r = await helm(['-n', 'weft-system', 'upgrade', 'weft', join(REPO, 'helm/weft'), '--reuse-values', '--set', 'agent.drainSeconds=5', '--wait', '--timeout', '180s']);
+  t.equal(r.code, 0, `helm upgrade: ${r.stderr}`);
+  const rollout = await pg.kubectl(['-n', 'weft-system', 'rollout', 'status', 'ds/weft-agent', '--timeout=120s'], undefined, 130_000);
+  t.equal(rollout.code, 0, `rollout status: ${rollout.stderr}`);
+  const after = (await kubectlJson(['-n', 'weft-system', 'get', 'pods'])).filter((p) => p.metadata.name.startsWith('weft-agent-') && ready(p));
+  t.equal(after.length, 2, 'two agents Ready after the upgrade');
+  t.ok(after.every((p) => !before.has(p.metadata.name)), 'both are new pods');
+  const again = await eventually(async () => (await pg.kubectl(['-n', 'demo', 'exec', 'client', '--', 'wget', '-qO-', 'http://echo/'])).stdout, 'weft playground\n', 30_000);
+  t.equal(again, 'weft playground\n', 'a meshed request through the Service after the upgrade');
+});
+
 t.test('helm uninstall leaves every node clean, and a pod meshed before can still be deleted', async (t) => {
-  const helm = join(dirname(status.kubectl), 'helm');
-  const r = await sh('env', [`KUBECONFIG=${status.kubeconfig}`, `HELM_CACHE_HOME=/tmp/${pg.name}-helm`, `HELM_CONFIG_HOME=/tmp/${pg.name}-helm`, `HELM_DATA_HOME=/tmp/${pg.name}-helm`, helm, 'uninstall', 'weft', '-n', 'weft-system', '--wait', '--timeout', '120s'], { timeoutMs: 150_000 });
+  const r = await helm(['uninstall', 'weft', '-n', 'weft-system', '--wait', '--timeout', '120s'], 150_000);
   t.equal(r.code, 0, `helm uninstall: ${r.stderr}`);
   const gone = await eventually(async () => String((await kubectlJson(['-n', 'weft-system', 'get', 'pods'])).length), '0', 60_000);
   t.equal(gone, '0', 'the agent and controller pods are gone');
@@ -106,7 +129,6 @@ t.test('helm uninstall leaves every node clean, and a pod meshed before can stil
   }
   const del = await pg.kubectl(['-n', 'demo', 'delete', 'pod', 'client', '--wait=true', '--timeout=60s'], undefined, 70_000);
   t.equal(del.code, 0, `the meshed client pod is deleted (CNI DEL after uninstall): ${del.stderr}`);
-  await sh('rm', ['-rf', `/tmp/${pg.name}-helm`]);
 });
 
 t.test('down removes processes, cgroups, namespaces and links', async (t) => {

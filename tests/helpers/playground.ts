@@ -63,6 +63,11 @@ export class Playground {
     return weft(['dev', 'kubectl', '--name', this.name, ...args], { ...(input !== undefined ? { input } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
   }
 
+  /** helm against the playground (its kubeconfig, and helm's config and cache under the playground's directory). */
+  helm(args: string[], timeoutMs = 180_000): Promise<Result> {
+    return weft(['dev', 'helm', '--name', this.name, ...args], { timeoutMs });
+  }
+
   exec(pod: string, cmd: string[], timeoutMs = 30_000): Promise<Result> {
     return weft(['dev', 'exec', pod, '--name', this.name, '--', ...cmd], { timeoutMs });
   }
