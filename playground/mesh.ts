@@ -76,6 +76,17 @@ export async function weftImageRefs(repo: string): Promise<{ agent: string; cont
   return { agent: `weft/weft-agent:${version}`, controller: `weft/weft-controller:${version}` };
 }
 
+/** The mesh root, made and stored as docs/install.md tells users to: the Secret the chart names. */
+async function storeMeshRoot(p: PlaygroundPlan): Promise<MeshPaths> {
+  const root = await createRoot({ trustDomain: 'cluster.local' });
+  const paths: MeshPaths = { caCert: join(p.paths.pki, 'mesh-ca.crt'), caKey: join(p.paths.pki, 'mesh-ca.key') };
+  await writeFile(paths.caCert, root.certificatePem, { mode: 0o644 });
+  await writeFile(paths.caKey, root.keyPem, { mode: 0o600 });
+  await kubectl(p)(['create', 'namespace', INSTALL_NAMESPACE]);
+  await kubectl(p)(['create', 'secret', 'tls', 'weft-ca', '-n', INSTALL_NAMESPACE, `--cert=${paths.caCert}`, `--key=${paths.caKey}`]);
+  return paths;
+}
+
 /**
  * Installs Weft on real nodes exactly as on a cluster: the mesh root as a Secret, then `helm
  * install` with the chart's defaults. The chart's DaemonSet and Deployment run as pods from the
@@ -83,12 +94,7 @@ export async function weftImageRefs(repo: string): Promise<{ agent: string; cont
  * value set is the pull policy, since there is no registry to pull from.
  */
 export async function installMeshOnRealNodes(p: PlaygroundPlan, repo: string, opts: { mtlsMode?: 'STRICT' | 'PERMISSIVE'; log?: (msg: string) => void } = {}): Promise<MeshPaths> {
-  const root = await createRoot({ trustDomain: 'cluster.local' });
-  const paths: MeshPaths = { caCert: join(p.paths.pki, 'mesh-ca.crt'), caKey: join(p.paths.pki, 'mesh-ca.key') };
-  await writeFile(paths.caCert, root.certificatePem, { mode: 0o644 });
-  await writeFile(paths.caKey, root.keyPem, { mode: 0o600 });
-  await kubectl(p)(['create', 'namespace', INSTALL_NAMESPACE]);
-  await kubectl(p)(['create', 'secret', 'tls', 'weft-ca', '-n', INSTALL_NAMESPACE, `--cert=${paths.caCert}`, `--key=${paths.caKey}`]);
+  const paths = await storeMeshRoot(p);
   const args = installArgs(p, repo, paths, opts);
   const values = args.indexOf('--values');
   // `helm test` runs the chart's test pods from the local busybox image (with the same programs).
@@ -103,13 +109,7 @@ export interface MeshInstall {
 }
 
 export async function installMesh(p: PlaygroundPlan, sup: Supervisor, repo: string, opts: { mtlsMode?: 'STRICT' | 'PERMISSIVE'; log?: (msg: string) => void; onRunner?: (r: ChartRunner) => void } = {}): Promise<MeshInstall> {
-  // The mesh root, made and stored as docs/install.md tells users to (the Secret the chart names).
-  const root = await createRoot({ trustDomain: 'cluster.local' });
-  const paths: MeshPaths = { caCert: join(p.paths.pki, 'mesh-ca.crt'), caKey: join(p.paths.pki, 'mesh-ca.key') };
-  await writeFile(paths.caCert, root.certificatePem, { mode: 0o644 });
-  await writeFile(paths.caKey, root.keyPem, { mode: 0o600 });
-  await kubectl(p)(['create', 'namespace', INSTALL_NAMESPACE]);
-  await kubectl(p)(['create', 'secret', 'tls', 'weft-ca', '-n', INSTALL_NAMESPACE, `--cert=${paths.caCert}`, `--key=${paths.caKey}`]);
+  const paths = await storeMeshRoot(p);
   await helm(p)(['install', ...installArgs(p, repo, paths, opts)]);
 
   const runner = new ChartRunner({

@@ -30,6 +30,7 @@ import type { KubernetesObject, V1Container, V1DaemonSet, V1Deployment, V1PodSpe
 import { configFromEnv } from '../agent/config.ts';
 import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import { componentBinDir } from '../playground/config.ts';
+import { parseDockerfile as readDockerfile, type Instruction, type Stage } from '../playground/weft-images.ts';
 import { REPO } from './helpers/playground.ts';
 
 const COMPONENTS = ['controller', 'agent'] as const;
@@ -43,22 +44,12 @@ const appVersion = /^appVersion:\s*"?([^"\s]+)"?\s*$/m.exec(chartYaml)?.[1] ?? '
 // ---------------------------------------------------------------------------------------------
 // Dockerfiles and .dockerignore, read the way a builder reads them (only the syntax used here).
 
-interface Instruction {
-  keyword: string;
-  text: string;
-  /** The JSON (exec) form's array, when the instruction uses it. */
-  exec: string[] | null;
-}
-interface Stage {
-  base: string;
-  name: string | undefined;
-  body: Instruction[];
-}
 interface Copy {
   from: string | undefined;
   sources: string[];
   dest: string;
 }
+/** A Dockerfile as playground/weft-images.ts reads it (the one reader), with where it came from. */
 interface Dockerfile {
   component: Component;
   path: string;
@@ -67,38 +58,12 @@ interface Dockerfile {
 }
 
 function parseDockerfile(component: Component, path: string, source: string): Dockerfile {
-  // Comment lines may sit between continuation lines; drop them first, then join continuations.
-  const lines = source
-    .split('\n')
-    .filter((l) => !/^\s*#/.test(l))
-    .join('\n')
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
-  const globalArgs = new Map<string, string>();
-  const stages: Stage[] = [];
-  for (const line of lines) {
-    const m = /^(\w+)\s+(.*)$/.exec(line);
-    if (!m?.[1] || m[2] === undefined) throw new Error(`${path}: cannot read "${line}"`);
-    const keyword = m[1].toUpperCase();
-    const text = m[2];
-    if (keyword === 'FROM') {
-      const [ref = '', as, name] = text.split(/\s+/);
-      stages.push({ base: expand(ref, globalArgs), name: as?.toUpperCase() === 'AS' ? name : undefined, body: [] });
-    } else if (stages.length === 0) {
-      if (keyword !== 'ARG') throw new Error(`${path}: ${keyword} before the first FROM`);
-      const [k = '', v = ''] = text.split('=');
-      globalArgs.set(k, v);
-    } else {
-      stages.at(-1)?.body.push({ keyword, text, exec: text.startsWith('[') ? (JSON.parse(text) as string[]) : null });
-    }
+  try {
+    const { args, stages } = readDockerfile(source);
+    return { component, path, globalArgs: args, stages };
+  } catch (err) {
+    throw new Error(`${path}: ${(err as Error).message}`, { cause: err });
   }
-  return { component, path, globalArgs, stages };
-}
-
-function expand(text: string, vars: Map<string, string>): string {
-  return text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => vars.get(a ?? b ?? '') ?? '');
 }
 
 const all = (stage: Stage, keyword: string): Instruction[] => stage.body.filter((i) => i.keyword === keyword);
