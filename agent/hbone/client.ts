@@ -40,6 +40,14 @@ export class HboneConnection {
   readonly address: SocketAddress;
   /** The server's verified SPIFFE ID. */
   readonly peerIdentity: string;
+  /**
+   * Why the connection failed, when it did. With TLS 1.3 a server that rejects the client's
+   * certificate says so in an alert after the client's handshake has completed: without this the
+   * only trace would be a stream closed before its answer, which points nowhere near trust.
+   */
+  failure: string | undefined;
+  /** Whether the server's HTTP/2 SETTINGS arrived: a server that refuses us after TLS never sends them. */
+  greeted = false;
 
   private constructor(session: http2.ClientHttp2Session, address: SocketAddress, peerIdentity: string) {
     this.session = session;
@@ -78,11 +86,17 @@ export class HboneConnection {
       settings: localSettings,
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
     });
-    session.on('error', () => {
-      // The session closes with its socket; the pool evicts it on 'close', streams see resets.
-    });
+    const connection = new HboneConnection(session, address, expectedIdentity);
+    // The session closes with its socket; the pool evicts it on 'close', streams see resets. The
+    // first error is kept for the messages of the streams it ends.
+    const failed = (err: Error): void => {
+      connection.failure ??= (err as NodeJS.ErrnoException).code ? `${(err as NodeJS.ErrnoException).code}: ${err.message}` : err.message;
+    };
+    socket.on('error', failed);
+    session.on('error', failed);
+    session.once('remoteSettings', () => (connection.greeted = true));
     session.setLocalWindowSize(WINDOW_SIZE);
-    return new HboneConnection(session, address, expectedIdentity);
+    return connection;
   }
 
   /** The most streams the server lets this connection carry at once. */
@@ -127,8 +141,17 @@ export class HboneConnection {
           fail(new HboneError('TUNNEL_REJECTED', `${this.peerIdentity} answered CONNECT ${authority} with ${status}`, { status }));
         }
       };
+      // A session torn down by an error closes its streams first and emits the error after: look
+      // for it once the current callbacks have run.
       const onClose = (): void =>
-        fail(new HboneError('STREAM_REFUSED', `CONNECT ${authority} closed before an answer (RST code ${stream.rstCode})`));
+        void setImmediate(() => {
+          const why = this.failure
+            ? `; the connection failed: ${this.failure}`
+            : this.greeted
+              ? ''
+              : '; the server closed the connection without an HTTP/2 greeting: it refused the TLS session after the handshake (an untrusted client certificate looks like this; its logs say why)';
+          fail(new HboneError('STREAM_REFUSED', `CONNECT ${authority} closed before an answer (RST code ${stream.rstCode}${why})`));
+        });
       const onTimeout = (): void => fail(new HboneError('CONNECT_TIMEOUT', `no answer to CONNECT ${authority}`));
       const onAbort = (): void => fail(new HboneError('ABORTED', `CONNECT ${authority} aborted`));
       const timer = setTimeout(onTimeout, options.timeoutMs ?? 10_000);

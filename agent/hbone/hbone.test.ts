@@ -249,6 +249,7 @@ t.test('a client certificate from another CA is refused', async (t) => {
 
   const err = await rejection(tunnel(pool, echo));
   t.ok(['STREAM_REFUSED', 'CONNECT_FAILED'].includes(err.code), `open failed (${err.code}: ${err.message})`);
+  t.match(err.message, /alert|certificate|SSL/i, 'and the message points at TLS, not only at a closed stream');
   t.equal(tunnelServer.requests.length, 0, 'no stream reached the handler');
   const refused = tunnelServer.events.filter((e) => e.type === 'connection-refused');
   t.ok(refused.length >= 1, 'the server refused the connection');
