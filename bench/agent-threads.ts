@@ -132,4 +132,6 @@ async function main(): Promise<void> {
     if (!base || r.workers === 1) continue;
     console.log(`workers ${r.workers} ÷ 1 (medians): throughput ${(r.gbps.median / base.gbps.median).toFixed(2)}×, connections/s ${(r.connsPerSec.median / base.connsPerSec.median).toFixed(2)}×`);
   }
+  // The servers in the namespace would keep the loop alive; the exit handler takes them down.
+  process.exit(0);
 }
