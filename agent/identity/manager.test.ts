@@ -226,3 +226,20 @@ t.test('retryFailedNow: a failed identity is fetched at once instead of after it
   t.ok(Date.now() - started < 5000, `issued ${Date.now() - started} ms later`);
   t.equal(manager.retryFailedNow(), 0, 'nothing left to retry once issued');
 });
+
+t.test('a fetch abandoned before it starts cannot end the process with an unhandled rejection', async (t) => {
+  const transport = caTransport();
+  transport.failing = true;
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown): void => void rejections.push(reason);
+  process.on('unhandledRejection', onRejection);
+  t.teardown(() => void process.off('unhandledRejection', onRejection));
+  // Closed while the key is being generated: the fetch is still called, with an aborted signal,
+  // and its rejection must be handled.
+  const manager = new CertificateManager({ fetch: transport.fetch });
+  manager.add(A);
+  manager.close();
+  while (transport.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 50));
+  t.same(rejections, [], 'no unhandled rejection');
+});

@@ -334,7 +334,12 @@ function timer(callback: () => void, delayMs: number): NodeJS.Timeout {
 
 /** Settles with `promise`, or rejects with the signal's reason as soon as it aborts. */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(reasonOf(signal));
+  if (signal.aborted) {
+    // Abandoned: whatever it settles to goes nowhere, and a rejection nobody handles would end the
+    // process (an agent closing or timing out a fetch while its key was being generated).
+    promise.catch(() => {});
+    return Promise.reject(reasonOf(signal));
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(reasonOf(signal));
     signal.addEventListener('abort', onAbort, { once: true });
