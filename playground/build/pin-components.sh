@@ -3,7 +3,8 @@
 # runtime/go.mod + go.sum — from the versions in versions.env and the binaries in components.list.
 # Run this only on the day someone bumps a version, then build, test and commit the result:
 # the normal build (build-components.sh) never resolves anything and fails on a missing go.sum
-# line instead. This script is the one place where the Go module proxy is asked what to use.
+# line instead. Even here nothing is chosen by date: every module must come from the pinned
+# versions' own requirements (minimal version selection), or the script stops.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,6 +35,20 @@ tidy_and_check() {
   local module=$1 t p; shift
   for t in $(tools_of "$module"); do go mod edit -tool="$t"; done
   go mod tidy
+  # `go mod tidy` takes the newest version of a module for an import that nothing in the graph
+  # provides. Here every module must come from the pins' own requirements: one that only the
+  # main module requires was resolved by date, not by a pin, and stops the script.
+  # Reading the whole graph adds go.mod hashes to go.sum that the build never needs: put it back.
+  local graph unpinned=() tidied; tidied=$(cat go.sum)
+  graph=$(go mod graph | awk -v main="$(go list -m)" '$1 != main { print $2 }' | sort -u)
+  for t in $(go list -m -f '{{if not .Main}}{{.Path}}@{{.Version}}{{end}}' all); do
+    case " $* " in *" $t "*) continue ;; esac
+    grep -qxF "$t" <<<"$graph" || unpinned+=("$t")
+  done
+  printf '%s\n' "$tidied" >go.sum
+  if [ ${#unpinned[@]} -gt 0 ]; then
+    echo "resolved by date, not by a pin, in $module: ${unpinned[*]} (pin it in versions.env)" >&2; exit 1
+  fi
   for p in "$@"; do
     local pin="${p%@*} ${p#*@}"
     grep -q "	$pin\$\|	$pin //\|require $pin\$" go.mod || { echo "pin moved in $module: $pin" >&2; grep "${p%@*} " go.mod >&2; exit 1; }
