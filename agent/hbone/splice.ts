@@ -17,6 +17,7 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { addAbortSignal } from 'node:stream';
+import { forward } from '../forward.ts';
 import { startHeapTrimmer } from '../native/trim.ts';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
@@ -86,15 +87,6 @@ function streamToSocket(stream: http2.Http2Stream, socket: net.Socket): void {
   socket.on('drain', () => stream.resume());
 }
 
-/** Socket -> stream, with backpressure; the socket's FIN (its 'end', never a reset) ends the stream. */
-function socketToStream(socket: net.Socket, stream: http2.Http2Stream): void {
-  socket.on('data', (chunk: Buffer) => {
-    if (!stream.write(chunk)) socket.pause();
-  });
-  stream.on('drain', () => socket.resume());
-  socket.on('end', () => stream.end());
-}
-
 export function splice(stream: http2.Http2Stream, socket: net.Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
   // Tunnelled traffic is what leaves the C heap grown; trimmed once the process goes idle.
   startHeapTrimmer();
@@ -117,7 +109,8 @@ export function splice(stream: http2.Http2Stream, socket: net.Socket, options: S
     stream.on('end', () => {
       if (!stream.destroyed && !stream.rstCode) socket.end();
     });
-    socketToStream(socket, stream);
+    // Socket -> stream: the socket's FIN (its 'end'; a reset is an 'error') ends the stream.
+    forward(socket, stream);
 
     stream.on('error', () => {
       // Reported through rstCode on 'close'.

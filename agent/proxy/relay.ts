@@ -3,6 +3,7 @@
 // Byte counts come from the socket's own counters at close: no per-chunk work on the data path.
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { forward } from '../forward.ts';
 
 export interface RelayOutcome {
   /** Bytes received from the downstream (connection initiator). */
@@ -43,16 +44,4 @@ export function relay(down: Socket, up: Duplex, done: (o: RelayOutcome) => void,
     // The timer restarts on every read and write of the downstream socket, i.e. both directions.
     down.setTimeout(idleTimeoutMs, () => fail('idle')(new Error('idle timeout')));
   }
-}
-
-/**
- * from -> to with backpressure (to's buffer full pauses from); from's end, a FIN, ends to: a FIN
- * travels as a FIN (half-close). What pipe() does for this, without its per-connection listeners.
- */
-function forward(from: Duplex, to: Duplex): void {
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause();
-  });
-  to.on('drain', () => from.resume());
-  from.on('end', () => to.end());
 }
