@@ -31,6 +31,7 @@ import { AGENT_SOCKET, AgentSocket, HandoverRedirector, enableRequestMigration }
 import { CertificateManager } from './identity/manager.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
+import { startHeapTrimmer } from './native/trim.ts';
 import { certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
 import { NodeCni } from './node-cni.ts';
 import { Readiness } from './readiness.ts';
@@ -44,6 +45,9 @@ import { DataPlaneWorkers, isDataPlaneWorkerData } from './workers.ts';
 
 export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Promise<void>> {
   const startedAt = new Date().toISOString();
+  // Traffic leaves the C heap grown; it is given back once the process goes idle. One timer for
+  // the process (malloc_trim covers every thread's arenas), so here and not per worker.
+  startHeapTrimmer();
   await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
   // An agent still answering on the node's agent socket is our predecessor: an upgrade runs us
   // beside it (DaemonSet surge). It keeps serving until we are ready; see handover.ts.

@@ -34,6 +34,7 @@ import { HboneServer } from '../agent/hbone/server.ts';
 import { splice } from '../agent/hbone/splice.ts';
 import { connectTarget } from '../agent/hbone/target.ts';
 import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
+import { startHeapTrimmer } from '../agent/native/trim.ts';
 
 const CLIENT = 'spiffe://cluster.local/ns/bench/sa/client';
 const SERVER = 'spiffe://cluster.local/ns/bench/sa/server';
@@ -51,6 +52,8 @@ type Syscalls = Record<string, Record<string, number>>;
 type ServerReport = { busy: number; cpuSeconds: number };
 const SYSCALLS = ['read', 'readv', 'write', 'writev', 'epoll_wait'];
 
+// As the agent does at start (agent/main.ts): the C heap is given back once the process idles.
+startHeapTrimmer();
 if (isMainThread) await main();
 else await remote(workerData as IssuedCertificate, parentPort as MessagePort);
 

@@ -18,7 +18,6 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { addAbortSignal } from 'node:stream';
 import { forward } from '../forward.ts';
-import { startHeapTrimmer } from '../native/trim.ts';
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -88,8 +87,6 @@ function streamToSocket(stream: http2.Http2Stream, socket: net.Socket): void {
 }
 
 export function splice(stream: http2.Http2Stream, socket: net.Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
-  // Tunnelled traffic is what leaves the C heap grown; trimmed once the process goes idle.
-  startHeapTrimmer();
   // A socket that is not half-open capable answers the peer's FIN with its own at once, cutting off
   // whatever the tunnel still has to deliver.
   socket.allowHalfOpen = true;
