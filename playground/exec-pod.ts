@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { podNetnsName } from './config.ts';
+import { podNetnsName, type PlaygroundPlan } from './config.ts';
 import { cgroupRoot } from './real-node.ts';
 import { readState } from './state.ts';
 
@@ -22,14 +22,19 @@ export async function podNetnsPath(playground: string, target: string): Promise<
   const notYet = new Error(`pod ${target} has no network yet (phase ${pod.status?.phase ?? 'unknown'})`);
   if (s.runtime === 'real') {
     const node = pod.spec?.nodeName;
-    if (!node) throw notYet;
-    const pid = await firstPid(join('/sys/fs/cgroup/pids', cgroupRoot(s.plan, { name: node })), `pod${uid}`);
-    if (!pid) throw notYet;
-    return `/proc/${pid}/ns/net`;
+    const path = node ? await realPodNetnsPath(s.plan, node, uid) : undefined;
+    if (!path) throw notYet;
+    return path;
   }
   const netns = podNetnsName(playground, uid);
   if (!existsSync(`/run/netns/${netns}`)) throw notYet;
   return `/run/netns/${netns}`;
+}
+
+/** On a real node: the network namespace of a process of the pod (its sandbox's), if it runs. */
+export async function realPodNetnsPath(plan: PlaygroundPlan, node: string, uid: string): Promise<string | undefined> {
+  const pid = await firstPid(join('/sys/fs/cgroup/pids', cgroupRoot(plan, { name: node })), `pod${uid}`);
+  return pid ? `/proc/${pid}/ns/net` : undefined;
 }
 
 /** A process in the cgroup named `leaf` somewhere below `dir` (the kubelet nests pods by QoS class). */

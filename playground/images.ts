@@ -4,7 +4,7 @@
 // went in, so an unchanged image is not rebuilt.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { run } from './exec.ts';
@@ -116,8 +116,10 @@ export async function buildImage(spec: ImageSpec): Promise<string> {
  * The shared libraries a dynamically linked program loads (ldd's answer), so that an image can
  * carry a Debian program without a Debian base image.
  */
-export async function sharedLibraries(program: string): Promise<string[]> {
-  const out = await run('ldd', [program]).catch(() => '');
+export async function sharedLibraries(programs: string | string[]): Promise<string[]> {
+  // ldd takes many files at once and answers for each, but fails as a whole if one is no dynamic ELF.
+  const list = typeof programs === 'string' ? [programs] : programs;
+  const out = await run('sh', ['-c', 'ldd "$@" 2>/dev/null; exit 0', 'ldd', ...list]).catch(() => '');
   const libs = new Set<string>();
   for (const line of out.split('\n')) {
     const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
@@ -169,4 +171,60 @@ export async function busyboxImage(ref = BUSYBOX_IMAGE): Promise<ImageSpec> {
 export async function readImageRef(tarball: string): Promise<string> {
   const manifest = await run('tar', ['-xOf', tarball, './manifest.json']);
   return (JSON.parse(manifest) as { RepoTags: string[] }[])[0]?.RepoTags[0] ?? '';
+}
+
+/** The regular files and symbolic links an installed Debian package put on this machine, docs and man pages left out. */
+export async function debianPackageFiles(pkg: string): Promise<{ files: string[]; symlinks: { path: string; target: string }[] }> {
+  const out = await run('dpkg', ['-L', pkg]).catch(() => {
+    throw new Error(`the Debian package ${pkg} is not installed: run "bash scripts/install-system-deps.sh"`);
+  });
+  const files: string[] = [];
+  const symlinks: { path: string; target: string }[] = [];
+  for (const f of out.split('\n')) {
+    if (!f.startsWith('/') || f.startsWith('/usr/share/doc') || f.startsWith('/usr/share/man')) continue;
+    const st = await lstat(f).catch(() => undefined);
+    if (st?.isFile()) files.push(f);
+    else if (st?.isSymbolicLink()) symlinks.push({ path: f.slice(1), target: await readlink(f) });
+  }
+  return { files, symlinks };
+}
+
+/**
+ * The end-to-end suites' workload image, so that one pod spec runs on simulated and real nodes:
+ * busybox for the shell and `sleep`, Debian's python3 (`python3 -m http.server`), curl, socat and
+ * iperf3, and fortio from the pinned components. Suites that run the checkout's own helpers
+ * (tests/helpers/*.ts) mount the checkout read-only at its own path and run its pinned Node, so the
+ * image carries Node's libraries but not the checkout: a test edit needs no image rebuild.
+ */
+export const TEST_IMAGE = 'weft.local/testbox:local';
+export const TEST_IMAGE_PACKAGES = ['python3', 'python3-minimal', 'python3.11', 'python3.11-minimal', 'libpython3.11-minimal', 'libpython3.11-stdlib', 'curl', 'socat', 'iperf3', 'libiperf0'];
+
+export async function testImage(binDir: string, node: string, ref = TEST_IMAGE): Promise<ImageSpec> {
+  const spec = await busyboxImage(ref);
+  const files = new Map(spec.files.map((f) => [f.dest, f.src]));
+  const links = new Map((spec.symlinks ?? []).map((l) => [l.path, l.target]));
+  const elves: string[] = [node];
+  for (const pkg of TEST_IMAGE_PACKAGES) {
+    const got = await debianPackageFiles(pkg);
+    for (const f of got.files) {
+      files.set(f.slice(1), f);
+      if (/\/s?bin\/|\.so(\.|$)/.test(f)) elves.push(f);
+    }
+    for (const l of got.symlinks) links.set(l.path, l.target);
+  }
+  const fortio = join(binDir, 'fortio');
+  if (!existsSync(fortio)) throw new Error(`${fortio} is missing: the playground components are not built (npm run build:playground)`);
+  files.set('usr/bin/fortio', fortio);
+  // One ldd for every program and extension module (python's _ssl, _hashlib, ... load libssl).
+  for (const lib of await sharedLibraries(elves)) files.set(lib.slice(1), lib);
+  if (existsSync('/lib64/ld-linux-x86-64.so.2')) files.set('lib64/ld-linux-x86-64.so.2', '/lib64/ld-linux-x86-64.so.2');
+  // A Debian link whose path is also a file of the image loses, and so do the host's merged-/usr
+  // directory links (/lib, /lib64) that dpkg lists: the image has real directories there.
+  const dirs = new Set([...files.keys(), ...links.keys()].flatMap((f) => f.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'))));
+  for (const p of links.keys()) if (files.has(p) || dirs.has(p)) links.delete(p);
+  return {
+    ...spec,
+    files: [...files].map(([dest, src]) => ({ src, dest })).sort((a, b) => a.dest.localeCompare(b.dest)),
+    symlinks: [...links].map(([path, target]) => ({ path, target })).sort((a, b) => a.path.localeCompare(b.path)),
+  };
 }

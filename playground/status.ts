@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { podNetnsName } from './config.ts';
+import { podNetnsName, type PlaygroundPlan } from './config.ts';
+import { realPodNetnsPath } from './exec-pod.ts';
 import { run } from './exec.ts';
 import { isAlive, readState } from './state.ts';
 import { spiffeId } from '../api/agent-sync.ts';
@@ -11,7 +12,10 @@ export interface PodStatus {
   namespace: string;
   name: string;
   node: string;
+  /** The simulated kubelet's named namespace; '' on real nodes, whose pod namespaces live in the node's mount namespace. */
   netns: string;
+  /** What `nsenter --net=` enters, on both runtimes ('' until the pod has a network). */
+  netnsPath: string;
   ip: string;
   phase: string;
   /** The node agent captures the pod's traffic. */
@@ -65,7 +69,7 @@ export async function status(name: string): Promise<DevStatus> {
     kubectl: join(plan.binDir, 'kubectl'),
     apiServer: `https://${plan.hostIP}:${plan.apiServerPort}`,
     nodes: plan.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, podCIDR: n.podCIDR, ready: ready.get(n.name) ?? false })),
-    pods: podList.items.map((p) => podStatus(s.name, p, enrolled)),
+    pods: await Promise.all(podList.items.map((p) => podStatus(s.name, p, enrolled, s.runtime === 'real' ? plan : undefined))),
     weft: Object.entries(s.pids)
       .filter(([process, pid]) => process.startsWith('weft-') && isAlive(pid))
       .map(([process, pid]) => ({ process, pid }))
@@ -85,14 +89,19 @@ async function enrolledPods(nodes: { netns: string }[]): Promise<Set<string>> {
   return uids;
 }
 
-function podStatus(playground: string, p: V1Pod, enrolled: Set<string>): PodStatus {
+async function podStatus(playground: string, p: V1Pod, enrolled: Set<string>, realPlan?: PlaygroundPlan): Promise<PodStatus> {
   const uid = p.metadata?.uid ?? '';
-  const netns = uid ? podNetnsName(playground, uid) : '';
+  const named = uid && !realPlan ? podNetnsName(playground, uid) : '';
+  const netns = named && existsSync(`/run/netns/${named}`) ? named : '';
+  const node = p.spec?.nodeName ?? '';
+  // A hostNetwork pod's sandbox is in the node's namespace: its path is the node's, like any other.
+  const real = realPlan && uid && node && p.status?.phase === 'Running' ? await realPodNetnsPath(realPlan, node, uid) : undefined;
   return {
     namespace: p.metadata?.namespace ?? '',
     name: p.metadata?.name ?? '',
-    node: p.spec?.nodeName ?? '',
-    netns: netns && existsSync(`/run/netns/${netns}`) ? netns : '',
+    node,
+    netns,
+    netnsPath: netns ? `/run/netns/${netns}` : (real ?? ''),
     ip: p.status?.podIP ?? '',
     phase: p.status?.phase ?? '',
     meshed: enrolled.has(uid),

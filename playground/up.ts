@@ -24,7 +24,7 @@ import { claimSlot, isAlive, readState, writeState, type PlaygroundState } from 
 import { Supervisor } from './supervisor.ts';
 import { teardown } from './down.ts';
 import { assignPodCIDR, cleanRealNode, SANDBOX_IMAGE, startRealNode } from './real-node.ts';
-import { buildImage, busyboxImage, pauseImage } from './images.ts';
+import { buildImage, busyboxImage, pauseImage, testImage } from './images.ts';
 import { clusterDNSIP, corednsImage, installClusterDNS } from './cluster-dns.ts';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -275,11 +275,17 @@ async function runForeground(opts: UpOptions): Promise<void> {
 }
 
 /**
- * The images every real node starts with: the sandbox image, the test workloads' busybox, and
- * Weft's agent and controller (from images/*.Dockerfile) when Weft is to be installed.
+ * The images every real node starts with: the sandbox image, the demo's busybox, the suites'
+ * workload image, and Weft's agent and controller (from images/*.Dockerfile) when Weft is to be
+ * installed.
  */
 async function buildNodeImages(p: PlaygroundPlan, mesh: boolean): Promise<string[]> {
-  const images = [buildImage(pauseImage(p.binDir, SANDBOX_IMAGE)), busyboxImage().then(buildImage), buildImage(corednsImage(p.binDir))];
+  const images = [
+    buildImage(pauseImage(p.binDir, SANDBOX_IMAGE)),
+    busyboxImage().then(buildImage),
+    testImage(p.binDir, process.execPath).then(buildImage),
+    buildImage(corednsImage(p.binDir)),
+  ];
   if (mesh) {
     const { weftImageRefs } = await import('./mesh.ts');
     const { buildWeftImage } = await import('./weft-images.ts');

@@ -30,9 +30,14 @@ export class Holder {
   readonly #exited: Promise<number | null>;
   stderr = '';
 
-  /** `count` connections to `server` (host:port) from inside the network namespace `netns`. */
+  /**
+   * `count` connections to `server` (host:port) from inside a pod's network namespace: a path
+   * (DevStatusJson's netnsPath, both runtimes) or a name under /run/netns.
+   */
   constructor(netns: string, server: string, count: number) {
-    this.#child = spawn('ip', ['netns', 'exec', netns, process.execPath, join(REPO, 'tests/helpers/held-connections.ts'), server, String(count)]);
+    const enter = netns.startsWith('/') ? ['nsenter', `--net=${netns}`, '--'] : ['ip', 'netns', 'exec', netns];
+    const [cmd = '', ...args] = enter;
+    this.#child = spawn(cmd, [...args, process.execPath, join(REPO, 'tests/helpers/held-connections.ts'), server, String(count)]);
     this.#child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.#exited = new Promise((resolve) => this.#child.once('exit', (code) => resolve(code)));
     createInterface({ input: this.#child.stdout }).on('line', (line) => {

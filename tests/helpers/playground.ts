@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TEST_IMAGE } from '../../playground/images.ts';
 
 export const REPO = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 const WEFT = join(REPO, 'cli/weft.ts');
@@ -32,14 +33,31 @@ export function weft(args: string[], opts: { input?: string; timeoutMs?: number 
   return sh(process.execPath, [WEFT, ...args], opts);
 }
 
+export type Runtime = 'simulated' | 'real';
+
+/**
+ * The nodes the suites run on unless a suite says otherwise: WEFT_TEST_RUNTIME=real|simulated. One
+ * switch, so a suite's code is the same on both (pod() below gives every pod the same image).
+ */
+export const TEST_RUNTIME: Runtime = testRuntime(process.env.WEFT_TEST_RUNTIME);
+
+function testRuntime(v: string | undefined): Runtime {
+  if (v === undefined || v === '' || v === 'simulated') return 'simulated';
+  if (v === 'real') return 'real';
+  throw new Error(`WEFT_TEST_RUNTIME must be "real" or "simulated", not "${v}"`);
+}
+
 export class Playground {
   readonly name: string;
-  constructor(name: string) {
+  readonly runtime: Runtime;
+  constructor(name: string, opts: { runtime?: Runtime } = {}) {
     this.name = name;
+    this.runtime = opts.runtime ?? TEST_RUNTIME;
   }
 
   async up(nodes: number, extra: string[] = []): Promise<Result> {
-    return weft(['dev', 'up', '--name', this.name, '--nodes', String(nodes), '--detach', ...extra], { timeoutMs: 600_000 });
+    const runtime = extra.includes('--runtime') ? [] : ['--runtime', this.runtime];
+    return weft(['dev', 'up', '--name', this.name, '--nodes', String(nodes), '--detach', ...runtime, ...extra], { timeoutMs: 600_000 });
   }
 
   /** up(), throwing if it fails; resolves with the playground's status. */
@@ -94,12 +112,20 @@ export interface DevStatusJson {
   kubectl: string;
   apiServer: string;
   nodes: { name: string; netns: string; ip: string; podCIDR: string; ready: boolean }[];
-  pods: { namespace: string; name: string; node: string; netns: string; ip: string; phase: string; meshed: boolean; identity: string }[];
+  /** netns: the simulated kubelet's named namespace ('' on real nodes); netnsPath: what `nsenter --net=` enters, on both. */
+  pods: { namespace: string; name: string; node: string; netns: string; netnsPath: string; ip: string; phase: string; meshed: boolean; identity: string }[];
   weft: { process: string; pid: number }[];
 }
 
-/** A plain Pod manifest running a command, pinned to a node if given. */
-export function pod(namespace: string, name: string, command: string[], opts: { node?: string; labels?: Record<string, string>; port?: number } = {}): object {
+/**
+ * A plain Pod manifest running a command, pinned to a node if given. The same manifest runs on
+ * both runtimes: the image (the suites' workload image, playground/images.ts, built and loaded
+ * into every real node by `weft dev up`) has python3, curl, socat, iperf3, fortio and busybox;
+ * the checkout is mounted read-only at its own path, so a command naming the pinned Node and a
+ * helper of tests/ (process.execPath, join(REPO, ...)) runs in the container as on the host. The
+ * simulated kubelet runs the command as a host process and ignores image and volume.
+ */
+export function pod(namespace: string, name: string, command: string[], opts: { node?: string; labels?: Record<string, string>; port?: number; image?: string } = {}): object {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -110,11 +136,14 @@ export function pod(namespace: string, name: string, command: string[], opts: { 
       containers: [
         {
           name: 'main',
-          image: 'informational',
+          image: opts.image ?? TEST_IMAGE,
+          imagePullPolicy: 'Never',
           command,
+          volumeMounts: [{ name: 'checkout', mountPath: REPO, readOnly: true }],
           ...(opts.port ? { ports: [{ containerPort: opts.port, name: 'http' }], readinessProbe: { tcpSocket: { port: opts.port }, periodSeconds: 1 } } : {}),
         },
       ],
+      volumes: [{ name: 'checkout', hostPath: { path: REPO, type: 'Directory' } }],
     },
   };
 }
