@@ -108,7 +108,10 @@ export interface MeshConfig {
 export type Resource =
   | { kind: 'Workload'; value: Workload }
   | { kind: 'Service'; value: Service }
-  /** A valid AccessPolicy, compiled (api/policy/model.ts). Every agent gets every policy. */
+  /**
+   * A valid AccessPolicy, compiled (api/policy/model.ts). Policies of both kinds are sent to a node
+   * only while they select a meshed workload there (controller/state/node-scope.ts).
+   */
   | { kind: 'AccessPolicy'; value: CompiledAccessPolicy }
   | { kind: 'MeshTLSPolicy'; value: CompiledMeshTLSPolicy };
 export type ResourceKind = Resource['kind'];

@@ -64,7 +64,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
   const root = await loadCaRoot(cfg, log);
   if (cfg.trustBundleOut) await writeAtomically(cfg.trustBundleOut, root.certificatePem);
 
-  const store = new RevisionedStore({ config: { trustDomain: cfg.trustDomain, mtlsMode: cfg.mtlsMode } });
+  const store = new RevisionedStore({ config: { trustDomain: cfg.trustDomain, mtlsMode: cfg.mtlsMode }, installNamespace: cfg.installNamespace });
   const registry = new AgentRegistry();
   const limits = cfg.agentApiLimits;
   const reviewGate = new ReviewGate({ concurrency: limits.reviewConcurrency, queue: limits.reviewQueue });

@@ -67,6 +67,8 @@ export interface AgentServerOptions {
   maxLimitedPerConnection?: number;
   /** How long a finished stream waits for the client to end its side before it is reset. */
   lingerMs?: number;
+  /** How long a store commit that changed nothing for a node waits before an empty delta advances its agent. */
+  catchUpMs?: number;
 }
 
 export interface AgentServer {
@@ -181,6 +183,7 @@ export function createAgentServer(opts: AgentServerOptions): AgentServer {
       helloTimeoutMs: o.helloTimeoutMs,
       maxLineBytes: o.maxLineBytes,
       lingerMs: o.lingerMs,
+      ...(o.catchUpMs !== undefined ? { catchUpMs: o.catchUpMs } : {}),
       onClose: (s) => sessions.delete(s),
     });
     sessions.add(session);

@@ -2,8 +2,11 @@
 //
 // The stream is already authenticated when it gets here; this file speaks the protocol of
 // api/agent-sync.ts: read the hello (and refuse it with a plain HTTP status if it is wrong), then
-// answer 200 and push a snapshot or delta, then one delta per store commit, based on what this
-// agent holds. Each push carries everything since the previous one, so an agent that reads slowly
+// answer 200 and push a snapshot or delta of its node's view (state/node-scope.ts), then one
+// delta per store commit that changes that view, based on what this agent holds. A commit that
+// changes nothing for this node (a policy for pods elsewhere) sends nothing at once; the agent's
+// revision is brought up to date by one empty delta after `catchUpMs`, so that status and the
+// change log's floor do not leave it behind. Each push carries everything since the previous one, so an agent that reads slowly
 // gets fewer, larger deltas rather than a growing queue: while the stream's buffer is full nothing
 // is written, and on 'drain' one delta catches up. ACKs and NACKs are recorded in the registry.
 // A bad line ends only this stream, with trailers that say why.
@@ -34,20 +37,17 @@ export interface SyncSessionOptions {
   maxLineBytes: number;
   /** How long an ended stream waits for the agent to end its side before it is reset. */
   lingerMs: number;
+  /** How long a commit that changed nothing for this node waits before an empty delta advances it. */
+  catchUpMs?: number;
   onClose?: (session: SyncSession) => void;
 }
 
 type Phase = 'hello' | 'streaming' | 'closed';
 
-// Agents at the same revision get the same message object from the store: serialize it once.
-const lines = new WeakMap<SyncMessage, string>();
-function encode(msg: SyncMessage): string {
-  let line = lines.get(msg);
-  if (line === undefined) {
-    line = `${JSON.stringify(msg)}\n`;
-    lines.set(msg, line);
-  }
-  return line;
+export const DEFAULT_CATCH_UP_MS = 30_000;
+
+function isEmpty(msg: SyncMessage): boolean {
+  return msg.type === 'delta' && msg.upserts.length === 0 && msg.removes.length === 0 && msg.config === undefined;
 }
 
 export class SyncSession {
@@ -68,6 +68,7 @@ export class SyncSession {
   #maxSentRevision = -1;
   #blocked = false;
   #dirty = false;
+  #catchUp: NodeJS.Timeout | undefined;
 
   constructor(opts: SyncSessionOptions) {
     this.#o = opts;
@@ -191,7 +192,8 @@ export class SyncSession {
     }
   }
 
-  #push(initial: boolean): void {
+  /** `force`: send even an empty delta (it tells a reconnecting agent it is current, or advances it). */
+  #push(force: boolean): void {
     if (this.#phase !== 'streaming') return;
     if (this.#blocked) {
       this.#dirty = true;
@@ -199,15 +201,26 @@ export class SyncSession {
     }
     this.#dirty = false;
     const { store, stream } = this.#o;
-    const msg = (this.#sentRevision === undefined ? null : store.delta(this.#sentRevision)) ?? store.snapshot();
-    // An empty delta tells a reconnecting agent it is current; later it would say nothing.
-    if (!initial && msg.type === 'delta' && msg.base === msg.revision) return;
+    const msg = (this.#sentRevision === undefined ? null : store.deltaFor(this.node, this.#sentRevision)) ?? store.snapshotFor(this.node);
+    if (msg.type === 'delta' && msg.base === msg.revision && !force) return;
+    if (!force && isEmpty(msg)) {
+      this.#catchUp ??= setTimeout(() => {
+        this.#catchUp = undefined;
+        this.#guard(() => this.#push(true));
+      }, this.#o.catchUpMs ?? DEFAULT_CATCH_UP_MS);
+      this.#catchUp.unref();
+      return;
+    }
+    clearTimeout(this.#catchUp);
+    this.#catchUp = undefined;
     this.#sentRevision = msg.revision;
     this.#maxSentRevision = Math.max(this.#maxSentRevision, msg.revision);
     this.#connection?.sent(msg.epoch, msg.revision);
     this.#o.metrics?.pushes.inc({ type: msg.type });
     this.#log.debug('pushed', { type: msg.type, revision: msg.revision, ...(msg.type === 'delta' ? { base: msg.base } : {}) });
-    if (!stream.write(encode(msg))) {
+    let flowing = true;
+    for (const chunk of store.encode(msg)) flowing = stream.write(chunk);
+    if (!flowing) {
       this.#blocked = true;
       stream.once('drain', () => {
         this.#blocked = false;
@@ -244,6 +257,7 @@ export class SyncSession {
     const wasStreaming = this.#phase === 'streaming';
     this.#phase = 'closed';
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#catchUp);
     this.#unsubscribe?.();
     this.#connection?.closed(reason);
     if (wasStreaming) this.#log.info('agent disconnected', { reason });

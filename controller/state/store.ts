@@ -7,9 +7,13 @@
 // - A bounded log of the refs each revision touched lets an agent that comes back at
 //   (epoch, revision) get only what changed since; once its revision has fallen out of the log it
 //   gets a snapshot. The log keeps refs, not values: a delta always carries the current values.
+// - What an agent is sent is its node's view (node-scope.ts): every workload, service and the
+//   mesh config, and only the policies that select a meshed workload on its node. snapshot() and
+//   delta() are the whole store; snapshotFor() and deltaFor() are what the sync streams send.
 import { randomBytes } from 'node:crypto';
-import type { MeshConfig, Resource, ResourceRef, SyncMessage } from '../../api/agent-sync.ts';
+import type { MeshConfig, Resource, ResourceRef, SyncMessage, Workload } from '../../api/agent-sync.ts';
 import { jsonEqual } from './equal.ts';
+import { NodeScope, isPolicy, type Change } from './node-scope.ts';
 
 export type SnapshotMessage = Extract<SyncMessage, { type: 'snapshot' }>;
 export type DeltaMessage = Extract<SyncMessage, { type: 'delta' }>;
@@ -26,6 +30,8 @@ export interface StoreOptions {
   debounceMs?: number;
   /** Longest a staged write waits under a continuous stream of writes. */
   maxDelayMs?: number;
+  /** Where mesh-wide policies live: they select workloads in every namespace. */
+  installNamespace?: string;
 }
 
 export const STORE_DEFAULTS = { logRevisions: 1024, logRefs: 65_536, debounceMs: 10, maxDelayMs: 100 } as const;
@@ -51,7 +57,8 @@ function refOf(key: RefKey): ResourceRef {
 
 export class RevisionedStore {
   readonly epoch: string;
-  readonly #options: Required<Omit<StoreOptions, 'config' | 'epoch'>>;
+  readonly #options: Required<Omit<StoreOptions, 'config' | 'epoch' | 'installNamespace'>>;
+  readonly #scope: NodeScope;
   #revision = 0;
   #config: MeshConfig;
   readonly #resources = new Map<RefKey, Resource>();
@@ -70,6 +77,13 @@ export class RevisionedStore {
   // Messages built for the current revision, shared by every agent that asks for the same thing.
   #snapshot: SnapshotMessage | undefined;
   readonly #deltas = new Map<number, DeltaMessage>();
+  // The same, per node view: keyed by what differs between nodes (the policies), so that nodes
+  // with the same view share one message object and one serialization.
+  #shared: { nonPolicy: Resource[]; body: Buffer } | undefined;
+  readonly #nodeSnapshots = new Map<string, SnapshotMessage>();
+  readonly #nodeDeltas = new Map<string, DeltaMessage>();
+  readonly #snapshotPolicies = new WeakMap<SnapshotMessage, Resource[]>();
+  readonly #lines = new WeakMap<SyncMessage, Buffer[]>();
   #closed = false;
 
   constructor(options: StoreOptions) {
@@ -82,6 +96,7 @@ export class RevisionedStore {
       maxDelayMs: options.maxDelayMs ?? STORE_DEFAULTS.maxDelayMs,
     };
     if (this.#options.logRevisions < 1) throw new RangeError('logRevisions must be at least 1');
+    this.#scope = new NodeScope(options.installNamespace ?? 'weft-system');
   }
 
   get revision(): number {
@@ -145,6 +160,7 @@ export class RevisionedStore {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     const changed: RefKey[] = [];
+    const changes: Change[] = [];
     for (const [key, next] of this.#staged) {
       const current = this.#resources.get(key);
       if (next === null) {
@@ -155,6 +171,7 @@ export class RevisionedStore {
         this.#resources.set(key, next);
       }
       changed.push(key);
+      changes.push({ key, before: current, after: next ?? undefined });
     }
     this.#staged.clear();
     const configChanged = this.#stagedConfig !== undefined && !jsonEqual(this.#stagedConfig, this.#config);
@@ -167,9 +184,16 @@ export class RevisionedStore {
       if (this.#resources.has(key)) this.#changedAt.set(key, this.#revision);
       else this.#changedAt.delete(key);
     }
-    this.#append({ revision: this.#revision, refs: changed, config: configChanged });
+    // A policy whose nodes changed (a selected pod scheduled or gone) is logged like a change,
+    // so that deltas look at it; its value, and so its changedAt, stay as they were.
+    const moved = this.#scope.commit(this.#revision, changes, () => this.#workloads());
+    const refs = moved.length === 0 ? changed : [...new Set([...changed, ...moved])];
+    this.#append({ revision: this.#revision, refs, config: configChanged });
     this.#snapshot = undefined;
     this.#deltas.clear();
+    this.#shared = undefined;
+    this.#nodeSnapshots.clear();
+    this.#nodeDeltas.clear();
     for (const listener of this.#listeners) listener(this.#revision);
     return this.#revision;
   }
@@ -224,6 +248,87 @@ export class RevisionedStore {
     return message;
   }
 
+  /** Everything one node's agent needs, at the current revision. */
+  snapshotFor(node: string): SnapshotMessage {
+    const policies = this.#scope
+      .policiesFor(node)
+      .sort()
+      .map((k) => this.#resources.get(k) as Resource);
+    const id = policies.map((p) => refKey({ kind: p.kind, key: p.value.key })).join('\n');
+    let msg = this.#nodeSnapshots.get(id);
+    if (!msg) {
+      const shared = this.#sharedBody();
+      msg = { type: 'snapshot', epoch: this.epoch, revision: this.#revision, config: { ...this.#config }, resources: [...policies, ...shared.nonPolicy] };
+      this.#snapshotPolicies.set(msg, policies);
+      this.#nodeSnapshots.set(id, msg);
+    }
+    return msg;
+  }
+
+  /**
+   * What changed for one node's agent after `base`: every non-policy change, and the policies
+   * that changed while the node needed them, or that it started or stopped needing. Null as for
+   * delta(). An empty delta with base < revision means "nothing here for you": the sync stream
+   * need not send it.
+   */
+  deltaFor(node: string, base: number): DeltaMessage | null {
+    const all = this.delta(base);
+    if (!all) return null;
+    const upserts: Resource[] = [];
+    const removes: ResourceRef[] = [];
+    let id = '';
+    for (const r of all.upserts) {
+      if (!isPolicy(r)) continue;
+      const key = refKey({ kind: r.kind, key: r.value.key });
+      const had = this.#scope.nodesAt(key, base).has(node);
+      const has = this.#scope.nodesNow(key).has(node);
+      if (has && (!had || (this.#changedAt.get(key) ?? 0) > base)) {
+        upserts.push(r);
+        id += `+${key}\n`;
+      } else if (had && !has) {
+        removes.push({ kind: r.kind, key: r.value.key });
+        id += `-${key}\n`;
+      }
+    }
+    for (const ref of all.removes) {
+      if (ref.kind !== 'AccessPolicy' && ref.kind !== 'MeshTLSPolicy') continue;
+      if (!this.#scope.nodesAt(refKey(ref), base).has(node)) continue;
+      removes.push(ref);
+      id += `-${refKey(ref)}\n`;
+    }
+    const cacheKey = `${base}\n${id}`;
+    const cached = this.#nodeDeltas.get(cacheKey);
+    if (cached) return cached;
+    const message: DeltaMessage = {
+      ...all,
+      upserts: [...upserts, ...all.upserts.filter((r) => !isPolicy(r))],
+      removes: [...removes, ...all.removes.filter((r) => r.kind !== 'AccessPolicy' && r.kind !== 'MeshTLSPolicy')],
+    };
+    this.#nodeDeltas.set(cacheKey, message);
+    return message;
+  }
+
+  /**
+   * The message as newline-terminated JSON, in chunks to write in order. Built once per message
+   * object; a node snapshot reuses the serialization of everything but its policies, which is
+   * what makes a reconnect storm cost one serialization of the workloads instead of one per node.
+   */
+  encode(msg: SyncMessage): Buffer[] {
+    let chunks = this.#lines.get(msg);
+    if (chunks) return chunks;
+    const policies = msg.type === 'snapshot' ? this.#snapshotPolicies.get(msg) : undefined;
+    if (msg.type === 'snapshot' && policies && this.#shared && msg.revision === this.#revision) {
+      const head = JSON.stringify({ type: msg.type, epoch: msg.epoch, revision: msg.revision, config: msg.config });
+      const own = policies.map((p) => JSON.stringify(p)).join(',');
+      const sep = own && this.#shared.body.length > 0 ? ',' : '';
+      chunks = [Buffer.from(`${head.slice(0, -1)},"resources":[${own}${sep}`), this.#shared.body, Buffer.from(']}\n')];
+    } else {
+      chunks = [Buffer.from(`${JSON.stringify(msg)}\n`)];
+    }
+    this.#lines.set(msg, chunks);
+    return chunks;
+  }
+
   /**
    * What an agent that last applied (epoch, revision) should get: a delta when it is from this
    * epoch and inside the log, otherwise a snapshot.
@@ -259,6 +364,21 @@ export class RevisionedStore {
     this.#timer = setTimeout(() => this.flush(), wait);
   }
 
+  *#workloads(): Iterable<Workload> {
+    for (const r of this.#resources.values()) if (r.kind === 'Workload') yield r.value;
+  }
+
+  #sharedBody(): { nonPolicy: Resource[]; body: Buffer } {
+    if (!this.#shared) {
+      const nonPolicy = [...this.#resources.entries()]
+        .filter(([, r]) => !isPolicy(r))
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([, r]) => r);
+      this.#shared = { nonPolicy, body: Buffer.from(nonPolicy.map((r) => JSON.stringify(r)).join(',')) };
+    }
+    return this.#shared;
+  }
+
   #append(entry: LogEntry): void {
     this.#log.push(entry);
     this.#logRefs += entry.refs.length;
@@ -269,5 +389,6 @@ export class RevisionedStore {
       this.#logRefs -= dropped.refs.length;
       this.#floor = dropped.revision;
     }
+    this.#scope.prune(this.#floor);
   }
 }
