@@ -454,3 +454,74 @@ t.test('splice on the client side: an application socket through the tunnel, bot
   t.equal(await destinationEnd.promise, 'ECONNRESET', 'the destination saw a reset, not a FIN');
   t.match(await results[1], { end: 'socket-reset' });
 });
+
+t.test('cold start: a connection that arrives before its certificate waits for it, bounded', async (t) => {
+  const echo = await startEcho(t);
+
+  t.test('the certificate arrives within the wait: the tunnel opens, nothing is refused', async (t) => {
+    let issued = false;
+    const tunnelServer = await startTunnelServer(t, {
+      certificateFor: () => (issued ? serverCert : undefined),
+      certificateArrival: () => sleep(300).then(() => ((issued = true), serverCert)),
+    });
+    const pool = startPool(t, tunnelServer.port);
+    const started = performance.now();
+    const stream = await tunnel(pool, echo);
+    const waited = performance.now() - started;
+    stream.end('after the certificate');
+    t.equal((await readAll(stream)).toString(), 'after the certificate');
+    t.ok(waited >= 250, `the handshake waited for the certificate (${waited.toFixed(0)} ms)`);
+    t.same(
+      tunnelServer.events.filter((e) => e.type === 'connection-refused'),
+      [],
+      'no connection was refused',
+    );
+    t.equal(tunnelServer.server.awaitingCertificate, 0);
+  });
+
+  t.test('no certificate within the wait: refused with NO_CERTIFICATE at the deadline', async (t) => {
+    const tunnelServer = await startTunnelServer(t, {
+      certificateFor: () => undefined,
+      certificateArrival: (_ip, signal) => new Promise((resolve) => signal.addEventListener('abort', () => resolve(undefined))),
+      certificateWaitMs: 400,
+    });
+    const pool = startPool(t, tunnelServer.port);
+    const started = performance.now();
+    await rejection(tunnel(pool, echo));
+    const waited = performance.now() - started;
+    t.ok(waited >= 350 && waited < 5000, `refused after the wait (${waited.toFixed(0)} ms)`);
+    t.match(
+      tunnelServer.events.filter((e) => e.type === 'connection-refused'),
+      [{ reason: 'NO_CERTIFICATE' }],
+    );
+    t.equal(tunnelServer.server.awaitingCertificate, 0, 'nothing left waiting');
+  });
+
+  t.test('a destination with no certificate coming is refused at once', async (t) => {
+    const tunnelServer = await startTunnelServer(t, { certificateFor: () => undefined, certificateArrival: () => undefined, certificateWaitMs: 5000 });
+    const pool = startPool(t, tunnelServer.port);
+    const started = performance.now();
+    await rejection(tunnel(pool, echo));
+    t.ok(performance.now() - started < 2000, 'without waiting');
+    t.match(tunnelServer.events, [{ type: 'connection-refused', reason: 'NO_CERTIFICATE' }]);
+  });
+
+  t.test('a client that gives up while waiting leaves nothing behind', async (t) => {
+    let arrivals = 0;
+    const tunnelServer = await startTunnelServer(t, {
+      certificateFor: () => undefined,
+      certificateArrival: (_ip, signal) => {
+        arrivals += 1;
+        return new Promise((resolve) => signal.addEventListener('abort', () => resolve(undefined)));
+      },
+      certificateWaitMs: 60_000,
+    });
+    const socket = net.connect({ host: LOOPBACK, port: tunnelServer.port });
+    await once(socket, 'connect');
+    while (arrivals === 0) await sleep(10);
+    t.equal(tunnelServer.server.awaitingCertificate, 1, 'held while the certificate is awaited');
+    socket.destroy();
+    while (tunnelServer.server.awaitingCertificate > 0) await sleep(10);
+    t.pass('released when the client went away, long before the wait ended');
+  });
+});

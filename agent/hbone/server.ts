@@ -53,6 +53,13 @@ const LATE_SESSION_GOAWAY_MS = 1000;
 /** How long a GOAWAY'd idle session may take to close before it is destroyed. */
 const IDLE_CLOSE_GRACE_MS = 1000;
 
+/**
+ * Connections held at once waiting for their certificate (see certificateWaitMs); past this they
+ * are refused at once, so that a peer dialling a pod whose certificate never comes cannot make
+ * the server hold sockets without bound.
+ */
+const MAX_CONNECTIONS_AWAITING_CERTIFICATE = 1024;
+
 export type InboundRequest = {
   /** The client's SPIFFE ID, from its verified certificate. */
   peerIdentity: string;
@@ -89,6 +96,15 @@ export type HboneServerEvent =
 export type HboneServerOptions = {
   /** The certificate of the workload at a pod IP, or undefined if this node serves no such pod. */
   certificateFor: (originalDestinationIp: string) => WorkloadCertificate | undefined;
+  /**
+   * For a pod IP that has no certificate yet: its certificate once issued, or undefined when none
+   * is coming (this node serves no such pod). A cold-started agent serves its pods a moment before
+   * their certificates arrive; tunnels opened in that moment wait (certificateWaitMs) instead of
+   * being refused. Without it, such connections are refused at once.
+   */
+  certificateArrival?: (originalDestinationIp: string, signal: AbortSignal) => Promise<WorkloadCertificate | undefined> | undefined;
+  /** How long a connection waits for its certificate to arrive. Default 2 s. */
+  certificateWaitMs?: number;
   handler: InboundHandler;
   /** Reset a tunnelled stream after this long without data. Default 1 h; 0 disables. */
   streamIdleTimeoutMs?: number;
@@ -133,6 +149,9 @@ export class HboneServer {
   readonly #streamIdleTimeoutMs: number;
   readonly #handshakeTimeoutMs: number;
   readonly #sessionIdleTimeoutMs: number;
+  readonly #certificateWaitMs: number;
+  /** Connections waiting for their certificate. */
+  #awaitingCertificate = 0;
   readonly #emit: (event: HboneServerEvent) => void;
   readonly #h2: http2.Http2Server;
   /** TLS terminators, dropped with the certificate they present when it is renewed. */
@@ -159,6 +178,7 @@ export class HboneServer {
     this.#streamIdleTimeoutMs = options.streamIdleTimeoutMs ?? 60 * 60 * 1000;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.#sessionIdleTimeoutMs = options.sessionIdleTimeoutMs ?? 5 * 60 * 1000;
+    this.#certificateWaitMs = options.certificateWaitMs ?? 2000;
     const onEvent = options.onEvent ?? (() => {});
     // A throwing observer must not take a stream (or the process) down with it.
     this.#emit = (event) => {
@@ -183,11 +203,36 @@ export class HboneServer {
    */
   handleConnection(socket: net.Socket, originalDestination: SocketAddress): void {
     const destinationIp = canonicalIp(originalDestination.ip);
-    const certificate = this.#closing ? undefined : this.#options.certificateFor(destinationIp);
-    if (!certificate) {
-      this.#refuse(socket, this.#closing ? 'SERVER_CLOSING' : 'NO_CERTIFICATE', destinationIp, addressOf(socket));
-      return;
-    }
+    if (this.#closing) return this.#refuse(socket, 'SERVER_CLOSING', destinationIp, addressOf(socket));
+    const certificate = this.#options.certificateFor(destinationIp);
+    if (certificate) return this.#terminate(socket, certificate, destinationIp);
+    if (this.#awaitingCertificate >= MAX_CONNECTIONS_AWAITING_CERTIFICATE) return this.#refuse(socket, 'NO_CERTIFICATE', destinationIp, addressOf(socket));
+    const gone = new AbortController();
+    const arrival = this.#options.certificateArrival?.(destinationIp, gone.signal);
+    if (!arrival) return this.#refuse(socket, 'NO_CERTIFICATE', destinationIp, addressOf(socket));
+    // The client's hello waits in the socket meanwhile; its handshake timeout is the client's.
+    this.#awaitingCertificate += 1;
+    const onClose = (): void => gone.abort();
+    socket.once('close', onClose);
+    const timer = setTimeout(() => gone.abort(), this.#certificateWaitMs);
+    const settle = (arrived: WorkloadCertificate | undefined): void => {
+      this.#awaitingCertificate -= 1;
+      clearTimeout(timer);
+      socket.off('close', onClose);
+      if (socket.destroyed) return;
+      if (this.#closing) return this.#refuse(socket, 'SERVER_CLOSING', destinationIp, addressOf(socket));
+      if (!arrived) return this.#refuse(socket, 'NO_CERTIFICATE', destinationIp, addressOf(socket));
+      this.#terminate(socket, arrived, destinationIp);
+    };
+    arrival.then(settle, () => settle(undefined));
+  }
+
+  /** Connections waiting for their certificate to arrive (certificateArrival). */
+  get awaitingCertificate(): number {
+    return this.#awaitingCertificate;
+  }
+
+  #terminate(socket: net.Socket, certificate: WorkloadCertificate, destinationIp: string): void {
     socket.setNoDelay(true);
     this.#tlsServerFor(certificate, destinationIp).emit('connection', socket);
   }

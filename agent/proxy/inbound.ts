@@ -20,6 +20,7 @@ import { peerOf } from './relay.ts';
 /** The certificates of this node's workloads (CertificateManager). */
 export interface LocalCertificates {
   certificateFor(identity: string): WorkloadCertificate | undefined;
+  whenReady(identity: string, signal?: AbortSignal): Promise<WorkloadCertificate>;
 }
 
 export class InboundProxy {
@@ -35,6 +36,11 @@ export class InboundProxy {
       certificateFor: (ip) => {
         const w = this.#localMeshed(ip);
         return w ? certificates.certificateFor(w.identity) : undefined;
+      },
+      // A restarted agent knows its pods (checkpoint) a moment before their certificates arrive.
+      certificateArrival: (ip, signal) => {
+        const w = this.#localMeshed(ip);
+        return w ? certificates.whenReady(w.identity, signal).catch(() => undefined) : undefined;
       },
       handler: (req) => this.#decide(req),
       onEvent: (e) => {
