@@ -208,6 +208,10 @@ t.test('ALLOW by identity: exact, prefix and suffix wildcards', async (t) => {
   await enforce(accessPolicy(A, 'by-id', { selector: { matchLabels: { app: 'server' } }, rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${A}/sa/client-a`] }] }] }));
   t.equal(await http(clientA), '200', 'the named identity is allowed');
   t.equal(await http(clientB), 'refused', 'another identity is denied');
+  // 9000 is a port no probe names: the agent's delivery to it must not be captured again by the
+  // node's own capture and judged as plaintext from the node (which no identity rule admits).
+  t.equal(await tcp(clientA), 'ok', 'the named identity reaches an unprobed port too');
+  t.equal(await tcp(clientB), 'refused', 'and another identity does not');
   t.equal(await http(local), 'refused', 'same node, another identity: denied');
   t.equal(await http(plain), 'refused', 'plaintext has no identity: denied');
 

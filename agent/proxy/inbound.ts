@@ -110,7 +110,9 @@ export class InboundProxy {
       destinationIp: req.target.ip,
     };
     const info: OpenedInfo = { direction: 'inbound', mode: 'tunnel', source, sourcePrincipal: req.peerIdentity, destination, target: req.target, peer: `${req.peerAddress.ip}:${req.peerAddress.port}` };
-    const a = await admit(this.#p, { attrs, info, plaintext: false, uncaptured: false, signal: req.signal });
+    // Marked like every other delivery: the pod is on this node, so the dial leaves through the
+    // output path, and unmarked it would be captured again and judged as plaintext from the node.
+    const a = await admit(this.#p, { attrs, info, plaintext: false, uncaptured: true, signal: req.signal });
     switch (a.kind) {
       case 'refused':
         return { action: 'deny', status: 403, reason: a.reason, reported: true };
