@@ -4,8 +4,19 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import type { SyncMessage } from '../../api/agent-sync.ts';
 import { CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_ERROR_TRAILERS, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
-import type { StateStore } from '../state/store.ts';
+import type { ApplyResult } from '../state/store.ts';
+
+/**
+ * What the client fills: the agent's StateStore, or a lighter one (bench/scale-agents.ts runs a
+ * thousand clients in one process and keeps only what it measures).
+ */
+export interface SyncTarget {
+  readonly epoch: string | undefined;
+  readonly revision: number;
+  apply(msg: SyncMessage): ApplyResult;
+}
 
 /** The longest retry-after the agent honours; a controller cannot park its agents for longer. */
 const MAX_RETRY_AFTER_S = 60;
@@ -21,9 +32,13 @@ export interface SyncClientOptions {
   /** The controller's DNS name in its certificate. */
   serverName?: string;
   agentVersion: string;
-  store: StateStore;
+  store: SyncTarget;
+  /** The address to connect from (simulated agents on one host each use their own). */
+  localAddress?: string;
   /** Called after each applied message (checkpointing, metrics). */
   onApplied?: (revision: number) => void;
+  /** Called with each message as it arrives, before it is applied, and the bytes of its line. */
+  onMessage?: (msg: SyncMessage, bytes: number) => void;
   /** Called each time the controller accepts the stream (it is reachable again). */
   onConnected?: () => void;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -65,7 +80,7 @@ export class SyncClient {
     } catch (e) {
       return this.#retry(`reading credentials: ${(e as Error).message}`);
     }
-    const session = connect(o.url, { ca, servername: o.serverName ?? CONTROLLER_SERVER_NAME, minVersion: 'TLSv1.3' });
+    const session = connect(o.url, { ca, servername: o.serverName ?? CONTROLLER_SERVER_NAME, minVersion: 'TLSv1.3', ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     this.#session = session;
     session.on('error', (e: Error) => this.#retry(`connection: ${e.message}`));
     session.on('close', () => this.#retry('connection closed'));
@@ -121,6 +136,7 @@ export class SyncClient {
       this.#send({ type: 'nack', epoch: o.store.epoch ?? '', revision: o.store.revision, reason });
       return;
     }
+    o.onMessage?.(msg, Buffer.byteLength(line) + 1);
     const r = o.store.apply(msg);
     if (!r.ok) {
       o.log('warn', 'sync message does not apply; resyncing', { reason: r.reason });

@@ -1,0 +1,21 @@
+// The scale bench's harness at 20 simulated nodes, so that bench/scale.ts cannot rot: a real
+// controller on the playground's API server, real node-bound tokens, simulated agents in a
+// process of their own. Besides running, it checks what per-node state promises: a policy for a
+// few nodes reaches those and sends the other agents nothing, and after a controller restart every
+// agent is synced with the new process.
+import t from 'tap';
+import { uniqueName } from './helpers/playground.ts';
+import { runScale } from '../bench/scale-harness.ts';
+
+t.test('20 simulated nodes: programmed, scoped, and resynced after a restart', async (t) => {
+  const r = await runScale({ name: uniqueName('scl'), nodes: 20, pods: 200, agentProcs: 1, rounds: 2, storm: true, log: (l) => t.comment(l) });
+  t.comment(JSON.stringify(r));
+  t.equal(r.broad.n, 2 * 20, 'the namespace-wide policy reached all 20 agents in both rounds');
+  t.ok(r.broad.p99 < 5_000, `and within 5 s (p99 ${r.broad.p99} ms)`);
+  t.ok(r.narrowCost.selected >= 1 && r.narrowCost.selected < 20, `the narrow policy was for ${r.narrowCost.selected} nodes`);
+  t.equal(r.narrowCost.othersWithMessages, 0, 'the other agents were sent nothing for it');
+  t.equal(r.broadCost.selectedMessages, 1, 'a change is one message per selected agent');
+  t.equal(r.podCost.agentsWithMessage, 20, 'a new pod reaches every agent');
+  t.ok(r.storm && r.storm.allSyncedSeconds < 60, `every agent synced with the restarted controller (${r.storm?.allSyncedSeconds} s)`);
+  t.ok((r.apiServer.controllerStart['LIST pods'] ?? 0) >= 1, 'the controller listed pods from the API server');
+});
