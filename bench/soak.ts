@@ -16,7 +16,7 @@
 // Prints a markdown report; exits 1 if any traffic failed, a process restarted, or a series grew.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -34,7 +34,7 @@ const GROWTH_LIMIT = { rssMb: 10, fds: 10 };
 const NS = 'soak';
 const PROCESSES = ['weft-agent/node-1', 'weft-agent/node-2', 'weft-controller'];
 
-const pg = new Playground(process.env.SOAK_PLAYGROUND ?? uniqueName('soak'));
+const pg = new Playground(process.env.SOAK_PLAYGROUND ?? uniqueName('sk'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const children: { kill(signal?: NodeJS.Signals): unknown }[] = [];
 let stopping = false;
@@ -185,6 +185,7 @@ async function main(): Promise<number> {
   await churn;
   const held: Record<string, Report> = { far: await far.report(), near: await near.report() };
   const http = await web.report();
+  await mkdir(join(REPO, 'bench/results'), { recursive: true });
   await writeFile(join(REPO, 'bench/results/soak.json'), JSON.stringify({ minutes: MINUTES, rps: RPS, samples, held, http, policyChanges }, null, 2));
   return report(samples, held, http, policyChanges);
 }
