@@ -8,13 +8,13 @@
 // admin endpoints first, so that the node's are the new process's; health stays until it exits.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { listenShared } from './listen.ts';
-import { registry } from './metrics.ts';
+import { renderMetrics, wantsOpenMetrics } from './metrics.ts';
 
 export interface AdminSources {
   /** Sections of /config_dump, each produced on demand (data-plane workers answer by message). */
   dump: Record<string, () => unknown>;
   /** The node's metrics when they are not all in this thread's registry (workers.ts). */
-  metrics?: () => Promise<{ contentType: string; text: string }>;
+  metrics?: (openMetrics: boolean) => Promise<{ contentType: string; text: string }>;
   /** Why the agent is not ready, or undefined when it is. */
   notReady: () => string | undefined | Promise<string | undefined>;
 }
@@ -43,7 +43,9 @@ const json = (res: ServerResponse, status: number, body: unknown) =>
 export async function startEndpoints(src: AdminSources, ports = { metrics: 15020, health: 15021, admin: 15000 }, bind = '0.0.0.0'): Promise<AgentEndpoints> {
   const metrics = await serve(bind, ports.metrics, async (req, res) => {
     if (req.url !== '/metrics' && req.url !== '/stats/prometheus') return void res.writeHead(404).end();
-    const m = src.metrics ? await src.metrics() : { contentType: registry.contentType, text: await registry.metrics() };
+    // OpenMetrics (with exemplars) only for a scraper that asks for it.
+    const openMetrics = wantsOpenMetrics(req.headers.accept);
+    const m = src.metrics ? await src.metrics(openMetrics) : await renderMetrics(openMetrics);
     res.writeHead(200, { 'content-type': m.contentType }).end(m.text);
   });
   const health = await serve(bind, ports.health, async (req, res) => {

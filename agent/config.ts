@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
 import { DEFAULT_L7_LIMITS, DEFAULT_PATH_OPTIONS, type L7Limits, type PathOptions } from './l7/index.ts';
 import { inClusterServer, type KubeAccess } from './kube/access.ts';
+import { tracingFromEnv, type TracingSettings } from './tracing/settings.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -55,6 +56,8 @@ export interface AgentConfig {
    * per core the process may use.
    */
   dataPlaneWorkers: number;
+  /** OTLP export of request spans (WEFT_TRACING_*, chart values tracing.*); null: off. */
+  tracing: TracingSettings | null;
 }
 
 /** Checkpoints in the state directory that a later install must not restore. */
@@ -142,6 +145,7 @@ export function configFromEnv(): AgentConfig {
     installNamespace,
     captureNodeTraffic: flag('WEFT_CAPTURE_NODE_TRAFFIC', true),
     dataPlaneWorkers: workers('WEFT_DATA_PLANE_WORKERS', '0'),
+    tracing: tracingFromEnv(process.env),
     daemonSet: daemonSet ? { name: daemonSet, namespace: installNamespace, access: { server: inClusterServer(process.env), caFile: kubeCaFile, tokenFile } } : null,
   };
 }

@@ -13,6 +13,8 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, type ProxyInputs } from './proxy/inputs.ts'
 import { OutboundProxy } from './proxy/outbound.ts';
 import { ConnectionReporter } from './proxy/report.ts';
 import type { StateStore } from './state/store.ts';
+import type { TracingSettings } from './tracing/settings.ts';
+import type { RequestTracing } from './tracing/tracer.ts';
 import type { PooledConnectionStatus } from './hbone/pool.ts';
 import type { OpenConnection } from './proxy/report.ts';
 
@@ -39,6 +41,8 @@ export interface DataPlaneOptions {
   installNamespace: string;
   idleTimeoutMs: number;
   l7: { limits: L7Limits; path: PathOptions };
+  /** OTLP export of request spans; null or absent: tracing off. */
+  tracing?: TracingSettings | null;
   log: Log;
   /** Where to listen; the capture ports on all addresses unless given (tests). */
   listenOn?: { host: string; ports: { outbound: number; inboundPlaintext: number; hbone: number } };
@@ -52,12 +56,19 @@ export class DataPlane implements DataPath {
   readonly #plaintext: InboundPlaintextProxy;
   readonly #inbound: InboundProxy;
   readonly #listenOn: DataPlaneOptions['listenOn'];
+  readonly #inputs: ProxyInputs;
+  readonly #tracingSettings: DataPlaneOptions['tracing'];
+  readonly #log: Log;
+  readonly #node: string;
 
   constructor(o: DataPlaneOptions) {
     const { certificates } = o;
     this.#listenOn = o.listenOn;
     this.enforcer = new PolicyEnforcer({ store: o.store, installNamespace: o.installNamespace, log: o.log });
     this.pool = new HbonePool({ secureContextFor: (id) => certificates.secureContextFor(id) });
+    this.#tracingSettings = o.tracing;
+    this.#log = o.log;
+    this.#node = o.node;
     const inputs: ProxyInputs = {
       store: o.store,
       node: o.node,
@@ -67,13 +78,25 @@ export class DataPlane implements DataPath {
       idleTimeoutMs: o.idleTimeoutMs,
       l7: o.l7,
     };
+    this.#inputs = inputs;
     this.#inbound = new InboundProxy(inputs, certificates);
     this.#outbound = new OutboundProxy(inputs, this.pool, certificates);
     this.#plaintext = new InboundPlaintextProxy(inputs);
   }
 
+  /** Each thread exports its own spans (one provider per data plane); undefined while tracing is off. */
+  get tracing(): RequestTracing | undefined {
+    return this.#inputs.tracing;
+  }
+
   /** Binds the capture ports (SO_REUSEPORT: beside a predecessor's, listen.ts). */
   async listen(): Promise<void> {
+    // OpenTelemetry is loaded only when tracing is on (~3 MiB of heap an agent without it keeps),
+    // and before the first connection, so every request is traced from the start.
+    if (this.#tracingSettings && !this.#inputs.tracing) {
+      const { RequestTracing } = await import('./tracing/tracer.ts');
+      this.#inputs.tracing = new RequestTracing(this.#tracingSettings, { node: this.#node, log: this.#log });
+    }
     const on = this.#listenOn;
     if (!on) return void (await Promise.all([this.#outbound.listen(), this.#plaintext.listen(), this.#inbound.listen()]));
     await Promise.all([this.#outbound.listen(on.host, on.ports.outbound), this.#plaintext.listen(on.host, on.ports.inboundPlaintext), this.#inbound.listen(on.host, on.ports.hbone)]);
@@ -88,6 +111,8 @@ export class DataPlane implements DataPath {
   async close(o: { reset: boolean }): Promise<void> {
     if (o.reset) await Promise.all([this.#outbound.close(), this.#plaintext.close(), this.#inbound.close()]);
     await this.pool.close({ graceMs: 0 });
+    // What is queued goes out, within the export timeout.
+    await this.#inputs.tracing?.shutdown();
   }
 
   openConnections(): Promise<OpenConnection[]> {

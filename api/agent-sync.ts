@@ -70,6 +70,12 @@ export interface Workload {
    * controllers before it: no port is exempt.
    */
   probePorts?: number[];
+  /**
+   * The share of requests to this pod, arriving without a trace, for which its agent starts one:
+   * the `weft.dev/trace-sampling` annotation of the pod, else of its namespace. Absent: the
+   * chart's `tracing.samplingRatio`.
+   */
+  traceSampling?: number;
 }
 
 export interface ServicePort {
@@ -221,6 +227,7 @@ function checkWorkload(v: Json, p: string): Workload {
   need(isObj(v.namedPorts) && Object.values(v.namedPorts).every(isInt), `${p}.namedPorts`, 'must map port names to numbers');
   need(v.probePorts === undefined || (Array.isArray(v.probePorts) && v.probePorts.every((n) => isInt(n) && n >= 1 && n <= 65535)), `${p}.probePorts`, 'must be a list of TCP ports');
   need(v.hostIPs === undefined || isStrArr(v.hostIPs), `${p}.hostIPs`, 'must be a list of strings');
+  need(v.traceSampling === undefined || (typeof v.traceSampling === 'number' && v.traceSampling >= 0 && v.traceSampling <= 1), `${p}.traceSampling`, 'must be a number from 0 to 1');
   return v as unknown as Workload;
 }
 

@@ -115,6 +115,8 @@ class Http1Handler implements ProtocolHandler {
       return sendDenied1(res, verdict.reason, ex.grpc);
     }
     req.url = target.forward;
+    // http2-proxy forwards req.headers: what is set here is what the pod reads.
+    if (verdict.headers) Object.assign(req.headers, verdict.headers);
     if (!this.#forwarding) return this.#forward(req, res);
     const queued = this.#queue.length / 2;
     const max = this.#conn.limits.maxPipelinedRequests;
@@ -170,6 +172,7 @@ class Http1Handler implements ProtocolHandler {
       return sendRawAndClose(client, 403, 'Forbidden', deniedText(verdict.reason));
     }
     req.url = target.forward;
+    if (verdict.headers) Object.assign(req.headers, verdict.headers);
     req.headers.upgrade = 'websocket'; // http2-proxy compares case-sensitively
     (req as TaggedRequest)[kExchange] = ex;
     void proxy.ws(req, asSocket(client), head, this.#ws, onUpgradeDone);

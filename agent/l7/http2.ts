@@ -180,6 +180,7 @@ class Http2Handler implements ProtocolHandler {
 
     // Forwarded as received apart from the path, which goes up normalized, as policy saw it.
     headers[':path'] = normalized.query === '' ? normalized.path : normalized.path + normalized.query;
+    if (verdict.headers) Object.assign(headers, verdict.headers);
     ex.endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
     this.forward(ex);
   };

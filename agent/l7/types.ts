@@ -24,7 +24,11 @@ export interface HttpRequestInfo {
   grpc: boolean;
 }
 
-export type RequestVerdict = { allow: true } | { allow: false; reason: string };
+/**
+ * `headers`: fields to set (lower-case names, replacing any the client sent) on the request as it
+ * is forwarded; the agent's trace context, when tracing is on.
+ */
+export type RequestVerdict = { allow: true; headers?: Readonly<Record<string, string>> } | { allow: false; reason: string };
 
 /** What onRequest reports once per request, when it completes. */
 export interface RequestRecord {

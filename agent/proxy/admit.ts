@@ -49,7 +49,7 @@ export async function admit(p: ProxyInputs, c: Candidate): Promise<Admission> {
       return { kind: 'refused', reason };
     }
   }
-  const d = p.enforcer.connection(c.attrs);
+  const d = p.enforcer.connection(c.attrs, c.info);
   if (d.verdict === 'deny') {
     p.report.refused({ ...c.info, reason: d.reason, ...decidedBy(d) });
     return { kind: 'refused', reason: d.reason };
@@ -60,7 +60,7 @@ export async function admit(p: ProxyInputs, c: Candidate): Promise<Admission> {
     const dial = () => dialTarget(target, dialOptions);
     return {
       kind: 'inspect',
-      serve: (client) => serveInspected({ client, inspect: d, attrs: c.attrs, info: c.info, enforcer: p.enforcer, report: p.report, dial, idleTimeoutMs: p.idleTimeoutMs, l7: p.l7 }),
+      serve: (client) => serveInspected({ client, inspect: d, attrs: c.attrs, info: c.info, enforcer: p.enforcer, report: p.report, dial, idleTimeoutMs: p.idleTimeoutMs, l7: p.l7, tracing: p.tracing }),
     };
   }
   const r = await connectTarget(target, c.signal ? { ...dialOptions, signal: c.signal } : dialOptions);

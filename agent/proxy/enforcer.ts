@@ -13,6 +13,7 @@ import type { ConnectionAttrs, RequestAttrs } from '../policy/attributes.ts';
 import type { ConnectionDecision, Decision } from '../policy/decision.ts';
 import { PolicyIndex } from '../policy/index.ts';
 import type { StateStore } from '../state/store.ts';
+import { type OpenedInfo, workloadName } from './report.ts';
 
 export interface TrackedConnection {
   attrs: ConnectionAttrs;
@@ -55,17 +56,17 @@ export class PolicyEnforcer {
     return this.#index;
   }
 
-  /** Decides a new connection, and counts the decision. */
-  connection(attrs: ConnectionAttrs): ConnectionDecision {
+  /** Decides a new connection, and counts the decision (audits and denials by `source`). */
+  connection(attrs: ConnectionAttrs, source?: SourceInfo): ConnectionDecision {
     const d = this.index.evaluateConnection(attrs);
-    count(d, 'l4');
+    count(d, 'l4', source);
     return d;
   }
 
-  /** Decides one request of an inspected connection, and counts the decision. */
-  request(inspect: Extract<ConnectionDecision, { verdict: 'inspect' }>, req: RequestAttrs): Decision {
+  /** Decides one request of an inspected connection, and counts the decision (audits and denials by `source`). */
+  request(inspect: Extract<ConnectionDecision, { verdict: 'inspect' }>, req: RequestAttrs, source?: SourceInfo): Decision {
     const d = inspect.requests.evaluate(req);
-    count(d, 'l7');
+    count(d, 'l7', source);
     return d;
   }
 
@@ -104,10 +105,33 @@ export class PolicyEnforcer {
   }
 }
 
-function count(d: ConnectionDecision | Decision, layer: 'l4' | 'l7'): void {
-  for (const a of d.audits) policyDecisions.inc({ policy: a.policy, rule: a.rule, decision: 'audit', layer });
+/** Who a decision was about, as the audit and deny counts name it: a workload, never a pod or an address. */
+export interface DecisionSource {
+  workload: string;
+  namespace: string;
+}
+
+const UNKNOWN_SOURCE: DecisionSource = { workload: 'unknown', namespace: 'unknown' };
+
+/** The source of a connection as the decision counts name it; `unknown` for what is outside the mesh. */
+export function decisionSource(info: SourceInfo): DecisionSource {
+  if (info.source) return { workload: workloadName(info.source), namespace: info.source.namespace };
+  const ns = info.sourcePrincipal ? namespaceOfPrincipal(info.sourcePrincipal) : undefined;
+  return ns ? { workload: 'unknown', namespace: ns } : UNKNOWN_SOURCE;
+}
+
+/** Who connects, as an access line knows it. */
+export type SourceInfo = Pick<OpenedInfo, 'source' | 'sourcePrincipal'>;
+
+const NO_SOURCE: DecisionSource = { workload: '', namespace: '' };
+
+function count(d: ConnectionDecision | Decision, layer: 'l4' | 'l7', from: SourceInfo | undefined): void {
+  // Named only for audits and denials (metrics.ts: bounded series), so allows cost no lookup.
+  const source = d.audits.length > 0 || d.verdict === 'deny' ? (from ? decisionSource(from) : UNKNOWN_SOURCE) : NO_SOURCE;
+  for (const a of d.audits) policyDecisions.inc({ policy: a.policy, rule: a.rule, decision: 'audit', layer, source_workload: source.workload, source_workload_namespace: source.namespace });
   if (d.verdict === 'inspect') return;
-  policyDecisions.inc({ policy: d.policy ?? 'none', rule: d.rule ?? '', decision: d.verdict, layer });
+  const who = d.verdict === 'deny' ? source : NO_SOURCE;
+  policyDecisions.inc({ policy: d.policy ?? 'none', rule: d.rule ?? '', decision: d.verdict, layer, source_workload: who.workload, source_workload_namespace: who.namespace });
 }
 
 /** The namespace in a SPIFFE ID `spiffe://<td>/ns/<ns>/sa/<sa>`, if it has that shape. */

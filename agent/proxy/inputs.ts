@@ -5,6 +5,7 @@ import type { StateStore } from '../state/store.ts';
 import type { PolicyEnforcer } from './enforcer.ts';
 import type { InspectSettings } from './inspected.ts';
 import type { ConnectionReporter } from './report.ts';
+import type { RequestTracing } from '../tracing/tracer.ts';
 
 export interface ProxyInputs {
   store: StateStore;
@@ -18,6 +19,8 @@ export interface ProxyInputs {
   idleTimeoutMs: number;
   /** L7 limits and path options; the defaults of agent/l7 when absent. */
   l7?: InspectSettings;
+  /** Request spans; absent when tracing is off. */
+  tracing?: RequestTracing | undefined;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;

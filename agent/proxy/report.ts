@@ -41,6 +41,9 @@ export interface RequestInfo {
   policy?: string;
   rule?: string;
   audits?: string[];
+  /** The request's trace, when tracing is on; `sampled`: its spans are exported. */
+  traceId?: string;
+  sampled?: boolean;
 }
 
 export interface OpenConnection {
@@ -113,7 +116,8 @@ export class ConnectionReporter {
       grpc_response_status: r.grpcStatus === undefined ? '' : String(r.grpcStatus),
     };
     requests.inc(labels);
-    requestDuration.observe(labels, r.durationMs / 1000);
+    // Only a sampled request's trace can be found in the backend, so only it becomes an exemplar.
+    requestDuration.observe(r.sampled && r.traceId ? { labels, value: r.durationMs / 1000, exemplarLabels: { trace_id: r.traceId } as unknown as Partial<RequestLabels> } : { labels, value: r.durationMs / 1000 });
     const c = r.connection;
     this.#write(
       `${JSON.stringify({
@@ -137,6 +141,7 @@ export class ConnectionReporter {
         status: r.status,
         grpc_status: r.grpcStatus,
         duration_ms: Math.round(r.durationMs * 1000) / 1000,
+        trace_id: r.traceId,
       })}\n`,
     );
   }

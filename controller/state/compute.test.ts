@@ -177,3 +177,13 @@ t.test('the same objects in another order compute the same resources', async (t)
   const b = slice('b', 'cart', [{ addresses: ['10.0.0.3'] }], [{ name: 'http', port: 1 }]);
   t.strictSame(JSON.stringify(computeService(cartService, [a, b])), JSON.stringify(computeService(cartService, [b, a])));
 });
+
+t.test('trace sampling: the pod annotation, else the namespace annotation; a bad value is ignored', async (t) => {
+  const annotated = (v: string): V1Namespace => ({ metadata: { name: 'shop', annotations: { 'weft.dev/trace-sampling': v } } });
+  t.equal(computeWorkload(pod(), ns('shop'), TD)?.traceSampling, undefined, 'neither: the chart decides');
+  t.equal(computeWorkload(pod(), annotated('0.25'), TD)?.traceSampling, 0.25);
+  t.equal(computeWorkload(pod(), annotated('5%'), TD)?.traceSampling, 0.05);
+  t.equal(computeWorkload(pod({ annotations: { 'weft.dev/trace-sampling': '1' } }), annotated('0'), TD)?.traceSampling, 1, 'the pod wins');
+  t.equal(computeWorkload(pod({ annotations: { 'weft.dev/trace-sampling': 'lots' } }), annotated('0.5'), TD)?.traceSampling, 0.5, "a pod value that does not parse leaves the namespace's");
+  t.equal(computeWorkload(pod(), annotated('1.5'), TD)?.traceSampling, undefined, 'out of range: ignored');
+});

@@ -5,6 +5,7 @@
 import type { V1EndpointSlice, V1Namespace, V1Pod, V1Service, V1ServicePort } from '@kubernetes/client-node';
 import { MESH_ANNOTATION, MESH_LABEL, spiffeId } from '../../api/agent-sync.ts';
 import type { Endpoint, Service, ServicePort, Workload } from '../../api/agent-sync.ts';
+import { TRACE_SAMPLING_ANNOTATION, parseRatio } from '../../api/tracing.ts';
 import { probePorts } from './probe-ports.ts';
 
 /** The label the EndpointSlice controller puts on every slice it manages for a Service. */
@@ -97,7 +98,20 @@ export function computeWorkload(pod: V1Pod, namespace: V1Namespace | undefined, 
     namedPorts: namedContainerPorts(pod),
     ...(hostIPs.length > 0 ? { hostIPs } : {}),
     probePorts: probePorts(pod),
+    ...traceSampling(pod, namespace),
   };
+}
+
+/**
+ * The pod's, else its namespace's, `weft.dev/trace-sampling`: a ratio from 0 to 1 or a percentage
+ * ("5%"). A value that does not parse is ignored (the chart's ratio applies), never an error.
+ */
+function traceSampling(pod: V1Pod, namespace: V1Namespace | undefined): { traceSampling?: number } {
+  for (const text of [pod.metadata?.annotations?.[TRACE_SAMPLING_ANNOTATION], namespace?.metadata?.annotations?.[TRACE_SAMPLING_ANNOTATION]]) {
+    const r = text === undefined ? undefined : parseRatio(text);
+    if (r !== undefined) return { traceSampling: r };
+  }
+  return {};
 }
 
 /** The node's addresses as the pod's status reports them (`status.hostIPs`, else `status.hostIP`). */

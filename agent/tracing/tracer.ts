@@ -1,0 +1,320 @@
+// Spans for the requests the agent handles at L7, exported over OTLP. One RequestTracing per data
+// plane (per thread); absent when tracing is off, so that the L7 path then does no tracing work
+// at all.
+//
+// Propagation: the parent comes from W3C `traceparent`/`tracestate`, else from B3 (single `b3` or
+// `x-b3-*`); the request forwarded carries the agent span's context in the same formats it came
+// in (W3C always), so the application's spans nest under the agent's. `baggage` is not read: it
+// passes through untouched, which is what a hop that adds no entries owes it.
+//
+// Sampling is parent-based: a request carrying a sampling decision keeps it; one without a trace
+// starts one with the ratio of its destination (the namespace's annotation, else the chart's).
+//
+// Export never touches traffic: spans go to a BatchSpanProcessor whose queue is bounded; when it is
+// full (collector slow or down) new spans are dropped, and so are the spans of a failed export;
+// both are counted in weft_trace_spans_dropped_total.
+import { type Attributes, type Context, type SpanContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, type TextMapGetter, type TextMapSetter, createContextKey, trace } from '@opentelemetry/api';
+import { CompositePropagator, type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchSpanProcessor, type ReadableSpan, type Sampler, SamplingDecision, type SamplingResult, type SpanExporter, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
+import {
+  ATTR_CLIENT_ADDRESS,
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_SERVICE_NAME,
+  ATTR_URL_PATH,
+  ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL,
+} from '@opentelemetry/semantic-conventions';
+import type { Workload } from '../../api/agent-sync.ts';
+import { traceSpansDropped, traceSpansExported } from '../metrics.ts';
+import { type TracingSettings, tracesUrl } from './settings.ts';
+
+/** What the tracer reads of a request: the L7 path's HttpRequestInfo satisfies it. */
+export interface TracedRequest {
+  method: string;
+  path: string;
+  host: string;
+  protocol: 'http/1.1' | 'h2';
+  grpc: boolean;
+  header(name: string): string | undefined;
+}
+
+export interface SpanStart {
+  /** Attributes known when the request arrives (mesh peers, policy, addresses). */
+  attributes?: Attributes;
+  /** The ratio for a request that arrives without a trace; the agent's default when absent. */
+  samplingRatio?: number | undefined;
+  /** `server.port`: the port the request was addressed to. */
+  port?: number;
+  /** `client.address`. */
+  clientAddress?: string;
+}
+
+export interface SpanEnd {
+  /** The status the client got (0: none, the exchange was cut). */
+  status: number;
+  grpcStatus?: number | undefined;
+  /** Why the exchange failed, when it did (becomes `error.type`). */
+  error?: string | undefined;
+}
+
+export interface RequestSpan {
+  /** 32 hex digits. */
+  readonly traceId: string;
+  /** Whether the span is exported (and may be an exemplar). */
+  readonly sampled: boolean;
+  /** Set these on the request the agent forwards: they carry this span's context. */
+  readonly headers: Readonly<Record<string, string>>;
+  setAttributes(a: Attributes): void;
+  end(r: SpanEnd): void;
+}
+
+const RATIO_KEY = createContextKey('weft.sampling.ratio');
+
+const requestGetter: TextMapGetter<TracedRequest> = {
+  get: (req, key) => req.header(key),
+  // Only the composite propagator's fields are asked for, one by one.
+  keys: () => [],
+};
+
+const recordSetter: TextMapSetter<Record<string, string>> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+/**
+ * Parent-based, then a trace-id ratio for roots. The ratio rides in the context (per request: a
+ * namespace may override the chart's), so one provider serves every workload on the node.
+ */
+class MeshSampler implements Sampler {
+  readonly #byRatio = new Map<number, TraceIdRatioBasedSampler>();
+  readonly #default: number;
+
+  constructor(ratio: number) {
+    this.#default = ratio;
+  }
+
+  shouldSample(context: Context, traceId: string): SamplingResult {
+    const parent = trace.getSpanContext(context);
+    if (parent && trace.isSpanContextValid(parent)) {
+      return { decision: (parent.traceFlags & TraceFlags.SAMPLED) !== 0 ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+    }
+    const ratio = (context.getValue(RATIO_KEY) as number | undefined) ?? this.#default;
+    if (ratio <= 0) return { decision: SamplingDecision.NOT_RECORD };
+    if (ratio >= 1) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+    let s = this.#byRatio.get(ratio);
+    if (!s) {
+      // Ratios come from the chart and annotations: a handful of distinct values.
+      if (this.#byRatio.size > 64) this.#byRatio.clear();
+      s = new TraceIdRatioBasedSampler(ratio);
+      this.#byRatio.set(ratio, s);
+    }
+    return s.shouldSample(context, traceId);
+  }
+
+  toString(): string {
+    return `MeshSampler{parent-based, ratio=${this.#default}}`;
+  }
+}
+
+/** Counts what a failed export loses, and says so in the log once a minute at most. */
+class CountingExporter implements SpanExporter {
+  readonly #inner: SpanExporter;
+  readonly #log: TracingLog;
+  #lastLogged = 0;
+
+  constructor(inner: SpanExporter, log: TracingLog) {
+    this.#inner = inner;
+    this.#log = log;
+  }
+
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    this.#inner.export(spans, (r) => {
+      if (r.code === ExportResultCode.SUCCESS) traceSpansExported.inc(spans.length);
+      else {
+        traceSpansDropped.inc({ reason: 'export_failed' }, spans.length);
+        const now = Date.now();
+        if (now - this.#lastLogged > 60_000) {
+          this.#lastLogged = now;
+          this.#log('warn', 'span export failed; spans dropped', { spans: spans.length, error: r.error?.message ?? 'unknown' });
+        }
+      }
+      done(r);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.#inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.#inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
+/** The SDK's batch processor, with its queue-full drops counted (it only logs them). */
+class CountingBatchProcessor extends BatchSpanProcessor {
+  override onEnd(span: ReadableSpan): void {
+    // The SDK keeps a running count of drops since the last accepted span; a rise is this span.
+    const self = this as unknown as { _droppedSpansCount: number };
+    const before = self._droppedSpansCount;
+    super.onEnd(span);
+    if (self._droppedSpansCount > before) traceSpansDropped.inc({ reason: 'queue_full' });
+  }
+}
+
+export type TracingLog = (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+
+export interface RequestTracingOptions {
+  /** This node's name (`k8s.node.name`, `weft.node`). */
+  node: string;
+  log?: TracingLog;
+  /** Replaces the OTLP exporter (tests). */
+  exporter?: SpanExporter;
+}
+
+export class RequestTracing {
+  readonly settings: TracingSettings;
+  readonly #provider: TracerProvider;
+  readonly #tracer: ReturnType<TracerProvider['getTracer']>;
+  readonly #w3c = new W3CTraceContextPropagator();
+  // B3 first, W3C last: when a request carries both, W3C wins.
+  readonly #extract = new CompositePropagator({ propagators: [new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER }), this.#w3c] });
+  readonly #b3Single = new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
+  readonly #b3Multi = new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
+  readonly #node: string;
+
+  constructor(settings: TracingSettings, o: RequestTracingOptions) {
+    this.settings = settings;
+    this.#node = o.node;
+    const log = o.log ?? (() => {});
+    const inner =
+      o.exporter ??
+      (settings.protocol === 'http/json'
+        ? new OtlpJsonExporter({ url: tracesUrl(settings.endpoint), timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 2 })
+        : new OtlpProtoExporter({ url: tracesUrl(settings.endpoint), timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 2 }));
+    this.#provider = new TracerProvider({
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'weft-agent', 'service.instance.id': o.node, 'k8s.node.name': o.node }),
+      sampler: new MeshSampler(settings.samplingRatio),
+      spanProcessors: [
+        new CountingBatchProcessor({
+          exporter: new CountingExporter(inner, log),
+          maxQueueSize: settings.maxQueueSize,
+          maxExportBatchSize: settings.maxExportBatchSize,
+          scheduledDelayMillis: settings.scheduledDelayMs,
+          exportTimeoutMillis: settings.exportTimeoutMs,
+        }),
+      ],
+    });
+    this.#tracer = this.#provider.getTracer('weft-agent');
+  }
+
+  /** The span of a request this agent received for a local workload (the destination side). */
+  startServerSpan(req: TracedRequest, start: SpanStart = {}): RequestSpan {
+    return this.#start(req, start, SpanKind.SERVER);
+  }
+
+  /** The span of a request this agent sends on a workload's behalf (the source side, where it routes). */
+  startClientSpan(req: TracedRequest, start: SpanStart = {}): RequestSpan {
+    return this.#start(req, start, SpanKind.CLIENT);
+  }
+
+  /** The sampling ratio for requests to `destination` that arrive without a trace; undefined: the chart's. */
+  ratioFor(destination: Workload | undefined): number | undefined {
+    return destination?.traceSampling;
+  }
+
+  /** Sends what is queued (bounded by the export timeout). */
+  async flush(): Promise<void> {
+    await this.#provider.forceFlush().catch(() => {});
+  }
+
+  async shutdown(): Promise<void> {
+    await this.#provider.shutdown().catch(() => {});
+  }
+
+  #start(req: TracedRequest, start: SpanStart, kind: SpanKind): RequestSpan {
+    let parent = this.#extract.extract(ROOT_CONTEXT, req, requestGetter);
+    if (start.samplingRatio !== undefined) parent = parent.setValue(RATIO_KEY, start.samplingRatio);
+    const grpc = req.grpc && req.protocol === 'h2';
+    const name = grpc ? req.path.slice(1) || req.method : req.method;
+    const span = this.#tracer.startSpan(name, { kind }, parent);
+    const ctx = span.spanContext();
+    const sampled = (ctx.traceFlags & TraceFlags.SAMPLED) !== 0;
+    if (span.isRecording()) span.setAttributes(this.#requestAttributes(req, start, grpc));
+    const headers: Record<string, string> = {};
+    const out = trace.setSpan(ROOT_CONTEXT, span);
+    this.#w3c.inject(out, headers, recordSetter);
+    if (req.header('b3') !== undefined) this.#b3Single.inject(out, headers, recordSetter);
+    else if (req.header('x-b3-traceid') !== undefined) this.#b3Multi.inject(out, headers, recordSetter);
+    return {
+      traceId: ctx.traceId,
+      sampled,
+      headers,
+      setAttributes: (a) => {
+        if (span.isRecording()) span.setAttributes(a);
+      },
+      end: (r) => {
+        if (span.isRecording()) endAttributes(span, r, grpc, kind);
+        span.end();
+      },
+    };
+  }
+
+  #requestAttributes(req: TracedRequest, start: SpanStart, grpc: boolean): Attributes {
+    const a: Attributes = {
+      [ATTR_HTTP_REQUEST_METHOD]: req.method,
+      [ATTR_URL_PATH]: req.path,
+      [ATTR_URL_SCHEME]: 'http',
+      [ATTR_SERVER_ADDRESS]: req.host,
+      [ATTR_NETWORK_PROTOCOL_VERSION]: req.protocol === 'h2' ? '2' : '1.1',
+      'weft.node': this.#node,
+      ...start.attributes,
+    };
+    if (start.port !== undefined) a[ATTR_SERVER_PORT] = start.port;
+    if (start.clientAddress) a[ATTR_CLIENT_ADDRESS] = start.clientAddress;
+    const ua = req.header('user-agent');
+    if (ua !== undefined) a[ATTR_USER_AGENT_ORIGINAL] = ua.slice(0, 256);
+    if (grpc) {
+      const slash = req.path.lastIndexOf('/');
+      a['rpc.system'] = 'grpc';
+      if (slash > 0) {
+        a['rpc.service'] = req.path.slice(1, slash);
+        a['rpc.method'] = req.path.slice(slash + 1);
+      }
+    }
+    return a;
+  }
+}
+
+// gRPC codes that mean the server failed (semantic conventions, gRPC server spans).
+const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
+
+function endAttributes(span: ReturnType<ReturnType<TracerProvider['getTracer']>['startSpan']>, r: SpanEnd, grpc: boolean, kind: SpanKind): void {
+  if (r.status > 0) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, r.status);
+  if (grpc && r.grpcStatus !== undefined) span.setAttribute('rpc.grpc.status_code', r.grpcStatus);
+  let error = r.error;
+  if (!error && r.status === 0) error = 'no response';
+  if (!error && (r.status >= 500 || (kind === SpanKind.CLIENT && r.status >= 400))) error = String(r.status);
+  if (!error && grpc && r.grpcStatus !== undefined && (kind === SpanKind.CLIENT ? r.grpcStatus !== 0 : GRPC_SERVER_ERRORS.has(r.grpcStatus))) error = `grpc ${r.grpcStatus}`;
+  if (error) {
+    span.setAttribute(ATTR_ERROR_TYPE, error);
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  }
+}
+
+const recordGetter: TextMapGetter<Record<string, string>> = { get: (c, k) => c[k], keys: (c) => Object.keys(c) };
+
+/** The span context of a W3C traceparent value, for tests and tools. */
+export function parseTraceparent(value: string): SpanContext | undefined {
+  return trace.getSpanContext(new W3CTraceContextPropagator().extract(ROOT_CONTEXT, { traceparent: value }, recordGetter));
+}
