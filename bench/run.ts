@@ -33,6 +33,7 @@ import { dirname, join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
 import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
 import { Playground, pod, type DevStatusJson } from '../tests/helpers/playground.ts';
+import { runTracingBench } from './tracing.ts';
 import { HBONE_PORT, STUNNEL_CLIENT_PORT, Stunnel, Ztunnels, runInPod, sampleAll, spiffeId, startInPod, type PodRef } from './references.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -404,6 +405,8 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
 
 try {
   await main();
+  // Local, no playground: tracing off, 1 % and 100 % on the L7 path (bench/tracing.ts).
+  if (process.env.BENCH_TRACING !== '0') await runTracingBench(SECONDS, ROUNDS);
 } catch (err) {
   // After a signal, main() trips over what the cleanup is taking away: not the failure to report.
   if (!interrupted) console.error(`[bench] FAILED: ${(err as Error).message}`);
