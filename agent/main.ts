@@ -157,6 +157,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
         }),
         workloads: () => store.workloads(),
         services: () => store.services(),
+        routes: () => store.routes(),
         config: () => store.config,
         policies: async () => ({ revision: store.revision, access: store.accessPolicies(), mtls: store.mtlsPolicies(), openConnectionsWatched: await dataPlane.watchedConnections() }),
         enrolments: () => enroller.enrolments(),

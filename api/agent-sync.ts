@@ -33,6 +33,7 @@
 
 import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from './policy/model.ts';
 import { checkCompiledAccessPolicy, checkCompiledMeshTLSPolicy } from './policy/wire.ts';
+import { checkCompiledRoute, type CompiledRoute } from './route.ts';
 
 /**
  * A pod in the pod network of a node (scheduled, not host-network, not finished). Every agent
@@ -119,10 +120,20 @@ export type Resource =
    * only while they select a meshed workload there (controller/state/node-scope.ts).
    */
   | { kind: 'AccessPolicy'; value: CompiledAccessPolicy }
-  | { kind: 'MeshTLSPolicy'; value: CompiledMeshTLSPolicy };
+  | { kind: 'MeshTLSPolicy'; value: CompiledMeshTLSPolicy }
+  /**
+   * A Gateway API route with Service parents, compiled (api/route.ts). Every agent gets every
+   * route: the client's node agent applies it. Sent only to agents whose hello lists the
+   * `routes` feature (AGENT_FEATURES), since an older agent refuses a kind it does not know.
+   */
+  | { kind: 'Route'; value: CompiledRoute };
 export type ResourceKind = Resource['kind'];
 export type ResourceRef = { kind: ResourceKind; key: string };
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['Workload', 'Service', 'AccessPolicy', 'MeshTLSPolicy'];
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['Workload', 'Service', 'AccessPolicy', 'MeshTLSPolicy', 'Route'];
+
+/** What this agent understands beyond the first protocol, announced in its hello. */
+export const AGENT_FEATURES = ['routes'] as const;
+export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 export type SyncMessage =
   | {
@@ -144,7 +155,7 @@ export type SyncMessage =
     };
 
 export type AgentMessage =
-  | { type: 'hello'; node: string; epoch?: string; revision?: number; agentVersion: string }
+  | { type: 'hello'; node: string; epoch?: string; revision?: number; agentVersion: string; features?: string[] }
   | { type: 'ack'; epoch: string; revision: number }
   | { type: 'nack'; epoch: string; revision: number; reason: string };
 
@@ -252,6 +263,13 @@ function checkResource(v: Json, p: string): Resource {
   if (v.kind === 'Service') return { kind: 'Service', value: checkService(v.value, `${p}.value`) };
   if (v.kind === 'AccessPolicy') return { kind: 'AccessPolicy', value: checkCompiledAccessPolicy(v.value, `${p}.value`) };
   if (v.kind === 'MeshTLSPolicy') return { kind: 'MeshTLSPolicy', value: checkCompiledMeshTLSPolicy(v.value, `${p}.value`) };
+  if (v.kind === 'Route') {
+    try {
+      return { kind: 'Route', value: checkCompiledRoute(v.value, `${p}.value`) };
+    } catch (e) {
+      throw new ProtocolError((e as Error).message);
+    }
+  }
   throw new ProtocolError(`${p}.kind: unknown kind ${JSON.stringify(v.kind)}`);
 }
 
@@ -315,6 +333,7 @@ export function parseAgentMessage(line: string): AgentMessage {
       need(v.agentVersion.length <= MAX_SHORT_FIELD, 'hello.agentVersion', `must be at most ${MAX_SHORT_FIELD} characters`);
       need(v.epoch === undefined || (isStr(v.epoch) && v.epoch.length <= MAX_SHORT_FIELD), 'hello.epoch', `must be a string of at most ${MAX_SHORT_FIELD} characters`);
       need(v.revision === undefined || isInt(v.revision), 'hello.revision', 'must be a non-negative integer');
+      need(v.features === undefined || (isStrArr(v.features) && v.features.length <= 32 && v.features.every((f) => f.length <= 64)), 'hello.features', 'must be a short list of short strings');
       return v as unknown as AgentMessage;
     case 'ack':
       need(isStr(v.epoch) && isInt(v.revision), 'ack', 'needs epoch and revision');

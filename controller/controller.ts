@@ -29,6 +29,7 @@ import { createLeaderElector } from './kube/leader.ts';
 import type { LeaderElector } from './kube/leader.ts';
 import { PolicyReconciler } from './policy/reconciler.ts';
 import { PolicyStatusWriter } from './policy/status-writer.ts';
+import { RouteController } from './route/controller.ts';
 import { MeshStateReconciler } from './state/reconciler.ts';
 import { RevisionedStore } from './state/store.ts';
 import { controllerHostnames, issueServingCert } from './tls/serving-cert.ts';
@@ -145,7 +146,9 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     throw err;
   }
   watches.start();
+  const routes = new RouteController({ kubeConfig, store, leader, log });
   void reconciler.whenReady.then(() => {
+    routes.start();
     statusWriter.start();
     leader.start();
   });
@@ -198,6 +201,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
         clearTimeout(renewTimer);
         await agentServer.close(graceMs);
         await statusWriter.stop();
+        await routes.stop();
         await leader.stop();
         reconciler.stop();
         policies.stop();

@@ -6,6 +6,8 @@
 // - a meshed pod on this node: admission as if it had come through a tunnel (admit.ts), with the
 //   identity this agent holds for the source pod, then relayed;
 // - anything else: connected to directly (passthrough).
+// A Service port with routes for the source pod's namespace (Gateway API, agent/route/) is served
+// at L7 instead, and each request takes its own way; everything else stays on this L4 path.
 import type { ClientHttp2Stream } from 'node:http2';
 import { createServer, type Socket } from 'node:net';
 import type { Workload } from '../../api/agent-sync.ts';
@@ -13,7 +15,8 @@ import { splice } from '../hbone/splice.ts';
 import { dialTarget } from '../hbone/target.ts';
 import type { TunnelRequest } from '../hbone/pool.ts';
 import type { WorkloadCertificate } from '../identity/certificate.ts';
-import { originalDst } from '../native/sockopt.ts';
+import { originalDst, type Address } from '../native/sockopt.ts';
+import { RouteProxy } from '../route/proxy.ts';
 import { PORTS } from '../redirect/rules.ts';
 import { admit } from './admit.ts';
 import { resolveTarget } from './destination.ts';
@@ -41,12 +44,14 @@ export class OutboundProxy {
   readonly #tunnels: Tunnels;
   readonly #certificates: SourceCertificates;
   readonly #listener: CaptureListener;
+  readonly #routes: RouteProxy;
   #rr = 0;
 
   constructor(p: ProxyInputs, tunnels: Tunnels, certificates: SourceCertificates) {
     this.#p = p;
     this.#tunnels = tunnels;
     this.#certificates = certificates;
+    this.#routes = new RouteProxy({ p, openTunnel: (source, destination, target) => this.#openTunnel(source, destination, target) });
     this.#listener = new CaptureListener(createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#handle(s)));
   }
 
@@ -79,6 +84,19 @@ export class OutboundProxy {
     const source = store.workloadByIP(down.remoteAddress ?? '');
     // Only an enrolled pod of this node gets here; anything else means the state is behind: refuse.
     if (!source || source.node !== this.#p.node) throw new Error(`unknown source ${down.remoteAddress}`);
+    const svc = store.serviceByIP(dst.ip);
+    if (svc && this.#routes.routes(source, svc, dst.port)) {
+      const l4 = () => void this.#l4(down, source, dst).catch((e: unknown) => {
+        report.refused({ direction: 'outbound', peer: peerOf(down), reason: (e as Error).message });
+        down.resetAndDestroy();
+      });
+      return this.#routes.serve(down, source, svc, dst.port, l4);
+    }
+    return this.#l4(down, source, dst);
+  }
+
+  async #l4(down: Socket, source: Workload, dst: Address): Promise<void> {
+    const { store, report } = this.#p;
     const resolved = resolveTarget(store, dst, (n) => this.#rr++ % n);
     if ('error' in resolved) throw new Error(resolved.error);
     const { target, service } = resolved;

@@ -5,6 +5,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { parseSyncMessage, type MeshConfig, type Resource, type Service, type SyncMessage, type Workload } from '../../api/agent-sync.ts';
 import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from '../../api/policy/model.ts';
+import type { CompiledRoute } from '../../api/route.ts';
 
 export interface Destination {
   /** Set when the address is a pod's: meshed or not. */
@@ -30,6 +31,7 @@ export class StateStore {
   readonly #services = new Map<string, Service>();
   readonly #accessPolicies = new Map<string, CompiledAccessPolicy>();
   readonly #mtlsPolicies = new Map<string, CompiledMeshTLSPolicy>();
+  readonly #routes = new Map<string, CompiledRoute>();
   // Indexes for the data path: one map lookup per connection.
   #byIP = new Map<string, Workload>();
   #byVIP = new Map<string, Service>();
@@ -60,7 +62,7 @@ export class StateStore {
   }
 
   #maps(): Map<string, unknown>[] {
-    return [this.#workloads, this.#services, this.#accessPolicies, this.#mtlsPolicies];
+    return [this.#workloads, this.#services, this.#accessPolicies, this.#mtlsPolicies, this.#routes];
   }
 
   #mapOf(kind: Resource['kind']): Map<string, unknown> {
@@ -73,6 +75,8 @@ export class StateStore {
         return this.#accessPolicies;
       case 'MeshTLSPolicy':
         return this.#mtlsPolicies;
+      case 'Route':
+        return this.#routes;
     }
   }
 
@@ -86,6 +90,7 @@ export class StateStore {
       ...[...this.#services.values()].map((value) => ({ kind: 'Service' as const, value })),
       ...[...this.#accessPolicies.values()].map((value) => ({ kind: 'AccessPolicy' as const, value })),
       ...[...this.#mtlsPolicies.values()].map((value) => ({ kind: 'MeshTLSPolicy' as const, value })),
+      ...[...this.#routes.values()].map((value) => ({ kind: 'Route' as const, value })),
     ];
   }
 
@@ -149,6 +154,10 @@ export class StateStore {
 
   mtlsPolicies(): CompiledMeshTLSPolicy[] {
     return [...this.#mtlsPolicies.values()];
+  }
+
+  routes(): CompiledRoute[] {
+    return [...this.#routes.values()];
   }
 
   /** Workloads scheduled on a node (the ones whose certificates this agent needs). */

@@ -5,7 +5,7 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, ty
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { SyncMessage } from '../../api/agent-sync.ts';
-import { CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_ERROR_TRAILERS, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
+import { AGENT_FEATURES, CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_ERROR_TRAILERS, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
 import type { ApplyResult } from '../state/store.ts';
 
 /**
@@ -114,7 +114,7 @@ export class SyncClient {
     });
     stream.on('error', (e: Error) => this.#retry(`stream: ${e.message}`));
     stream.on('close', () => this.#retry('stream closed'));
-    this.#send({ type: 'hello', node: o.node, agentVersion: o.agentVersion, ...(o.store.epoch ? { epoch: o.store.epoch, revision: o.store.revision } : {}) });
+    this.#send({ type: 'hello', node: o.node, agentVersion: o.agentVersion, features: [...AGENT_FEATURES], ...(o.store.epoch ? { epoch: o.store.epoch, revision: o.store.revision } : {}) });
 
     const lines = createInterface({ input: stream, crlfDelay: Infinity });
     lines.on('error', () => {}); // the stream's own error handler reconnects

@@ -1,0 +1,316 @@
+// The routed outbound path: HTTP/1.1 from a client pod to a Service port that has routes for the
+// client's namespace. Each request is matched against the routes in force when it arrives (a
+// route change reaches the next request on a keep-alive connection), then filtered, given a
+// backend by weight and an endpoint by power of two choices, and sent on its own upstream
+// connection (upstream.ts), within the rule's timeouts, retried as the rule says and the retry
+// budget allows. Anything that does not start as HTTP/1 goes back to the L4 path untouched.
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Service, Workload } from '../../api/agent-sync.ts';
+import type { RouteBackend, RouteFilter, RouteRule } from '../../api/route.ts';
+import type { Address } from '../native/sockopt.ts';
+import { peerOf } from '../proxy/relay.ts';
+import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
+import { findEntry, splitTarget, type MatchEntry } from './match.ts';
+import { routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
+import { Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
+import { RouteTable } from './table.ts';
+import { openUpstream, type UpstreamDeps } from './upstream.ts';
+
+/** Bodies up to this size are kept so that a retry can send them again; larger ones are not retried. */
+const MAX_RETRY_BODY = 64 * 1024;
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+
+interface RoutedConnection {
+  source: Workload;
+  service: Service;
+  port: number;
+  peer: string;
+}
+
+interface Attempt {
+  status: number;
+  response?: IncomingMessage;
+  /** Why there is no response: connect, refused, backend_request (timeout), reset. */
+  failure?: string;
+  endpoint?: string;
+}
+
+export class RouteProxy {
+  readonly table: RouteTable;
+  readonly #d: UpstreamDeps;
+  readonly #random: Random;
+  readonly #outstanding = new Outstanding();
+  readonly #budgets = new Map<string, RetryBudget>();
+  readonly #server = createServer({ keepAlive: true, requireHostHeader: false });
+
+  constructor(d: UpstreamDeps, random: Random = Math.random) {
+    this.#d = d;
+    this.#random = random;
+    this.table = new RouteTable(d.p.store);
+    this.#server.keepAliveTimeout = d.p.idleTimeoutMs;
+    this.#server.headersTimeout = 60_000;
+    this.#server.requestTimeout = 0;
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const c = (req.socket as Socket & { weftRoute?: RoutedConnection }).weftRoute;
+      if (!c) return void res.socket?.destroy();
+      void this.#handle(c, req, res).catch(() => {
+        if (!res.headersSent) reply(res, 502, 'upstream error');
+        else res.destroy();
+      });
+    });
+    // A client that is not HTTP/1 after all, or a broken request: answered by node:http with 400.
+    this.#server.on('clientError', (_err, socket: Duplex) => socket.destroy());
+  }
+
+  /** Whether this client's connections to the Service port are routed at all. */
+  routes(source: Workload, service: Service, port: number): boolean {
+    return this.table.entries(source.namespace, service.key, port).length > 0;
+  }
+
+  /**
+   * Serves a connection at L7. `fallback` gets it back (its first bytes unread) when the client
+   * speaks something other than HTTP/1, such as HTTP/2 with prior knowledge.
+   */
+  serve(down: Socket, source: Workload, service: Service, port: number, fallback: () => void): void {
+    down.once('data', (first: Buffer) => {
+      down.pause();
+      down.unshift(first);
+      if (first.subarray(0, 3).toString('latin1') === 'PRI' || !/^[A-Z]+ /.test(first.subarray(0, 8).toString('latin1'))) return fallback();
+      (down as Socket & { weftRoute?: RoutedConnection }).weftRoute = { source, service, port, peer: peerOf(down) };
+      this.#server.emit('connection', down);
+      down.resume();
+    });
+  }
+
+  async #handle(c: RoutedConnection, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const { path, query } = splitTarget(req.url ?? '/');
+    const view = { method: req.method ?? 'GET', path, query, headers: req.headers };
+    const entries = this.table.entries(c.source.namespace, c.service.key, c.port);
+    // No route for this client any more (deleted while the connection stayed open): the Service itself.
+    const entry: MatchEntry | undefined = entries.length === 0 ? undefined : findEntry(entries, view);
+    const routeName = entry ? entry.route.key : 'none';
+    const ruleName = entry ? entry.rule.name : '';
+    const labels = { source_workload: c.source.name, source_workload_namespace: c.source.namespace, destination_service: c.service.key, route: routeName, rule: ruleName };
+    const finish = (backend: string, status: number) => {
+      routeRequests.inc({ ...labels, backend, response_code: String(status) });
+      routeRequestDuration.observe({ destination_service: c.service.key, route: routeName, backend }, (performance.now() - started) / 1000);
+    };
+    if (entries.length > 0 && !entry) {
+      req.resume();
+      reply(res, 404, 'no route matched');
+      return finish('', 404);
+    }
+    const rule: RouteRule = entry ? entry.rule : { name: '', matches: [], filters: [], backends: [{ service: c.service.key, port: c.port, weight: 1, filters: [] }] };
+
+    const headers: HeaderMap = { ...req.headers };
+    for (const h of HOP_BY_HOP) delete headers[h];
+    let upstreamPath = path;
+    const responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[] = [];
+    const applyFilters = (filters: RouteFilter[]): boolean => {
+      for (const f of filters) {
+        switch (f.type) {
+          case 'RequestHeaderModifier':
+            modifyHeaders(headers, f.modifier);
+            break;
+          case 'ResponseHeaderModifier':
+            responseMods.push(f);
+            break;
+          case 'URLRewrite':
+            if (f.hostname !== undefined) headers.host = f.hostname;
+            if (f.path && entry) upstreamPath = rewritePath(path, f.path, entry.match);
+            break;
+          case 'RequestRedirect': {
+            req.resume();
+            const r = redirectLocation(f, { host: String(req.headers.host ?? ''), path, query }, entry?.match ?? { headers: [], queryParams: [] });
+            res.writeHead(r.status, { location: r.location, 'content-length': '0' }).end();
+            finish('', r.status);
+            return false;
+          }
+        }
+      }
+      return true;
+    };
+    if (!applyFilters(rule.filters)) return;
+    const backend = pickWeighted(rule.backends, this.#random());
+    if (!backend || backend.invalid !== undefined) {
+      req.resume();
+      reply(res, 500, backend?.invalid ?? 'no backend with weight');
+      return finish(backend ? backendName(backend) : '', 500);
+    }
+    if (!applyFilters(backend.filters)) return;
+    const bname = backendName(backend);
+
+    // The request's own deadline (timeouts.request) bounds every attempt and backoff.
+    const deadline = new AbortController();
+    let timedOut = false;
+    const requestMs = rule.timeouts?.requestMs;
+    const timer = requestMs
+      ? setTimeout(() => {
+          timedOut = true;
+          routeTimeouts.inc({ ...pick(labels), timeout: 'request' });
+          deadline.abort();
+        }, requestMs)
+      : undefined;
+    res.once('close', () => {
+      clearTimeout(timer);
+      deadline.abort();
+    });
+
+    const retry = rule.retry;
+    const budget = this.#budget(`${c.service.key}|${routeName}|${ruleName}`);
+    budget.request(Date.now());
+    let attempts = retry ? Math.max(1, retry.attempts) : 1;
+    // Keep the body only when a retry may need it again.
+    let body: Buffer | undefined;
+    if (attempts > 1) {
+      const len = Number(req.headers['content-length'] ?? '0');
+      if (req.headers['transfer-encoding'] === undefined && len <= MAX_RETRY_BODY) body = await readBody(req);
+      else attempts = 1;
+    }
+    if (body) headers['content-length'] = String(body.length);
+
+    const tried = new Set<string>();
+    let last: Attempt = { status: 503, failure: 'no endpoint' };
+    for (let n = 1; n <= attempts; n++) {
+      if (deadline.signal.aborted) break;
+      last = await this.#attempt(c, backend, { method: view.method, path: upstreamPath + (query ? `?${query}` : ''), headers, body: body ?? req, tried }, rule, deadline.signal, labels);
+      const retriable = last.failure === 'connect' || last.failure === 'backend_request' || (retry?.codes.includes(last.status) ?? false);
+      if (!retriable || n === attempts || last.failure === 'refused') break;
+      if (!budget.tryRetry(Date.now())) {
+        routeRetriesRefused.inc(pick(labels));
+        break;
+      }
+      routeRetries.inc({ ...pick(labels), backend: bname, reason: last.failure ?? String(last.status) });
+      last.response?.destroy();
+      const backoff = (retry?.backoffMs ?? 0) * 2 ** (n - 1);
+      if (backoff > 0) await sleep(Math.min(backoff, 10_000), deadline.signal);
+    }
+    if (timedOut || (deadline.signal.aborted && !last.response && !res.destroyed)) {
+      last.response?.destroy();
+      if (!res.headersSent && !res.destroyed) reply(res, 504, 'upstream request timeout');
+      return finish(bname, 504);
+    }
+    if (!last.response) {
+      if (!res.headersSent && !res.destroyed) reply(res, last.failure === 'refused' ? 403 : last.failure === 'backend_request' ? 504 : 503, last.failure ?? 'unavailable');
+      return finish(bname, last.failure === 'refused' ? 403 : last.failure === 'backend_request' ? 504 : 503);
+    }
+    const up = last.response;
+    const out: HeaderMap = { ...up.headers };
+    for (const h of HOP_BY_HOP) delete out[h];
+    for (const m of responseMods) modifyHeaders(out, m.modifier);
+    res.writeHead(up.statusCode ?? 502, out as IncomingHttpHeaders);
+    finish(bname, up.statusCode ?? 502);
+    await new Promise<void>((resolve) => {
+      up.pipe(res);
+      up.once('end', resolve);
+      up.once('error', () => (res.destroy(), resolve()));
+      res.once('close', () => (up.destroy(), resolve()));
+    });
+    clearTimeout(timer);
+  }
+
+  async #attempt(
+    c: RoutedConnection,
+    backend: RouteBackend,
+    r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string> },
+    rule: RouteRule,
+    signal: AbortSignal,
+    labels: { destination_service: string; route: string; rule: string },
+  ): Promise<Attempt> {
+    const svc = this.#d.p.store.services().find((s) => s.key === backend.service);
+    const sp = svc?.ports.find((p) => p.port === backend.port && p.protocol === 'TCP');
+    if (!svc || !sp) return { status: 500, failure: 'backend not found' };
+    const ready = svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined);
+    // A retry prefers an endpoint not tried yet.
+    const fresh = ready.filter((e) => !r.tried.has(`${e.ip}:${e.ports[sp.name]}`));
+    const ep = pickP2C(fresh.length > 0 ? fresh : ready, (e) => this.#outstanding.get(`${e.ip}:${e.ports[sp.name]}`), this.#random);
+    if (!ep) return { status: 503, failure: 'no ready endpoint' };
+    const target: Address = { ip: ep.ip, port: ep.ports[sp.name] as number };
+    const addr = `${target.ip}:${target.port}`;
+    r.tried.add(addr);
+    const done = this.#outstanding.begin(addr);
+    const attempt = new AbortController();
+    const onAbort = () => attempt.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    let attemptTimedOut = false;
+    const backendMs = rule.timeouts?.backendRequestMs;
+    const timer = backendMs
+      ? setTimeout(() => {
+          attemptTimedOut = true;
+          routeTimeouts.inc({ ...labels, timeout: 'backend_request' });
+          attempt.abort();
+        }, backendMs)
+      : undefined;
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const opened = await openUpstream(this.#d, c.source, target, svc, c.peer, attempt.signal);
+    if (!opened.ok) {
+      cleanup();
+      done();
+      return { status: 503, failure: attemptTimedOut ? 'backend_request' : opened.refused ? 'refused' : 'connect', endpoint: addr };
+    }
+    const stream = opened.stream;
+    return new Promise<Attempt>((resolve) => {
+      let settled = false;
+      const settle = (a: Attempt) => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        resolve(a);
+      };
+      const up = httpRequest({ method: r.method, path: r.path, headers: r.headers as IncomingHttpHeaders, setHost: false, createConnection: () => stream });
+      up.on('response', (resp) => {
+        resp.once('close', done);
+        settle({ status: resp.statusCode ?? 502, response: resp, endpoint: addr });
+      });
+      up.on('error', () => {
+        done();
+        stream.destroy();
+        settle({ status: 503, failure: attemptTimedOut ? 'backend_request' : 'reset', endpoint: addr });
+      });
+      attempt.signal.addEventListener('abort', () => up.destroy(new Error('aborted')), { once: true });
+      if (Buffer.isBuffer(r.body)) up.end(r.body);
+      else r.body.pipe(up);
+    });
+  }
+
+  #budget(key: string): RetryBudget {
+    let b = this.#budgets.get(key);
+    if (!b) this.#budgets.set(key, (b = new RetryBudget()));
+    return b;
+  }
+}
+
+function backendName(b: RouteBackend): string {
+  return `${b.service}:${b.port}`;
+}
+
+function pick(l: { destination_service: string; route: string; rule: string }): { destination_service: string; route: string; rule: string } {
+  return { destination_service: l.destination_service, route: l.route, rule: l.rule };
+}
+
+function reply(res: ServerResponse, status: number, text: string): void {
+  const body = `${text}\n`;
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

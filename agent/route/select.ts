@@ -1,0 +1,104 @@
+// Choices made per request: which backendRef (by weight), which endpoint of its Service (power of
+// two choices on the fewest outstanding requests), and whether one more retry fits the budget.
+// Randomness comes in as a function so that tests can drive it.
+import type { RouteBackend } from '../../api/route.ts';
+
+export type Random = () => number;
+
+/**
+ * A backendRef by weight: `r` in [0, 1) lands in the cumulative weights. Weight 0 is never
+ * chosen; all weights 0 gives undefined (the Gateway API answers 500).
+ */
+export function pickWeighted<T extends Pick<RouteBackend, 'weight'>>(backends: readonly T[], r: number): T | undefined {
+  let total = 0;
+  for (const b of backends) total += b.weight;
+  if (total <= 0) return undefined;
+  let x = r * total;
+  for (const b of backends) {
+    if (b.weight <= 0) continue;
+    if (x < b.weight) return b;
+    x -= b.weight;
+  }
+  // r * total rounded up to total: the last positive weight.
+  for (let i = backends.length - 1; i >= 0; i--) if ((backends[i] as T).weight > 0) return backends[i];
+  return undefined;
+}
+
+/**
+ * Power of two choices: two distinct candidates at random, the one with fewer outstanding
+ * requests (the first on a tie). Spreads load like least-outstanding without a global scan, and
+ * without herding every client onto the one endpoint that just became idle.
+ */
+export function pickP2C<T>(candidates: readonly T[], outstanding: (c: T) => number, random: Random): T | undefined {
+  const n = candidates.length;
+  if (n === 0) return undefined;
+  if (n === 1) return candidates[0];
+  const i = Math.floor(random() * n) % n;
+  let j = Math.floor(random() * (n - 1)) % (n - 1);
+  if (j >= i) j++;
+  const a = candidates[i] as T;
+  const b = candidates[j] as T;
+  return outstanding(b) < outstanding(a) ? b : a;
+}
+
+/** Outstanding requests per endpoint address, shared by every routed connection of the agent. */
+export class Outstanding {
+  readonly #n = new Map<string, number>();
+
+  get(addr: string): number {
+    return this.#n.get(addr) ?? 0;
+  }
+
+  /** Counts one request to `addr`; call the returned function once when it ends. */
+  begin(addr: string): () => void {
+    this.#n.set(addr, this.get(addr) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const left = this.get(addr) - 1;
+      if (left <= 0) this.#n.delete(addr);
+      else this.#n.set(addr, left);
+    };
+  }
+}
+
+/**
+ * Retries may add at most `ratio` of the requests of the last `windowMs` on top of them, plus
+ * `minPerSecond` so that a quiet service can still retry. Without a budget, retries multiply the
+ * load on a backend that fails because it is overloaded.
+ */
+export class RetryBudget {
+  readonly #ratio: number;
+  readonly #minPerSecond: number;
+  readonly #windowMs: number;
+  #requests: number[] = [];
+  #retries: number[] = [];
+
+  constructor(o: { ratio?: number; minPerSecond?: number; windowMs?: number } = {}) {
+    this.#ratio = o.ratio ?? 0.2;
+    this.#minPerSecond = o.minPerSecond ?? 10;
+    this.#windowMs = o.windowMs ?? 10_000;
+  }
+
+  request(now: number): void {
+    this.#requests.push(now);
+  }
+
+  /** Takes one retry from the budget if there is one left. */
+  tryRetry(now: number): boolean {
+    const since = now - this.#windowMs;
+    this.#requests = dropBefore(this.#requests, since);
+    this.#retries = dropBefore(this.#retries, since);
+    const allowed = this.#requests.length * this.#ratio + (this.#minPerSecond * this.#windowMs) / 1000;
+    if (this.#retries.length >= allowed) return false;
+    this.#retries.push(now);
+    return true;
+  }
+}
+
+function dropBefore(times: number[], since: number): number[] {
+  let i = 0;
+  while (i < times.length && (times[i] as number) < since) i++;
+  return i === 0 ? times : times.slice(i);
+}

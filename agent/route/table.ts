@@ -1,0 +1,77 @@
+// The routes in force for one client: an index over the store's routes, rebuilt when the store
+// changes, read per request (so a route change reaches requests on connections already open).
+//
+// GAMMA's two kinds of route for a Service: a producer route lives in the Service's namespace and
+// applies to every client; a consumer route lives in another namespace and applies only to
+// clients in that namespace. A client with consumer routes for a Service uses those and not the
+// producer's.
+import type { CompiledRoute } from '../../api/route.ts';
+import type { StateStore } from '../state/store.ts';
+import { flatten, type MatchEntry } from './match.ts';
+
+interface ServiceRoutes {
+  producer: CompiledRoute[];
+  consumers: Map<string, CompiledRoute[]>;
+}
+
+export class RouteTable {
+  readonly #store: StateStore;
+  #byService = new Map<string, ServiceRoutes>();
+  #entries = new Map<string, MatchEntry[]>();
+  #version = 0;
+
+  constructor(store: StateStore) {
+    this.#store = store;
+    this.#rebuild();
+    store.onChange(() => this.#rebuild());
+  }
+
+  /** Bumped on every rebuild (a test or the admin dump can see that a change arrived). */
+  get version(): number {
+    return this.#version;
+  }
+
+  #rebuild(): void {
+    const by = new Map<string, ServiceRoutes>();
+    for (const r of this.#store.routes()) {
+      for (const parent of new Set(r.parents.map((p) => p.service))) {
+        const svcNs = parent.slice(0, parent.indexOf('/'));
+        let s = by.get(parent);
+        if (!s) by.set(parent, (s = { producer: [], consumers: new Map() }));
+        if (r.namespace === svcNs) s.producer.push(r);
+        else {
+          const list = s.consumers.get(r.namespace) ?? [];
+          list.push(r);
+          s.consumers.set(r.namespace, list);
+        }
+      }
+    }
+    this.#byService = by;
+    this.#entries = new Map();
+    this.#version++;
+  }
+
+  /** Whether connections to this Service port are parsed at all. */
+  routed(serviceKey: string, port: number): boolean {
+    const s = this.#byService.get(serviceKey);
+    if (!s) return false;
+    const covers = (r: CompiledRoute) => r.parents.some((p) => p.service === serviceKey && (p.port === undefined || p.port === port));
+    if (s.producer.some(covers)) return true;
+    for (const list of s.consumers.values()) if (list.some(covers)) return true;
+    return false;
+  }
+
+  /** The sorted entries for a client in `clientNamespace`; empty when no route applies to it. */
+  entries(clientNamespace: string, serviceKey: string, port: number): MatchEntry[] {
+    const k = `${clientNamespace}\n${serviceKey}\n${port}`;
+    const cached = this.#entries.get(k);
+    if (cached) return cached;
+    const s = this.#byService.get(serviceKey);
+    const covers = (r: CompiledRoute) => r.parents.some((p) => p.service === serviceKey && (p.port === undefined || p.port === port));
+    const consumer = (s?.consumers.get(clientNamespace) ?? []).filter(covers);
+    const routes = consumer.length > 0 ? consumer : (s?.producer ?? []).filter(covers);
+    const e = flatten(routes);
+    this.#entries.set(k, e);
+    return e;
+  }
+}

@@ -1,0 +1,91 @@
+import t from 'tap';
+import type { Service } from '../../api/agent-sync.ts';
+import { compileRoute, parentStatuses, parseDuration, type RouteObject } from './compile.ts';
+
+const svc = (ns: string, name: string, ports = [80]): Service => ({
+  key: `${ns}/${name}`,
+  namespace: ns,
+  name,
+  clusterIPs: ['10.96.0.10'],
+  ports: ports.map((port) => ({ name: `p${port}`, port, protocol: 'TCP', appProtocol: 'http' })),
+  endpoints: [],
+});
+const services = new Map([svc('a', 'web'), svc('a', 'canary'), svc('b', 'other')].map((s) => [s.key, s]));
+const service = (k: string) => services.get(k);
+const route = (ns: string, spec: RouteObject['spec']): RouteObject => ({ metadata: { name: 'r', namespace: ns, generation: 3, creationTimestamp: '2026-01-01T00:00:00Z' }, spec });
+
+t.test('durations', async (t) => {
+  t.equal(parseDuration('500ms'), 500);
+  t.equal(parseDuration('1h30m'), 5_400_000);
+  t.equal(parseDuration('10s'), 10_000);
+  t.equal(parseDuration('1m1s1ms'), 61_001);
+  t.equal(parseDuration('soon'), undefined);
+  t.equal(parseDuration(''), undefined);
+});
+
+t.test('a producer route compiles, with timeouts and retry', async (t) => {
+  const r = compileRoute({
+    kind: 'HTTPRoute',
+    grants: [],
+    service,
+    route: route('a', {
+      parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }, { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw' }],
+      rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/x' }, headers: [{ name: 'X-A', value: '1' }] }], backendRefs: [{ name: 'canary', port: 80, weight: 10 }], timeouts: { request: '2s', backendRequest: '500ms' }, retry: { codes: [503], attempts: 2, backoff: '10ms' } }],
+    }),
+  });
+  t.equal(r.parents.length, 1, 'the Gateway parent is not ours: no status for it');
+  t.equal(r.parents[0]?.accepted.ok, true);
+  t.match(r.parents[0]?.accepted.message, /producer/);
+  t.equal(r.parents[0]?.resolvedRefs.ok, true);
+  t.same(r.compiled?.parents, [{ service: 'a/web', port: 80 }]);
+  const rule = r.compiled?.rules[0];
+  t.same(rule?.matches[0]?.headers, [{ type: 'Exact', name: 'x-a', value: '1' }], 'header names lower-cased');
+  t.same(rule?.timeouts, { requestMs: 2000, backendRequestMs: 500 });
+  t.same(rule?.retry, { codes: [503], attempts: 3, backoffMs: 10 }, 'attempts counts the first try too');
+});
+
+t.test('backend problems: InvalidKind, RefNotPermitted until granted, BackendNotFound', async (t) => {
+  const spec = {
+    parentRefs: [{ name: 'web', namespace: 'a' }],
+    rules: [{ backendRefs: [{ group: 'example.com', kind: 'Bucket', name: 'x' }, { name: 'web', namespace: 'a', port: 80 }, { name: 'gone', port: 80 }, { name: 'other', port: 81 }] }],
+  };
+  const r = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('b', spec) });
+  t.match(r.parents[0]?.accepted.message, /consumer route/);
+  t.equal(r.parents[0]?.resolvedRefs.ok, false);
+  t.equal(r.parents[0]?.resolvedRefs.reason, 'InvalidKind', 'the first problem names the reason');
+  const invalid = r.compiled?.rules[0]?.backends.map((b) => b.invalid?.split(':')[0]);
+  t.same(invalid, ['InvalidKind', 'RefNotPermitted', 'BackendNotFound', 'BackendNotFound'], 'each backend keeps its weight and its problem');
+  const granted = compileRoute({
+    kind: 'HTTPRoute',
+    service,
+    route: route('b', spec),
+    grants: [{ namespace: 'a', from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'b' }], to: [{ group: '', kind: 'Service', name: 'web' }] }],
+  });
+  t.equal(granted.compiled?.rules[0]?.backends[1]?.invalid, undefined, 'a ReferenceGrant permits it');
+  const wrongGrant = compileRoute({
+    kind: 'HTTPRoute',
+    service,
+    route: route('b', spec),
+    grants: [{ namespace: 'a', from: [{ group: 'gateway.networking.k8s.io', kind: 'GRPCRoute', namespace: 'b' }], to: [{ group: '', kind: 'Service' }] }],
+  });
+  t.match(wrongGrant.compiled?.rules[0]?.backends[1]?.invalid, /RefNotPermitted/, 'a grant for another kind does not');
+});
+
+t.test('a missing parent is NoMatchingParent; an unsupported filter refuses the route', async (t) => {
+  const missing = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('a', { parentRefs: [{ name: 'nope' }, { name: 'web', port: 9 }], rules: [] }) });
+  t.same(missing.parents.map((p) => p.accepted.reason), ['NoMatchingParent', 'NoMatchingParent']);
+  t.equal(missing.compiled, undefined, 'not sent to agents');
+  const mirror = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
+  t.equal(mirror.parents[0]?.accepted.reason, 'UnsupportedValue');
+  t.match(mirror.parents[0]?.accepted.message, /RequestMirror/);
+  t.equal(mirror.compiled, undefined);
+});
+
+t.test('status entries keep their transition time while unchanged', async (t) => {
+  const verdicts = [{ parentRef: { name: 'web' }, accepted: { ok: true, reason: 'Accepted', message: 'm' }, resolvedRefs: { ok: false, reason: 'BackendNotFound', message: 'x' } }];
+  const first = parentStatuses(verdicts, 1, 'c', [], new Date('2026-01-01T00:00:00Z'));
+  t.equal(first[0]?.conditions[1]?.status, 'False');
+  const second = parentStatuses(verdicts, 2, 'c', first, new Date('2026-02-01T00:00:00Z'));
+  t.equal(second[0]?.conditions[0]?.lastTransitionTime, '2026-01-01T00:00:00Z');
+  t.equal(second[0]?.conditions[0]?.observedGeneration, 2);
+});

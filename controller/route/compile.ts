@@ -1,0 +1,308 @@
+// HTTPRoute (and GRPCRoute) objects with Service parents → the CompiledRoute agents apply, plus
+// the status of each Service parent: pure, from the route, the Services and the ReferenceGrants.
+//
+// What the Gateway API asks of an implementation, and where it happens here:
+// - a parentRef to a Service (group "" or "core", kind Service) is ours; Gateways are not;
+// - a parent whose Service (or port) does not exist: Accepted=False, NoMatchingParent;
+// - a filter or field Weft does not implement: Accepted=False, UnsupportedValue (the route is not
+//   applied at all rather than applied without it);
+// - a backendRef that is not a Service: ResolvedRefs=False, InvalidKind; into another namespace
+//   without a ReferenceGrant: RefNotPermitted; to a Service or port that does not exist:
+//   BackendNotFound. The route still applies, and that backend's share of the requests answers 500.
+import { GATEWAY_GROUP, type CompiledRoute, type HeaderModifier, type RouteBackend, type RouteFilter, type RouteKind, type RouteMatch, type RouteParent, type RouteRule } from '../../api/route.ts';
+import type { Service } from '../../api/agent-sync.ts';
+
+/** The subset of a Gateway API route object read here (both HTTPRoute and GRPCRoute). */
+export interface RouteObject {
+  metadata?: { name?: string; namespace?: string; generation?: number; creationTimestamp?: Date | string; uid?: string; resourceVersion?: string };
+  spec?: { parentRefs?: ParentRef[]; rules?: RawRule[]; hostnames?: string[] };
+  status?: { parents?: ParentStatus[] };
+}
+
+export interface ParentRef {
+  group?: string;
+  kind?: string;
+  name: string;
+  namespace?: string;
+  port?: number;
+  sectionName?: string;
+}
+
+interface BackendRef {
+  group?: string;
+  kind?: string;
+  name: string;
+  namespace?: string;
+  port?: number;
+  weight?: number;
+  filters?: RawFilter[];
+}
+
+interface RawFilter {
+  type: string;
+  requestHeaderModifier?: RawModifier;
+  responseHeaderModifier?: RawModifier;
+  requestRedirect?: { scheme?: string; hostname?: string; port?: number; statusCode?: number; path?: RawPathModifier };
+  urlRewrite?: { hostname?: string; path?: RawPathModifier };
+}
+interface RawModifier {
+  set?: { name: string; value: string }[];
+  add?: { name: string; value: string }[];
+  remove?: string[];
+}
+interface RawPathModifier {
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  replaceFullPath?: string;
+  replacePrefixMatch?: string;
+}
+
+interface RawRule {
+  name?: string;
+  matches?: {
+    path?: { type?: string; value?: string };
+    headers?: { type?: string; name: string; value: string }[];
+    queryParams?: { type?: string; name: string; value: string }[];
+    method?: string;
+    // GRPCRoute
+    service?: string;
+  }[];
+  filters?: RawFilter[];
+  backendRefs?: BackendRef[];
+  timeouts?: { request?: string; backendRequest?: string };
+  retry?: { codes?: number[]; attempts?: number; backoff?: string };
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration: number;
+  lastTransitionTime: string;
+}
+
+export interface ParentStatus {
+  parentRef: ParentRef;
+  controllerName: string;
+  conditions: Condition[];
+}
+
+export interface ReferenceGrantView {
+  namespace: string;
+  from: { group: string; kind: string; namespace: string }[];
+  to: { group: string; kind: string; name?: string }[];
+}
+
+export interface CompileInput {
+  kind: RouteKind;
+  route: RouteObject;
+  service: (key: string) => Service | undefined;
+  grants: readonly ReferenceGrantView[];
+}
+
+/** What a parent's conditions say, before timestamps. */
+export interface ParentVerdict {
+  parentRef: ParentRef;
+  accepted: { ok: boolean; reason: string; message: string };
+  resolvedRefs: { ok: boolean; reason: string; message: string };
+}
+
+export interface CompileResult {
+  /** Undefined when no Service parent accepted it. */
+  compiled: CompiledRoute | undefined;
+  parents: ParentVerdict[];
+}
+
+export const isServiceRef = (r: { group?: string; kind?: string }): boolean => (r.group ?? '') === '' || r.group === 'core' ? (r.kind ?? 'Service') === 'Service' : false;
+
+/** Gateway API durations: `1h`, `30s`, `500ms`, `1h30m`; undefined when it does not parse. */
+export function parseDuration(d: string): number | undefined {
+  const m = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$/.exec(d);
+  if (!m || d === '') return undefined;
+  const [, h, min, s, ms] = m;
+  return Number(h ?? 0) * 3_600_000 + Number(min ?? 0) * 60_000 + Number(s ?? 0) * 1000 + Number(ms ?? 0);
+}
+
+const DEFAULT_RETRY_CODES = [500, 502, 503, 504];
+const DEFAULT_RETRY_ATTEMPTS = 2;
+
+export function compileRoute(i: CompileInput): CompileResult {
+  const meta = i.route.metadata ?? {};
+  const ns = meta.namespace ?? '';
+  const name = meta.name ?? '';
+  const generation = meta.generation ?? 0;
+  const unsupported: string[] = [];
+  const refProblems: { reason: string; message: string }[] = [];
+
+  const rules: RouteRule[] = (i.route.spec?.rules ?? []).map((raw, index) => {
+    const rulePath = `spec.rules[${index}]`;
+    const matches = (raw.matches ?? []).map((m, j) => compileMatch(i.kind, m, `${rulePath}.matches[${j}]`, unsupported));
+    const filters = compileFilters(raw.filters ?? [], `${rulePath}.filters`, unsupported);
+    const backends = (raw.backendRefs ?? []).map((b, j): RouteBackend => {
+      const bf = compileFilters(b.filters ?? [], `${rulePath}.backendRefs[${j}].filters`, unsupported);
+      const bns = b.namespace ?? ns;
+      const backend: RouteBackend = { service: `${bns}/${b.name}`, port: b.port ?? 0, weight: b.weight ?? 1, filters: bf };
+      const problem = backendProblem(i, b, ns);
+      if (problem) {
+        refProblems.push({ reason: problem.reason, message: `${rulePath}.backendRefs[${j}] (${b.name}): ${problem.message}` });
+        backend.invalid = `${problem.reason}: ${problem.message}`;
+      }
+      return backend;
+    });
+    const rule: RouteRule = { name: raw.name ?? String(index), matches, filters, backends };
+    if (raw.timeouts) {
+      const requestMs = raw.timeouts.request !== undefined ? parseDuration(raw.timeouts.request) : undefined;
+      const backendRequestMs = raw.timeouts.backendRequest !== undefined ? parseDuration(raw.timeouts.backendRequest) : undefined;
+      if (raw.timeouts.request !== undefined && requestMs === undefined) unsupported.push(`${rulePath}.timeouts.request: not a duration`);
+      if (raw.timeouts.backendRequest !== undefined && backendRequestMs === undefined) unsupported.push(`${rulePath}.timeouts.backendRequest: not a duration`);
+      // 0 means "no timeout" in the Gateway API.
+      rule.timeouts = { ...(requestMs ? { requestMs } : {}), ...(backendRequestMs ? { backendRequestMs } : {}) };
+    }
+    if (raw.retry) {
+      const backoffMs = raw.retry.backoff !== undefined ? parseDuration(raw.retry.backoff) : 0;
+      if (backoffMs === undefined) unsupported.push(`${rulePath}.retry.backoff: not a duration`);
+      rule.retry = { codes: raw.retry.codes ?? DEFAULT_RETRY_CODES, attempts: 1 + (raw.retry.attempts ?? DEFAULT_RETRY_ATTEMPTS), backoffMs: backoffMs ?? 0 };
+    }
+    return rule;
+  });
+
+  const parents: ParentVerdict[] = [];
+  const accepted: RouteParent[] = [];
+  for (const ref of i.route.spec?.parentRefs ?? []) {
+    if (!isServiceRef(ref)) continue;
+    const pns = ref.namespace ?? ns;
+    const svc = i.service(`${pns}/${ref.name}`);
+    let acc = { ok: true, reason: 'Accepted', message: ns === pns ? 'producer route: applies to every client of the Service' : `consumer route: applies to clients in namespace ${ns} only` };
+    if (!svc) acc = { ok: false, reason: 'NoMatchingParent', message: `Service ${pns}/${ref.name} not found` };
+    else if (ref.port !== undefined && !svc.ports.some((p) => p.port === ref.port && p.protocol === 'TCP')) acc = { ok: false, reason: 'NoMatchingParent', message: `Service ${pns}/${ref.name} has no TCP port ${ref.port}` };
+    else if (ref.sectionName !== undefined) acc = { ok: false, reason: 'UnsupportedValue', message: 'sectionName on a Service parent is not supported: use port' };
+    else if (i.kind === 'GRPCRoute') acc = { ok: false, reason: 'UnsupportedValue', message: 'GRPCRoute is not served by Weft agents yet (HTTPRoute is)' };
+    else if (unsupported.length > 0) acc = { ok: false, reason: 'UnsupportedValue', message: unsupported.slice(0, 5).join('; ') };
+    const resolved = refProblems.length === 0 ? { ok: true, reason: 'ResolvedRefs', message: 'every backendRef resolved' } : { ok: false, reason: refProblems[0]?.reason ?? 'BackendNotFound', message: refProblems.map((p) => p.message).slice(0, 5).join('; ') };
+    parents.push({ parentRef: ref, accepted: acc, resolvedRefs: resolved });
+    if (acc.ok) accepted.push({ service: `${pns}/${ref.name}`, ...(ref.port !== undefined ? { port: ref.port } : {}) });
+  }
+
+  if (accepted.length === 0) return { compiled: undefined, parents };
+  const created = meta.creationTimestamp instanceof Date ? meta.creationTimestamp.toISOString() : (meta.creationTimestamp ?? '');
+  return {
+    compiled: { key: `${i.kind}/${ns}/${name}`, kind: i.kind, namespace: ns, name, generation, created, parents: accepted, rules },
+    parents,
+  };
+}
+
+function backendProblem(i: CompileInput, b: BackendRef, routeNs: string): { reason: string; message: string } | undefined {
+  if (!isServiceRef(b)) return { reason: 'InvalidKind', message: `${b.group ?? ''}/${b.kind ?? ''} is not a supported backend kind (Service is)` };
+  const bns = b.namespace ?? routeNs;
+  if (bns !== routeNs && !granted(i, bns, b.name)) return { reason: 'RefNotPermitted', message: `no ReferenceGrant in ${bns} lets ${i.kind}s in ${routeNs} refer to Service ${b.name}` };
+  const svc = i.service(`${bns}/${b.name}`);
+  if (!svc) return { reason: 'BackendNotFound', message: `Service ${bns}/${b.name} not found` };
+  if (b.port === undefined) return { reason: 'BackendNotFound', message: 'a Service backendRef needs a port' };
+  if (!svc.ports.some((p) => p.port === b.port && p.protocol === 'TCP')) return { reason: 'BackendNotFound', message: `Service ${bns}/${b.name} has no TCP port ${b.port}` };
+  return undefined;
+}
+
+function granted(i: CompileInput, toNs: string, service: string): boolean {
+  const fromNs = i.route.metadata?.namespace ?? '';
+  return i.grants.some(
+    (g) =>
+      g.namespace === toNs &&
+      g.from.some((f) => f.group === GATEWAY_GROUP && f.kind === i.kind && f.namespace === fromNs) &&
+      g.to.some((t) => (t.group === '' || t.group === 'core') && t.kind === 'Service' && (t.name === undefined || t.name === '' || t.name === service)),
+  );
+}
+
+function compileMatch(kind: RouteKind, m: NonNullable<RawRule['matches']>[number], p: string, unsupported: string[]): RouteMatch {
+  const out: RouteMatch = { headers: [], queryParams: [] };
+  if (kind === 'GRPCRoute') {
+    // gRPC's method is the path /<service>/<method>; kept so that the status can say why not.
+    return out;
+  }
+  if (m.path) {
+    const type = m.path.type ?? 'PathPrefix';
+    if (type !== 'Exact' && type !== 'PathPrefix' && type !== 'RegularExpression') unsupported.push(`${p}.path.type: ${type}`);
+    else out.path = { type, value: m.path.value ?? '/' };
+    if (type === 'RegularExpression' && !validRegex(m.path.value ?? '')) unsupported.push(`${p}.path.value: not a regular expression Weft can run`);
+  }
+  for (const [field, list] of [['headers', m.headers ?? []], ['queryParams', m.queryParams ?? []]] as const) {
+    list.forEach((h, k) => {
+      const type = h.type ?? 'Exact';
+      if (type !== 'Exact' && type !== 'RegularExpression') return void unsupported.push(`${p}.${field}[${k}].type: ${type}`);
+      if (type === 'RegularExpression' && !validRegex(h.value)) return void unsupported.push(`${p}.${field}[${k}].value: not a regular expression Weft can run`);
+      out[field].push({ type, name: field === 'headers' ? h.name.toLowerCase() : h.name, value: h.value });
+    });
+  }
+  if (m.method !== undefined) out.method = m.method;
+  return out;
+}
+
+function validRegex(re: string): boolean {
+  try {
+    new RegExp(re);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function modifier(m: RawModifier | undefined): HeaderModifier {
+  return { set: m?.set ?? [], add: m?.add ?? [], remove: m?.remove ?? [] };
+}
+
+function pathModifier(pm: RawPathModifier | undefined): { type: 'ReplaceFullPath' | 'ReplacePrefixMatch'; value: string } | undefined {
+  if (!pm) return undefined;
+  return pm.type === 'ReplaceFullPath' ? { type: pm.type, value: pm.replaceFullPath ?? '/' } : { type: 'ReplacePrefixMatch', value: pm.replacePrefixMatch ?? '/' };
+}
+
+function compileFilters(raw: RawFilter[], p: string, unsupported: string[]): RouteFilter[] {
+  const out: RouteFilter[] = [];
+  raw.forEach((f, k) => {
+    switch (f.type) {
+      case 'RequestHeaderModifier':
+        out.push({ type: 'RequestHeaderModifier', modifier: modifier(f.requestHeaderModifier) });
+        break;
+      case 'ResponseHeaderModifier':
+        out.push({ type: 'ResponseHeaderModifier', modifier: modifier(f.responseHeaderModifier) });
+        break;
+      case 'RequestRedirect': {
+        const r = f.requestRedirect ?? {};
+        const path = pathModifier(r.path);
+        out.push({
+          type: 'RequestRedirect',
+          statusCode: r.statusCode ?? 302,
+          ...(r.scheme !== undefined ? { scheme: r.scheme } : {}),
+          ...(r.hostname !== undefined ? { hostname: r.hostname } : {}),
+          ...(r.port !== undefined ? { port: r.port } : {}),
+          ...(path ? { path } : {}),
+        });
+        break;
+      }
+      case 'URLRewrite': {
+        const path = pathModifier(f.urlRewrite?.path);
+        out.push({ type: 'URLRewrite', ...(f.urlRewrite?.hostname !== undefined ? { hostname: f.urlRewrite.hostname } : {}), ...(path ? { path } : {}) });
+        break;
+      }
+      default:
+        unsupported.push(`${p}[${k}].type: ${f.type} is not implemented by Weft`);
+    }
+  });
+  return out;
+}
+
+/** The status entries Weft owns, with timestamps kept where a condition did not change. */
+export function parentStatuses(verdicts: readonly ParentVerdict[], generation: number, controllerName: string, previous: readonly ParentStatus[], now: Date): ParentStatus[] {
+  return verdicts.map((v) => {
+    const before = previous.find((p) => p.controllerName === controllerName && sameRef(p.parentRef, v.parentRef));
+    const cond = (type: string, c: { ok: boolean; reason: string; message: string }): Condition => {
+      const status = c.ok ? 'True' : 'False';
+      const prev = before?.conditions.find((x) => x.type === type);
+      const lastTransitionTime = prev && prev.status === status ? prev.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z');
+      return { type, status, reason: c.reason, message: c.message.slice(0, 1024), observedGeneration: generation, lastTransitionTime };
+    };
+    return { parentRef: v.parentRef, controllerName, conditions: [cond('Accepted', v.accepted), cond('ResolvedRefs', v.resolvedRefs)] };
+  });
+}
+
+export function sameRef(a: ParentRef, b: ParentRef): boolean {
+  return (a.group ?? '') === (b.group ?? '') && (a.kind ?? 'Service') === (b.kind ?? 'Service') && a.name === b.name && (a.namespace ?? '') === (b.namespace ?? '') && a.port === b.port && a.sectionName === b.sectionName;
+}

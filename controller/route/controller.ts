@@ -1,0 +1,159 @@
+// Gateway API routes with Service parents: watched, compiled (compile.ts) into the store that
+// agents sync from, and given a status per Service parent under Weft's controllerName.
+//
+// The route CRDs are optional: their watches are not part of the controller's readiness (a
+// cluster without them must still get workloads and policies), and a watch on a CRD that does not
+// exist yet keeps retrying, so installing the CRDs later is enough. Level-based like the other
+// reconcilers: any change of a route, a Service or a ReferenceGrant recompiles every route (there
+// are few, and compiling one is a walk over its spec), and only real differences reach the store.
+// Status is written by the leader only, and only its own entries of status.parents.
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { Service } from '../../api/agent-sync.ts';
+import type { Logger } from '../../api/log.ts';
+import { apiErrorSummary } from '../../api/kube-errors.ts';
+import { GATEWAY_GROUP, ROUTE_CONTROLLER_NAME, type RouteKind } from '../../api/route.ts';
+import type { LeaderElector } from '../kube/leader.ts';
+import { watchResource, type ResourceWatch } from '../kube/resource-watch.ts';
+import { jsonEqual } from '../state/equal.ts';
+import type { RevisionedStore } from '../state/store.ts';
+import { compileRoute, parentStatuses, type ParentStatus, type ReferenceGrantView, type RouteObject } from './compile.ts';
+
+const PLURAL: Record<RouteKind, string> = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' };
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+type RouteResource = RouteObject & KubernetesObject;
+interface GrantResource extends KubernetesObject {
+  spec?: { from?: { group: string; kind: string; namespace: string }[]; to?: { group: string; kind: string; name?: string }[] };
+}
+
+export interface RouteControllerOptions {
+  kubeConfig: KubeConfig;
+  /** Its commits recompile routes: a parent or backend Service that appears or goes. */
+  store: RevisionedStore;
+  leader: LeaderElector;
+  log: Logger;
+}
+
+export class RouteController {
+  readonly #o: RouteControllerOptions;
+  readonly #log: Logger;
+  readonly #custom: CustomObjectsApi;
+  readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource>; grants: ResourceWatch<GrantResource> };
+  readonly #written = new Map<string, ParentStatus[]>();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(o: RouteControllerOptions) {
+    this.#o = o;
+    this.#log = o.log.child({ component: 'routes' });
+    this.#custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
+    const watch = <T extends KubernetesObject>(plural: string, version: string) =>
+      watchResource<T>({
+        kubeConfig: o.kubeConfig,
+        log: this.#log,
+        resource: plural,
+        path: `/apis/${GATEWAY_GROUP}/${version}/${plural}`,
+        // A CRD installed after the controller started is picked up within seconds.
+        backoff: { initialMs: 1000, maxMs: 10_000 },
+        list: async () => (await this.#custom.listClusterCustomObject({ group: GATEWAY_GROUP, version, plural })) as KubernetesListObject<T>,
+      });
+    this.watches = {
+      HTTPRoute: watch<RouteResource>(PLURAL.HTTPRoute, 'v1'),
+      GRPCRoute: watch<RouteResource>(PLURAL.GRPCRoute, 'v1'),
+      grants: watch<GrantResource>('referencegrants', 'v1beta1'),
+    };
+    const poke = (): void => this.#schedule();
+    for (const w of Object.values(this.watches)) w.onChange(poke);
+    o.leader.onChange((leader) => {
+      this.#written.clear();
+      if (leader) poke();
+    });
+  }
+
+  start(): void {
+    this.#unsubscribe = this.#o.store.subscribe(() => this.#schedule());
+    for (const w of Object.values(this.watches)) w.start();
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#unsubscribe?.();
+    await Promise.all(Object.values(this.watches).map((w) => w.stop()));
+    await this.#running;
+  }
+
+  #schedule(): void {
+    if (this.#stopped || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#running) return void (this.#again = true);
+      this.#running = this.#pass()
+        .catch((err: unknown) => this.#log.warn('route pass failed', { error: err }))
+        .finally(() => {
+          this.#running = undefined;
+          if (this.#again) {
+            this.#again = false;
+            this.#schedule();
+          }
+        });
+    }, 50);
+  }
+
+  async #pass(): Promise<void> {
+    const { store } = this.#o;
+    const service = (key: string) => store.get({ kind: 'Service', key })?.value as Service | undefined;
+    const grants: ReferenceGrantView[] = this.watches.grants.list().map((g) => ({ namespace: g.metadata?.namespace ?? '', from: g.spec?.from ?? [], to: g.spec?.to ?? [] }));
+    const live = new Set<string>();
+    const writes: Promise<void>[] = [];
+    for (const kind of ['HTTPRoute', 'GRPCRoute'] as const) {
+      for (const route of this.watches[kind].list()) {
+        const r = compileRoute({ kind, route, service, grants });
+        const key = `${kind}/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}`;
+        live.add(key);
+        if (r.compiled) {
+          const before = store.get({ kind: 'Route', key });
+          if (!before || !jsonEqual(before.value, r.compiled)) store.upsert({ kind: 'Route', value: r.compiled });
+        } else if (store.get({ kind: 'Route', key })) store.remove({ kind: 'Route', key });
+        if (this.#o.leader.isLeader() && r.parents.length > 0) writes.push(this.#writeStatus(kind, route, r.parents));
+      }
+    }
+    for (const key of store.keys('Route')) if (!live.has(key)) store.remove({ kind: 'Route', key });
+    for (const key of this.#written.keys()) if (!live.has(key)) this.#written.delete(key);
+    await Promise.all(writes);
+  }
+
+  async #writeStatus(kind: RouteKind, route: RouteResource, verdicts: Parameters<typeof parentStatuses>[0]): Promise<void> {
+    const ns = route.metadata?.namespace ?? '';
+    const name = route.metadata?.name ?? '';
+    const key = `${kind}/${ns}/${name}`;
+    const all = route.status?.parents ?? [];
+    const mine = this.#written.get(key) ?? all.filter((p) => p.controllerName === ROUTE_CONTROLLER_NAME);
+    const next = parentStatuses(verdicts, route.metadata?.generation ?? 0, ROUTE_CONTROLLER_NAME, mine, new Date());
+    if (jsonEqual(mine, next)) return;
+    // status.parents is one list shared by every implementation: keep the others' entries, and
+    // let the resourceVersion refuse the write if someone changed it meanwhile (the next pass retries).
+    const others = all.filter((p) => p.controllerName !== ROUTE_CONTROLLER_NAME);
+    try {
+      await this.#custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GATEWAY_GROUP,
+          version: 'v1',
+          namespace: ns,
+          plural: PLURAL[kind],
+          name,
+          body: { metadata: { resourceVersion: route.metadata?.resourceVersion }, status: { parents: [...others, ...next] } },
+        },
+        mergePatch,
+      );
+      this.#written.set(key, next);
+    } catch (err) {
+      this.#log.warn('route status write failed', { route: key, error: apiErrorSummary(err) });
+      setTimeout(() => this.#schedule(), 1000).unref();
+    }
+  }
+}

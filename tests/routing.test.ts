@@ -1,0 +1,283 @@
+// End to end: Gateway API HTTPRoutes with Service parents (GAMMA), routed by the client's node
+// agent, on a real playground with real traffic. The Gateway API CRDs (experimental channel, for
+// rules[].retry) are applied from the chart's pinned copy; routes are real objects, and each case
+// waits until the route's own status says Accepted and the client's agent holds it. Clients run on
+// node-2, every backend on node-1, so that routed requests cross nodes through HBONE tunnels.
+import t from 'tap';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
+
+const pg = new Playground(uniqueName('rte'));
+t.teardown(async () => {
+  await pg.down();
+});
+
+const A = 'rte-a'; // producer namespace: the Services and their routes
+const B = 'rte-b'; // consumer namespace: a client and its own route for A's Service
+let status: DevStatusJson;
+const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netns ?? '';
+
+function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<Result> {
+  return sh(status.kubectl, [`--kubeconfig=${status.kubeconfig}`, ...args], { ...(input !== undefined ? { input } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
+}
+
+async function apply(manifest: object): Promise<void> {
+  const r = await kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CLIENT = join(REPO, 'tests/helpers/route-client.ts');
+const SERVER = join(REPO, 'tests/helpers/route-server.ts');
+
+interface Counted {
+  pods: Record<string, number>;
+  statuses: Record<string, number>;
+  sockets: number;
+}
+
+/** Runs the route client in a pod's network namespace. */
+async function count(from: [string, string], url: string, n: number, concurrency: number, headers: string[] = []): Promise<Counted> {
+  const r = await sh('ip', ['netns', 'exec', netnsOf(...from), process.execPath, CLIENT, 'count', url, String(n), String(concurrency), ...headers], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`route client failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Counted;
+}
+
+async function curl(from: [string, string], url: string, extra: string[] = []): Promise<{ code: string; headers: string; body: string }> {
+  const r = await sh('ip', ['netns', 'exec', netnsOf(...from), 'curl', '-s', '-m', '5', '-D', '-', ...extra, url], { timeoutMs: 10_000 });
+  const [head = '', body = ''] = r.stdout.split(/\r\n\r\n/, 2);
+  return { code: /^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 'refused', headers: head.toLowerCase(), body };
+}
+
+interface RouteStatus {
+  metadata: { generation: number };
+  status?: { parents?: { controllerName: string; parentRef: { name: string }; conditions: { type: string; status: string; reason: string; message: string; observedGeneration: number }[] }[] };
+}
+
+async function routeStatus(ns: string, name: string): Promise<RouteStatus> {
+  const r = await kubectl(['-n', ns, 'get', 'httproute', name, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`get httproute: ${r.stderr}`);
+  return JSON.parse(r.stdout) as RouteStatus;
+}
+
+/** Waits until Weft's status entry for the route's first parent describes its generation; returns the conditions. */
+async function settled(ns: string, name: string, timeoutMs = 30_000): Promise<Record<string, { status: string; reason: string; message: string }>> {
+  const until = Date.now() + timeoutMs;
+  let last: RouteStatus | undefined;
+  while (Date.now() < until) {
+    last = await routeStatus(ns, name);
+    const mine = last.status?.parents?.find((p) => p.controllerName === 'weft.dev/mesh-controller');
+    if (mine && mine.conditions.every((c) => c.observedGeneration === last?.metadata.generation)) return Object.fromEntries(mine.conditions.map((c) => [c.type, c]));
+    await sleep(200);
+  }
+  throw new Error(`route ${ns}/${name} status never settled: ${JSON.stringify(last?.status)}`);
+}
+
+/** The route keys node-2's agent (the clients' node) holds, with their generations. */
+async function agentRoutes(): Promise<Record<string, number>> {
+  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15000/routes']);
+  try {
+    return Object.fromEntries((JSON.parse(r.stdout) as { key: string; generation: number }[]).map((x) => [x.key, x.generation]));
+  } catch {
+    return {};
+  }
+}
+
+/** Applies a route and waits until node-2's agent holds this generation of it. */
+async function route(manifest: { metadata: { name: string; namespace: string } }): Promise<void> {
+  await apply(manifest);
+  const { name, namespace } = manifest.metadata;
+  const gen = (await routeStatus(namespace, name)).metadata.generation;
+  const until = Date.now() + 30_000;
+  while ((await agentRoutes())[`HTTPRoute/${namespace}/${name}`] !== gen) {
+    if (Date.now() > until) throw new Error(`node-2's agent never got ${namespace}/${name} generation ${gen}: ${JSON.stringify(await agentRoutes())} ${JSON.stringify((await routeStatus(namespace, name)).status)}`);
+    await sleep(100);
+  }
+}
+
+async function agentMetric(name: string, match: RegExp): Promise<number> {
+  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15020/metrics']);
+  let sum = 0;
+  for (const line of r.stdout.split('\n')) if (line.startsWith(`${name}{`) && match.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+const service = (ns: string, name: string, app: string) => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: ns },
+  spec: { selector: { app }, ports: [{ name: 'http', port: 80, targetPort: 8080, appProtocol: 'http' }] },
+});
+const backendPod = (name: string, app: string, code = 200) => pod(A, name, [process.execPath, SERVER, name, String(code)], { node: 'node-1', port: 8080, labels: { app } });
+const httpRoute = (ns: string, name: string, parent: { name: string; namespace?: string }, rules: object[]) => ({
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'HTTPRoute',
+  metadata: { name, namespace: ns },
+  spec: { parentRefs: [{ group: '', kind: 'Service', port: 80, ...parent }], rules },
+});
+const ref = (name: string, weight?: number, namespace?: string) => ({ name, port: 80, ...(weight !== undefined ? { weight } : {}), ...(namespace ? { namespace } : {}) });
+
+let webIP = '';
+let flakyIP = '';
+const clientA: [string, string] = [A, 'client-a'];
+const clientB: [string, string] = [B, 'client-b'];
+
+t.before(async () => {
+  const r = await pg.up(2);
+  if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
+  status = await pg.status();
+  const crdDir = join(REPO, 'helm/weft/gateway-api/experimental');
+  for (const f of readdirSync(crdDir)) {
+    const c = await kubectl(['apply', '--server-side', '-f', join(crdDir, f)], undefined, 60_000);
+    if (c.code !== 0) throw new Error(`CRD ${f}: ${c.stderr}`);
+  }
+  await kubectl(['wait', '--for=condition=Established', 'crd/httproutes.gateway.networking.k8s.io', 'crd/referencegrants.gateway.networking.k8s.io', '--timeout=30s'], undefined, 40_000);
+  for (const ns of [A, B]) await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'weft.dev/mesh': 'enabled' } } });
+  for (const [name, app] of [['web', 'web'], ['stable', 'stable'], ['canary', 'canary'], ['slow', 'slow'], ['flaky', 'flaky']]) await apply(service(A, name as string, app as string));
+  await apply(backendPod('web-1', 'web'));
+  await apply(backendPod('stable-1', 'stable'));
+  await apply(backendPod('canary-1', 'canary'));
+  await apply(backendPod('slow-1', 'slow'));
+  await apply(backendPod('flaky-ok', 'flaky'));
+  await apply(backendPod('flaky-bad', 'flaky', 503));
+  await apply(pod(A, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
+  await apply(pod(B, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
+  await pg.waitReady(A, ['--all']);
+  await pg.waitReady(B, ['--all']);
+  status = await pg.status();
+  const ip = async (name: string) => (await kubectl(['-n', A, 'get', 'svc', name, '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  webIP = await ip('web');
+  flakyIP = await ip('flaky');
+  // EndpointSlices of every backend reach node-2's agent before any case counts on them.
+  const until = Date.now() + 30_000;
+  while ((await curl(clientA, `http://${flakyIP}/`)).code === 'refused' || (await curl(clientA, `http://${webIP}/`)).code !== '200') {
+    if (Date.now() > until) throw new Error('services never answered');
+    await sleep(200);
+  }
+});
+
+t.test('a 90/10 split over 2,000 requests lands within ±3 points; the split is per request, not per connection', async (t) => {
+  await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('stable', 90), ref('canary', 10)] }]));
+  const c = await count(clientA, `http://${webIP}/`, 2000, 8);
+  const canary = (c.pods['canary-1'] ?? 0) / 2000;
+  t.equal(c.statuses['200'], 2000, `every request answered 200 (${JSON.stringify(c.statuses)})`);
+  t.equal((c.pods['canary-1'] ?? 0) + (c.pods['stable-1'] ?? 0), 2000, 'only the two backends answered, never the parent Service');
+  t.ok(Math.abs(canary - 0.1) <= 0.03, `canary share ${(canary * 100).toFixed(1)}% is within 10±3 (${JSON.stringify(c.pods)})`);
+  t.ok(c.sockets <= 8, `over at most 8 keep-alive connections (${c.sockets})`);
+  const counted = await agentMetric('weft_route_requests_total', /route="HTTPRoute\/rte-a\/split".*backend="rte-a\/canary:80"/);
+  t.ok(counted >= (c.pods['canary-1'] ?? 0), `the client's agent counted the canary's requests with route and backend labels (${counted})`);
+});
+
+t.test('a header match takes precedence and filters modify request and response headers', async (t) => {
+  await route(
+    httpRoute(A, 'split', { name: 'web' }, [
+      {
+        matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }],
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-routed', value: 'canary' }], remove: ['x-drop'] } },
+          { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'x-route', value: 'header' }], remove: ['x-backend-header'] } },
+        ],
+        backendRefs: [ref('canary')],
+      },
+      { matches: [{ path: { type: 'PathPrefix', value: '/old' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 301 } }] },
+      { matches: [{ path: { type: 'RegularExpression', value: '/api/v[0-9]+/.*' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/rewritten' } } }], backendRefs: [ref('canary')] },
+      { backendRefs: [ref('stable')] },
+    ]),
+  );
+  const h = await curl(clientA, `http://${webIP}/x`, ['-H', 'x-canary: yes', '-H', 'x-drop: 1']);
+  t.equal(h.code, '200');
+  const got = JSON.parse(h.body) as { pod: string; headers: Record<string, string> };
+  t.equal(got.pod, 'canary-1', 'the header match went to the canary');
+  t.equal(got.headers['x-routed'], 'canary', 'RequestHeaderModifier set a header');
+  t.notOk('x-drop' in got.headers, 'RequestHeaderModifier removed one');
+  t.match(h.headers, /x-route: header/, 'ResponseHeaderModifier added a header');
+  t.notMatch(h.headers, /x-backend-header/, 'ResponseHeaderModifier removed one');
+  const plain = await count(clientA, `http://${webIP}/x`, 50, 2);
+  t.same(plain.pods, { 'stable-1': 50 }, 'without the header: the catch-all rule');
+  const redirect = await curl(clientA, `http://${webIP}/old/page?q=1`);
+  t.equal(redirect.code, '301', 'RequestRedirect');
+  t.match(redirect.headers, new RegExp(`location: http://${webIP.replace(/\./g, '\\.')}/new/page\\?q=1`), 'the prefix was replaced, host and query kept');
+  const rewrite = await curl(clientA, `http://${webIP}/api/v2/thing`);
+  t.equal((JSON.parse(rewrite.body) as { path: string }).path, '/rewritten', 'URLRewrite replaced the path the backend saw');
+});
+
+t.test('timeouts.request fires: 504 and counted', async (t) => {
+  const before = await agentMetric('weft_route_timeouts_total', /route="HTTPRoute\/rte-a\/slow"/);
+  await route(httpRoute(A, 'slow', { name: 'slow' }, [{ timeouts: { request: '300ms' }, backendRefs: [ref('slow')] }]));
+  const slowIP = (await kubectl(['-n', A, 'get', 'svc', 'slow', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  const started = Date.now();
+  const r = await curl(clientA, `http://${slowIP}/delay/3000`);
+  const took = Date.now() - started;
+  t.equal(r.code, '504', 'the route timed out');
+  t.ok(took < 2000, `well before the backend answered (${took} ms)`);
+  t.equal((await curl(clientA, `http://${slowIP}/delay/10`)).code, '200', 'a fast request still passes');
+  t.ok((await agentMetric('weft_route_timeouts_total', /route="HTTPRoute\/rte-a\/slow"/)) > before, 'the timeout was counted');
+});
+
+t.test("a retry turns one endpoint's 503 into a 200, and is counted", async (t) => {
+  // Negative control: without the retry, the bad endpoint's 503s reach the client.
+  await route(httpRoute(A, 'flaky', { name: 'flaky' }, [{ backendRefs: [ref('flaky')] }]));
+  const without = await count(clientA, `http://${flakyIP}/`, 200, 4);
+  t.ok((without.statuses['503'] ?? 0) > 20, `without retry, 503s arrive (${JSON.stringify(without.statuses)})`);
+  const before = await agentMetric('weft_route_retries_total', /route="HTTPRoute\/rte-a\/flaky".*reason="503"/);
+  await route(httpRoute(A, 'flaky', { name: 'flaky' }, [{ retry: { codes: [503], attempts: 2, backoff: '10ms' }, backendRefs: [ref('flaky')] }]));
+  const withRetry = await count(clientA, `http://${flakyIP}/`, 200, 4);
+  t.same(withRetry.statuses, { 200: 200 }, 'with retry, every request ends 200');
+  t.same(Object.keys(withRetry.pods), ['flaky-ok'], 'answered by the good endpoint');
+  const retries = (await agentMetric('weft_route_retries_total', /route="HTTPRoute\/rte-a\/flaky".*reason="503"/)) - before;
+  t.ok(retries > 20 && retries <= 200, `the retries were counted (${retries})`);
+});
+
+t.test('a consumer route applies only to its own namespace; RefNotPermitted until a ReferenceGrant allows it', async (t) => {
+  await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('stable')] }]));
+  const consumer = httpRoute(B, 'mine', { name: 'web', namespace: A }, [{ backendRefs: [ref('canary', 1, A)] }]);
+  await apply(consumer);
+  const refused = await settled(B, 'mine');
+  t.equal(refused.ResolvedRefs?.status, 'False');
+  t.equal(refused.ResolvedRefs?.reason, 'RefNotPermitted', refused.ResolvedRefs?.message ?? '');
+  t.equal(refused.Accepted?.status, 'True', 'still accepted: its backend answers 500 instead');
+  await route(consumer);
+  t.equal((await curl(clientB, `http://${webIP}/`)).code, '500', 'the unpermitted backend answers 500');
+  await apply({
+    apiVersion: 'gateway.networking.k8s.io/v1beta1',
+    kind: 'ReferenceGrant',
+    metadata: { name: 'from-b', namespace: A },
+    spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: B }], to: [{ group: '', kind: 'Service', name: 'canary' }] },
+  });
+  const until = Date.now() + 30_000;
+  let resolved = await settled(B, 'mine');
+  while (resolved.ResolvedRefs?.status !== 'True' && Date.now() < until) {
+    await sleep(200);
+    resolved = await settled(B, 'mine');
+  }
+  t.equal(resolved.ResolvedRefs?.status, 'True', 'the grant resolves it');
+  let b = await count(clientB, `http://${webIP}/`, 100, 4);
+  for (let i = 0; i < 50 && b.pods['canary-1'] !== 100; i++) {
+    await sleep(200);
+    b = await count(clientB, `http://${webIP}/`, 100, 4);
+  }
+  t.same(b.pods, { 'canary-1': 100 }, "the consumer namespace's client follows its own route");
+  const a = await count(clientA, `http://${webIP}/`, 100, 4);
+  t.same(a.pods, { 'stable-1': 100 }, "the producer namespace's client does not see it");
+  const described = await kubectl(['-n', B, 'describe', 'httproute', 'mine']);
+  t.match(described.stdout, /Controller Name:\s+weft\.dev\/mesh-controller/, 'kubectl describe names the controller');
+  t.match(described.stdout, /Reason:\s+ResolvedRefs/, 'and the reason');
+  await kubectl(['-n', B, 'delete', 'httproute', 'mine']);
+});
+
+t.test('a route change takes effect for the next request on an already-open keep-alive connection', async (t) => {
+  await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('stable')] }]));
+  const child = sh('ip', ['netns', 'exec', netnsOf(...clientA), process.execPath, CLIENT, 'keepalive', `http://${webIP}/`, '6000', '100'], { timeoutMs: 30_000 });
+  await sleep(2000);
+  await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('canary')] }]));
+  const out = await child;
+  const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { t: number; pod: string; status: number; localPort: number });
+  t.ok(lines.length > 20, `${lines.length} requests`);
+  t.equal(new Set(lines.map((l) => l.localPort)).size, 1, 'all on one connection');
+  t.equal(lines[0]?.pod, 'stable-1', 'first on the old route');
+  t.equal(lines.at(-1)?.pod, 'canary-1', 'last on the new route');
+  const switchedAt = lines.findIndex((l) => l.pod === 'canary-1');
+  t.ok(lines.slice(switchedAt).every((l) => l.pod === 'canary-1'), 'and never back');
+  t.ok(lines.every((l) => l.status === 200), 'no request failed across the change');
+});
