@@ -18,6 +18,7 @@ import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, connect as tcpConnect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -35,6 +36,14 @@ export interface ScaleOptions {
   rounds: number;
   /** Stop and restart the controller at the end, and time the reconnect storm. */
   storm: boolean;
+  /**
+   * Then a leader change: a second replica started beside the first, the first SIGKILLed and the
+   * agents' address moved to the second (as a Service does when the dead pod's endpoint goes).
+   * Agents reach the controller through a TCP forwarder in this process for the whole run.
+   */
+  failover?: boolean;
+  /** How long the storm may take before the run fails (default 15 min). */
+  stormTimeoutMs?: number;
   /** Use the playground `name` as it is (already up, set up by an earlier run with the same sizes). */
   reuse?: boolean;
   /** Leave the playground up at the end. */
@@ -73,6 +82,8 @@ export interface ScaleReport {
   setupSeconds: { nodes: number; pods: number; tokens: number };
   /** From the agents' start to every agent holding its first snapshot. */
   firstSyncSeconds: number;
+  /** CPU seconds of the simulated agents' processes until then. */
+  firstSyncAgentsCpuSeconds: number;
   /** Policy selecting a pod on every node: API write → each agent received it. */
   broad: Distribution & { rounds: number };
   /** Policy selecting pods on a few nodes. */
@@ -94,6 +105,18 @@ export interface ScaleReport {
     /** Agents' sync attempts the new controller refused (503/429) or that failed before it listened, as counted by its metrics. */
     refusedStreams: number;
     tokenReviews: number;
+    /** CPU seconds the simulated agents' processes spent meanwhile (parsing 1,000 snapshots is not free). */
+    agentsCpuSeconds: number;
+  };
+  failover?: {
+    /** SIGKILL of the serving replica → every agent holds a snapshot from the other one. */
+    allSyncedSeconds: number;
+    /** The replicas' epochs differ: agents resync by snapshot rather than by revision. */
+    epochsDiffer: boolean;
+    /** After the change, agents whose policies are exactly what their node needs. */
+    agentsCorrect: number;
+    /** A policy change through the new replica: API write → every agent. */
+    changeAfter: Distribution;
   };
   loadavg: string;
 }
@@ -172,11 +195,50 @@ interface Controller {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-async function startController(status: DevStatusJson, dir: string, port: number, log: (l: string) => void): Promise<Controller> {
+/** A TCP forwarder standing in for the controller's Service: new connections go to `target`. */
+interface Forwarder {
+  target: number;
+  close(): Promise<void>;
+}
+
+async function startForwarder(port: number, target: number): Promise<Forwarder> {
+  const sockets = new Set<Socket>();
+  const f = { target };
+  const server = createServer((down) => {
+    const up = tcpConnect({ host: '127.0.0.1', port: f.target });
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        down.destroy();
+        up.destroy();
+      });
+    }
+    down.pipe(up);
+    up.pipe(down);
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    get target() {
+      return f.target;
+    },
+    set target(p: number) {
+      f.target = p;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function startController(status: DevStatusJson, dir: string, port: number, log: (l: string) => void, identity = `scale-${process.pid}`): Promise<Controller> {
   const startedAt = now();
   const proc = spawn(
     process.execPath,
-    [join(REPO, 'controller/main.ts'), '--kubeconfig', status.kubeconfig, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--listen', `127.0.0.1:${port}`, '--health-listen', '127.0.0.1:0', '--identity', `scale-${process.pid}`],
+    [join(REPO, 'controller/main.ts'), '--kubeconfig', status.kubeconfig, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--listen', `127.0.0.1:${port}`, '--health-listen', '127.0.0.1:0', '--identity', identity],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const healthPort = await new Promise<number>((resolve, reject) => {
@@ -263,6 +325,12 @@ class Fleet {
     return out;
   }
 
+  /** CPU seconds of the agents' processes so far. */
+  async cpuSeconds(): Promise<number> {
+    const uses = await Promise.all(this.procs.map((p) => procUse(p.pid as number).catch(() => ({ cpuSeconds: 0 }))));
+    return uses.reduce((a, u) => a + u.cpuSeconds, 0);
+  }
+
   async stop(): Promise<void> {
     await Promise.all(
       this.procs.map(async (p) => {
@@ -281,6 +349,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
   const nodes = Array.from({ length: o.nodes }, (_, i) => `scl-node-${String(i).padStart(4, '0')}`);
   const fleet = new Fleet(nodes);
   let controller: Controller | undefined;
+  let standby: Controller | undefined;
+  let forwarder: Forwarder | undefined;
   try {
     if (!o.reuse) {
       o.log(`starting playground ${o.name} (one simulated node; the bench's Nodes are API objects only)`);
@@ -334,16 +404,19 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
     const root = await createRoot({ trustDomain: 'cluster.local' });
     await writeFile(join(dir, 'ca.crt'), root.certificatePem);
     await writeFile(join(dir, 'ca.key'), root.keyPem, { mode: 0o600 });
-    const port = 20_000 + (process.pid % 20_000);
+    const front = 20_000 + (process.pid % 20_000);
+    const port = o.failover ? front + 1 : front;
+    if (o.failover) forwarder = await startForwarder(front, port);
     const beforeController = await metrics();
     controller = await startController(status, dir, port, o.log);
     const controllerStart = (controller.readyAt - controller.startedAt) / 1000;
     o.log(`controller ready in ${controllerStart.toFixed(1)} s`);
 
     t0 = now();
-    fleet.start({ url: `https://127.0.0.1:${port}`, caFile: join(dir, 'ca.crt'), serverName: 'weft-controller.weft-system.svc', tokenDir: dir }, nodes, o.agentProcs);
-    await fleet.until('every agent synced', () => nodes.every((n) => (fleet.events.get(n)?.length ?? 0) > 0), 300_000);
+    fleet.start({ url: `https://127.0.0.1:${front}`, caFile: join(dir, 'ca.crt'), serverName: 'weft-controller.weft-system.svc', tokenDir: dir }, nodes, o.agentProcs);
+    await fleet.until('every agent synced', () => nodes.every((n) => (fleet.events.get(n)?.length ?? 0) > 0), o.stormTimeoutMs ?? 900_000);
     const firstSyncSeconds = (now() - t0) / 1000;
+    const firstSyncAgentsCpuSeconds = await fleet.cpuSeconds();
     const snapshotBytes = median(nodes.map((n) => fleet.events.get(n)?.find((e) => e.type === 'snapshot')?.bytes ?? 0));
     const afterFirstSync = await procUse(controller.proc.pid as number);
     const controllerStartCounts = diff(await metrics(), beforeController);
@@ -393,6 +466,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
     await sleep(1_000);
     const podEvents = [...fleet.since(podStarted).values()];
     const podCost = { agentsWithMessage: podEvents.filter((es) => es.length > 0).length, bytesPerAgent: median(podEvents.map((es) => es.reduce((a, e) => a + e.bytes, 0))) };
+    o.log(`one pod created: ${JSON.stringify(podCost)}`);
     const afterChanges = await procUse(controller.proc.pid as number);
 
     let storm: ScaleReport['storm'];
@@ -400,10 +474,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
     if (o.storm) {
       const oldEpoch = fleet.events.get(nodes[0] as string)?.at(-1)?.epoch;
       const beforeStorm = await metrics();
+      const agentsCpuBefore = await fleet.cpuSeconds();
       const killedAt = now();
       await controller.stop('SIGTERM');
       controller = await startController(status, dir, port, o.log);
-      await fleet.until('every agent on the new controller', () => nodes.every((n) => fleet.events.get(n)?.some((e) => e.at >= killedAt && e.epoch !== oldEpoch)), 300_000);
+      await fleet.until('every agent on the new controller', () => nodes.every((n) => fleet.events.get(n)?.some((e) => e.at >= killedAt && e.epoch !== oldEpoch)), o.stormTimeoutMs ?? 900_000);
       const allAt = now();
       const m = await fetch(`${controller.health}/metrics`).then((r) => r.text());
       const sum = (series: string): number =>
@@ -419,8 +494,43 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
         controller: await procUse(controller.proc.pid as number),
         refusedStreams: sum('weft_controller_sync_streams_refused_total'),
         tokenReviews: sum('weft_controller_token_reviews_total'),
+        agentsCpuSeconds: (await fleet.cpuSeconds()) - agentsCpuBefore,
       };
       o.log(`storm: ${JSON.stringify(storm)}`);
+    }
+    let failover: ScaleReport['failover'];
+    if (o.failover && forwarder) {
+      const standbyPort = front + 2;
+      standby = await startController(status, dir, standbyPort, o.log, `scale-standby-${process.pid}`);
+      const oldEpoch = fleet.events.get(nodes[0] as string)?.at(-1)?.epoch;
+      const killedAt = now();
+      forwarder.target = standbyPort;
+      await controller.stop('SIGKILL');
+      controller = standby;
+      standby = undefined;
+      const fromNew = (n: string): AgentEvent | undefined => fleet.events.get(n)?.find((e) => e.at >= killedAt && e.epoch !== oldEpoch);
+      await fleet.until('every agent on the standby replica', () => nodes.every((n) => fromNew(n)), 120_000);
+      const allSyncedSeconds = (now() - killedAt) / 1000;
+      const newEpoch = fromNew(nodes[0] as string)?.epoch;
+      let agentsCorrect = 0;
+      for (const n of nodes) {
+        const first = fromNew(n);
+        const want = [...(broadNodes.has(n) ? [`${NS}/broad`] : []), ...(narrowNodes.has(n) ? [`${NS}/narrow`] : [])].sort();
+        const got = (first?.pol ?? []).map(([k]) => k).sort();
+        if (first?.type === 'snapshot' && JSON.stringify(got) === JSON.stringify(want)) agentsCorrect++;
+      }
+      const started = now();
+      const obj = (await custom.patchNamespacedCustomObject({ ...ref, name: 'broad', body: { spec: spec('broad', o.rounds + 1) } }, mergePatch)) as { metadata: { generation: number } };
+      const gen = obj.metadata.generation;
+      const got = (n: string): AgentEvent | undefined => fleet.events.get(n)?.find((e) => e.at >= started && e.pol.some(([k, g]) => k === `${NS}/broad` && g >= gen));
+      await fleet.until('a change through the standby on every agent', () => [...broadNodes].every((n) => got(n)), 60_000);
+      failover = {
+        allSyncedSeconds,
+        epochsDiffer: newEpoch !== undefined && newEpoch !== oldEpoch,
+        agentsCorrect,
+        changeAfter: distribution([...broadNodes].map((n) => (got(n) as AgentEvent).at - started)),
+      };
+      o.log(`failover: ${JSON.stringify(failover)}`);
     }
     const setupCounts = diff(beforeController, beforeSetup);
     return {
@@ -429,6 +539,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
       agents: nodes.length,
       setupSeconds,
       firstSyncSeconds,
+      firstSyncAgentsCpuSeconds,
       broad: { ...distribution(latencies.broad), rounds: o.rounds },
       narrow: { ...distribution(latencies.narrow), rounds: o.rounds },
       broadCost: mergeCosts(costs.broad),
@@ -438,11 +549,14 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
       controller: { afterFirstSync, afterChanges, startSeconds: controllerStart },
       apiServer: { setup: setupCounts, controllerStart: controllerStartCounts, ...(stormCounts ? { storm: stormCounts } : {}) },
       ...(storm ? { storm } : {}),
+      ...(failover ? { failover } : {}),
       loadavg: (await readFile('/proc/loadavg', 'utf8')).trim(),
     };
   } finally {
     await fleet.stop();
     await controller?.stop('SIGKILL');
+    await standby?.stop('SIGKILL');
+    await forwarder?.close();
     if (!o.keep) await pg.down();
     await rm(dir, { recursive: true, force: true });
   }

@@ -2,13 +2,17 @@
 // controller on the playground's API server, real node-bound tokens, simulated agents in a
 // process of their own. Besides running, it checks what per-node state promises: a policy for a
 // few nodes reaches those and sends the other agents nothing, and after a controller restart every
-// agent is synced with the new process.
+// agent is synced with the new process; and after a leader change (the serving replica killed,
+// agents moved to the other) every agent holds exactly the policies its node needs.
 import t from 'tap';
 import { uniqueName } from './helpers/playground.ts';
 import { runScale } from '../bench/scale-harness.ts';
 
+// A playground up and down is most of it: 140 s at load 17, 235 s at load 20 (runner default 300 s).
+t.setTimeout(600_000);
+
 t.test('20 simulated nodes: programmed, scoped, and resynced after a restart', async (t) => {
-  const r = await runScale({ name: uniqueName('scl'), nodes: 20, pods: 200, agentProcs: 1, rounds: 2, storm: true, log: (l) => t.comment(l) });
+  const r = await runScale({ name: uniqueName('scl'), nodes: 20, pods: 200, agentProcs: 1, rounds: 2, storm: true, failover: true, log: (l) => t.comment(l) });
   t.comment(JSON.stringify(r));
   t.equal(r.broad.n, 2 * 20, 'the namespace-wide policy reached all 20 agents in both rounds');
   t.ok(r.broad.p99 < 5_000, `and within 5 s (p99 ${r.broad.p99} ms)`);
@@ -17,5 +21,8 @@ t.test('20 simulated nodes: programmed, scoped, and resynced after a restart', a
   t.equal(r.broadCost.selectedMessages, 1, 'a change is one message per selected agent');
   t.equal(r.podCost.agentsWithMessage, 20, 'a new pod reaches every agent');
   t.ok(r.storm && r.storm.allSyncedSeconds < 60, `every agent synced with the restarted controller (${r.storm?.allSyncedSeconds} s)`);
+  t.ok(r.failover?.epochsDiffer, 'the replicas number revisions in epochs of their own');
+  t.equal(r.failover?.agentsCorrect, 20, 'so every agent resynced from a snapshot of the standby, with the right policies');
+  t.equal(r.failover?.changeAfter.n, 20, 'and a change through the standby reached every agent');
   t.ok((r.apiServer.controllerStart['LIST pods'] ?? 0) >= 1, 'the controller listed pods from the API server');
 });
