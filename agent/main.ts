@@ -32,6 +32,7 @@ import { CertificateManager } from './identity/manager.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
 import { startHeapTrimmer } from './native/trim.ts';
+import { tuneV8 } from './native/v8-flags.ts';
 import { certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
 import { NodeCni } from './node-cni.ts';
 import { Readiness } from './readiness.ts';
@@ -45,6 +46,7 @@ import { DataPlaneWorkers, isDataPlaneWorkerData } from './workers.ts';
 
 export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Promise<void>> {
   const startedAt = new Date().toISOString();
+  tuneV8();
   // Traffic leaves the C heap grown; it is given back once the process goes idle. One timer for
   // the process (malloc_trim covers every thread's arenas), so here and not per worker.
   startHeapTrimmer();

@@ -35,6 +35,7 @@ import { splice } from '../agent/hbone/splice.ts';
 import { connectTarget } from '../agent/hbone/target.ts';
 import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
 import { startHeapTrimmer } from '../agent/native/trim.ts';
+import { tuneV8 } from '../agent/native/v8-flags.ts';
 
 const CLIENT = 'spiffe://cluster.local/ns/bench/sa/client';
 const SERVER = 'spiffe://cluster.local/ns/bench/sa/server';
@@ -52,8 +53,10 @@ type Syscalls = Record<string, Record<string, number>>;
 type ServerReport = { busy: number; cpuSeconds: number };
 const SYSCALLS = ['read', 'readv', 'write', 'writev', 'epoll_wait'];
 
-// As the agent does at start (agent/main.ts): the C heap is given back once the process idles.
+// As the agent does at start (agent/main.ts): the C heap is given back once the process idles, and
+// V8 does not answer the chunk buffers with full collections (HBONE_MICRO_NO_V8_FLAGS=1 to compare).
 startHeapTrimmer();
+if (!process.env.HBONE_MICRO_NO_V8_FLAGS) tuneV8();
 if (isMainThread) await main();
 else await remote(workerData as IssuedCertificate, parentPort as MessagePort);
 

@@ -31,6 +31,8 @@ export interface PodRef {
 export interface ProcSample {
   cpuSeconds: number;
   rssMB: number;
+  /** The anonymous part of the RSS: the process's own memory, not pages of its executable and libraries. */
+  anonMB: number;
 }
 
 export async function sample(pid: number): Promise<ProcSample> {
@@ -38,14 +40,15 @@ export async function sample(pid: number): Promise<ProcSample> {
   // include the process's exited threads.
   const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
   const ticks = Number(stat[11]) + Number(stat[12]);
-  const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return { cpuSeconds: ticks / 100, rssMB: Number(rss) / 1024 };
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kB = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]) / 1024;
+  return { cpuSeconds: ticks / 100, rssMB: kB('VmRSS'), anonMB: kB('RssAnon') };
 }
 
 /** CPU summed over the processes, RSS per process (so that each end can be judged alone). */
-export async function sampleAll(pids: number[]): Promise<{ cpuSeconds: number; rssMB: number[] }> {
+export async function sampleAll(pids: number[]): Promise<{ cpuSeconds: number; rssMB: number[]; anonMB: number[] }> {
   const s = await Promise.all(pids.map(sample));
-  return { cpuSeconds: s.reduce((a, b) => a + b.cpuSeconds, 0), rssMB: s.map((x) => x.rssMB) };
+  return { cpuSeconds: s.reduce((a, b) => a + b.cpuSeconds, 0), rssMB: s.map((x) => x.rssMB), anonMB: s.map((x) => x.anonMB) };
 }
 
 function run(cmd: string, args: string[], input?: string): Promise<string> {

@@ -122,6 +122,9 @@ interface Memory {
   perIdleConnectionKB: number;
   underLoadMB: number;
   afterLoadMB: number;
+  /** The anonymous parts (RssAnon): without the pages of the executable, which Node's is 120 MB of. */
+  idleAnonMB: number;
+  afterLoadAnonMB: number;
 }
 
 /** Cleanups run on the way out, also on SIGINT/SIGTERM, newest first. */
@@ -245,6 +248,8 @@ async function main(): Promise<void> {
       perIdleConnectionKB: (Math.max(...growth) * 1024) / IDLE_CONNS,
       underLoadMB: 0,
       afterLoadMB: 0,
+      idleAnonMB: Math.max(...idle.anonMB),
+      afterLoadAnonMB: 0,
     };
   }
 
@@ -287,7 +292,11 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 5000));
   for (const side of meshes) {
     const m = memory[side];
-    if (m) m.afterLoadMB = Math.max(...(await sampleAll(pids[side] ?? [])).rssMB);
+    const after = await sampleAll(pids[side] ?? []);
+    if (m) {
+      m.afterLoadMB = Math.max(...after.rssMB);
+      m.afterLoadAnonMB = Math.max(...after.anonMB);
+    }
   }
 
   printTable(Object.values(rows), loads, memory, skipped);
@@ -392,6 +401,8 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
     ['per idle connection', 'perIdleConnectionKB', 'KB'],
     ['RSS under load', 'underLoadMB', 'MB'],
     ['RSS 5 s after load', 'afterLoadMB', 'MB'],
+    ['RSS idle, anonymous only', 'idleAnonMB', 'MB'],
+    ['RSS 5 s after load, anonymous only', 'afterLoadAnonMB', 'MB'],
   ];
   console.log(`\nproxy memory (largest process of each side: Weft's two node agents, ztunnel's three pod instances)`);
   console.log(`${'metric'.padEnd(34)}${proxies.map((p) => LABEL[p].padStart(12)).join('')}${proxies.length > 1 ? 'Weft÷ztunnel'.padStart(14) : ''}  unit`);
