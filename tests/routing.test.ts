@@ -266,6 +266,26 @@ t.test('a consumer route applies only to its own namespace; RefNotPermitted unti
   await kubectl(['-n', B, 'delete', 'httproute', 'mine']);
 });
 
+t.test("AccessPolicy still decides at the destination, on the routed client's own identity", async (t) => {
+  await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('canary')] }]));
+  await apply({
+    apiVersion: 'weft.dev/v1alpha1',
+    kind: 'AccessPolicy',
+    metadata: { name: 'no-secret', namespace: A },
+    spec: { selector: { matchLabels: { app: 'canary' } }, action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${A}/sa/default`] }], to: [{ paths: ['/secret'] }] }] },
+  });
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const r = await kubectl(['-n', A, 'get', 'accesspolicy', 'no-secret', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
+    if (r.stdout.trim() === 'True') break;
+    if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
+    await sleep(200);
+  }
+  t.equal((await curl(clientA, `http://${webIP}/secret`)).code, '403', "the canary's agent denied the routed request from client-a's identity");
+  t.equal((await curl(clientA, `http://${webIP}/open`)).code, '200', 'other paths pass');
+  await kubectl(['-n', A, 'delete', 'accesspolicy', 'no-secret']);
+});
+
 t.test('a route change takes effect for the next request on an already-open keep-alive connection', async (t) => {
   await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('stable')] }]));
   const child = sh('ip', ['netns', 'exec', netnsOf(...clientA), process.execPath, CLIENT, 'keepalive', `http://${webIP}/`, '6000', '100'], { timeoutMs: 30_000 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Service } from '../../api/agent-sync.ts';
-import { compileRoute, parentStatuses, parseDuration, type RouteObject } from './compile.ts';
+import { compileRoute, parentStatuses, parseDuration, validRegex, type RouteObject } from './compile.ts';
 
 const svc = (ns: string, name: string, ports = [80]): Service => ({
   key: `${ns}/${name}`,
@@ -88,4 +88,11 @@ t.test('status entries keep their transition time while unchanged', async (t) =>
   const second = parentStatuses(verdicts, 2, 'c', first, new Date('2026-02-01T00:00:00Z'));
   t.equal(second[0]?.conditions[0]?.lastTransitionTime, '2026-01-01T00:00:00Z');
   t.equal(second[0]?.conditions[0]?.observedGeneration, 2);
+});
+
+t.test('patterns that could stall an agent are refused', async (t) => {
+  for (const ok of ['/api/v[0-9]+/.*', '^/a(b|c)?$', '(foo)+', '[a-z]+(\\.[a-z]+)?', '(a+)?x']) t.ok(validRegex(ok), `${ok} accepted`);
+  for (const bad of ['(a+)+', '(x*y?)*$', '((ab)+c)*', '(a|b+)*', '(.*)\\1', '(?=x)y', 'x'.repeat(1025), '(unclosed']) t.notOk(validRegex(bad), `${bad.slice(0, 20)} refused`);
+  const r = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(a+)+$' } }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
+  t.equal(r.parents[0]?.accepted.reason, 'UnsupportedValue', 'the route is not accepted');
 });

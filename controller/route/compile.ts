@@ -236,13 +236,52 @@ function compileMatch(kind: RouteKind, m: NonNullable<RawRule['matches']>[number
   return out;
 }
 
-function validRegex(re: string): boolean {
+/**
+ * Whether the agents can run this pattern safely. JavaScript's engine backtracks, and a route may
+ * come from any namespace (a consumer route): a pattern with a quantified group that itself holds
+ * a quantifier (`(a+)+`, `(x*y?)*`) can take exponential time on one crafted path and stall the
+ * node agent for every pod on the node. Those are refused, as are backreferences and lookarounds
+ * (not in RE2, the syntax most implementations accept) and patterns over 1 KiB. A heuristic: it
+ * does not catch every ambiguous pattern (overlapping alternatives such as `(a|aa){2,}` pass).
+ */
+export function validRegex(re: string): boolean {
+  if (re.length > 1024) return false;
+  if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(re)) return false;
+  if (nestedQuantifier(re)) return false;
   try {
     new RegExp(re);
     return true;
   } catch {
     return false;
   }
+}
+
+/** A group that contains a quantifier and is itself quantified. */
+function nestedQuantifier(re: string): boolean {
+  // Per open group: whether a quantifier appeared inside it.
+  const stack: boolean[] = [];
+  let inClass = false;
+  for (let i = 0; i < re.length; i++) {
+    const c = re[i];
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === '(') stack.push(false);
+    else if (c === ')') {
+      const inner = stack.pop() ?? false;
+      const next = re[i + 1];
+      const quantified = next === '*' || next === '+' || next === '?' || next === '{';
+      if (inner && quantified && next !== '?') return true;
+      if (stack.length > 0 && (inner || quantified)) stack[stack.length - 1] = true;
+    } else if ((c === '*' || c === '+' || c === '?' || c === '{') && stack.length > 0) stack[stack.length - 1] = true;
+  }
+  return false;
 }
 
 function modifier(m: RawModifier | undefined): HeaderModifier {
