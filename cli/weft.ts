@@ -6,8 +6,9 @@ import { join } from 'node:path';
 
 const USAGE = `usage:
   weft dev up [--nodes N] [--name NAME] [--detach] [--demo] [--no-mesh] [--mtls-mode STRICT|PERMISSIVE]
-              [--runtime simulated|real]                      start a playground cluster (with Weft unless --no-mesh);
-                                                              real: kubelet + containerd nodes running images
+              [--runtime real|simulated]                      start a playground cluster (with Weft unless --no-mesh);
+                                                              real (default): kubelet + containerd nodes running images;
+                                                              simulated: pods are host processes (faster, see playground/README.md)
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
@@ -41,7 +42,7 @@ async function dev(argv: string[]): Promise<void> {
     demo: { type: 'boolean', default: false },
     'no-mesh': { type: 'boolean', default: false },
     'mtls-mode': { type: 'string', default: 'PERMISSIVE' },
-    runtime: { type: 'string', default: 'simulated' },
+    runtime: { type: 'string', default: 'real' },
     output: { type: 'string', short: 'o', default: 'text' },
   } as const;
 

@@ -103,9 +103,15 @@ export async function buildImage(spec: ImageSpec): Promise<string> {
     await writeFile(join(archive, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [spec.ref], Layers: [`${diffId.slice(7)}/layer.tar`] }]));
     await run('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', `${out}.tmp`, '-C', archive, '.'], { timeoutMs: 300_000 });
     await rename(`${out}.tmp`, out);
-    // Earlier builds of the same image are never used again (the agent's is ~250 MB).
+    // Earlier builds of the same image are rarely used again (the agent's is ~250 MB); but one an
+    // hour old may be what a playground starting beside this one (from another state of the
+    // checkout) is about to import, so only older ones go.
     const prefix = basename(out).replace(/-[0-9a-f]{16}\.tar$/, '-');
-    for (const f of await readdir(dir)) if (f.startsWith(prefix) && /^[0-9a-f]{16}\.tar$/.test(f.slice(prefix.length)) && join(dir, f) !== out) await rm(join(dir, f), { force: true });
+    for (const f of await readdir(dir)) {
+      if (!f.startsWith(prefix) || !/^[0-9a-f]{16}\.tar$/.test(f.slice(prefix.length)) || join(dir, f) === out) continue;
+      const st = await stat(join(dir, f)).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 3600_000) await rm(join(dir, f), { force: true });
+    }
     return out;
   } finally {
     await rm(work, { recursive: true, force: true });

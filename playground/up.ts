@@ -102,7 +102,7 @@ async function upDetached(opts: UpOptions): Promise<PlaygroundState> {
   const fd = openSync(logPath, 'a');
   const args = [join(REPO_ROOT, 'cli/weft.ts'), 'dev', 'up', '--name', opts.name, '--nodes', String(opts.nodes), '--mtls-mode', opts.mtlsMode];
   if (!opts.mesh) args.push('--no-mesh');
-  if (opts.runtime === 'real') args.push('--runtime', 'real');
+  args.push('--runtime', opts.runtime ?? 'simulated');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, WEFT_DEV_FOREGROUND: '1' } });
   closeSync(fd);
   child.unref();
@@ -221,6 +221,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
     startControllerManager(plan, files, kcmKc, sup);
     startScheduler(plan, schedKc, sup);
     const images = await nodeImages;
+    if (real) await raiseInotifyInstances();
     await Promise.all(
       plan.nodes.map(async (n) => {
         await writeCniConfig(n);
@@ -293,6 +294,25 @@ async function buildNodeImages(p: PlaygroundPlan, mesh: boolean): Promise<string
     images.push(buildWeftImage(REPO_ROOT, 'agent', refs.agent), buildWeftImage(REPO_ROOT, 'controller', refs.controller));
   }
   return Promise.all(images);
+}
+
+/**
+ * Each real node's kubelet, containerd and Weft agent hold inotify instances (a 2-node playground
+ * ~28), and the kernel's default of 128 per user is shared by every root process on the machine:
+ * with two or three real playgrounds up, the next kubelet exits at start ("too many open files")
+ * and its Node never registers. Raised, never lowered, as cluster-in-a-container tools also ask
+ * their users to do.
+ */
+async function raiseInotifyInstances(want = 1024): Promise<void> {
+  const path = '/proc/sys/fs/inotify/max_user_instances';
+  const now = Number((await readFile(path, 'utf8').catch(() => '0')).trim());
+  if (now >= want) return;
+  try {
+    await writeFile(path, `${want}\n`);
+    say(`raised fs.inotify.max_user_instances from ${now} to ${want} (kubelets and containerd need many)`);
+  } catch (e) {
+    say(`fs.inotify.max_user_instances is ${now} and cannot be raised (${(e as Error).message}): with other playgrounds up, a kubelet may fail to start`);
+  }
 }
 
 /** The node's primary CNI configuration, as a node's container runtime would find it. */

@@ -1,6 +1,7 @@
 // End to end: the Helm lifecycle on a real playground. `weft dev up` installs the chart with
-// `helm install`, and the controller and agents run from its pod templates with its
-// ServiceAccounts (playground/chart-runner.ts). This suite then drives the release the way an
+// `helm install`; on simulated nodes the controller and agents run from its pod templates with its
+// ServiceAccounts (playground/chart-runner.ts), on real nodes (WEFT_TEST_RUNTIME=real) as its
+// DaemonSet's and Deployment's pods. This suite then drives the release the way an
 // operator would — `helm test`, `helm upgrade`, `helm uninstall`, `helm install` again — and checks
 // what each must do to the nodes and to the traffic of meshed pods.
 import t from 'tap';
@@ -10,8 +11,11 @@ import { deployEchoPods } from './helpers/echo-pods.ts';
 import { Holder } from './helpers/holder.ts';
 import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import { Playground, REPO, eventually, pod, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
+import { BUSYBOX_IMAGE } from '../playground/images.ts';
 
 const pg = new Playground(uniqueName('lc'));
+const REAL = pg.runtime === 'real';
+if (REAL) t.setTimeout(600_000);
 const holders: Holder[] = [];
 t.teardown(async () => {
   for (const h of holders) h.kill();
@@ -24,7 +28,7 @@ let status: DevStatusJson;
 let dir = '';
 let serverIP = '';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netns ?? '';
+const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netnsPath ?? '';
 const nodeNetns = (node: string) => `wpg-${pg.name}-${node}`;
 const hold = (podName: string, count: number) => {
   const h = new Holder(netnsOf(podName), `${serverIP}:9000`, count);
@@ -39,7 +43,9 @@ async function helm(args: string[], timeoutMs = 180_000): Promise<{ code: number
 /** The install arguments of playground/mesh.ts installArgs, as an operator would type them. */
 function installArgs(): string[] {
   const api = new URL(status.apiServer);
-  return ['weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '-f', join(REPO, 'playground/values.yaml'), '--set-file', `ca.trustBundle=${dir}/pki/mesh-ca.crt`, '--set', `agent.cni.kubeAPI=https://${api.host}`];
+  // Real nodes: the chart's defaults, with local images (no registry); simulated: the values that hand the pods to the chart-runner.
+  const values = REAL ? ['--set', 'image.pullPolicy=Never', '--set', `helmTest.image=${BUSYBOX_IMAGE}`] : ['-f', join(REPO, 'playground/values.yaml')];
+  return ['weft', join(REPO, 'helm/weft'), '-n', SYSTEM, ...values, '--set-file', `ca.trustBundle=${dir}/pki/mesh-ca.crt`, '--set', `agent.cni.kubeAPI=https://${api.host}`];
 }
 
 /** kubectl authenticated by a bare token (the client certificate of the admin kubeconfig would win otherwise). */
@@ -47,9 +53,10 @@ function kubectlAs(token: string, args: string[]) {
   return sh(status.kubectl, ['--kubeconfig=/dev/null', `--server=${status.apiServer}`, `--certificate-authority=${dir}/pki/ca.crt`, `--token=${token}`, ...args]);
 }
 
-async function agentPid(node: string): Promise<number | undefined> {
+/** The agent serving a node's admin endpoint: its PID (in its PID namespace on real nodes) and start time, which tells agents apart on both runtimes. */
+async function agentOf(node: string): Promise<{ pid: number; startedAt: string } | undefined> {
   const r = await sh('ip', ['netns', 'exec', nodeNetns(node), 'curl', '-sf', 'http://127.0.0.1:15000/node']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as { pid: number }).pid : undefined;
+  return r.code === 0 ? (JSON.parse(r.stdout) as { pid: number; startedAt: string }) : undefined;
 }
 
 function agentLog(node: string, msg: string, pid: number): { ts: string }[] {
@@ -58,6 +65,12 @@ function agentLog(node: string, msg: string, pid: number): { ts: string }[] {
     .filter((l) => l.includes(`"msg":"${msg}"`))
     .map((l) => JSON.parse(l) as { ts: string; pid?: number })
     .filter((e) => e.pid === pid);
+}
+
+/** Real nodes: the Weft pods in weft-system, by name prefix. */
+async function systemPods(): Promise<{ metadata: { name: string; creationTimestamp: string; deletionTimestamp?: string; deletionGracePeriodSeconds?: number }; spec: { nodeName: string } }[]> {
+  const r = await pg.kubectl(['-n', SYSTEM, 'get', 'pods', '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as { items: [] }).items : [];
 }
 
 const conflist = (node: string) => JSON.parse(readFileSync(`${dir}/nodes/${node}/root/etc/cni/net.d/10-playground.conflist`, 'utf8')) as { plugins: { type: string }[] };
@@ -73,15 +86,20 @@ t.before(async () => {
 t.test('installed by helm install; each component runs as its own ServiceAccount, with the chart RBAC only', async (t) => {
   const list = JSON.parse((await helm(['list', '-n', SYSTEM, '-o', 'json'])).stdout) as { name: string; status: string; revision: string }[];
   t.match(list, [{ name: 'weft', status: 'deployed', revision: '1' }], 'release weft, deployed, revision 1');
-  t.same(
-    status.weft.map((w) => w.process),
-    ['weft-agent/node-1', 'weft-agent/node-2', 'weft-controller'],
-    'weft dev status lists the processes run from its Deployment and DaemonSet',
-  );
+  if (REAL) {
+    const agents = await pg.weftPods('agent');
+    t.same(new Set(agents.map((p) => p.spec.nodeName)), new Set(['node-1', 'node-2']), "the DaemonSet's agent pods run on both nodes");
+    t.ok((await pg.weftPods('controller')).length >= 1, "the Deployment's controller pods run");
+  } else {
+    t.same(
+      status.weft.map((w) => w.process),
+      ['weft-agent/node-1', 'weft-agent/node-2', 'weft-controller'],
+      'weft dev status lists the processes run from its Deployment and DaemonSet',
+    );
+  }
 
-  const controllerKc = JSON.parse(readFileSync(`${dir}/weft-controller/kubeconfig`, 'utf8')) as { users: { user: { token: string } }[] };
-  const controllerToken = controllerKc.users[0]?.user.token ?? '';
-  const agentToken = readFileSync(`${dir}/nodes/node-1/weft/pod/volumes/weft-credentials/token`, 'utf8');
+  const controllerToken = await pg.weftToken('controller');
+  const agentToken = await pg.weftToken('agent', 'node-1');
   for (const [who, token] of [
     ['weft-controller', controllerToken],
     ['weft-agent', agentToken],
@@ -108,22 +126,38 @@ t.test('helm test proves meshed traffic on the playground', async (t) => {
 t.test('helm upgrade rolls the agents one node at a time and drops no established connection', async (t) => {
   const far = hold('far', 30);
   t.same(await far.ready(), { type: 'ready', held: 30 }, '30 meshed connections from node-2 to the server on node-1');
-  const before = { 'node-1': await agentPid('node-1'), 'node-2': await agentPid('node-2') };
+  const before = { 'node-1': await agentOf('node-1'), 'node-2': await agentOf('node-2') };
+  const oldPods = REAL ? await systemPods() : [];
 
   const r = await helm(['upgrade', 'weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '--reuse-values', '--set', 'agent.drainSeconds=20']);
   t.equal(r.code, 0, `helm upgrade: ${r.stderr.trim()}`);
-  const after: Record<string, number | undefined> = {};
+  const after: Record<string, { pid: number; startedAt: string } | undefined> = {};
   for (const node of ['node-1', 'node-2'] as const) {
-    await eventually(async () => String((after[node] = await agentPid(node)) !== before[node] && after[node] !== undefined), 'true', 90_000);
-    t.not(after[node], before[node], `${node}: a new agent process serves the node`);
-    const environ = readFileSync(`/proc/${after[node]}/environ`, 'utf8').split('\0');
+    await eventually(async () => String((after[node] = await agentOf(node)) !== undefined && after[node]?.startedAt !== before[node]?.startedAt), 'true', 90_000);
+    t.not(after[node]?.startedAt, before[node]?.startedAt, `${node}: a new agent serves the node`);
+    // The new agent's environment, read from the host: its PID there is the supervisor's (simulated) or found by its pod's cgroup (real).
+    const hostPid = REAL ? (await pg.weftPids('agent', node)).find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes('WEFT_DRAIN_SECONDS=20')) : after[node]?.pid;
+    const environ = hostPid ? readFileSync(`/proc/${hostPid}/environ`, 'utf8').split('\0') : [];
     t.ok(environ.includes('WEFT_DRAIN_SECONDS=20'), `${node}: the new agent runs the upgraded template (WEFT_DRAIN_SECONDS=20)`);
   }
-  // One node at a time: node-2's new agent started only after node-1's old one was told to drain,
-  // which happens once node-1's new agent is ready.
-  const node1Swapped = agentLog('node-1', 'draining', before['node-1'] ?? 0)[0]?.ts ?? '';
-  const node2Started = agentLog('node-2', 'agent started', after['node-2'] ?? 0)[0]?.ts ?? '';
-  t.ok(node1Swapped && node2Started && node2Started >= node1Swapped, `node-2 rolled after node-1 had (old agent draining ${node1Swapped} ≤ node-2's new agent ${node2Started})`);
+  if (REAL) {
+    // One node at a time: node-2's new pod was created only after node-1's old pod was told to go
+    // (deleted once node-1's new pod was Ready: maxSurge 1, maxUnavailable 0).
+    const pods = await systemPods();
+    const agentPods = (ps: typeof pods) => ps.filter((p) => p.metadata.name.startsWith('weft-agent-'));
+    const oldNames = new Set(agentPods(oldPods).map((p) => p.metadata.name));
+    // deletionTimestamp is when the grace period ends: the deletion itself was that much earlier.
+    const node1Old = agentPods(pods).find((p) => oldNames.has(p.metadata.name) && p.spec.nodeName === 'node-1')?.metadata;
+    const node1Deleted = node1Old?.deletionTimestamp ? new Date(Date.parse(node1Old.deletionTimestamp) - (node1Old.deletionGracePeriodSeconds ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') : '';
+    const node2Created = agentPods(pods).find((p) => !oldNames.has(p.metadata.name) && p.spec.nodeName === 'node-2')?.metadata.creationTimestamp ?? '';
+    t.ok(!node1Deleted || (node2Created && node2Created >= node1Deleted), `node-2 rolled after node-1 had (node-1's old pod deleted ${node1Deleted || 'and gone'} ≤ node-2's new pod ${node2Created})`);
+  } else {
+    // One node at a time: node-2's new agent started only after node-1's old one was told to drain,
+    // which happens once node-1's new agent is ready.
+    const node1Swapped = agentLog('node-1', 'draining', before['node-1']?.pid ?? 0)[0]?.ts ?? '';
+    const node2Started = agentLog('node-2', 'agent started', after['node-2']?.pid ?? 0)[0]?.ts ?? '';
+    t.ok(node1Swapped && node2Started && node2Started >= node1Swapped, `node-2 rolled after node-1 had (old agent draining ${node1Swapped} ≤ node-2's new agent ${node2Started})`);
+  }
 
   await sleep(2000);
   const report = await far.report();
@@ -159,8 +193,12 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     const ip = status.nodes.find((n) => n.name === node)?.ip ?? '';
     t.equal(await eventually(async () => String(await healthy(`http://${ip}:15021/healthz/ready`)), 'false', 40_000), 'false', `${node}: its agent has exited`);
   }
-  t.equal(await eventually(async () => String(await healthy(`http://${new URL(status.apiServer).hostname}:15014/readyz`)), 'false', 20_000), 'false', 'the controller has exited');
-  t.equal(await eventually(async () => JSON.stringify((await pg.status()).weft), '[]', 10_000), '[]', 'and weft dev status lists no Weft process');
+  if (REAL) {
+    t.equal(await eventually(async () => String((await systemPods()).length), '0', 60_000), '0', 'the agent and controller pods are gone');
+  } else {
+    t.equal(await eventually(async () => String(await healthy(`http://${new URL(status.apiServer).hostname}:15014/readyz`)), 'false', 20_000), 'false', 'the controller has exited');
+    t.equal(await eventually(async () => JSON.stringify((await pg.status()).weft), '[]', 10_000), '[]', 'and weft dev status lists no Weft process');
+  }
 
   const rbac = await pg.kubectl(['get', 'clusterrole', 'weft-agent', 'weft-controller', '--ignore-not-found', '-o', 'name']);
   t.equal(rbac.stdout.trim(), '', 'the chart RBAC is gone');

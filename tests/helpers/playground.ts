@@ -1,6 +1,7 @@
 // Drives a playground through the real CLI, as a user would, for the end-to-end suites.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TEST_IMAGE } from '../../playground/images.ts';
@@ -95,6 +96,73 @@ export class Playground {
     if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
   }
 
+  /** The playground's directory (/run/weft-playground/<name>): nodes, PKI, state. */
+  get dir(): string {
+    return `/run/weft-playground/${this.name}`;
+  }
+
+  /** Everything an agent logged: its log file on simulated nodes, `kubectl logs` of its pod on real ones. */
+  async agentLog(node: string): Promise<string> {
+    if (this.runtime === 'simulated') return readFileSync(`${this.dir}/nodes/${node}/weft/agent.log`, 'utf8');
+    const pod = (await this.weftPods('agent')).find((p) => p.spec.nodeName === node);
+    if (!pod) throw new Error(`no agent pod on ${node}`);
+    const r = await this.kubectl(['-n', 'weft-system', 'logs', pod.metadata.name]);
+    if (r.code !== 0) throw new Error(`kubectl logs ${pod.metadata.name}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** A pod's log (its first container's): the simulated kubelet's file, or `kubectl logs`. */
+  async podLog(namespace: string, name: string): Promise<string> {
+    if (this.runtime === 'simulated') return (await sh('sh', ['-c', `cat ${this.dir}/nodes/*/logs/pods/${namespace}_${name}_*/*/*.log`])).stdout;
+    return (await this.kubectl(['-n', namespace, 'logs', name])).stdout;
+  }
+
+  /** The chart's pods of one component (real nodes; the simulated playground runs them as processes). */
+  async weftPods(component: 'agent' | 'controller'): Promise<WeftPod[]> {
+    const r = await this.kubectl(['-n', 'weft-system', 'get', 'pods', '-l', `app.kubernetes.io/name=weft-${component}`, '-o', 'json']);
+    if (r.code !== 0) throw new Error(`kubectl get pods: ${r.stderr}`);
+    return (JSON.parse(r.stdout) as { items: WeftPod[] }).items;
+  }
+
+  /**
+   * Host PIDs of Weft's processes: the agent of `node`, or the controller(s). Simulated: the
+   * supervisor's record; real: the Node processes in the pods' cgroups, as a signal from the host
+   * reaches them (SIGSTOP freezes, SIGKILL is a crash the kubelet answers with a restart).
+   */
+  async weftPids(component: 'agent' | 'controller', node?: string): Promise<number[]> {
+    if (this.runtime === 'simulated') {
+      const state = JSON.parse(readFileSync(`${this.dir}/state.json`, 'utf8')) as { pids: Record<string, number> };
+      const pid = state.pids[component === 'agent' ? `weft-agent/${node ?? ''}` : 'weft-controller'];
+      return pid ? [pid] : [];
+    }
+    const pods = (await this.weftPods(component)).filter((p) => !node || p.spec.nodeName === node);
+    return pods.flatMap((p) => podHostPids(p.metadata.uid, `${component}.mjs`));
+  }
+
+  /**
+   * Where the ServiceAccount token a Weft component runs with can be read from the host: the
+   * chart-runner's copy (simulated), or the file as the container sees it, through its process's
+   * root (real: the kubelet writes projected volumes to a tmpfs inside the node's mount namespace).
+   */
+  async weftTokenFile(component: 'agent' | 'controller', node = 'node-1'): Promise<string> {
+    if (this.runtime === 'simulated') {
+      if (component === 'agent') return `${this.dir}/nodes/${node}/weft/pod/volumes/weft-credentials/token`;
+      throw new Error('the simulated controller has its token in a kubeconfig: use weftToken()');
+    }
+    const [pid] = await this.weftPids(component, component === 'agent' ? node : undefined);
+    if (!pid) throw new Error(`no ${component} process`);
+    return `/proc/${pid}/root${component === 'agent' ? '/var/run/secrets/weft/token' : '/var/run/secrets/kubernetes.io/serviceaccount/token'}`;
+  }
+
+  /** The token itself (simulated: the controller's is in its kubeconfig). */
+  async weftToken(component: 'agent' | 'controller', node = 'node-1'): Promise<string> {
+    if (this.runtime === 'simulated' && component === 'controller') {
+      const kc = JSON.parse(readFileSync(`${this.dir}/weft-controller/kubeconfig`, 'utf8')) as { users: { user: { token: string } }[] };
+      return kc.users[0]?.user.token ?? '';
+    }
+    return readFileSync(await this.weftTokenFile(component, node), 'utf8');
+  }
+
   async waitReady(namespace: string, selector: string[], timeoutS = 90): Promise<void> {
     const r = await this.kubectl(['-n', namespace, 'wait', '--for=condition=Ready', 'pod', ...selector, `--timeout=${timeoutS}s`], undefined, (timeoutS + 10) * 1000);
     if (r.code !== 0) {
@@ -102,6 +170,26 @@ export class Playground {
       throw new Error(`pods not Ready: ${r.stderr}\n${pods.stdout}`);
     }
   }
+}
+
+export interface WeftPod {
+  metadata: { name: string; uid: string; deletionTimestamp?: string };
+  spec: { nodeName: string };
+  status: { phase?: string; conditions?: { type: string; status: string }[] };
+}
+
+/** Host PIDs of a real pod's processes (its sandbox's excepted) whose command line names `cmd`. */
+export function podHostPids(uid: string, cmd: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(`pod${uid}`)) continue;
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(cmd)) pids.push(Number(p));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
 }
 
 export interface DevStatusJson {
