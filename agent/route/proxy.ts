@@ -1,9 +1,10 @@
 // The routed outbound path: HTTP/1.1 from a client pod to a Service port that has routes for the
 // client's namespace. Each request is matched against the routes in force when it arrives (a
 // route change reaches the next request on a keep-alive connection), then filtered, given a
-// backend by weight and an endpoint by power of two choices, and sent on its own upstream
-// connection (upstream.ts), within the rule's timeouts, retried as the rule says and the retry
-// budget allows. Anything that does not start as HTTP/1 goes back to the L4 path untouched.
+// backend by weight and an endpoint by power of two choices, and sent on an upstream connection
+// kept open between requests (pool.ts; opened by upstream.ts), within the rule's timeouts, retried
+// as the rule says and the retry budget allows. A large or chunked request body is streamed on a
+// connection of its own instead, and not retried. Anything that does not start as HTTP/1 goes back to the L4 path untouched.
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -16,9 +17,10 @@ import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
 import { Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
+import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
-/** Bodies up to this size are kept so that a retry can send them again; larger ones are not retried. */
+/** Bodies up to this size are read whole (a retry can send them again; the connection can be pooled); larger ones are streamed. */
 const MAX_RETRY_BODY = 64 * 1024;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
 
@@ -43,6 +45,7 @@ export class RouteProxy {
   readonly #random: Random;
   readonly #outstanding = new Outstanding();
   readonly #budgets = new Map<string, RetryBudget>();
+  readonly #pools = new Map<string, UpstreamPool>();
   readonly #server = createServer({ keepAlive: true, requireHostHeader: false });
 
   constructor(d: UpstreamDeps, random: Random = Math.random) {
@@ -163,14 +166,11 @@ export class RouteProxy {
     const budget = this.#budget(`${c.service.key}|${routeName}|${ruleName}`);
     budget.request(Date.now());
     let attempts = retry ? Math.max(1, retry.attempts) : 1;
-    // Keep the body only when a retry may need it again.
     let body: Buffer | undefined;
-    if (attempts > 1) {
-      const len = Number(req.headers['content-length'] ?? '0');
-      if (req.headers['transfer-encoding'] === undefined && len <= MAX_RETRY_BODY) body = await readBody(req);
-      else attempts = 1;
-    }
-    if (body) headers['content-length'] = String(body.length);
+    const len = Number(req.headers['content-length'] ?? '0');
+    if (req.headers['transfer-encoding'] === undefined && len <= MAX_RETRY_BODY) body = await readBody(req);
+    else attempts = 1;
+    if (body && (body.length > 0 || req.headers['content-length'] !== undefined)) headers['content-length'] = String(body.length);
 
     const tried = new Set<string>();
     let last: Attempt = { status: 503, failure: 'no endpoint' };
@@ -248,6 +248,10 @@ export class RouteProxy {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
     };
+    if (Buffer.isBuffer(r.body)) {
+      const open = () => openUpstream(this.#d, c.source, target, svc, c.peer, attempt.signal);
+      return this.#pooled(c.source.identity, target, { ...r, body: r.body }, open, attempt.signal, () => attemptTimedOut, cleanup, done, addr, 0);
+    }
     const opened = await openUpstream(this.#d, c.source, target, svc, c.peer, attempt.signal);
     if (!opened.ok) {
       cleanup();
@@ -276,6 +280,55 @@ export class RouteProxy {
       attempt.signal.addEventListener('abort', () => up.destroy(new Error('aborted')), { once: true });
       if (Buffer.isBuffer(r.body)) up.end(r.body);
       else r.body.pipe(up);
+    });
+  }
+
+  /**
+   * One attempt on a pooled connection. A kept-alive connection the far end closed meanwhile
+   * fails before any answer; the request never reached the backend, so it goes again on another
+   * connection (at most 3 times), which is not a retry of the rule's.
+   */
+  #pooled(
+    source: string,
+    target: Address,
+    r: { method: string; path: string; headers: HeaderMap; body: Buffer },
+    open: PoolRequestOptions['weftOpen'],
+    signal: AbortSignal,
+    timedOut: () => boolean,
+    cleanup: () => void,
+    done: () => void,
+    addr: string,
+    again: number,
+  ): Promise<Attempt> {
+    let pool = this.#pools.get(source);
+    if (!pool) this.#pools.set(source, (pool = new UpstreamPool()));
+    return new Promise<Attempt>((resolve) => {
+      let settled = false;
+      const settle = (a: Attempt) => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        resolve(a);
+      };
+      const options: PoolRequestOptions = { host: target.ip, port: target.port, method: r.method, path: r.path, headers: r.headers, setHost: false, agent: pool, weftOpen: open };
+      const up = httpRequest(options);
+      up.on('response', (resp) => {
+        resp.once('close', done);
+        settle({ status: resp.statusCode ?? 502, response: resp, endpoint: addr });
+      });
+      up.on('error', (err) => {
+        if (settled) return;
+        if (up.reusedSocket && again < 3 && !signal.aborted) {
+          settled = true;
+          resolve(this.#pooled(source, target, r, open, signal, timedOut, cleanup, done, addr, again + 1));
+          return;
+        }
+        done();
+        const failure = timedOut() ? 'backend_request' : err instanceof UpstreamOpenError ? (err.refused ? 'refused' : 'connect') : 'reset';
+        settle({ status: 503, failure, endpoint: addr });
+      });
+      signal.addEventListener('abort', () => up.destroy(new Error('aborted')), { once: true });
+      up.end(r.body);
     });
   }
 
