@@ -59,6 +59,8 @@ export class SyncSession {
   #helloTimer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
   #connection: AgentConnection | undefined;
+  /** The agent's hello listed `routes`: it understands the Route kind (older agents refuse it). */
+  #routes = false;
   #trailers: Record<string, string> = {};
   // The revision (in this store's epoch) the agent is known to hold: from its hello if same
   // epoch, then from its ACKs. A NACK sends the next push back to it.
@@ -152,6 +154,7 @@ export class SyncSession {
     stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200, [h2.HTTP2_HEADER_CONTENT_TYPE]: SYNC_CONTENT_TYPE }, { waitForTrailers: true });
     stream.on('wantTrailers', () => stream.sendTrailers(this.#trailers));
     this.#phase = 'streaming';
+    this.#routes = msg.features?.includes('routes') ?? false;
     this.#connection = registry.connect(this.node, { agentVersion: msg.agentVersion, peer: this.#o.peer });
     if (msg.epoch === store.epoch && msg.revision !== undefined) {
       this.#agentRevision = msg.revision;
@@ -219,7 +222,7 @@ export class SyncSession {
     this.#o.metrics?.pushes.inc({ type: msg.type });
     this.#log.debug('pushed', { type: msg.type, revision: msg.revision, ...(msg.type === 'delta' ? { base: msg.base } : {}) });
     let flowing = true;
-    for (const chunk of store.encode(msg)) flowing = stream.write(chunk);
+    for (const chunk of store.encode(this.#routes ? msg : withoutRoutes(msg))) flowing = stream.write(chunk);
     if (!flowing) {
       this.#blocked = true;
       stream.once('drain', () => {
@@ -268,4 +271,18 @@ export class SyncSession {
 /** Header values must not contain line breaks; keep a reason readable and short. */
 function headerSafe(s: string): string {
   return s.replace(/[\r\n]+/g, ' ').replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
+/**
+ * The message without Route resources, for an agent from before routing: it would refuse the whole
+ * message for a kind it does not know and stop taking updates. The same object when there are none
+ * (its encoding is cached).
+ */
+function withoutRoutes(msg: SyncMessage): SyncMessage {
+  if (msg.type === 'snapshot') {
+    if (!msg.resources.some((r) => r.kind === 'Route')) return msg;
+    return { ...msg, resources: msg.resources.filter((r) => r.kind !== 'Route') };
+  }
+  if (!msg.upserts.some((r) => r.kind === 'Route') && !msg.removes.some((r) => r.kind === 'Route')) return msg;
+  return { ...msg, upserts: msg.upserts.filter((r) => r.kind !== 'Route'), removes: msg.removes.filter((r) => r.kind !== 'Route') };
 }

@@ -1,0 +1,75 @@
+// Routes reach only agents that said they understand them: an agent from before routing would
+// refuse a whole sync message for the unknown Route kind and stop taking updates. Real server,
+// real TLS and HTTP/2, the test agent speaking the protocol line by line.
+import t from 'tap';
+import type { Resource, SyncMessage } from '../../api/agent-sync.ts';
+import type { CompiledRoute } from '../../api/route.ts';
+import { createLogger } from '../../api/log.ts';
+import { MeshCa } from '../ca/ca.ts';
+import { createRoot } from '../ca/root.ts';
+import { RevisionedStore } from '../state/store.ts';
+import { controllerHostnames, issueServingCert } from '../tls/serving-cert.ts';
+import { AgentAuthenticator } from './agent-auth.ts';
+import { AgentRegistry } from './agent-registry.ts';
+import { createAgentServer } from './agent-server.ts';
+import { meshCaSigner } from './signer.ts';
+import { TestAgent } from './test-agent.ts';
+
+const TD = 'cluster.local';
+const root = await createRoot({ trustDomain: TD });
+const serving = await issueServingCert(root.root, { spiffeId: `spiffe://${TD}/ns/weft-system/sa/weft-controller`, hosts: [...controllerHostnames('weft-system'), '127.0.0.1'] });
+const store = new RevisionedStore({ config: { trustDomain: TD, mtlsMode: 'PERMISSIVE' }, debounceMs: 2, maxDelayMs: 20 });
+const server = createAgentServer({
+  host: '127.0.0.1',
+  port: 0,
+  tls: { cert: serving.certPem, key: serving.keyPem },
+  store,
+  registry: new AgentRegistry(),
+  authenticator: new AgentAuthenticator({ reviewer: { review: async () => ({ authenticated: true, user: { username: 'system:serviceaccount:weft-system:weft-agent', extra: { 'authentication.kubernetes.io/node-name': ['node-1'] } } }) } }),
+  pods: { list: () => [] },
+  signer: meshCaSigner(new MeshCa(root.root)),
+  trustDomain: TD,
+  ready: () => true,
+  log: createLogger({}, { level: 'error' }),
+  helloTimeoutMs: 1_000,
+  lingerMs: 100,
+});
+const { port } = await server.listen();
+t.teardown(async () => {
+  await server.close(200);
+  store.close();
+});
+
+const route = (name: string): Resource => ({
+  kind: 'Route',
+  value: { key: `HTTPRoute/a/${name}`, kind: 'HTTPRoute', namespace: 'a', name, generation: 1, created: '2026-01-01T00:00:00Z', parents: [{ service: 'a/web' }], rules: [] } satisfies CompiledRoute,
+});
+const service: Resource = { kind: 'Service', value: { key: 'a/web', namespace: 'a', name: 'web', clusterIPs: ['10.96.0.1'], ports: [], endpoints: [] } };
+store.upsert(service);
+store.upsert(route('one'));
+store.flush();
+
+const keys = (m: SyncMessage) => (m.type === 'snapshot' ? m.resources : m.upserts).map((r) => `${r.kind}/${r.value.key}`).sort();
+
+for (const [who, features, expectRoutes] of [
+  ['an agent that lists the routes feature', ['routes'], true],
+  ['an agent from before routing', undefined, false],
+] as const) {
+  t.test(`${who} ${expectRoutes ? 'gets' : 'never gets'} Route resources`, async (t) => {
+    const a = await TestAgent.connect({ url: `https://127.0.0.1:${port}`, ca: root.certificatePem, servername: 'weft-controller', token: 't' });
+    t.teardown(() => a.close());
+    const s = a.sync({ type: 'hello', node: 'node-1', agentVersion: 'test', ...(features ? { features: [...features] } : {}) });
+    const snap = await s.next();
+    t.same(keys(snap), expectRoutes ? ['Route/HTTPRoute/a/one', 'Service/a/web'] : ['Service/a/web'], 'snapshot');
+    s.send({ type: 'ack', epoch: snap.epoch, revision: snap.revision });
+    store.upsert(route('two'));
+    store.upsert({ ...service, value: { ...service.value, clusterIPs: ['10.96.0.2'] } });
+    const delta = await s.next();
+    t.same(keys(delta), expectRoutes ? ['Route/HTTPRoute/a/two', 'Service/a/web'] : ['Service/a/web'], 'delta');
+    store.remove({ kind: 'Route', key: 'HTTPRoute/a/two' });
+    store.upsert({ ...service, value: { ...service.value, clusterIPs: ['10.96.0.1'] } });
+    const removal = await s.next();
+    t.same(removal.type === 'delta' && removal.removes.map((r) => r.kind), expectRoutes ? ['Route'] : [], 'removal');
+    s.close();
+  });
+}
