@@ -111,6 +111,17 @@ t.test('a collector that never answers: the queue stays bounded and drops are co
   t.teardown(() => tracing.shutdown());
 });
 
+t.test('an export that never answers: its spans are counted as dropped at the deadline', async (t) => {
+  const hung: SpanExporter = { export: () => {}, shutdown: () => Promise.resolve() };
+  await sleep(300); // the previous test's hung exports reach their deadline first
+  const tracing = new RequestTracing(settings({ samplingRatio: 1, exportTimeoutMs: 100 }), { node: 'n', exporter: hung });
+  const before = await droppedCount('export_failed');
+  for (let i = 0; i < 5; i += 1) tracing.startServerSpan(request()).end({ status: 200 });
+  await sleep(400);
+  t.equal((await droppedCount('export_failed')) - before, 5);
+  t.teardown(() => tracing.shutdown());
+});
+
 t.test('a failing export: its spans are counted as dropped', async (t) => {
   const failing: SpanExporter = { export: (_s, done) => done({ code: ExportResultCode.FAILED, error: new Error('ECONNREFUSED') }), shutdown: () => Promise.resolve() };
   const logged: string[] = [];

@@ -126,19 +126,30 @@ class MeshSampler implements Sampler {
   }
 }
 
-/** Counts what a failed export loses, and says so in the log once a minute at most. */
+/**
+ * Counts what a failed export loses, and says so in the log once a minute at most. An export that
+ * has not answered by its deadline counts as failed: the OTLP exporter was seen to leave a request
+ * to a collector that never completes the TCP handshake pending past its own timeout, and those
+ * spans would otherwise vanish uncounted.
+ */
 class CountingExporter implements SpanExporter {
   readonly #inner: SpanExporter;
   readonly #log: TracingLog;
+  readonly #deadlineMs: number;
   #lastLogged = 0;
 
-  constructor(inner: SpanExporter, log: TracingLog) {
+  constructor(inner: SpanExporter, log: TracingLog, deadlineMs: number) {
     this.#inner = inner;
     this.#log = log;
+    this.#deadlineMs = deadlineMs;
   }
 
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    this.#inner.export(spans, (r) => {
+    let settled = false;
+    const settle = (r: ExportResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       if (r.code === ExportResultCode.SUCCESS) traceSpansExported.inc(spans.length);
       else {
         traceSpansDropped.inc({ reason: 'export_failed' }, spans.length);
@@ -149,7 +160,10 @@ class CountingExporter implements SpanExporter {
         }
       }
       done(r);
-    });
+    };
+    const timer = setTimeout(() => settle({ code: ExportResultCode.FAILED, error: new Error(`no answer within ${this.#deadlineMs} ms`) }), this.#deadlineMs);
+    timer.unref();
+    this.#inner.export(spans, settle);
   }
 
   shutdown(): Promise<void> {
@@ -207,7 +221,7 @@ export class RequestTracing {
       sampler: new MeshSampler(settings.samplingRatio),
       spanProcessors: [
         new CountingBatchProcessor({
-          exporter: new CountingExporter(inner, log),
+          exporter: new CountingExporter(inner, log, settings.exportTimeoutMs),
           maxQueueSize: settings.maxQueueSize,
           maxExportBatchSize: settings.maxExportBatchSize,
           scheduledDelayMillis: settings.scheduledDelayMs,
