@@ -54,6 +54,10 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
+  if (!decision.uninstall) {
+    const waited = await successorServing(a, cfg.drainMs);
+    if (waited.ms > 0) log('info', 'kept accepting until the successor served', { pid: process.pid, ...waited });
+  }
   // The pid tells two processes of one node apart in the node's log during an upgrade.
   log('info', 'draining', { pid: process.pid, signal, deadlineSeconds: cfg.drainMs / 1000, openConnections: (await dataPlane.openConnections().catch(() => [])).length });
   for (const t of a.timers) clearInterval(t);
@@ -75,4 +79,22 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   await a.agentSocket.close();
   await a.checkpointed();
   log('info', 'drained', { pid: process.pid, outcome, seconds: Math.round(performance.now() - started) / 1000, connectionsReset: reset });
+}
+
+/**
+ * Waits (up to `limitMs`) while a successor runs but does not serve yet; meanwhile this process
+ * keeps accepting. On a real upgrade the old pod goes NotReady as soon as the new process starts
+ * (both answer the node's probe port, and the old one answers with its successor's readiness), so
+ * the DaemonSet controller deletes it at once; if it stopped accepting then, the node would refuse
+ * its pods' new connections until the successor was ready (seconds).
+ */
+export async function successorServing(a: { agentSocket: Pick<AgentSocket, 'successor'> }, limitMs: number): Promise<{ ms: number; successor?: string }> {
+  const started = performance.now();
+  for (;;) {
+    const successor = await a.agentSocket.successor();
+    const ms = Math.round(performance.now() - started);
+    if (!successor) return { ms };
+    if (!successor.notReady || ms >= limitMs) return { ms, successor: `pid ${successor.pid}${successor.notReady ? ` still not ready: ${successor.notReady}` : ' ready'}` };
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
