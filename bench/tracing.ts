@@ -22,6 +22,7 @@ import { serveHttp, type HttpRequestInfo } from '../agent/l7/index.ts';
 import type { Workload } from '../api/agent-sync.ts';
 import { ConnectionReporter, type OpenedInfo } from '../agent/proxy/report.ts';
 import type { RequestSpan } from '../agent/tracing/tracer.ts';
+import { RawClient } from '../agent/l7/bench-client.ts';
 
 const LOOPBACK = '127.0.0.1';
 const BODY = Buffer.alloc(64, 0x78);
@@ -157,45 +158,6 @@ function rssMiB(pid: number | undefined): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
 
-const REQUEST = Buffer.from('GET /bench HTTP/1.1\r\nHost: bench.example\r\n\r\n', 'latin1');
-
-class RawClient {
-  readonly #socket: net.Socket;
-  #buffered: Buffer = Buffer.alloc(0);
-  #onResponse: (() => void) | undefined;
-  busy = false;
-
-  constructor(port: number) {
-    this.#socket = net.connect({ host: LOOPBACK, port, noDelay: true });
-    this.#socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-  }
-
-  ready(): Promise<unknown> {
-    return once(this.#socket, 'connect');
-  }
-
-  send(onResponse: () => void): void {
-    this.busy = true;
-    this.#onResponse = onResponse;
-    this.#socket.write(REQUEST);
-  }
-
-  close(): void {
-    this.#socket.destroy();
-  }
-
-  #onData(chunk: Buffer): void {
-    this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
-    const headEnd = this.#buffered.indexOf('\r\n\r\n');
-    if (headEnd === -1) return;
-    const length = Number(/content-length:\s*(\d+)/i.exec(this.#buffered.subarray(0, headEnd).toString('latin1'))?.[1] ?? 0);
-    const total = headEnd + 4 + length;
-    if (this.#buffered.length < total) return;
-    this.#buffered = this.#buffered.subarray(total);
-    this.busy = false;
-    this.#onResponse?.();
-  }
-}
 
 const percentileOf = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
