@@ -22,7 +22,7 @@ import { serveHttp, type HttpRequestInfo } from '../agent/l7/index.ts';
 import type { Workload } from '../api/agent-sync.ts';
 import { ConnectionReporter, type OpenedInfo } from '../agent/proxy/report.ts';
 import type { RequestSpan } from '../agent/tracing/tracer.ts';
-import { RawClient } from '../agent/l7/bench-client.ts';
+import { closedLoopLatencies, fixedRateLatencies, percentileOf } from '../agent/l7/bench-client.ts';
 
 const LOOPBACK = '127.0.0.1';
 const BODY = Buffer.alloc(64, 0x78);
@@ -159,63 +159,13 @@ function rssMiB(pid: number | undefined): number {
 }
 
 
-const percentileOf = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-
 async function closedLoop(port: number, seconds: number): Promise<{ rps: number; p99Ms: number; count: number }> {
-  const clients = Array.from({ length: CONNECTIONS }, () => new RawClient(port));
-  await Promise.all(clients.map((c) => c.ready()));
-  const latencies: number[] = [];
-  const deadline = performance.now() + seconds * 1000;
-  await Promise.all(
-    clients.map(
-      (client) =>
-        new Promise<void>((resolve) => {
-          const next = (): void => {
-            if (performance.now() >= deadline) return resolve();
-            const started = performance.now();
-            client.send(() => {
-              latencies.push(performance.now() - started);
-              next();
-            });
-          };
-          next();
-        }),
-    ),
-  );
-  clients.forEach((c) => c.close());
-  latencies.sort((a, b) => a - b);
+  const latencies = await closedLoopLatencies(port, seconds, CONNECTIONS);
   return { rps: latencies.length / seconds, p99Ms: percentileOf(latencies, 99), count: latencies.length };
 }
 
 async function fixedRate(port: number, seconds: number): Promise<number> {
-  const clients = Array.from({ length: 16 }, () => new RawClient(port));
-  await Promise.all(clients.map((c) => c.ready()));
-  const latencies: number[] = [];
-  const total = Math.floor(seconds * RATE);
-  const start = performance.now();
-  let due = 0;
-  let sent = 0;
-  const dispatch = (): void => {
-    for (const client of clients) {
-      if (sent >= due) return;
-      if (client.busy) continue;
-      sent += 1;
-      const written = performance.now();
-      client.send(() => {
-        latencies.push(performance.now() - written);
-        dispatch();
-      });
-    }
-  };
-  while (due < total) {
-    await sleep(1);
-    due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * RATE));
-    dispatch();
-  }
-  while (latencies.length < total) await sleep(5);
-  clients.forEach((c) => c.close());
-  latencies.sort((a, b) => a - b);
-  return percentileOf(latencies, 99);
+  return percentileOf(await fixedRateLatencies(port, seconds, RATE), 99);
 }
 
 interface Sample {

@@ -2,6 +2,7 @@
 // bench/tracing.ts): one request at a time per connection, with no client library's cost in the
 // figures.
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 
 const LOOPBACK = '127.0.0.1';
@@ -45,4 +46,70 @@ export class RawClient {
     this.busy = false;
     this.#onResponse?.();
   }
+}
+
+export function percentileOf(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** Closed loop: every connection sends its next request as soon as the previous one is answered. Latencies in ms, sorted. */
+export async function closedLoopLatencies(port: number, seconds: number, connections: number): Promise<number[]> {
+  const clients = Array.from({ length: connections }, () => new RawClient(port));
+  await Promise.all(clients.map((c) => c.ready()));
+  const latencies: number[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(
+    clients.map(
+      (client) =>
+        new Promise<void>((resolve) => {
+          const next = (): void => {
+            if (performance.now() >= deadline) return resolve();
+            const started = performance.now();
+            client.send(() => {
+              latencies.push(performance.now() - started);
+              next();
+            });
+          };
+          next();
+        }),
+    ),
+  );
+  clients.forEach((c) => c.close());
+  return latencies.sort((a, b) => a - b);
+}
+
+/**
+ * Open loop at a fixed rate: requests are due every 1/rate s whatever the answers do, spread over
+ * 16 idle connections. Timers fire in ~1 ms steps, so requests leave in small bursts; latency
+ * counts from the moment each request is written, the same way for every path. Latencies in ms,
+ * sorted.
+ */
+export async function fixedRateLatencies(port: number, seconds: number, rate: number): Promise<number[]> {
+  const clients = Array.from({ length: 16 }, () => new RawClient(port));
+  await Promise.all(clients.map((c) => c.ready()));
+  const latencies: number[] = [];
+  const total = Math.floor(seconds * rate);
+  const start = performance.now();
+  let due = 0;
+  let sent = 0;
+  const dispatch = (): void => {
+    for (const client of clients) {
+      if (sent >= due) return;
+      if (client.busy) continue;
+      sent += 1;
+      const written = performance.now();
+      client.send(() => {
+        latencies.push(performance.now() - written);
+        dispatch();
+      });
+    }
+  };
+  while (due < total) {
+    await sleep(1);
+    due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
+    dispatch();
+  }
+  while (latencies.length < total) await sleep(5);
+  clients.forEach((c) => c.close());
+  return latencies.sort((a, b) => a - b);
 }

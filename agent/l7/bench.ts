@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveHttp } from './serve.ts';
-import { RawClient } from './bench-client.ts';
+import { closedLoopLatencies, fixedRateLatencies, percentileOf } from './bench-client.ts';
 
 const LOOPBACK = '127.0.0.1';
 const BODY = Buffer.alloc(64, 0x78);
@@ -149,71 +149,16 @@ function wrk(port: number, seconds: number, connections: number): Throughput {
 }
 
 
-function percentileOf(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
 /** Closed loop: every connection sends its next request as soon as the previous one is answered. */
 async function closedLoop(port: number, seconds: number, connections: number): Promise<Throughput> {
-  const clients = Array.from({ length: connections }, () => new RawClient(port));
-  await Promise.all(clients.map((c) => c.ready()));
-  const latencies: number[] = [];
-  const deadline = performance.now() + seconds * 1000;
-  await Promise.all(
-    clients.map(
-      (client) =>
-        new Promise<void>((resolve) => {
-          const next = (): void => {
-            if (performance.now() >= deadline) return resolve();
-            const started = performance.now();
-            client.send(() => {
-              latencies.push(performance.now() - started);
-              next();
-            });
-          };
-          next();
-        }),
-    ),
-  );
-  clients.forEach((c) => c.close());
-  latencies.sort((a, b) => a - b);
+  const latencies = await closedLoopLatencies(port, seconds, connections);
   return { rps: latencies.length / seconds, p50Ms: percentileOf(latencies, 50), p99Ms: percentileOf(latencies, 99) };
 }
 
-/**
- * Open loop at a fixed rate: requests are due every 1/rate s whatever the answers do, spread over
- * idle connections. Timers fire in ~1 ms steps, so requests leave in small bursts; latency counts
- * from the moment each request is written, the same way for every path.
- */
+/** Open loop at a fixed rate (bench-client.ts says how the requests are spread and timed). */
 async function fixedRate(port: number, seconds: number, rate: number): Promise<Throughput> {
-  const clients = Array.from({ length: 16 }, () => new RawClient(port));
-  await Promise.all(clients.map((c) => c.ready()));
-  const latencies: number[] = [];
-  const total = Math.floor(seconds * rate);
-  const start = performance.now();
-  let due = 0;
-  let sent = 0;
-  const dispatch = (): void => {
-    for (const client of clients) {
-      if (sent >= due) return;
-      if (client.busy) continue;
-      sent += 1;
-      const written = performance.now();
-      client.send(() => {
-        latencies.push(performance.now() - written);
-        dispatch();
-      });
-    }
-  };
-  while (due < total) {
-    await sleep(1);
-    due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
-    dispatch();
-  }
-  while (latencies.length < total) await sleep(5);
-  clients.forEach((c) => c.close());
-  latencies.sort((a, b) => a - b);
-  return { rps: total / seconds, p50Ms: percentileOf(latencies, 50), p99Ms: percentileOf(latencies, 99) };
+  const latencies = await fixedRateLatencies(port, seconds, rate);
+  return { rps: latencies.length / seconds, p50Ms: percentileOf(latencies, 50), p99Ms: percentileOf(latencies, 99) };
 }
 
 // Main -------------------------------------------------------------------------------------------
