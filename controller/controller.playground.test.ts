@@ -42,7 +42,7 @@ t.teardown(async () => {
 });
 
 // A bare cluster (--no-mesh): this test starts the controller itself and plays the agents.
-const up = await weft(['dev', 'up', '--name', pg.name, '--nodes', '1', '--detach', '--no-mesh'], { timeoutMs: 600_000 });
+const up = await weft(['dev', 'up', '--name', pg.name, '--nodes', '1', '--detach', '--no-mesh', '--runtime', 'simulated'], { timeoutMs: 600_000 });
 if (up.code !== 0) {
   t.fail(`weft dev up failed; the rest cannot run: ${up.stderr.slice(-2000)}`);
   await pg.down();
