@@ -12,6 +12,7 @@ import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { RouteBackend, RouteFilter, RouteRule } from '../../api/route.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
+import { workloadName } from '../proxy/report.ts';
 import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
@@ -97,9 +98,31 @@ export class RouteProxy {
     const routeName = entry ? entry.route.key : 'none';
     const ruleName = entry ? entry.rule.name : '';
     const labels = { source_workload: c.source.name, source_workload_namespace: c.source.namespace, destination_service: c.service.key, route: routeName, rule: ruleName };
+    // The client span (tracing on): the destination agent's server span becomes its child, through
+    // the trace headers set on the upstream request below. It ends with the response's head.
+    const span = this.#d.p.tracing?.startClientSpan(
+      { method: view.method, path, host: String(req.headers.host ?? ''), protocol: 'http/1.1', grpc: false, header: (name) => headerValue(req.headers[name]) },
+      {
+        attributes: {
+          'weft.direction': 'outbound',
+          'weft.source.workload': workloadName(c.source),
+          'weft.source.namespace': c.source.namespace,
+          'weft.source.pod': c.source.name,
+          'weft.source.principal': c.source.identity,
+          'weft.destination.service': c.service.key,
+          'weft.route': routeName,
+          'weft.route.rule': ruleName,
+        },
+        port: c.port,
+        samplingRatio: this.#d.p.tracing.ratioFor(c.source),
+      },
+    );
+    let retries = 0;
     const finish = (backend: string, status: number) => {
       routeRequests.inc({ ...labels, backend, response_code: String(status) });
       routeRequestDuration.observe({ destination_service: c.service.key, route: routeName, backend }, (performance.now() - started) / 1000);
+      span?.setAttributes({ 'weft.route.backend': backend, 'weft.route.retries': retries });
+      span?.end({ status });
     };
     if (entries.length > 0 && !entry) {
       req.resume();
@@ -110,6 +133,7 @@ export class RouteProxy {
 
     const headers: HeaderMap = { ...req.headers };
     for (const h of HOP_BY_HOP) delete headers[h];
+    if (span) Object.assign(headers, span.headers);
     let upstreamPath = path;
     const responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[] = [];
     const applyFilters = (filters: RouteFilter[]): boolean => {
@@ -184,6 +208,7 @@ export class RouteProxy {
         break;
       }
       routeRetries.inc({ ...pick(labels), backend: bname, reason: last.failure ?? String(last.status) });
+      retries++;
       last.response?.destroy();
       const backoff = (retry?.backoffMs ?? 0) * 2 ** (n - 1);
       if (backoff > 0) await sleep(Math.min(backoff, 10_000), deadline.signal);
@@ -366,4 +391,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
   });
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(',') : v;
 }

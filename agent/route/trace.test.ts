@@ -1,0 +1,114 @@
+// A routed request gets a client span in the client's agent, and the request it sends upstream
+// carries that span as its parent (so the destination agent's server span and the app's spans
+// nest under it). Real pieces: the route proxy and its state store, real sockets on 127.0.0.1, an
+// HTTP server standing for the backend, the OpenTelemetry SDK with an in-memory exporter.
+import { once } from 'node:events';
+import { createServer, request, type IncomingHttpHeaders } from 'node:http';
+import net from 'node:net';
+import { SpanKind } from '@opentelemetry/api';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import t from 'tap';
+import type { Service, Workload } from '../../api/agent-sync.ts';
+import type { CompiledRoute } from '../../api/route.ts';
+import { PolicyEnforcer } from '../proxy/enforcer.ts';
+import { ConnectionReporter } from '../proxy/report.ts';
+import { StateStore } from '../state/store.ts';
+import { DEFAULT_TRACING, RequestTracing, parseTraceparent } from '../tracing/index.ts';
+import { RouteProxy } from './proxy.ts';
+
+const PARENT = '0af7651916cd43dd8448eb211c80319c';
+const PARENT_SPAN = 'b7ad6b7169203331';
+
+t.test('a routed request: a client span with the route, parent of what the backend receives', async (t) => {
+  const seen: IncomingHttpHeaders[] = [];
+  const backend = createServer((req, res) => {
+    seen.push(req.headers);
+    req.resume();
+    res.end('ok');
+  });
+  backend.listen(0, '127.0.0.1');
+  await once(backend, 'listening');
+  t.teardown(() => backend.close());
+  const backendPort = (backend.address() as net.AddressInfo).port;
+
+  const service: Service = {
+    key: 'a/web',
+    namespace: 'a',
+    name: 'web',
+    clusterIPs: ['10.96.0.10'],
+    ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }],
+    endpoints: [{ ip: '127.0.0.1', ports: { http: backendPort }, ready: true }],
+  };
+  const route: CompiledRoute = {
+    key: 'HTTPRoute/a/web-route',
+    kind: 'HTTPRoute',
+    namespace: 'a',
+    name: 'web-route',
+    generation: 1,
+    created: '2026-01-01T00:00:00Z',
+    parents: [{ service: 'a/web' }],
+    rules: [{ name: '0', matches: [], filters: [], backends: [{ service: 'a/web', port: 80, weight: 1, filters: [] }] }],
+  };
+  const store = new StateStore();
+  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: service }, { kind: 'Route', value: route }] });
+  const source: Workload = {
+    key: 'a/client-7d9f',
+    uid: 'u1',
+    namespace: 'a',
+    name: 'client-7d9f',
+    node: 'node-a',
+    ips: ['10.0.0.9'],
+    serviceAccount: 'client',
+    identity: 'spiffe://cluster.local/ns/a/sa/client',
+    meshed: true,
+    labels: { app: 'client' },
+    namedPorts: {},
+  };
+
+  const exporter = new InMemorySpanExporter();
+  const tracing = new RequestTracing({ ...DEFAULT_TRACING, endpoint: 'http://127.0.0.1:9', samplingRatio: 0, scheduledDelayMs: 10 }, { node: 'node-a', exporter });
+  t.teardown(() => tracing.shutdown());
+  const p = {
+    store,
+    node: 'node-a',
+    report: new ConnectionReporter(() => {}),
+    enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }),
+    connectTimeoutMs: 2000,
+    idleTimeoutMs: 10_000,
+    tracing,
+  };
+  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('the backend is not meshed: no tunnel')) });
+
+  // The capture listener's part: hand each accepted connection to the route proxy.
+  const front = net.createServer((down) => {
+    t.ok(proxy.routes(source, service, 80), 'the client has a route for the Service port');
+    proxy.serve(down, source, service, 80, () => down.destroy());
+  });
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  t.teardown(() => front.close());
+
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: (front.address() as net.AddressInfo).port, path: '/items', headers: { host: 'web.a', traceparent: `00-${PARENT}-${PARENT_SPAN}-01` }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(status, 200, 'routed to the backend');
+
+  await tracing.flush();
+  const spans = exporter.getFinishedSpans();
+  t.equal(spans.length, 1, 'one span for the request');
+  const span = spans[0];
+  t.equal(span?.kind, SpanKind.CLIENT, 'a client span');
+  t.equal(span?.spanContext().traceId, PARENT, "it continues the app's trace");
+  t.equal(span?.parentSpanContext?.spanId, PARENT_SPAN, "under the app's span");
+  t.match(span?.attributes, { 'weft.route': 'HTTPRoute/a/web-route', 'weft.route.rule': '0', 'weft.route.retries': 0, 'weft.source.namespace': 'a', 'weft.destination.service': 'a/web', 'http.response.status_code': 200 });
+  t.match(span?.attributes['weft.route.backend'], /a\/web/, 'and the backend it chose');
+
+  const upstream = parseTraceparent(String(seen[0]?.traceparent ?? ''));
+  t.equal(upstream?.traceId, PARENT, 'the upstream request stays in the trace');
+  t.equal(upstream?.spanId, span?.spanContext().spanId, "and its parent is the agent's client span, not the app's");
+});
