@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('rte'));
+// 2–4 min on a quiet machine, most of it the playground's start; up to 8 min was seen at load 30.
+t.setTimeout(600_000);
 t.teardown(async () => {
   await pg.down();
 });
