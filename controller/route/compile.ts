@@ -11,6 +11,7 @@
 //   BackendNotFound. The route still applies, and that backend's share of the requests answers 500.
 import { GATEWAY_GROUP, type CompiledRoute, type HeaderModifier, type RouteBackend, type RouteFilter, type RouteKind, type RouteMatch, type RouteParent, type RouteRule } from '../../api/route.ts';
 import type { Service } from '../../api/agent-sync.ts';
+import type { Condition } from '../policy/status.ts';
 
 /** The subset of a Gateway API route object read here (both HTTPRoute and GRPCRoute). */
 export interface RouteObject {
@@ -70,15 +71,6 @@ interface RawRule {
   backendRefs?: BackendRef[];
   timeouts?: { request?: string; backendRequest?: string };
   retry?: { codes?: number[]; attempts?: number; backoff?: string };
-}
-
-export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason: string;
-  message: string;
-  observedGeneration: number;
-  lastTransitionTime: string;
 }
 
 export interface ParentStatus {
