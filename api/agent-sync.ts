@@ -12,7 +12,10 @@
 // Sync is versioned, incremental and acknowledged. The controller numbers every change to the
 // state it computes with a revision, within an epoch (one controller process lifetime). On
 // connect the agent says which epoch and revision it last applied; if the controller still holds
-// the changes since then it sends only those, otherwise a full snapshot. The agent ACKs each
+// the changes since then it sends only those. Revisions mean nothing to another controller process
+// (a restart, another replica), so an agent with the `digests` feature also says what it holds by
+// content (api/agent-sync-digest.ts), and any controller sends it only the buckets that differ, in
+// a resume delta; an agent without the feature gets a full snapshot. The agent ACKs each
 // revision it applied, or NACKs it with a reason and keeps its last good state; it keeps that state
 // for as long as the controller is away.
 //
@@ -22,8 +25,8 @@
 //      reading it. Refusals before that point are a plain HTTP status with an ErrorBody: 401 (no or
 //      bad token), 403 (not the agent's service account, or a hello naming another node than the
 //      token's), 400 (first line not a hello), 503 (controller not synced yet: retry).
-//   2. 200, then a snapshot or delta right away. A delta with base == revision and nothing in it
-//      means "you are current". Further deltas follow as the state changes, each based on the
+//   2. 200, then a snapshot or delta (or resume delta) right away. A delta with base == revision
+//      and nothing in it means "you are current". Further deltas follow as the state changes, each based on the
 //      previous message unless the agent NACKed (then based on its last ACKed revision).
 //   3. The controller ends a stream it refuses mid-way (a malformed line, an ACK for a revision it
 //      never sent, shutdown) with HTTP/2 trailers `weft-error-code` / `weft-error-message`
@@ -34,6 +37,7 @@
 import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from './policy/model.ts';
 import { checkCompiledAccessPolicy, checkCompiledMeshTLSPolicy } from './policy/wire.ts';
 import { checkCompiledRoute, type CompiledRoute } from './route.ts';
+import { validBuckets, type HelloDigests, type ReplacedBuckets } from './agent-sync-digest.ts';
 
 /**
  * A pod in the pod network of a node (scheduled, not host-network, not finished). Every agent
@@ -131,8 +135,11 @@ export type ResourceKind = Resource['kind'];
 export type ResourceRef = { kind: ResourceKind; key: string };
 export const RESOURCE_KINDS: readonly ResourceKind[] = ['Workload', 'Service', 'AccessPolicy', 'MeshTLSPolicy', 'Route'];
 
-/** What this agent understands beyond the first protocol, announced in its hello. */
-export const AGENT_FEATURES = ['routes'] as const;
+/**
+ * What this agent understands beyond the first protocol, announced in its hello. `digests`: it can
+ * say what it holds by content (hello.digests) and apply a resume delta (delta.resume).
+ */
+export const AGENT_FEATURES = ['routes', 'digests'] as const;
 export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 export type SyncMessage =
@@ -152,10 +159,28 @@ export type SyncMessage =
       config?: MeshConfig;
       upserts: Resource[];
       removes: ResourceRef[];
+      /**
+       * Set only for an agent whose hello had digests, as the first message of the stream: the
+       * delta applies to the state the agent announced, (resume.epoch, resume.revision), whatever
+       * the controller's epoch, instead of to `base`. Before the upserts and removes the agent
+       * drops what it holds in each replaced bucket (api/agent-sync-digest.ts), so that each
+       * such bucket ends up exactly as the controller's. Everything else it holds is already
+       * equal. It carries the config.
+       */
+      resume?: { epoch: string; revision: number; replace: ReplacedBuckets };
     };
 
 export type AgentMessage =
-  | { type: 'hello'; node: string; epoch?: string; revision?: number; agentVersion: string; features?: string[] }
+  | {
+      type: 'hello';
+      node: string;
+      epoch?: string;
+      revision?: number;
+      agentVersion: string;
+      features?: string[];
+      /** What the agent holds, by content, when it holds something (the `digests` feature). */
+      digests?: HelloDigests;
+    }
   | { type: 'ack'; epoch: string; revision: number }
   | { type: 'nack'; epoch: string; revision: number; reason: string };
 
@@ -314,9 +339,27 @@ export function parseSyncMessage(line: string): SyncMessage {
       ...(v.config !== undefined ? { config: checkConfig(v.config, 'config') } : {}),
       upserts: v.upserts.map((r: Json, i: number) => checkResource(r, `upserts[${i}]`)),
       removes,
+      ...(v.resume !== undefined ? { resume: checkResume(v.resume) } : {}),
     };
   }
   throw new ProtocolError(`type: unknown message type ${JSON.stringify(v.type)}`);
+}
+
+function checkResume(v: Json): { epoch: string; revision: number; replace: ReplacedBuckets } {
+  need(isObj(v) && isStr(v.epoch) && isInt(v.revision) && isObj(v.replace), 'resume', 'needs epoch, revision and replace');
+  for (const [kind, r] of Object.entries(v.replace)) {
+    need(RESOURCE_KINDS.includes(kind as ResourceKind), `resume.replace.${kind}`, 'unknown kind');
+    need(isObj(r) && validBuckets(r.buckets) && Array.isArray(r.ids) && r.ids.every((i) => isInt(i) && i < (r.buckets as number)), `resume.replace.${kind}`, 'needs buckets and bucket ids');
+  }
+  return v as unknown as { epoch: string; revision: number; replace: ReplacedBuckets };
+}
+
+function checkDigests(v: Json): void {
+  need(isObj(v), 'hello.digests', 'must be an object');
+  for (const [kind, d] of Object.entries(v)) {
+    need(RESOURCE_KINDS.includes(kind as ResourceKind), `hello.digests.${kind}`, 'unknown kind');
+    need(isObj(d) && validBuckets(d.buckets) && isStr(d.sums) && d.sums.length <= 4 * 1024 * 8, `hello.digests.${kind}`, 'needs buckets (a power of two up to 1024) and sums');
+  }
 }
 
 // What an agent sends is read by the controller, kept in its registry and written to its logs:
@@ -334,6 +377,7 @@ export function parseAgentMessage(line: string): AgentMessage {
       need(v.epoch === undefined || (isStr(v.epoch) && v.epoch.length <= MAX_SHORT_FIELD), 'hello.epoch', `must be a string of at most ${MAX_SHORT_FIELD} characters`);
       need(v.revision === undefined || isInt(v.revision), 'hello.revision', 'must be a non-negative integer');
       need(v.features === undefined || (isStrArr(v.features) && v.features.length <= 32 && v.features.every((f) => f.length <= 64)), 'hello.features', 'must be a short list of short strings');
+      if (v.digests !== undefined) checkDigests(v.digests);
       return v as unknown as AgentMessage;
     case 'ack':
       need(isStr(v.epoch) && isInt(v.revision), 'ack', 'needs epoch and revision');

@@ -107,14 +107,22 @@ export interface ScaleReport {
     tokenReviews: number;
     /** CPU seconds the simulated agents' processes spent meanwhile (parsing 1,000 snapshots is not free). */
     agentsCpuSeconds: number;
+    /** What the agents received until every one was synced: messages by kind and bytes in all. */
+    messages: { snapshot: number; resume: number; delta: number };
+    bytes: number;
+    /** Buckets the resumes replaced, summed over agents (0: every agent held the new controller's state). */
+    bucketsReplaced: number;
   };
   failover?: {
     /** SIGKILL of the serving replica → every agent holds a snapshot from the other one. */
     allSyncedSeconds: number;
-    /** The replicas' epochs differ: agents resync by snapshot rather than by revision. */
+    /** The replicas' epochs differ: agents cannot resume by revision, only by content or snapshot. */
     epochsDiffer: boolean;
-    /** After the change, agents whose policies are exactly what their node needs. */
+    /** After their first message from the standby, agents whose policies are exactly what their node needs. */
     agentsCorrect: number;
+    /** How the standby brought them over. */
+    messages: { snapshot: number; resume: number; delta: number };
+    bytes: number;
     /** A policy change through the new replica: API write → every agent. */
     changeAfter: Distribution;
   };
@@ -236,9 +244,11 @@ async function startForwarder(port: number, target: number): Promise<Forwarder> 
 
 async function startController(status: DevStatusJson, dir: string, port: number, log: (l: string) => void, identity = `scale-${process.pid}`): Promise<Controller> {
   const startedAt = now();
+  // WEFT_BENCH_CONTROLLER_NODE_OPTIONS: flags for the controller's node (e.g. `--cpu-prof --cpu-prof-dir=…`).
+  const nodeFlags = (process.env.WEFT_BENCH_CONTROLLER_NODE_OPTIONS ?? '').split(' ').filter((f) => f !== '');
   const proc = spawn(
     process.execPath,
-    [join(REPO, 'controller/main.ts'), '--kubeconfig', status.kubeconfig, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--listen', `127.0.0.1:${port}`, '--health-listen', '127.0.0.1:0', '--identity', identity],
+    [...nodeFlags, join(REPO, 'controller/main.ts'), '--kubeconfig', status.kubeconfig, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--listen', `127.0.0.1:${port}`, '--health-listen', '127.0.0.1:0', '--identity', identity],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const healthPort = await new Promise<number>((resolve, reject) => {
@@ -495,6 +505,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
         refusedStreams: sum('weft_controller_sync_streams_refused_total'),
         tokenReviews: sum('weft_controller_token_reviews_total'),
         agentsCpuSeconds: (await fleet.cpuSeconds()) - agentsCpuBefore,
+        ...received(fleet.since(killedAt), allAt),
       };
       o.log(`storm: ${JSON.stringify(storm)}`);
     }
@@ -510,14 +521,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
       standby = undefined;
       const fromNew = (n: string): AgentEvent | undefined => fleet.events.get(n)?.find((e) => e.at >= killedAt && e.epoch !== oldEpoch);
       await fleet.until('every agent on the standby replica', () => nodes.every((n) => fromNew(n)), 120_000);
-      const allSyncedSeconds = (now() - killedAt) / 1000;
+      const allSyncedAt = now();
+      const allSyncedSeconds = (allSyncedAt - killedAt) / 1000;
+      const { messages, bytes } = received(fleet.since(killedAt), allSyncedAt);
       const newEpoch = fromNew(nodes[0] as string)?.epoch;
       let agentsCorrect = 0;
       for (const n of nodes) {
         const first = fromNew(n);
         const want = [...(broadNodes.has(n) ? [`${NS}/broad`] : []), ...(narrowNodes.has(n) ? [`${NS}/narrow`] : [])].sort();
-        const got = (first?.pol ?? []).map(([k]) => k).sort();
-        if (first?.type === 'snapshot' && JSON.stringify(got) === JSON.stringify(want)) agentsCorrect++;
+        if (first && JSON.stringify(first.held) === JSON.stringify(want)) agentsCorrect++;
       }
       const started = now();
       const obj = (await custom.patchNamespacedCustomObject({ ...ref, name: 'broad', body: { spec: spec('broad', o.rounds + 1) } }, mergePatch)) as { metadata: { generation: number } };
@@ -528,6 +540,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
         allSyncedSeconds,
         epochsDiffer: newEpoch !== undefined && newEpoch !== oldEpoch,
         agentsCorrect,
+        messages,
+        bytes,
         changeAfter: distribution([...broadNodes].map((n) => (got(n) as AgentEvent).at - started)),
       };
       o.log(`failover: ${JSON.stringify(failover)}`);
@@ -594,6 +608,19 @@ function changeCost(events: Map<string, AgentEvent[]>, selected: Set<string>): C
     othersWithMessages: others.filter((es) => es.length > 0).length,
     othersMaxBytes: Math.max(0, ...others.map(bytes)),
   };
+}
+
+function received(events: Map<string, AgentEvent[]>, until: number): { messages: { snapshot: number; resume: number; delta: number }; bytes: number; bucketsReplaced: number } {
+  const out = { messages: { snapshot: 0, resume: 0, delta: 0 }, bytes: 0, bucketsReplaced: 0 };
+  for (const es of events.values()) {
+    for (const e of es) {
+      if (e.at > until) continue;
+      out.messages[e.type === 'snapshot' ? 'snapshot' : e.resume !== undefined ? 'resume' : 'delta']++;
+      out.bytes += e.bytes;
+      out.bucketsReplaced += e.resume ?? 0;
+    }
+  }
+  return out;
 }
 
 function mergeCosts(costs: ChangeCost[]): ChangeCost {

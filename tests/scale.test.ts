@@ -2,8 +2,9 @@
 // controller on the playground's API server, real node-bound tokens, simulated agents in a
 // process of their own. Besides running, it checks what per-node state promises: a policy for a
 // few nodes reaches those and sends the other agents nothing, and after a controller restart every
-// agent is synced with the new process; and after a leader change (the serving replica killed,
-// agents moved to the other) every agent holds exactly the policies its node needs.
+// agent is synced with the new process by content, without a snapshot; and after a leader change
+// (the serving replica killed, agents moved to the other) every agent holds exactly the policies
+// its node needs, again without a snapshot.
 import t from 'tap';
 import { uniqueName } from './helpers/playground.ts';
 import { runScale } from '../bench/scale-harness.ts';
@@ -21,8 +22,10 @@ t.test('20 simulated nodes: programmed, scoped, and resynced after a restart', a
   t.equal(r.broadCost.selectedMessages, 1, 'a change is one message per selected agent');
   t.equal(r.podCost.agentsWithMessage, 20, 'a new pod reaches every agent');
   t.ok(r.storm && r.storm.allSyncedSeconds < 60, `every agent synced with the restarted controller (${r.storm?.allSyncedSeconds} s)`);
+  t.equal(r.storm?.messages.snapshot, 0, `none of them by a snapshot (${JSON.stringify(r.storm?.messages)}, ${r.storm?.bytes} bytes)`);
   t.ok(r.failover?.epochsDiffer, 'the replicas number revisions in epochs of their own');
-  t.equal(r.failover?.agentsCorrect, 20, 'so every agent resynced from a snapshot of the standby, with the right policies');
+  t.equal(r.failover?.agentsCorrect, 20, 'every agent resumed on the standby holding exactly the policies its node needs');
+  t.equal(r.failover?.messages.snapshot, 0, `by content, not by a snapshot (${JSON.stringify(r.failover?.messages)})`);
   t.equal(r.failover?.changeAfter.n, 20, 'and a change through the standby reached every agent');
   t.ok((r.apiServer.controllerStart['LIST pods'] ?? 0) >= 1, 'the controller listed pods from the API server');
 });

@@ -3,7 +3,8 @@
 // leaves the last good state in place. The store is checkpointed to disk so that an agent that
 // restarts while the controller is away comes back with the state it had.
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { parseSyncMessage, type MeshConfig, type Resource, type Service, type SyncMessage, type Workload } from '../../api/agent-sync.ts';
+import { parseSyncMessage, type MeshConfig, type Resource, type ResourceKind, type Service, type SyncMessage, type Workload } from '../../api/agent-sync.ts';
+import { bucketOf, bucketsFor, contentHash, digestOf, type HelloDigests } from '../../api/agent-sync-digest.ts';
 import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from '../../api/policy/model.ts';
 import type { CompiledRoute } from '../../api/route.ts';
 
@@ -39,6 +40,8 @@ export class StateStore {
   // Addresses this node's CNI handed to local pods, known before the controller reports them.
   readonly #localIPs = new Map<string, string>();
   #listeners = new Set<() => void>();
+  // Content hashes by value object: values are replaced, never changed, once applied.
+  readonly #hashes = new WeakMap<object, string>();
 
   /** Applies a sync message; a delta on another base is refused (the client then reconnects). */
   apply(msg: SyncMessage): ApplyResult {
@@ -46,6 +49,19 @@ export class StateStore {
       for (const m of this.#maps()) m.clear();
       for (const r of msg.resources) this.#put(r);
       this.config = msg.config;
+    } else if (msg.resume) {
+      const { resume } = msg;
+      if (resume.epoch !== this.epoch || resume.revision !== this.revision) {
+        return { ok: false, reason: `resume of ${resume.epoch}/${resume.revision} but the agent is at ${this.epoch ?? '-'}/${this.revision}` };
+      }
+      for (const [kind, r] of Object.entries(resume.replace)) {
+        const ids = new Set(r.ids);
+        const map = this.#mapOf(kind as ResourceKind);
+        for (const key of [...map.keys()]) if (ids.has(bucketOf(key, r.buckets))) map.delete(key);
+      }
+      for (const r of msg.removes) this.#mapOf(r.kind).delete(r.key);
+      for (const r of msg.upserts) this.#put(r);
+      if (msg.config) this.config = msg.config;
     } else {
       if (msg.epoch !== this.epoch || msg.base !== this.revision) {
         return { ok: false, reason: `delta on ${msg.epoch}/${msg.base} but the agent is at ${this.epoch ?? '-'}/${this.revision}` };
@@ -102,6 +118,35 @@ export class StateStore {
     this.#byIP = byIP;
     this.#byVIP = byVIP;
     this.#byUID = new Map([...this.#workloads.values()].map((w) => [w.uid, w]));
+  }
+
+  /** What this store holds, by content, for a hello (api/agent-sync-digest.ts); none before the first sync. */
+  digests(): HelloDigests | undefined {
+    if (this.epoch === undefined) return undefined;
+    const out: HelloDigests = {};
+    const kinds: [ResourceKind, Map<string, { key: string }>][] = [
+      ['Workload', this.#workloads],
+      ['Service', this.#services],
+      ['AccessPolicy', this.#accessPolicies],
+      ['MeshTLSPolicy', this.#mtlsPolicies],
+      ['Route', this.#routes],
+    ];
+    for (const [kind, map] of kinds) {
+      if (map.size === 0) continue;
+      const buckets = bucketsFor(map.size);
+      const entries = [...map].map(([key, value]) => [key, this.#hashOf(value as Resource['value'])] as const);
+      out[kind] = { buckets, sums: digestOf(entries, buckets).toString('base64') };
+    }
+    return out;
+  }
+
+  #hashOf(value: Resource['value']): string {
+    let h = this.#hashes.get(value);
+    if (h === undefined) {
+      h = contentHash(value);
+      this.#hashes.set(value, h);
+    }
+    return h;
   }
 
   /**

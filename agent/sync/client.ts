@@ -1,10 +1,12 @@
 // The agent's end of the sync protocol (api/agent-sync.ts): one HTTP/2 stream to the controller,
-// reconnected with backoff, resumed from the last applied (epoch, revision). While the
+// reconnected with backoff, resumed from the last applied (epoch, revision) and, for a controller
+// of another epoch, from content digests of what it holds. While the
 // controller is away the store keeps serving its last good state.
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { SyncMessage } from '../../api/agent-sync.ts';
+import type { HelloDigests } from '../../api/agent-sync-digest.ts';
 import { AGENT_FEATURES, CONTROLLER_SERVER_NAME, parseSyncMessage, SYNC_ERROR_TRAILERS, SYNC_PATH, type AgentMessage } from '../../api/agent-sync.ts';
 import type { ApplyResult } from '../state/store.ts';
 
@@ -16,6 +18,11 @@ export interface SyncTarget {
   readonly epoch: string | undefined;
   readonly revision: number;
   apply(msg: SyncMessage): ApplyResult;
+  /**
+   * What it holds, by content, so that a controller of another epoch (restarted, another replica)
+   * can send only what differs instead of a snapshot.
+   */
+  digests?(): HelloDigests | undefined;
 }
 
 /** The longest retry-after the agent honours; a controller cannot park its agents for longer. */
@@ -114,7 +121,15 @@ export class SyncClient {
     });
     stream.on('error', (e: Error) => this.#retry(`stream: ${e.message}`));
     stream.on('close', () => this.#retry('stream closed'));
-    this.#send({ type: 'hello', node: o.node, agentVersion: o.agentVersion, features: [...AGENT_FEATURES], ...(o.store.epoch ? { epoch: o.store.epoch, revision: o.store.revision } : {}) });
+    const digests = o.store.epoch ? o.store.digests?.() : undefined;
+    this.#send({
+      type: 'hello',
+      node: o.node,
+      agentVersion: o.agentVersion,
+      features: [...AGENT_FEATURES],
+      ...(o.store.epoch ? { epoch: o.store.epoch, revision: o.store.revision } : {}),
+      ...(digests ? { digests } : {}),
+    });
 
     const lines = createInterface({ input: stream, crlfDelay: Infinity });
     lines.on('error', () => {}); // the stream's own error handler reconnects

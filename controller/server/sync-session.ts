@@ -9,11 +9,14 @@
 // change log's floor do not leave it behind. Each push carries everything since the previous one, so an agent that reads slowly
 // gets fewer, larger deltas rather than a growing queue: while the stream's buffer is full nothing
 // is written, and on 'drain' one delta catches up. ACKs and NACKs are recorded in the registry.
+// An agent from another epoch (or too far behind for the log) that lists `digests` and says what it
+// holds is resumed by content: only the buckets that differ (store.resumeFor), not a snapshot.
 // A bad line ends only this stream, with trailers that say why.
 import type { ServerHttp2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
 import { ProtocolError, SYNC_CONTENT_TYPE, SYNC_ERROR_TRAILERS, parseAgentMessage } from '../../api/agent-sync.ts';
 import type { AgentApiErrorCode, AgentMessage, SyncMessage } from '../../api/agent-sync.ts';
+import type { HelloDigests } from '../../api/agent-sync-digest.ts';
 import type { Logger } from '../../api/log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import type { RevisionedStore } from '../state/store.ts';
@@ -61,6 +64,9 @@ export class SyncSession {
   #connection: AgentConnection | undefined;
   /** The agent's hello listed `routes`: it understands the Route kind (older agents refuse it). */
   #routes = false;
+  // What the agent said it holds, by content; good for the first push only (after it, the agent
+  // holds whatever that push made it hold).
+  #held: { epoch: string; revision: number; digests: HelloDigests } | undefined;
   #trailers: Record<string, string> = {};
   // The revision (in this store's epoch) the agent is known to hold: from its hello if same
   // epoch, then from its ACKs. A NACK sends the next push back to it.
@@ -160,6 +166,9 @@ export class SyncSession {
       this.#agentRevision = msg.revision;
       this.#sentRevision = msg.revision;
     }
+    if (msg.features?.includes('digests') && msg.digests && msg.epoch !== undefined && msg.revision !== undefined) {
+      this.#held = { epoch: msg.epoch, revision: msg.revision, digests: msg.digests };
+    }
     this.#log.info('agent connected', { agentVersion: msg.agentVersion, resumeEpoch: msg.epoch, resumeRevision: msg.revision, revision: store.revision });
     this.#unsubscribe = store.subscribe(() => this.#guard(() => this.#push(false)));
     this.#push(true);
@@ -204,7 +213,10 @@ export class SyncSession {
     }
     this.#dirty = false;
     const { store, stream } = this.#o;
-    const msg = (this.#sentRevision === undefined ? null : store.deltaFor(this.node, this.#sentRevision)) ?? store.snapshotFor(this.node);
+    const held = this.#held;
+    this.#held = undefined;
+    const msg =
+      (this.#sentRevision === undefined ? null : store.deltaFor(this.node, this.#sentRevision)) ?? (held ? store.resumeFor(this.node, held, this.#routes) : null) ?? store.snapshotFor(this.node);
     if (msg.type === 'delta' && msg.base === msg.revision && !force) return;
     if (!force && isEmpty(msg)) {
       this.#catchUp ??= setTimeout(() => {
@@ -219,7 +231,7 @@ export class SyncSession {
     this.#sentRevision = msg.revision;
     this.#maxSentRevision = Math.max(this.#maxSentRevision, msg.revision);
     this.#connection?.sent(msg.epoch, msg.revision);
-    this.#o.metrics?.pushes.inc({ type: msg.type });
+    this.#o.metrics?.pushes.inc({ type: msg.type === 'delta' && msg.resume ? 'resume' : msg.type });
     this.#log.debug('pushed', { type: msg.type, revision: msg.revision, ...(msg.type === 'delta' ? { base: msg.base } : {}) });
     let flowing = true;
     for (const chunk of store.encode(this.#routes ? msg : withoutRoutes(msg))) flowing = stream.write(chunk);

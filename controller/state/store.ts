@@ -7,11 +7,14 @@
 // - A bounded log of the refs each revision touched lets an agent that comes back at
 //   (epoch, revision) get only what changed since; once its revision has fallen out of the log it
 //   gets a snapshot. The log keeps refs, not values: a delta always carries the current values.
+// - An agent from another epoch (a restarted controller, another replica) that says what it holds
+//   by content (api/agent-sync-digest.ts) gets a resume delta: only the buckets that differ.
 // - What an agent is sent is its node's view (node-scope.ts): every workload, service and the
 //   mesh config, and only the policies that select a meshed workload on its node. snapshot() and
 //   delta() are the whole store; snapshotFor() and deltaFor() are what the sync streams send.
 import { randomBytes } from 'node:crypto';
-import type { MeshConfig, Resource, ResourceRef, SyncMessage, Workload } from '../../api/agent-sync.ts';
+import type { MeshConfig, Resource, ResourceKind, ResourceRef, SyncMessage, Workload } from '../../api/agent-sync.ts';
+import { bucketOf, contentHash, decodeSums, sumsOf, DIGEST_BYTES, type HelloDigests, type ReplacedBuckets } from '../../api/agent-sync-digest.ts';
 import { jsonEqual } from './equal.ts';
 import { NodeScope, isPolicy, type Change } from './node-scope.ts';
 
@@ -84,6 +87,10 @@ export class RevisionedStore {
   readonly #nodeDeltas = new Map<string, DeltaMessage>();
   readonly #snapshotPolicies = new WeakMap<SnapshotMessage, Resource[]>();
   readonly #lines = new WeakMap<SyncMessage, Buffer[]>();
+  // Content hash of each committed resource, for resume by digest.
+  readonly #hashes = new Map<RefKey, string>();
+  // Bucket members and sums of a mesh-wide kind at the current revision, by `${kind}/${buckets}`.
+  readonly #buckets = new Map<string, { members: [RefKey, string][][]; sums: Buffer }>();
   #closed = false;
 
   constructor(options: StoreOptions) {
@@ -181,9 +188,16 @@ export class RevisionedStore {
 
     this.#revision += 1;
     for (const key of changed) {
-      if (this.#resources.has(key)) this.#changedAt.set(key, this.#revision);
-      else this.#changedAt.delete(key);
+      const r = this.#resources.get(key);
+      if (r) {
+        this.#changedAt.set(key, this.#revision);
+        this.#hashes.set(key, contentHash(r.value));
+      } else {
+        this.#changedAt.delete(key);
+        this.#hashes.delete(key);
+      }
     }
+    this.#buckets.clear();
     // A policy whose nodes changed (a selected pod scheduled or gone) is logged like a change,
     // so that deltas look at it; its value, and so its changedAt, stay as they were.
     const moved = this.#scope.commit(this.#revision, changes, () => this.#workloads());
@@ -330,6 +344,44 @@ export class RevisionedStore {
   }
 
   /**
+   * The first message for an agent that said by content what it holds (hello.digests): a delta
+   * that applies to its state as announced, with every bucket whose digest differs from this
+   * node's view sent whole and marked replaced. Routes only when `routes` (an agent without them
+   * holds none). Equal state gives an empty delta that only moves the agent to this epoch.
+   */
+  resumeFor(node: string, held: { epoch: string; revision: number; digests: HelloDigests }, routes: boolean): DeltaMessage {
+    const upserts: Resource[] = [];
+    const replace: ReplacedBuckets = {};
+    const policies = this.#scope.policiesFor(node);
+    for (const kind of ['Workload', 'Service', 'AccessPolicy', 'MeshTLSPolicy', 'Route'] as const) {
+      if (kind === 'Route' && !routes) continue;
+      const d = held.digests[kind];
+      const buckets = d?.buckets ?? 1;
+      const theirs = d ? decodeSums(d) : Buffer.alloc(DIGEST_BYTES);
+      const mine = kind === 'AccessPolicy' || kind === 'MeshTLSPolicy' ? this.#nodeBuckets(policies, kind, buckets) : this.#kindBuckets(kind, buckets);
+      const ids: number[] = [];
+      for (let i = 0; i < buckets; i++) {
+        const at = i * DIGEST_BYTES;
+        // Undecodable sums compare unequal everywhere: the whole kind is sent, nothing is trusted.
+        if (theirs && mine.sums.compare(theirs, at, at + DIGEST_BYTES, at, at + DIGEST_BYTES) === 0) continue;
+        ids.push(i);
+        for (const [key] of mine.members[i] as [RefKey, string][]) upserts.push(this.#resources.get(key) as Resource);
+      }
+      if (ids.length > 0) replace[kind] = { buckets, ids };
+    }
+    return {
+      type: 'delta',
+      epoch: this.epoch,
+      revision: this.#revision,
+      base: this.#revision,
+      config: { ...this.#config },
+      upserts,
+      removes: [],
+      resume: { epoch: held.epoch, revision: held.revision, replace },
+    };
+  }
+
+  /**
    * What an agent that last applied (epoch, revision) should get: a delta when it is from this
    * epoch and inside the log, otherwise a snapshot.
    */
@@ -362,6 +414,29 @@ export class RevisionedStore {
     else clearTimeout(this.#timer);
     const wait = Math.max(0, Math.min(this.#options.debounceMs, this.#firstStagedAt + this.#options.maxDelayMs - now));
     this.#timer = setTimeout(() => this.flush(), wait);
+  }
+
+  #kindBuckets(kind: ResourceKind, buckets: number): { members: [RefKey, string][][]; sums: Buffer } {
+    const id = `${kind}/${buckets}`;
+    let b = this.#buckets.get(id);
+    if (!b) {
+      const members: [RefKey, string][][] = Array.from({ length: buckets }, () => []);
+      for (const [key, r] of this.#resources) {
+        if (r.kind === kind) (members[bucketOf(r.value.key, buckets)] as [RefKey, string][]).push([key, this.#hashes.get(key) as string]);
+      }
+      b = { members, sums: sumsOf(members.map((m) => m.map(([key, hash]) => [key.slice(kind.length + 1), hash] as const))) };
+      this.#buckets.set(id, b);
+    }
+    return b;
+  }
+
+  #nodeBuckets(policies: RefKey[], kind: ResourceKind, buckets: number): { members: [RefKey, string][][]; sums: Buffer } {
+    const members: [RefKey, string][][] = Array.from({ length: buckets }, () => []);
+    for (const key of policies) {
+      const r = this.#resources.get(key);
+      if (r?.kind === kind) (members[bucketOf(r.value.key, buckets)] as [RefKey, string][]).push([key, this.#hashes.get(key) as string]);
+    }
+    return { members, sums: sumsOf(members.map((m) => m.map(([key, hash]) => [key.slice(kind.length + 1), hash] as const))) };
   }
 
   *#workloads(): Iterable<Workload> {
