@@ -134,6 +134,40 @@ t.test('a failing export: its spans are counted as dropped', async (t) => {
   t.teardown(() => tracing.shutdown());
 });
 
+t.test('a flush sends the queue one batch after another; after a failed batch the rest are dropped, counted', async (t) => {
+  let inFlight = 0;
+  let most = 0;
+  let accepted = 0;
+  let fail = false;
+  const slow: SpanExporter = {
+    export: (spans, done) => {
+      most = Math.max(most, ++inFlight);
+      setTimeout(() => {
+        inFlight--;
+        if (fail) return done({ code: ExportResultCode.FAILED, error: new Error('503') });
+        accepted += spans.length;
+        done({ code: ExportResultCode.SUCCESS });
+      }, 20);
+    },
+    shutdown: () => Promise.resolve(),
+  };
+  const tracing = new RequestTracing(settings({ samplingRatio: 1, maxQueueSize: 16, maxExportBatchSize: 2, scheduledDelayMs: 60_000 }), { node: 'n', exporter: slow });
+  t.teardown(() => tracing.shutdown());
+  const busy = await droppedCount('export_busy');
+  for (let i = 0; i < 7; i += 1) tracing.startServerSpan(request()).end({ status: 200 });
+  await tracing.flush();
+  t.equal(accepted, 7, 'every batch of the queue was exported');
+  t.equal(most, 1, 'one export at a time');
+  t.equal((await droppedCount('export_busy')) - busy, 0, 'none dropped as busy');
+
+  fail = true;
+  const failed = await droppedCount('export_failed');
+  for (let i = 0; i < 7; i += 1) tracing.startServerSpan(request()).end({ status: 200 });
+  await tracing.flush();
+  t.equal((await droppedCount('export_failed')) - failed, 7, 'the failed batch and the rest of the queue after it, counted');
+  t.ok(most === 1 && accepted === 7, 'still one at a time, nothing more accepted');
+});
+
 t.test('settings from the environment', async (t) => {
   t.equal(tracingFromEnv({}), null, 'no endpoint: off');
   t.equal(tracingFromEnv({ WEFT_TRACING_ENDPOINT: ' ' }), null);

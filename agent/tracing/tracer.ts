@@ -10,16 +10,21 @@
 // Sampling is parent-based: a request carrying a sampling decision keeps it; one without a trace
 // starts one with the ratio of its destination (the namespace's annotation, else the chart's).
 //
-// Export never touches traffic: spans go to a BatchSpanProcessor whose queue is bounded; when it is
-// full (collector slow or down) new spans are dropped, and so are the spans of a failed export;
-// both are counted in weft_trace_spans_dropped_total.
-import { type Attributes, type Context, type SpanContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, type TextMapGetter, type TextMapSetter, createContextKey, trace } from '@opentelemetry/api';
-import { CompositePropagator, type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
+// Export never touches traffic, and a collector that is slow, down or stopped costs bounded memory:
+// spans go to a batch processor whose queue is bounded (new spans are dropped when it is full),
+// and on to the collector one batch at a time, each export with a deadline after which its
+// connection is destroyed (BoundedExporter). Every span lost is counted in
+// weft_trace_spans_dropped_total{reason}.
+import http from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { type Attributes, type Context, type SpanContext, ROOT_CONTEXT, context, SpanKind, SpanStatusCode, TraceFlags, type TextMapGetter, type TextMapSetter, createContextKey, trace } from '@opentelemetry/api';
+import { CompositePropagator, type ExportResult, ExportResultCode, W3CTraceContextPropagator, suppressTracing } from '@opentelemetry/core';
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, type ReadableSpan, type Sampler, SamplingDecision, type SamplingResult, type SpanExporter, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
+import { type ReadableSpan, type Sampler, SamplingDecision, type SamplingResult, type SpanExporter, type SpanProcessor, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
@@ -127,43 +132,111 @@ class MeshSampler implements Sampler {
 }
 
 /**
- * Counts what a failed export loses, and says so in the log once a minute at most. An export that
- * has not answered by its deadline counts as failed: the OTLP exporter was seen to leave a request
- * to a collector that never completes the TCP handshake pending past its own timeout, and those
- * spans would otherwise vanish uncounted.
+ * The exporter's HTTP agent: one connection at most, and `abort` destroys every socket it opened.
+ * The OTLP exporter's own timeout is a socket idle timeout that Node starts only once the socket has
+ * connected, so a request to a collector whose SYNs go unanswered stays pending (and holds its
+ * serialized batch) until the kernel gives up on the handshake, minutes later.
  */
-class CountingExporter implements SpanExporter {
+function exportAgent(url: string): { agent: http.Agent; abort: () => void } {
+  const options = { keepAlive: true, maxSockets: 1, maxFreeSockets: 1 };
+  const agent = url.startsWith('https:') ? new https.Agent(options) : new http.Agent(options);
+  const open = new Set<Duplex>();
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (o, callback) => {
+    const socket = create(o, callback);
+    if (socket) {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+    }
+    return socket;
+  };
+  return {
+    agent,
+    abort: () => {
+      for (const socket of open) socket.destroy();
+    },
+  };
+}
+
+/** How long an aborted export may take to let go before the batch processor moves on regardless. */
+const ABORT_GRACE_MS = 1000;
+
+/**
+ * What stands between the batch processor and the OTLP exporter: at most one export in flight, each
+ * with a deadline, and every span that does not reach the collector counted.
+ *
+ * A collector that is stopped, or whose SYNs are lost, leaves an export without an answer. At the
+ * deadline its spans count as dropped (`export_failed`) and its connection is destroyed, so that the
+ * exporter lets go of the batch (spans and serialized request) rather than keeping it until the
+ * kernel's own timeout. Until the exporter has answered, a new batch is dropped at once
+ * (`export_busy`) instead of joining a second request: what a dead collector makes the agent hold
+ * is the queue plus one batch, whatever the load. BoundedBatchProcessor sends one batch at a time
+ * already; this gate holds when an exporter is still holding on after the grace.
+ */
+export class BoundedExporter implements SpanExporter {
   readonly #inner: SpanExporter;
   readonly #log: TracingLog;
   readonly #deadlineMs: number;
+  readonly #abort: () => void;
+  #inFlight = false;
   #lastLogged = 0;
 
-  constructor(inner: SpanExporter, log: TracingLog, deadlineMs: number) {
+  constructor(inner: SpanExporter, log: TracingLog, deadlineMs: number, abort: () => void = () => {}) {
     this.#inner = inner;
     this.#log = log;
     this.#deadlineMs = deadlineMs;
+    this.#abort = abort;
   }
 
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    let settled = false;
-    const settle = (r: ExportResult): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
+    if (this.#inFlight) {
+      traceSpansDropped.inc({ reason: 'export_busy' }, spans.length);
+      this.#warn(spans.length, 'the previous export has not finished');
+      done({ code: ExportResultCode.FAILED, error: new Error('the previous export has not finished') });
+      return;
+    }
+    this.#inFlight = true;
+    let counted = false;
+    let reported = false;
+    const count = (r: ExportResult): void => {
+      if (counted) return;
+      counted = true;
       if (r.code === ExportResultCode.SUCCESS) traceSpansExported.inc(spans.length);
       else {
         traceSpansDropped.inc({ reason: 'export_failed' }, spans.length);
-        const now = Date.now();
-        if (now - this.#lastLogged > 60_000) {
-          this.#lastLogged = now;
-          this.#log('warn', 'span export failed; spans dropped', { spans: spans.length, error: r.error?.message ?? 'unknown' });
-        }
+        this.#warn(spans.length, r.error?.message ?? 'unknown');
       }
+    };
+    const report = (r: ExportResult): void => {
+      if (reported) return;
+      reported = true;
+      clearTimeout(timer);
       done(r);
     };
-    const timer = setTimeout(() => settle({ code: ExportResultCode.FAILED, error: new Error(`no answer within ${this.#deadlineMs} ms`) }), this.#deadlineMs);
+    // At the deadline the spans are lost; the batch processor hears of it once the exporter has let
+    // go (its connection destroyed, the answer is a moment away), so that the next batch finds it
+    // free. An exporter that still holds on after a grace is reported anyway: batches that come
+    // meanwhile are dropped as busy.
+    const timedOut: ExportResult = { code: ExportResultCode.FAILED, error: new Error(`no answer within ${this.#deadlineMs} ms`) };
+    let timer = setTimeout(() => {
+      count(timedOut);
+      this.#abort();
+      timer = setTimeout(() => report(timedOut), ABORT_GRACE_MS);
+      timer.unref();
+    }, this.#deadlineMs);
     timer.unref();
-    this.#inner.export(spans, settle);
+    this.#inner.export(spans, (r) => {
+      this.#inFlight = false;
+      count(r);
+      report(r);
+    });
+  }
+
+  #warn(spans: number, error: string): void {
+    const now = Date.now();
+    if (now - this.#lastLogged <= 60_000) return;
+    this.#lastLogged = now;
+    this.#log('warn', 'span export failed; spans dropped', { spans, error });
   }
 
   shutdown(): Promise<void> {
@@ -175,14 +248,98 @@ class CountingExporter implements SpanExporter {
   }
 }
 
-/** The SDK's batch processor, with its queue-full drops counted (it only logs them). */
-class CountingBatchProcessor extends BatchSpanProcessor {
-  override onEnd(span: ReadableSpan): void {
-    // The SDK keeps a running count of drops since the last accepted span; a rise is this span.
-    const self = this as unknown as { _droppedSpansCount: number };
-    const before = self._droppedSpansCount;
-    super.onEnd(span);
-    if (self._droppedSpansCount > before) traceSpansDropped.inc({ reason: 'queue_full' });
+interface BatchOptions {
+  maxQueueSize: number;
+  maxExportBatchSize: number;
+  scheduledDelayMs: number;
+}
+
+/**
+ * Finished spans, queued and sent in batches, one export at a time. The SDK's BatchSpanProcessor
+ * does not keep to one: after a failed export it clears its exporting flag a second time, once the
+ * next batch has already begun, and a flush sends every queued batch at once. A queue that is full
+ * drops the new span (`queue_full`); a flush (and shutdown) sends what is queued one batch after
+ * another, and after a failed batch drops the rest at once (counted): a collector that did not
+ * answer one will not answer the next, and shutdown should not wait a deadline per batch.
+ */
+class BoundedBatchProcessor implements SpanProcessor {
+  readonly #exporter: BoundedExporter;
+  readonly #o: BatchOptions;
+  #queue: ReadableSpan[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  /** The export in flight; resolves to whether it succeeded. */
+  #sending: Promise<boolean> | undefined;
+  #shutdown = false;
+
+  constructor(exporter: BoundedExporter, o: BatchOptions) {
+    this.#exporter = exporter;
+    this.#o = o;
+  }
+
+  onStart(): void {}
+
+  onEnd(span: ReadableSpan): void {
+    if (this.#shutdown || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+    if (this.#queue.length >= this.#o.maxQueueSize) return void traceSpansDropped.inc({ reason: 'queue_full' });
+    this.#queue.push(span);
+    this.#schedule();
+  }
+
+  async forceFlush(): Promise<void> {
+    // The export timers are unref'd (they must not hold a process open); a flush that is awaited
+    // must, until its deadlines have passed.
+    const hold = setInterval(() => {}, 60_000);
+    try {
+      // What is queued now goes; spans that end meanwhile wait for the timer.
+      for (let batches = Math.ceil(this.#queue.length / this.#o.maxExportBatchSize); batches > 0; batches--) {
+        while (this.#sending) await this.#sending;
+        if (!(await this.#send())) {
+          const lost = this.#queue.splice(0, (batches - 1) * this.#o.maxExportBatchSize);
+          if (lost.length > 0) traceSpansDropped.inc({ reason: 'export_failed' }, lost.length);
+          break;
+        }
+      }
+      while (this.#sending) await this.#sending;
+    } finally {
+      clearInterval(hold);
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    await this.forceFlush();
+    this.#shutdown = true;
+    clearTimeout(this.#timer);
+    await this.#exporter.shutdown();
+  }
+
+  /** Sends a full batch now, or a partial one after the delay; nothing while an export is in flight. */
+  #schedule(): void {
+    if (this.#sending || this.#queue.length === 0) return;
+    if (this.#queue.length >= this.#o.maxExportBatchSize) return void this.#send();
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#send();
+    }, this.#o.scheduledDelayMs);
+    this.#timer.unref();
+  }
+
+  #send(): Promise<boolean> {
+    if (this.#sending) return this.#sending;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#queue.splice(0, this.#o.maxExportBatchSize);
+    if (batch.length === 0) return Promise.resolve(true);
+    const sending = new Promise<boolean>((resolve) => {
+      // Spans of the exporter's own HTTP request would be traced by an instrumented process.
+      context.with(suppressTracing(context.active()), () => this.#exporter.export(batch, (r) => resolve(r.code === ExportResultCode.SUCCESS)));
+    });
+    this.#sending = sending;
+    void sending.then(() => {
+      this.#sending = undefined;
+      this.#schedule();
+    });
+    return sending;
   }
 }
 
@@ -211,21 +368,25 @@ export class RequestTracing {
     this.settings = settings;
     this.#node = o.node;
     const log = o.log ?? (() => {});
-    const inner =
-      o.exporter ??
-      (settings.protocol === 'http/json'
-        ? new OtlpJsonExporter({ url: tracesUrl(settings.endpoint), timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 2 })
-        : new OtlpProtoExporter({ url: tracesUrl(settings.endpoint), timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 2 }));
+    let abort: (() => void) | undefined;
+    let inner = o.exporter;
+    if (!inner) {
+      const url = tracesUrl(settings.endpoint);
+      const { agent, abort: destroy } = exportAgent(url);
+      abort = destroy;
+      // BoundedExporter admits one export at a time; the exporter frees its own slot a few
+      // microtasks after it answered, so its limit of one would refuse the next batch now and then.
+      const config = { url, timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 2, httpAgentOptions: () => Promise.resolve(agent) };
+      inner = settings.protocol === 'http/json' ? new OtlpJsonExporter(config) : new OtlpProtoExporter(config);
+    }
     this.#provider = new TracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'weft-agent', 'service.instance.id': o.node, 'k8s.node.name': o.node }),
       sampler: new MeshSampler(settings.samplingRatio),
       spanProcessors: [
-        new CountingBatchProcessor({
-          exporter: new CountingExporter(inner, log, settings.exportTimeoutMs),
+        new BoundedBatchProcessor(new BoundedExporter(inner, log, settings.exportTimeoutMs, abort), {
           maxQueueSize: settings.maxQueueSize,
           maxExportBatchSize: settings.maxExportBatchSize,
-          scheduledDelayMillis: settings.scheduledDelayMs,
-          exportTimeoutMillis: settings.exportTimeoutMs,
+          scheduledDelayMs: settings.scheduledDelayMs,
         }),
       ],
     });
