@@ -26,7 +26,6 @@ t.test('durations', async (t) => {
 t.test('a producer route compiles, with timeouts and retry', async (t) => {
   const r = compileRoute({
     kind: 'HTTPRoute',
-    grants: [],
     service,
     route: route('a', {
       parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }, { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw' }],
@@ -44,38 +43,27 @@ t.test('a producer route compiles, with timeouts and retry', async (t) => {
   t.same(rule?.retry, { codes: [503], attempts: 3, backoffMs: 10 }, 'attempts counts the first try too');
 });
 
-t.test('backend problems: InvalidKind, RefNotPermitted until granted, BackendNotFound', async (t) => {
+t.test('backend problems: InvalidKind, BackendNotFound; another namespace needs no ReferenceGrant', async (t) => {
   const spec = {
     parentRefs: [{ name: 'web', namespace: 'a' }],
     rules: [{ backendRefs: [{ group: 'example.com', kind: 'Bucket', name: 'x' }, { name: 'web', namespace: 'a', port: 80 }, { name: 'gone', port: 80 }, { name: 'other', port: 81 }] }],
   };
-  const r = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('b', spec) });
+  const r = compileRoute({ kind: 'HTTPRoute', service, route: route('b', spec) });
   t.match(r.parents[0]?.accepted.message, /consumer route/);
   t.equal(r.parents[0]?.resolvedRefs.ok, false);
   t.equal(r.parents[0]?.resolvedRefs.reason, 'InvalidKind', 'the first problem names the reason');
   const invalid = r.compiled?.rules[0]?.backends.map((b) => b.invalid?.split(':')[0]);
-  t.same(invalid, ['InvalidKind', 'RefNotPermitted', 'BackendNotFound', 'BackendNotFound'], 'each backend keeps its weight and its problem');
-  const granted = compileRoute({
-    kind: 'HTTPRoute',
-    service,
-    route: route('b', spec),
-    grants: [{ namespace: 'a', from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'b' }], to: [{ group: '', kind: 'Service', name: 'web' }] }],
-  });
-  t.equal(granted.compiled?.rules[0]?.backends[1]?.invalid, undefined, 'a ReferenceGrant permits it');
-  const wrongGrant = compileRoute({
-    kind: 'HTTPRoute',
-    service,
-    route: route('b', spec),
-    grants: [{ namespace: 'a', from: [{ group: 'gateway.networking.k8s.io', kind: 'GRPCRoute', namespace: 'b' }], to: [{ group: '', kind: 'Service' }] }],
-  });
-  t.match(wrongGrant.compiled?.rules[0]?.backends[1]?.invalid, /RefNotPermitted/, 'a grant for another kind does not');
+  t.same(invalid, ['InvalidKind', undefined, 'BackendNotFound', 'BackendNotFound'], 'each backend keeps its weight and its problem; the producer\'s Service resolves without a grant');
+  const consumer = compileRoute({ kind: 'HTTPRoute', service, route: route('b', { parentRefs: [{ name: 'web', namespace: 'a' }], rules: [{ backendRefs: [{ name: 'web', namespace: 'a', port: 80 }] }] }) });
+  t.equal(consumer.parents[0]?.resolvedRefs.ok, true, 'a consumer route to the producer\'s Service resolves (GEP-1294: mesh routes need no ReferenceGrant)');
+  t.equal(consumer.parents[0]?.resolvedRefs.reason, 'ResolvedRefs');
 });
 
 t.test('a missing parent is NoMatchingParent; an unsupported filter refuses the route', async (t) => {
-  const missing = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('a', { parentRefs: [{ name: 'nope' }, { name: 'web', port: 9 }], rules: [] }) });
+  const missing = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'nope' }, { name: 'web', port: 9 }], rules: [] }) });
   t.same(missing.parents.map((p) => p.accepted.reason), ['NoMatchingParent', 'NoMatchingParent']);
   t.equal(missing.compiled, undefined, 'not sent to agents');
-  const mirror = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
+  const mirror = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
   t.equal(mirror.parents[0]?.accepted.reason, 'UnsupportedValue');
   t.match(mirror.parents[0]?.accepted.message, /RequestMirror/);
   t.equal(mirror.compiled, undefined);
@@ -93,6 +81,6 @@ t.test('status entries keep their transition time while unchanged', async (t) =>
 t.test('patterns that could stall an agent are refused', async (t) => {
   for (const ok of ['/api/v[0-9]+/.*', '^/a(b|c)?$', '(foo)+', '[a-z]+(\\.[a-z]+)?', '(a+)?x']) t.ok(validRegex(ok), `${ok} accepted`);
   for (const bad of ['(a+)+', '(x*y?)*$', '((ab)+c)*', '(a|b+)*', '(.*)\\1', '(?=x)y', 'x'.repeat(1025), '(unclosed']) t.notOk(validRegex(bad), `${bad.slice(0, 20)} refused`);
-  const r = compileRoute({ kind: 'HTTPRoute', grants: [], service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(a+)+$' } }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
+  const r = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(a+)+$' } }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
   t.equal(r.parents[0]?.accepted.reason, 'UnsupportedValue', 'the route is not accepted');
 });

@@ -1,15 +1,19 @@
 // HTTPRoute (and GRPCRoute) objects with Service parents → the CompiledRoute agents apply, plus
-// the status of each Service parent: pure, from the route, the Services and the ReferenceGrants.
+// the status of each Service parent: pure, from the route and the Services.
 //
 // What the Gateway API asks of an implementation, and where it happens here:
 // - a parentRef to a Service (group "" or "core", kind Service) is ours; Gateways are not;
 // - a parent whose Service (or port) does not exist: Accepted=False, NoMatchingParent;
 // - a filter or field Weft does not implement: Accepted=False, UnsupportedValue (the route is not
 //   applied at all rather than applied without it);
-// - a backendRef that is not a Service: ResolvedRefs=False, InvalidKind; into another namespace
-//   without a ReferenceGrant: RefNotPermitted; to a Service or port that does not exist:
-//   BackendNotFound. The route still applies, and that backend's share of the requests answers 500.
-import { GATEWAY_GROUP, type CompiledRoute, type HeaderModifier, type RouteBackend, type RouteFilter, type RouteKind, type RouteMatch, type RouteParent, type RouteRule } from '../../api/route.ts';
+// - a backendRef that is not a Service: ResolvedRefs=False, InvalidKind; to a Service or port that
+//   does not exist: BackendNotFound. The route still applies, and that backend's share of the
+//   requests answers 500.
+// - a backendRef into another namespace needs no ReferenceGrant (GEP-1294, and the suite's
+//   MeshConsumerRoute): a mesh route reaches nothing its clients could not reach directly, since
+//   the routed request goes upstream with the client pod's own identity and the destination's
+//   AccessPolicy judges that identity as it would a direct request.
+import type { CompiledRoute, HeaderModifier, RouteBackend, RouteFilter, RouteKind, RouteMatch, RouteParent, RouteRule } from '../../api/route.ts';
 import type { Service } from '../../api/agent-sync.ts';
 import type { Condition } from '../policy/status.ts';
 
@@ -79,17 +83,10 @@ export interface ParentStatus {
   conditions: Condition[];
 }
 
-export interface ReferenceGrantView {
-  namespace: string;
-  from: { group: string; kind: string; namespace: string }[];
-  to: { group: string; kind: string; name?: string }[];
-}
-
 export interface CompileInput {
   kind: RouteKind;
   route: RouteObject;
   service: (key: string) => Service | undefined;
-  grants: readonly ReferenceGrantView[];
 }
 
 /** What a parent's conditions say, before timestamps. */
@@ -186,7 +183,6 @@ export function compileRoute(i: CompileInput): CompileResult {
 function backendProblem(i: CompileInput, b: BackendRef, routeNs: string): { reason: string; message: string } | undefined {
   if (!isServiceRef(b)) return { reason: 'InvalidKind', message: `${b.group ?? ''}/${b.kind ?? ''} is not a supported backend kind (Service is)` };
   const bns = b.namespace ?? routeNs;
-  if (bns !== routeNs && !granted(i, bns, b.name)) return { reason: 'RefNotPermitted', message: `no ReferenceGrant in ${bns} lets ${i.kind}s in ${routeNs} refer to Service ${b.name}` };
   const svc = i.service(`${bns}/${b.name}`);
   if (!svc) return { reason: 'BackendNotFound', message: `Service ${bns}/${b.name} not found` };
   if (b.port === undefined) return { reason: 'BackendNotFound', message: 'a Service backendRef needs a port' };
@@ -194,15 +190,6 @@ function backendProblem(i: CompileInput, b: BackendRef, routeNs: string): { reas
   return undefined;
 }
 
-function granted(i: CompileInput, toNs: string, service: string): boolean {
-  const fromNs = i.route.metadata?.namespace ?? '';
-  return i.grants.some(
-    (g) =>
-      g.namespace === toNs &&
-      g.from.some((f) => f.group === GATEWAY_GROUP && f.kind === i.kind && f.namespace === fromNs) &&
-      g.to.some((t) => (t.group === '' || t.group === 'core') && t.kind === 'Service' && (t.name === undefined || t.name === '' || t.name === service)),
-  );
-}
 
 function compileMatch(kind: RouteKind, m: NonNullable<RawRule['matches']>[number], p: string, unsupported: string[]): RouteMatch {
   const out: RouteMatch = { headers: [], queryParams: [] };

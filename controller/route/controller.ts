@@ -4,7 +4,7 @@
 // The route CRDs are optional: their watches are not part of the controller's readiness (a
 // cluster without them must still get workloads and policies), and a watch on a CRD that does not
 // exist yet keeps retrying, so installing the CRDs later is enough. Level-based like the other
-// reconcilers: any change of a route, a Service or a ReferenceGrant recompiles every route (there
+// reconcilers: any change of a route or a Service recompiles every route (there
 // are few, and compiling one is a walk over its spec), and only real differences reach the store.
 // Status is written by the leader only, and only its own entries of status.parents.
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
@@ -16,15 +16,12 @@ import type { LeaderElector } from '../kube/leader.ts';
 import { watchResource, type ResourceWatch } from '../kube/resource-watch.ts';
 import { jsonEqual } from '../state/equal.ts';
 import type { RevisionedStore } from '../state/store.ts';
-import { compileRoute, parentStatuses, type ParentStatus, type ReferenceGrantView, type RouteObject } from './compile.ts';
+import { compileRoute, parentStatuses, type ParentStatus, type RouteObject } from './compile.ts';
 
 const PLURAL: Record<RouteKind, string> = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 type RouteResource = RouteObject & KubernetesObject;
-interface GrantResource extends KubernetesObject {
-  spec?: { from?: { group: string; kind: string; namespace: string }[]; to?: { group: string; kind: string; name?: string }[] };
-}
 
 export interface RouteControllerOptions {
   kubeConfig: KubeConfig;
@@ -38,7 +35,7 @@ export class RouteController {
   readonly #o: RouteControllerOptions;
   readonly #log: Logger;
   readonly #custom: CustomObjectsApi;
-  readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource>; grants: ResourceWatch<GrantResource> };
+  readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource> };
   readonly #written = new Map<string, ParentStatus[]>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -63,7 +60,6 @@ export class RouteController {
     this.watches = {
       HTTPRoute: watch<RouteResource>(PLURAL.HTTPRoute, 'v1'),
       GRPCRoute: watch<RouteResource>(PLURAL.GRPCRoute, 'v1'),
-      grants: watch<GrantResource>('referencegrants', 'v1beta1'),
     };
     const poke = (): void => this.#schedule();
     for (const w of Object.values(this.watches)) w.onChange(poke);
@@ -107,12 +103,11 @@ export class RouteController {
   async #pass(): Promise<void> {
     const { store } = this.#o;
     const service = (key: string) => store.get({ kind: 'Service', key })?.value as Service | undefined;
-    const grants: ReferenceGrantView[] = this.watches.grants.list().map((g) => ({ namespace: g.metadata?.namespace ?? '', from: g.spec?.from ?? [], to: g.spec?.to ?? [] }));
     const live = new Set<string>();
     const writes: Promise<void>[] = [];
     for (const kind of ['HTTPRoute', 'GRPCRoute'] as const) {
       for (const route of this.watches[kind].list()) {
-        const r = compileRoute({ kind, route, service, grants });
+        const r = compileRoute({ kind, route, service });
         const key = `${kind}/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}`;
         live.add(key);
         if (r.compiled) {
