@@ -311,10 +311,19 @@ class Fleet {
     }
   }
 
-  /** Resolves when `done()` holds, re-checked on every event; rejects after `timeoutMs`. */
+  /**
+   * Resolves when `done()` holds, re-checked after events but at most every 20 ms (a check scans
+   * every node, and this process shares the machine with the controller it measures); rejects
+   * after `timeoutMs`. Latencies come from the agents' own timestamps, not from when this returns.
+   */
   async until(what: string, done: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    let checked = 0;
     while (!done()) {
+      const since = performance.now() - checked;
+      if (since < 20) await sleep(20 - since);
+      checked = performance.now();
+      if (done()) return;
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 200);

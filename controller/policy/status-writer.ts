@@ -7,7 +7,6 @@
 // change, a policy object change, becoming the leader, and a slow periodic pass as a backstop.
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { CoreV1Event, KubeConfig } from '@kubernetes/client-node';
-import type { Service, Workload } from '../../api/agent-sync.ts';
 import { apiErrorSummary, httpStatus } from '../../api/kube-errors.ts';
 import type { Logger } from '../../api/log.ts';
 import { ACCESS_POLICY_PLURAL, CONDITION, MESH_TLS_POLICY_PLURAL, POLICY_GROUP, POLICY_VERSION } from '../../api/policy/model.ts';
@@ -33,6 +32,8 @@ export interface StatusWriterOptions {
   identity: string;
   log: Logger;
   debounceMs?: number;
+  /** Debounce for agents' ACKs, NACKs and connections (status only counts them). */
+  agentDebounceMs?: number;
   periodMs?: number;
 }
 
@@ -44,6 +45,7 @@ export class PolicyStatusWriter {
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
   #timer: NodeJS.Timeout | undefined;
+  #due = 0;
   #periodic: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
@@ -61,7 +63,11 @@ export class PolicyStatusWriter {
 
   start(): void {
     const poke = (): void => this.schedule();
-    this.#unsubscribe.push(this.#o.store.subscribe(poke), this.#o.registry.onChange(poke), this.#o.reconciler.onChange(poke));
+    // An ACK only moves "programmed on n/N nodes": a fan-out to 1,000 agents brings 1,000 of them
+    // within a second, and a pass per 100 ms would recompute every policy all that time on the
+    // event loop that is sending the change. Coalesce those more.
+    const acked = (): void => this.schedule(this.#o.agentDebounceMs ?? 1_000);
+    this.#unsubscribe.push(this.#o.store.subscribe(poke), this.#o.registry.onChange(acked), this.#o.reconciler.onChange(poke));
     this.#o.sources.accessPolicies.onChange(poke);
     this.#o.sources.meshTLSPolicies.onChange(poke);
     this.#o.leader.onChange((leader) => {
@@ -81,8 +87,15 @@ export class PolicyStatusWriter {
     await this.#running;
   }
 
-  schedule(): void {
-    if (this.#stopped || this.#timer) return;
+  /** A pass after `delayMs` (default: the debounce), or sooner if one is already due sooner. */
+  schedule(delayMs = this.#o.debounceMs ?? 100): void {
+    if (this.#stopped) return;
+    const due = performance.now() + delayMs;
+    if (this.#timer) {
+      if (due >= this.#due) return;
+      clearTimeout(this.#timer);
+    }
+    this.#due = due;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#running) {
@@ -96,7 +109,7 @@ export class PolicyStatusWriter {
           this.schedule();
         }
       });
-    }, this.#o.debounceMs ?? 100);
+    }, delayMs);
   }
 
   /** The status this replica would write now (also what `/policies` on the health port shows). */
@@ -104,10 +117,10 @@ export class PolicyStatusWriter {
     const { store, registry, reconciler } = this.#o;
     const key = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
     const inForce = store.get({ kind, key })?.value as CompiledAccessPolicy | CompiledMeshTLSPolicy | undefined;
-    const workloads = this.#values<Workload>('Workload');
+    const workloads = store.values('Workload');
     const selected = inForce ? workloads.filter((w) => selectedBy(inForce, w, this.#o.installNamespace)) : [];
     let refProblems: PolicyProblem[] = [];
-    if (kind === 'AccessPolicy' && inForce) refProblems = accessPolicyRefProblems(inForce as CompiledAccessPolicy, selected, this.#values<Service>('Service'));
+    if (kind === 'AccessPolicy' && inForce) refProblems = accessPolicyRefProblems(inForce as CompiledAccessPolicy, selected, store.values('Service'));
     const uid = obj.metadata?.uid ?? '';
     return computeStatus({
       generation: obj.metadata?.generation ?? 0,
@@ -116,19 +129,10 @@ export class PolicyStatusWriter {
       refProblems,
       revision: inForce ? store.revisionOf({ kind, key }) : undefined,
       epoch: store.epoch,
-      agents: (node) => registry.get(node),
+      agents: (node) => registry.peek(node),
       previous: this.#written.get(uid) ?? (obj.status as PolicyStatus | undefined),
       now: new Date(),
     });
-  }
-
-  #values<T>(kind: 'Workload' | 'Service'): T[] {
-    const out: T[] = [];
-    for (const key of this.#o.store.keys(kind)) {
-      const r = this.#o.store.get({ kind, key });
-      if (r) out.push(r.value as T);
-    }
-    return out;
   }
 
   async #pass(): Promise<void> {

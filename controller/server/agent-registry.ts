@@ -98,6 +98,14 @@ export class AgentRegistry {
     };
   }
 
+  /**
+   * The live record, not a copy: for the status writer, which reads every node of every policy
+   * after each burst of ACKs (copying 1,000 records per policy was a third of its time).
+   */
+  peek(node: string): Readonly<AgentStatus> | undefined {
+    return this.#agents.get(node);
+  }
+
   get(node: string): AgentStatus | undefined {
     const s = this.#agents.get(node);
     return s ? structuredClone(s) : undefined;

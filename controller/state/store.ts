@@ -13,7 +13,7 @@
 //   mesh config, and only the policies that select a meshed workload on its node. snapshot() and
 //   delta() are the whole store; snapshotFor() and deltaFor() are what the sync streams send.
 import { randomBytes } from 'node:crypto';
-import type { MeshConfig, Resource, ResourceKind, ResourceRef, SyncMessage, Workload } from '../../api/agent-sync.ts';
+import type { MeshConfig, Resource, ResourceKind, ResourceRef, Service, SyncMessage, Workload } from '../../api/agent-sync.ts';
 import { bucketOf, contentHash, decodeSums, sumsOf, DIGEST_BYTES, type HelloDigests, type ReplacedBuckets } from '../../api/agent-sync-digest.ts';
 import { jsonEqual } from './equal.ts';
 import { NodeScope, isPolicy, type Change } from './node-scope.ts';
@@ -91,6 +91,7 @@ export class RevisionedStore {
   readonly #hashes = new Map<RefKey, string>();
   // Bucket members and sums of a mesh-wide kind at the current revision, by `${kind}/${buckets}`.
   readonly #buckets = new Map<string, { members: [RefKey, string][][]; sums: Buffer }>();
+  readonly #values = new Map<ResourceKind, Resource['value'][]>();
   #closed = false;
 
   constructor(options: StoreOptions) {
@@ -128,12 +129,25 @@ export class RevisionedStore {
     return this.#resources.get(refKey(ref));
   }
 
-  /** Committed keys of one kind. */
   /** The revision that committed the resource's current value (undefined when absent). */
   revisionOf(ref: ResourceRef): number | undefined {
     return this.#changedAt.get(refKey(ref));
   }
 
+  /** Committed values of one kind, in no particular order. The same array until the next commit. */
+  values(kind: 'Workload'): readonly Workload[];
+  values(kind: 'Service'): readonly Service[];
+  values(kind: ResourceKind): readonly Resource['value'][] {
+    let vs = this.#values.get(kind);
+    if (!vs) {
+      vs = [];
+      for (const r of this.#resources.values()) if (r.kind === kind) vs.push(r.value);
+      this.#values.set(kind, vs);
+    }
+    return vs;
+  }
+
+  /** Committed keys of one kind. */
   keys(kind: ResourceRef['kind']): string[] {
     const out: string[] = [];
     for (const r of this.#resources.values()) if (r.kind === kind) out.push(r.value.key);
@@ -198,6 +212,7 @@ export class RevisionedStore {
       }
     }
     this.#buckets.clear();
+    this.#values.clear();
     // A policy whose nodes changed (a selected pod scheduled or gone) is logged like a change,
     // so that deltas look at it; its value, and so its changedAt, stay as they were.
     const moved = this.#scope.commit(this.#revision, changes, () => this.#workloads());
