@@ -2,13 +2,14 @@
 // weft — the command-line tool. `weft dev ...` drives the local playground cluster.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const USAGE = `usage:
   weft dev up [--nodes N] [--name NAME] [--detach] [--demo] [--no-mesh] [--mtls-mode STRICT|PERMISSIVE]
-              [--runtime real|simulated]                      start a playground cluster (with Weft unless --no-mesh);
+              [--runtime real|simulated] [--image TARBALL]...  start a playground cluster (with Weft unless --no-mesh);
                                                               real (default): kubelet + containerd nodes running images;
-                                                              simulated: pods are host processes (faster, see playground/README.md)
+                                                              simulated: pods are host processes (faster, see playground/README.md);
+                                                              --image: also load this image (docker save format) on every real node
   weft dev status [-o json] [--name NAME]                     nodes, pods, kubeconfig
   weft dev exec <namespace>/<pod> [--name NAME] -- <cmd...>   run a command in a pod's network
   weft dev kubectl [--name NAME] <args...>                    kubectl against the playground
@@ -44,6 +45,7 @@ async function dev(argv: string[]): Promise<void> {
     'mtls-mode': { type: 'string', default: 'PERMISSIVE' },
     runtime: { type: 'string', default: 'real' },
     output: { type: 'string', short: 'o', default: 'text' },
+    image: { type: 'string', multiple: true },
   } as const;
 
   switch (sub) {
@@ -56,7 +58,7 @@ async function dev(argv: string[]): Promise<void> {
       if (mtlsMode !== 'STRICT' && mtlsMode !== 'PERMISSIVE') fail(`--mtls-mode must be STRICT or PERMISSIVE, not "${values['mtls-mode']}"`);
       const runtime = values.runtime;
       if (runtime !== 'simulated' && runtime !== 'real') fail(`--runtime must be simulated or real, not "${runtime}"`);
-      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo, mesh: !values['no-mesh'], mtlsMode, runtime });
+      const state = await up({ name: values.name, nodes, detach: values.detach, demo: values.demo, mesh: !values['no-mesh'], mtlsMode, runtime, images: (values.image ?? []).map((i) => resolve(i)) });
       if (state) {
         process.stderr.write(`playground "${state.name}" is ready in ${state.upSeconds} s; kubeconfig: ${state.plan.paths.adminKubeconfig}\n`);
         if (values.demo) await (await import('../playground/demo.ts')).deployDemo(state.plan, state.runtime);

@@ -43,6 +43,8 @@ export interface UpOptions {
    * default while the suites run there); 'real': the kubelet and containerd, running images.
    */
   runtime?: NodeRuntime;
+  /** Image tarballs (docker save format) every real node loads besides its own, e.g. a test suite's. */
+  images?: string[];
 }
 
 export type NodeRuntime = 'simulated' | 'real';
@@ -103,6 +105,7 @@ async function upDetached(opts: UpOptions): Promise<PlaygroundState> {
   const args = [join(REPO_ROOT, 'cli/weft.ts'), 'dev', 'up', '--name', opts.name, '--nodes', String(opts.nodes), '--mtls-mode', opts.mtlsMode];
   if (!opts.mesh) args.push('--no-mesh');
   args.push('--runtime', opts.runtime ?? 'simulated');
+  for (const image of opts.images ?? []) args.push('--image', image);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, WEFT_DEV_FOREGROUND: '1' } });
   closeSync(fd);
   child.unref();
@@ -194,7 +197,7 @@ async function runForeground(opts: UpOptions): Promise<void> {
 
   try {
     // Images build (or come from the cache) while the control plane starts.
-    const nodeImages = real ? buildNodeImages(plan, opts.mesh) : Promise.resolve([]);
+    const nodeImages = real ? buildNodeImages(plan, opts.mesh).then((built) => [...built, ...(opts.images ?? [])]) : Promise.resolve([]);
     nodeImages.catch(() => {});
     const [, pki] = await Promise.all([
       createNetwork(plan),

@@ -13,8 +13,11 @@ function cacheRoot(): string {
   return process.env.WEFT_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'weft');
 }
 
-/** Path of `name` built from `pkg` in the module at `moduleDir`; builds it if it is not cached. */
-export async function goTool(moduleDir: string, pkg: string, name: string): Promise<string> {
+/**
+ * Path of `name` built from `pkg` in the module at `moduleDir`; builds it if it is not cached.
+ * `test`: the package's test binary (`go test -c`), for a suite that ships as Go tests.
+ */
+export async function goTool(moduleDir: string, pkg: string, name: string, opts: { test?: boolean } = {}): Promise<string> {
   const hash = createHash('sha256');
   for (const f of ['go.mod', 'go.sum']) hash.update(await readFile(join(moduleDir, f)));
   const dir = join(cacheRoot(), 'tools', `${name}-${hash.digest('hex').slice(0, 16)}`);
@@ -24,7 +27,7 @@ export async function goTool(moduleDir: string, pkg: string, name: string): Prom
   const tmp = `${bin}.${process.pid}.tmp`;
   const env = { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly -buildvcs=false', CGO_ENABLED: '0' };
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn('go', ['build', '-trimpath', '-o', tmp, pkg], { cwd: moduleDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('go', [...(opts.test ? ['test', '-c'] : ['build']), '-trimpath', '-o', tmp, pkg], { cwd: moduleDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
