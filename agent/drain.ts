@@ -39,7 +39,10 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   a.readiness.draining = true;
   a.redirector.handOver();
   a.serviceCapture.stop();
-  const decision = decideOnStop({ successor: await a.agentSocket.successor(), daemonSet: a.ownDaemonSet?.snapshot() ?? null });
+  const successor = await a.agentSocket.successor();
+  // Not during an upgrade (a successor serves): the watch may lag the SIGTERM, so ask once more.
+  if (!successor) await a.ownDaemonSet?.confirm();
+  const decision = decideOnStop({ successor, daemonSet: a.ownDaemonSet?.snapshot() ?? null });
   await a.ownDaemonSet?.close();
   if (decision.uninstall) {
     log('info', 'Weft is being removed from the cluster: taking it off the node', { pid: process.pid, reason: decision.reason });

@@ -29,12 +29,14 @@ import { drainAndStop } from './drain.ts';
 import { NodeEnroller } from './enrol/enroller.ts';
 import { AGENT_SOCKET, AgentSocket, HandoverRedirector, enableRequestMigration } from './handover.ts';
 import { CertificateManager } from './identity/manager.ts';
+import { inClusterServer } from './kube/access.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
 import { startHeapTrimmer } from './native/trim.ts';
 import { tuneV8 } from './native/v8-flags.ts';
 import { certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
 import { NodeCni } from './node-cni.ts';
+import { preDelete } from './pre-delete.ts';
 import { Readiness } from './readiness.ts';
 import { ServiceCapture } from './redirect/service-capture.ts';
 import { ReplicatedStore } from './replica.ts';
@@ -197,6 +199,16 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
 if (!isMainThread && parentPort && isDataPlaneWorkerData(workerData)) {
   // This module is also each data-plane worker's entry (workers.ts): one file to bundle and ship.
   runDataPlaneWorker(parentPort, workerData.weftDataPlaneWorker);
+} else if (import.meta.url === `file://${process.argv[1]}` && process.argv.includes('--pre-delete')) {
+  // The chart's uninstall hook (pre-delete.ts): a pod of its own, with the default ServiceAccount
+  // token mount of its own ServiceAccount, not a node's agent.
+  const sa = '/var/run/secrets/kubernetes.io/serviceaccount';
+  await preDelete({
+    access: { server: inClusterServer(process.env), caFile: `${sa}/ca.crt`, tokenFile: `${sa}/token` },
+    namespace: process.env.WEFT_NAMESPACE?.trim() || 'weft-system',
+    name: process.env.WEFT_DAEMONSET?.trim() || 'weft-agent',
+    log,
+  });
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   const cfg = configFromEnv();
   if (process.argv.includes('--uninstall')) {

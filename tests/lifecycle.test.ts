@@ -142,16 +142,24 @@ t.test('helm upgrade rolls the agents one node at a time and drops no establishe
     t.ok(environ.includes('WEFT_DRAIN_SECONDS=20'), `${node}: the new agent runs the upgraded template (WEFT_DRAIN_SECONDS=20)`);
   }
   if (REAL) {
-    // One node at a time: node-2's new pod was created only after node-1's old pod was told to go
-    // (deleted once node-1's new pod was Ready: maxSurge 1, maxUnavailable 0).
+    // One node at a time, in whichever order the DaemonSet controller picks (node-2 first was
+    // seen): the second node's new pod was created only after the first node's old pod was told
+    // to go (deleted once the first node's new pod was Ready: maxSurge 1, maxUnavailable 0).
     const pods = await systemPods();
     const agentPods = (ps: typeof pods) => ps.filter((p) => p.metadata.name.startsWith('weft-agent-'));
     const oldNames = new Set(agentPods(oldPods).map((p) => p.metadata.name));
-    // deletionTimestamp is when the grace period ends: the deletion itself was that much earlier.
-    const node1Old = agentPods(pods).find((p) => oldNames.has(p.metadata.name) && p.spec.nodeName === 'node-1')?.metadata;
-    const node1Deleted = node1Old?.deletionTimestamp ? new Date(Date.parse(node1Old.deletionTimestamp) - (node1Old.deletionGracePeriodSeconds ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') : '';
-    const node2Created = agentPods(pods).find((p) => !oldNames.has(p.metadata.name) && p.spec.nodeName === 'node-2')?.metadata.creationTimestamp ?? '';
-    t.ok(!node1Deleted || (node2Created && node2Created >= node1Deleted), `node-2 rolled after node-1 had (node-1's old pod deleted ${node1Deleted || 'and gone'} ≤ node-2's new pod ${node2Created})`);
+    const rolled = (node: string) => {
+      // deletionTimestamp is when the grace period ends: the deletion itself was that much earlier.
+      const old = agentPods(pods).find((p) => oldNames.has(p.metadata.name) && p.spec.nodeName === node)?.metadata;
+      const deleted = old?.deletionTimestamp ? new Date(Date.parse(old.deletionTimestamp) - (old.deletionGracePeriodSeconds ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') : '';
+      const created = agentPods(pods).find((p) => !oldNames.has(p.metadata.name) && p.spec.nodeName === node)?.metadata.creationTimestamp ?? '';
+      return { node, deleted, created };
+    };
+    const [first, second] = [rolled('node-1'), rolled('node-2')].sort((a, b) => a.created.localeCompare(b.created));
+    t.ok(
+      first && second && second.created && (!first.deleted || second.created >= first.deleted),
+      `${second?.node} rolled after ${first?.node} had (${first?.node}'s old pod deleted ${first?.deleted || 'and gone'} ≤ ${second?.node}'s new pod ${second?.created})`,
+    );
   } else {
     // One node at a time: node-2's new agent started only after node-1's old one was told to drain,
     // which happens once node-1's new agent is ready.
@@ -173,6 +181,18 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
   await far.ready();
   const r = await helm(['uninstall', 'weft', '-n', SYSTEM]);
   t.equal(r.code, 0, `helm uninstall: ${r.stderr.trim()}`);
+  // New connections work throughout, through the mesh and then directly; the ones the agents
+  // carried are still carried while the agents drain (20 s since the upgrade above; on real nodes
+  // helm's pre-delete hook has already waited up to 10 s of it).
+  const during = await far.report();
+  t.equal(during.probes.failed, 0, `no new connection failed during the uninstall (${during.probes.ok} ok; ${JSON.stringify(during.probes.failures)})`);
+  t.same(during.dropped, [], 'the connections the agents carried are still open while they drain');
+  await far.close();
+  if (REAL) {
+    // The hook (agent/pre-delete.ts) ran: its Job is deleted once it succeeds, its events stay.
+    const events = await pg.kubectl(['-n', SYSTEM, 'get', 'events', '--field-selector', 'involvedObject.kind=Job,involvedObject.name=weft-uninstall', '-o', 'jsonpath={.items[*].reason}']);
+    t.match(events.stdout, /Completed/, `helm ran the pre-delete hook Job to completion (events: ${events.stdout.trim()})`);
+  }
   for (const node of ['node-1', 'node-2']) {
     t.equal(await eventually(async () => String(await weftTable(node)), 'false', 30_000), 'false', `${node}: the inet weft nftables table is gone`);
     t.notOk(conflist(node).plugins.some((p) => p.type === 'weft-cni'), `${node}: weft-cni is out of the CNI chain`);
@@ -184,12 +204,6 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     const plugin = `${dir}/nodes/${node}/root/opt/cni/bin/weft-cni`;
     t.equal(existsSync(plugin) && readFileSync(plugin, 'utf8'), UNINSTALLED_STUB, `${node}: the weft-cni executable is replaced by its tear-down stub`);
   }
-  // New connections work throughout, through the mesh and then directly; the ones the agents
-  // carried are still carried while the agents drain.
-  const during = await far.report();
-  t.equal(during.probes.failed, 0, `no new connection failed during the uninstall (${during.probes.ok} ok; ${JSON.stringify(during.probes.failures)})`);
-  t.same(during.dropped, [], 'the connections the agents carried are still open while they drain');
-  await far.close();
   for (const node of ['node-1', 'node-2']) {
     const ip = status.nodes.find((n) => n.name === node)?.ip ?? '';
     t.equal(await eventually(async () => String(await healthy(`http://${ip}:15021/healthz/ready`)), 'false', 40_000), 'false', `${node}: its agent has exited`);

@@ -3,12 +3,14 @@
 // away" (an upgrade, a node drain, a deleted pod), and only in the first case takes Weft off the
 // node (main.ts, stop-decision.ts).
 //
-// Why a watch, and not one GET when SIGTERM comes: `helm uninstall` deletes the DaemonSet and,
-// within milliseconds, the RoleBindings and the ServiceAccount; only after that does the garbage
-// collector delete the agent pods and the kubelet signal them. By then a GET gets 401/403, which
-// cannot be told apart from a misconfiguration. A watch opened long before has already delivered
-// the DELETED event (or, with `--cascade foreground`, the deletionTimestamp) by then: the API
-// server does not re-authorize a watch it has accepted.
+// Why a watch, and not only one GET when SIGTERM comes: `helm uninstall` deletes the DaemonSet
+// and, within milliseconds, the RoleBindings and the ServiceAccount; only after that does the
+// garbage collector delete the agent pods and the kubelet signal them. By then a GET gets 401/403,
+// which cannot be told apart from a misconfiguration. A watch opened long before is not
+// re-authorized, and usually has the DELETED event by then — but not always: the event and the
+// SIGTERM race (an agent on a loaded node once got the SIGTERM first and left its node meshed). So
+// the chart's pre-delete hook (agent/pre-delete.ts) marks the DaemonSet deleted and keeps the RBAC
+// in place until the agents have stopped, and the agent asks again at SIGTERM (confirm()).
 //
 // state():
 // - 'present'  seen, and not being deleted;
@@ -31,7 +33,7 @@ import { Backoff } from './backoff.ts';
 import { KubeApiError } from './errors.ts';
 import { openGet, readJson } from './get.ts';
 import { LineSplitter } from './json-lines.ts';
-import { parseList, parseWatchEvent, type ObjectHead } from './watch-event.ts';
+import { parseList, parseWatchEvent, type ListHead, type ObjectHead } from './watch-event.ts';
 
 export type DaemonSetState = 'present' | 'deleting' | 'deleted' | 'unknown';
 
@@ -154,17 +156,46 @@ export class DaemonSetWatch {
     }
   }
 
-  async #list(): Promise<void> {
+  /**
+   * One list now, outside the watch, for a decision that must not rest on a watch that may lag:
+   * the agent asks at SIGTERM. The DaemonSet's deletion reaches the watch and, through the garbage
+   * collector and the kubelet, the SIGTERM at about the same moment (125 ms apart was measured on
+   * a quiet playground), so at SIGTERM the watch may not have it yet. A list without a
+   * resourceVersion is a quorum read: it is the API server's current state. During `helm
+   * uninstall` the chart's pre-delete hook (agent/pre-delete.ts) has already marked the DaemonSet
+   * deleted and keeps the agent's Role until the agents have stopped, so the answer is 'deleting'.
+   * Without the hook the Role may be gone by now: any failure leaves the watch's state as it was.
+   */
+  async confirm(timeoutMs = 3000): Promise<DaemonSetState> {
+    if (this.#o.access.server === null) return this.#state;
+    try {
+      this.#apply(await this.#fetch(timeoutMs));
+    } catch (e) {
+      const err = e instanceof KubeApiError ? `${e.code}: ${e.message}` : (e as Error).message;
+      this.#o.log('warn', 'checking the agent DaemonSet at stop failed; the watch state stands', { daemonSet: this.#label, state: this.#state, error: err });
+    }
+    return this.#state;
+  }
+
+  async #fetch(timeoutMs: number): Promise<ListHead> {
     const what = `list DaemonSet ${this.#label}`;
-    const list = await this.#request(what, this.#requestTimeoutMs, async (signal) => {
-      const res = await openGet(this.#o.access, `${this.#path}?${this.#selector}`, { what, signal, headersTimeoutMs: this.#requestTimeoutMs });
+    return this.#request(what, timeoutMs, async (signal) => {
+      const res = await openGet(this.#o.access, `${this.#path}?${this.#selector}`, { what, signal, headersTimeoutMs: timeoutMs });
       return parseList(await readJson(res, what));
     });
+  }
+
+  #apply(list: ListHead): void {
     const found = list.items.find((o) => o.name === this.#o.name);
     if (found) this.#observe(found);
     // Seen before and now absent: deleted while no watch was open. Never seen: not a deletion.
     else if (this.#uid !== undefined) this.#set('deleted');
     else throw new KubeApiError('KUBE_NOT_FOUND', `DaemonSet ${this.#label} not found, and never seen: not taken as deleted`);
+  }
+
+  async #list(): Promise<void> {
+    const list = await this.#fetch(this.#requestTimeoutMs);
+    this.#apply(list);
     this.#resourceVersion = list.resourceVersion;
   }
 

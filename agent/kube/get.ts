@@ -14,6 +14,9 @@ export interface GetOptions {
   signal: AbortSignal;
   /** Longest wait for the response headers. */
   headersTimeoutMs: number;
+  /** DELETE only for the uninstall hook (agent/pre-delete.ts); its body, DeleteOptions. */
+  method?: 'GET' | 'DELETE';
+  body?: string;
 }
 
 /** Resolves with the response once the API server answers 200; any other answer is a KubeApiError. */
@@ -32,12 +35,12 @@ export async function openGet(access: KubeAccess, path: string, opts: GetOptions
 
   return new Promise((resolve, reject) => {
     const req = request(new URL(path, server), {
-      method: 'GET',
+      method: opts.method ?? 'GET',
       ca,
       // A connection of its own: a watch holds it for minutes, and nothing else would reuse it.
       agent: false,
       signal: opts.signal,
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(opts.body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(opts.body) } : {}) },
     });
     const timer = setTimeout(() => req.destroy(new KubeApiError('KUBE_TIMEOUT', `${opts.what}: no answer within ${opts.headersTimeoutMs} ms`)), opts.headersTimeoutMs);
     // A watch is quiet between events: keepalive probes notice a peer that vanished without a reset.
@@ -50,11 +53,12 @@ export async function openGet(access: KubeAccess, path: string, opts: GetOptions
     });
     req.on('response', (res) => {
       clearTimeout(timer);
-      if (res.statusCode === 200) return resolve(res);
+      // A DELETE that must wait for finalizers (foreground) may answer 202.
+      if (res.statusCode === 200 || (res.statusCode === 202 && opts.method === 'DELETE')) return resolve(res);
       const status = res.statusCode ?? 0;
       void statusMessage(res).then((m) => reject(new KubeApiError('KUBE_HTTP', `${opts.what}: HTTP ${status}${m ? `: ${m}` : ''}`, { status })));
     });
-    req.end();
+    req.end(opts.body);
   });
 }
 
