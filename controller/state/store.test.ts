@@ -167,3 +167,56 @@ t.test('close drops staged writes and stops notifying', async (t) => {
   t.equal(s.revision, 0);
   t.equal(notified, 0);
 });
+
+t.test('resume by content: only what differs from what the agent says it holds, on its node', async (t) => {
+  const { access } = await import('../../agent/policy/test-fixtures.ts');
+  const { StateStore } = await import('../../agent/state/store.ts');
+  const onNode = (name: string, node: string, app: string): Resource => {
+    const r = workload(name, '10.0.0.9', { app });
+    return { kind: 'Workload', value: { ...(r.value as Workload), node } };
+  };
+  const forDb: Resource = { kind: 'AccessPolicy', value: access('ns/for-db', 'DENY', [], { selector: { matchLabels: { app: 'db' }, matchExpressions: [] } }) };
+  const before = store();
+  for (let i = 0; i < 50; i++) before.upsert(onNode(`w${i}`, i % 2 === 0 ? 'node-1' : 'node-2', i === 1 ? 'db' : 'web'));
+  before.upsert(forDb);
+  before.flush();
+  t.same(
+    before.snapshotFor('node-1').resources.filter((r) => r.kind === 'AccessPolicy'),
+    [],
+    'the policy is for node-2 only',
+  );
+  // An agent of node-2 that held the old controller's view.
+  const agent = new StateStore();
+  t.ok(agent.apply(before.snapshotFor('node-2')).ok);
+  const hello = { epoch: before.epoch, revision: before.revision, digests: agent.digests() ?? {} };
+
+  const same = store();
+  for (const r of [...before.snapshot().resources].reverse()) same.upsert(r);
+  same.flush();
+  const nothing = same.resumeFor('node-2', hello, true);
+  t.same([nothing.upserts, nothing.removes, nothing.resume?.replace], [[], [], {}], 'the same content, another epoch: nothing to send');
+  t.same(same.resumeFor('node-1', hello, true).resume?.replace.AccessPolicy?.ids.length, 1, "node-1's view lacks node-2's policy: its bucket is replaced");
+
+  const moved = store();
+  for (const r of before.snapshot().resources) moved.upsert(r);
+  moved.upsert(onNode('w1', 'node-1', 'db')); // the only db pod moves: node-2 no longer needs the policy
+  moved.flush();
+  const m = moved.resumeFor('node-2', hello, true);
+  const { bucketOf } = await import('../../api/agent-sync-digest.ts');
+  const mates = Array.from({ length: 50 }, (_, i) => `ns/w${i}`).filter((k) => bucketOf(k, 64) === bucketOf('ns/w1', 64));
+  t.same(
+    m.upserts.map((r) => r.value.key).sort(),
+    mates.sort(),
+    `the moved workload and its bucket-mates sent: ${mates.length} of 50`,
+  );
+  t.same(Object.keys(m.resume?.replace ?? {}).sort(), ['AccessPolicy', 'Workload'], 'the policy bucket is replaced with nothing');
+  t.ok(agent.apply(m).ok, 'the agent takes it');
+  t.same(agent.accessPolicies(), [], 'and no longer holds the policy');
+  t.equal(agent.epoch, moved.epoch, 'and is at the new epoch');
+  t.same(
+    [...agent.workloads()].sort((a, b) => (a.key < b.key ? -1 : 1)),
+    moved.snapshotFor('node-2').resources.filter((r) => r.kind === 'Workload').map((r) => r.value).sort((a, b) => (a.key < b.key ? -1 : 1)),
+    'its workloads are the new view',
+  );
+  t.notOk(agent.apply(m).ok, 'a resume applies only to the state it was computed for');
+});
