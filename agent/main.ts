@@ -34,7 +34,7 @@ import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
 import { startHeapTrimmer } from './native/trim.ts';
 import { tuneV8 } from './native/v8-flags.ts';
-import { certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
+import { certExpired, certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
 import { NodeCni } from './node-cni.ts';
 import { preDelete } from './pre-delete.ts';
 import { Readiness } from './readiness.ts';
@@ -75,6 +75,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     onEvent: (e) => {
       if (e.type === 'issued') certExpiry.set({ identity: e.identity }, e.notAfter.getTime() / 1000);
       if (e.type === 'removed') certExpiry.remove({ identity: e.identity });
+      if (e.type === 'expired') certExpired.inc();
       if (e.type !== 'fetch-failed') workers?.certificateChanged(e.identity);
       log(e.type === 'issued' || e.type === 'removed' ? 'info' : 'warn', `certificate ${e.type}`, { ...e });
     },

@@ -40,6 +40,12 @@ export const certExpiry = new Gauge({
   labelNames: ['identity'],
   registers: [registry],
 });
+/** Alert on any increase: a workload lost its certificate (new meshed connections to and from it are refused). */
+export const certExpired = new Counter({
+  name: 'weft_certificates_expired_total',
+  help: 'Workload certificates that expired before a renewal arrived (the controller away for half a lifetime or more)',
+  registers: [registry],
+});
 
 /**
  * Every authorization decision the agent takes, by the policy and rule that took it. `policy` is

@@ -51,3 +51,11 @@ t.test('agent API limits: defaults, flags, variables, and only positive numbers'
   t.throws(() => parseConfig(['--dev-ca', '--source-review-burst', '2.5'], {}), /--source-review-burst/);
   t.throws(() => parseConfig(['--dev-ca'], { WEFT_SOURCE_REVIEW_RATE: 'fast' }), /--source-review-rate: expected a positive number/);
 });
+
+t.test('workload certificate lifetime: 24 h by default, a flag or variable, never under a minute', async (t) => {
+  t.equal(parseConfig(['--dev-ca'], {}).workloadCertTtlSeconds, 86_400);
+  t.equal(parseConfig(['--dev-ca', '--workload-cert-ttl', '3600'], { WEFT_WORKLOAD_CERT_TTL: '120' }).workloadCertTtlSeconds, 3600);
+  t.equal(parseConfig(['--dev-ca'], { WEFT_WORKLOAD_CERT_TTL: '60' }).workloadCertTtlSeconds, 60);
+  t.throws(() => parseConfig(['--dev-ca', '--workload-cert-ttl', '59'], {}), /--workload-cert-ttl: at least 60 seconds/);
+  t.throws(() => parseConfig(['--dev-ca', '--workload-cert-ttl', '1h'], {}), /--workload-cert-ttl: expected a positive integer/);
+});

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { CONTROLLER_PORT } from '../api/agent-sync.ts';
 import type { MeshConfig } from '../api/agent-sync.ts';
 import { isLogLevel } from '../api/log.ts';
+import { DEFAULT_WORKLOAD_TTL_MS, MIN_WORKLOAD_TTL_MS } from './ca/ca.ts';
 import type { LogLevel } from '../api/log.ts';
 
 export interface ListenAddress {
@@ -40,6 +41,8 @@ export interface ControllerConfig {
   identity: string;
   /** Limits of the agent API against hostile callers (controller/README.md, "Hostile callers"). */
   agentApiLimits: AgentApiLimits;
+  /** Lifetime of the workload certificates the mesh CA issues; agents renew at about half. */
+  workloadCertTtlSeconds: number;
 }
 
 export interface AgentApiLimits {
@@ -89,6 +92,7 @@ export const USAGE = `usage: weft-controller [flags]
   --serving-host NAME[,NAME]   WEFT_SERVING_HOSTS    extra DNS names / IPs in the serving certificate
   --log-level LEVEL            WEFT_LOG_LEVEL        debug, info (default), warn, error
   --identity NAME              POD_NAME              this replica's name in the leader Lease and Events (default host-pid)
+  --workload-cert-ttl SECONDS  WEFT_WORKLOAD_CERT_TTL  workload certificate lifetime (default ${DEFAULT_WORKLOAD_TTL_MS / 1000}, at least ${MIN_WORKLOAD_TTL_MS / 1000})
 agent API limits (checked before any TokenReview; see controller/README.md):
   --review-concurrency N       WEFT_REVIEW_CONCURRENCY      TokenReviews in flight at once (default 16)
   --review-queue N             WEFT_REVIEW_QUEUE            TokenReviews waiting for a slot (default 64)
@@ -126,6 +130,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
         'source-pending-reviews': { type: 'string' },
         'source-connections': { type: 'string' },
         'token-cache-ttl': { type: 'string' },
+        'workload-cert-ttl': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -179,6 +184,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
     tokenCacheTtlSeconds: positive('token-cache-ttl', 'WEFT_TOKEN_CACHE_TTL', d.tokenCacheTtlSeconds),
   };
 
+  const workloadCertTtlSeconds = positive('workload-cert-ttl', 'WEFT_WORKLOAD_CERT_TTL', DEFAULT_WORKLOAD_TTL_MS / 1000);
+  if (workloadCertTtlSeconds < MIN_WORKLOAD_TTL_MS / 1000) {
+    throw new ConfigError(`--workload-cert-ttl: at least ${MIN_WORKLOAD_TTL_MS / 1000} seconds, not ${workloadCertTtlSeconds}`);
+  }
+
   return {
     kubeconfig: str('kubeconfig', 'KUBECONFIG'),
     trustDomain,
@@ -196,6 +206,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerC
     logLevel,
     identity: str('identity', 'POD_NAME') ?? `${hostname()}-${process.pid}`,
     agentApiLimits,
+    workloadCertTtlSeconds,
   };
 }
 

@@ -118,7 +118,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     authenticator,
     limiter: sourceLimiter,
     pods: watches.pods,
-    signer: meshCaSigner(new MeshCa(root)),
+    signer: meshCaSigner(new MeshCa(root, { ttlMs: cfg.workloadCertTtlSeconds * 1000 })),
     trustDomain: cfg.trustDomain,
     ready: () => reconciler.ready(),
     metrics,

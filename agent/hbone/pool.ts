@@ -8,6 +8,12 @@
 // receives GOAWAY is evicted at once (its open streams finish on their own). drain() does the
 // same to every connection when this agent process hands its node over to a newer one.
 //
+// A connection takes new streams only while it presents the source's current certificate: once
+// that certificate is renewed the next stream opens a connection with the new one, and once it
+// has expired (the controller away for too long) there is none to present, and new streams are
+// refused (NO_CERTIFICATE) instead of riding a session set up before the expiry. Streams already
+// open keep their connection: the handshake that authenticated them stands.
+//
 // open() resolves only after the server has answered 200, so no application byte has been sent
 // when it fails: a stream refused because its connection was going away is retried once.
 
@@ -62,13 +68,16 @@ class PooledConnection {
   readonly destinationIdentity: string;
   readonly address: SocketAddress;
   readonly ready: Promise<HboneConnection>;
+  /** The source's TLS context the connection was made with. */
+  readonly secureContext: tls.SecureContext;
   connection: HboneConnection | undefined;
   streams = 0;
   evicted = false;
   idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(key: string, request: TunnelRequest, address: SocketAddress, connect: Promise<HboneConnection>) {
+  constructor(key: string, request: TunnelRequest, address: SocketAddress, secureContext: tls.SecureContext, connect: Promise<HboneConnection>) {
     this.key = key;
+    this.secureContext = secureContext;
     this.source = request.source;
     this.destinationIdentity = request.destinationIdentity;
     this.address = address;
@@ -182,20 +191,23 @@ export class HbonePool {
 
   #acquire(key: string, request: TunnelRequest, address: SocketAddress): PooledConnection {
     let group = this.#groups.get(key);
+    const secureContext = this.#secureContextFor(request.source);
+    // Connections made with another (renewed or expired) certificate take no new streams.
+    for (const stale of group?.filter((pooled) => pooled.secureContext !== secureContext) ?? []) this.#evict(stale);
+    group = this.#groups.get(key);
+    if (!secureContext) throw new HboneError('NO_CERTIFICATE', `no certificate for ${request.source}`);
     const existing = group?.find((pooled) => pooled.streams < this.#limit(pooled));
     if (existing) {
       this.#reserve(existing);
       return existing;
     }
-    const secureContext = this.#secureContextFor(request.source);
-    if (!secureContext) throw new HboneError('NO_CERTIFICATE', `no certificate for ${request.source}`);
     const connect = HboneConnection.connect({
       address,
       secureContext,
       expectedIdentity: request.destinationIdentity,
       timeoutMs: this.#connectTimeoutMs,
     });
-    const pooled = new PooledConnection(key, request, address, connect);
+    const pooled = new PooledConnection(key, request, address, secureContext, connect);
     connect.then(
       (connection) => this.#connected(pooled, connection),
       () => this.#evict(pooled),

@@ -141,6 +141,8 @@ type Connection = {
   peerAddress: SocketAddress;
   /** Streams the HTTP/2 server has handed us and not yet closed. */
   streams: number;
+  /** When the first of the two certificates of the handshake (ours, the peer's) expires. */
+  notAfterMs: number;
   idleTimer?: NodeJS.Timeout;
 };
 
@@ -297,7 +299,8 @@ export class HboneServer {
       handshakeTimeout: this.#handshakeTimeoutMs,
     });
     const localIdentity = certificate.identity;
-    server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, localIdentity, destinationIp));
+    const localNotAfterMs = certificate.notAfter.getTime();
+    server.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket, localIdentity, localNotAfterMs, destinationIp));
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
       // authorizationError says why the client's chain was refused; otherwise the handshake failed.
       const reason = socket.authorizationError ? String(socket.authorizationError) : (err.code ?? err.message);
@@ -307,7 +310,7 @@ export class HboneServer {
     return server;
   }
 
-  #onSecureConnection(socket: tls.TLSSocket, localIdentity: string, destinationIp: string): void {
+  #onSecureConnection(socket: tls.TLSSocket, localIdentity: string, localNotAfterMs: number, destinationIp: string): void {
     const peerAddress = addressOf(socket);
     if (this.#closing) return this.#refuse(socket, 'SERVER_CLOSING', destinationIp, peerAddress);
     if (socket.alpnProtocol !== HBONE_ALPN) return this.#refuse(socket, 'ALPN_MISMATCH', destinationIp, peerAddress);
@@ -317,7 +320,10 @@ export class HboneServer {
     } catch {
       return this.#refuse(socket, 'PEER_IDENTITY_INVALID', destinationIp, peerAddress);
     }
-    this.#handover = { peerIdentity, localIdentity, destinationIp, peerAddress: peerAddress ?? { ip: '', port: 0 }, streams: 0 };
+    // The handshake checked the peer's validity; a long-lived session must not outlive it.
+    const peerNotAfterMs = Date.parse(socket.getPeerX509Certificate()?.validTo ?? '');
+    const notAfterMs = Math.min(localNotAfterMs, Number.isNaN(peerNotAfterMs) ? 0 : peerNotAfterMs);
+    this.#handover = { peerIdentity, localIdentity, destinationIp, peerAddress: peerAddress ?? { ip: '', port: 0 }, streams: 0, notAfterMs };
     try {
       this.#h2.emit('connection', socket);
     } finally {
@@ -381,6 +387,14 @@ export class HboneServer {
       if (connection.streams === 0) this.#armIdle(session, connection, this.#sessionIdleTimeoutMs);
     });
     if (headers[':method'] !== 'CONNECT') return this.#reject(stream, connection, 405, 'only CONNECT is accepted', headers);
+    if (Date.now() >= connection.notAfterMs) {
+      // Fail closed: a session set up before a certificate expired carries no new tunnel (the
+      // client's pool then needs a new handshake, which needs valid certificates on both sides).
+      // The open streams go on; GOAWAY tells the client to stop using the session.
+      this.#reject(stream, connection, 503, 'a certificate of this connection has expired', headers);
+      session.close();
+      return;
+    }
     const target = parseAuthority(headers[':authority']);
     if (!target) return this.#reject(stream, connection, 400, ':authority must be <ip>:<port>', headers);
     if (target.ip !== connection.destinationIp) {
