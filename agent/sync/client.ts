@@ -170,7 +170,7 @@ export class SyncClient {
     if (s && !s.destroyed && s.writable) s.write(`${JSON.stringify(m)}\n`);
   }
 
-  /** Reconnects after the backoff, or after `notBeforeMs` (a retry-after) when one is given. */
+  /** Reconnects after the backoff, and not before `notBeforeMs` (a retry-after) when one is given. */
   #retry(why: string, notBeforeMs = 0): void {
     if (this.#stopped || this.#timer) return;
     if (this.connected || this.#attempt === 0) this.#o.log('warn', 'controller unreachable; keeping the last good state', { why });
@@ -182,11 +182,8 @@ export class SyncClient {
     this.#session = undefined;
     // 0.5 s doubling to 15 s, with jitter so that a fleet of agents does not reconnect in step.
     const backoff = Math.min(15_000, 500 * 2 ** this.#attempt++) * (0.75 + Math.random() / 2);
-    // A controller that answered with a retry-after is up and pacing its agents: come back when it
-    // says, spread over the quarter after it so that agents told the same do not return in step.
-    // The backoff is for a controller that does not answer; after a restart it has grown to 15 s,
-    // and a fleet refused once by a busy controller would otherwise wait that long again.
-    const delay = notBeforeMs > 0 ? notBeforeMs * (1 + Math.random() / 4) : backoff;
+    // Spread over the quarter after the retry-after, so that agents told the same do not return in step.
+    const delay = Math.max(backoff, notBeforeMs * (1 + Math.random() / 4));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#connect();
