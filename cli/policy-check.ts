@@ -616,7 +616,7 @@ export async function chooseKubeconfig(s: KubeconfigSources): Promise<Kubeconfig
   return { path: undefined, from: 'in-cluster configuration' };
 }
 
-async function runningPlaygroundKubeconfig(name: string): Promise<string | undefined> {
+export async function runningPlaygroundKubeconfig(name: string): Promise<string | undefined> {
   const { isAlive, readState } = await import('../playground/state.ts');
   const s = await readState(name);
   return s && isAlive(s.supervisorPid) && existsSync(s.plan.paths.adminKubeconfig) ? s.plan.paths.adminKubeconfig : undefined;

@@ -21,7 +21,10 @@ const USAGE = `usage:
   weft policy check <namespace>/<src-pod> <namespace>/<dst-pod> [--port P] [--method M] [--path /x] [--host H]
         [--header 'name: value']... [-o json] [--kubeconfig PATH] [--name NAME] [--namespace weft-system]
         [--trust-domain cluster.local] [--mtls-mode PERMISSIVE|STRICT] [--trust-node-traffic]
-                                                              which policy and rule decide a connection (exit 0 allow, 3 deny)`;
+                                                              which policy and rule decide a connection (exit 0 allow, 3 deny)
+  weft route check <namespace>[/<pod>] http://<service>.<namespace>[:port]/path [--method M] [-H 'name: value']...
+        [-o json] [--kubeconfig PATH] [--name NAME]             which HTTPRoute, rule, filters and backends a request from that
+                                                              namespace takes (exit 0 routed or unrouted, 3 answered 404/500)`;
 
 const DEFAULT_NAME = process.env.WEFT_PLAYGROUND ?? 'weft';
 
@@ -136,10 +139,16 @@ async function policy(argv: string[]): Promise<void> {
   process.exitCode = await policyCommand(argv, { defaultPlayground: DEFAULT_NAME, usage: USAGE });
 }
 
+async function route(argv: string[]): Promise<void> {
+  const { routeCommand } = await import('./route-check.ts');
+  process.exitCode = await routeCommand(argv, { defaultPlayground: DEFAULT_NAME, usage: USAGE });
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === 'dev') return dev(rest);
   if (cmd === 'policy') return policy(rest);
+  if (cmd === 'route') return route(rest);
   fail(USAGE, 2);
 }
 

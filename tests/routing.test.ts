@@ -6,7 +6,7 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
+import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('rte'));
 // 2–4 min on a quiet machine, most of it the playground's start; up to 8 min was seen at load 30.
@@ -260,6 +260,25 @@ t.test('a consumer route applies only to its own namespace, and needs no Referen
   t.match(described.stdout, /Controller Name:\s+weft\.dev\/mesh-controller/, 'kubectl describe names the controller');
   t.match(described.stdout, /Reason:\s+ResolvedRefs/, 'and the reason');
   await kubectl(['-n', B, 'delete', 'httproute', 'mine']);
+});
+
+t.test('weft route check names the rule and the backends the client agent uses', async (t) => {
+  await route(httpRoute(A, 'split', { name: 'web' }, [{ name: 'canary-header', matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [ref('canary')] }, { backendRefs: [ref('stable', 90), ref('canary', 10)] }]));
+  const ask = async (args: string[]) => {
+    const r = await weft(['route', 'check', `${A}/client-a`, `http://web.${A}/x`, '-o', 'json', '--name', pg.name, ...args]);
+    t.equal(r.code, 0, `weft route check exits 0 (${r.stderr})`);
+    return JSON.parse(r.stdout) as { outcome: string; route: string; rule: string; backends: { backend: string; share: number; readyEndpoints: number }[] };
+  };
+  const header = await ask(['-H', 'x-canary: yes']);
+  t.equal(header.route, `HTTPRoute/${A}/split`);
+  t.equal(header.rule, 'canary-header');
+  t.same(header.backends.map((b) => [b.backend, b.readyEndpoints]), [[`${A}/canary:80`, 1]]);
+  const h = await curl(clientA, `http://${webIP}/x`, ['-H', 'x-canary: yes']);
+  t.equal((JSON.parse(h.body) as { pod: string }).pod, 'canary-1', 'and the agent sends it there');
+  const plain = await ask([]);
+  t.same(plain.backends.map((b) => [b.backend, b.share]), [[`${A}/stable:80`, 90], [`${A}/canary:80`, 10]]);
+  const other = await weft(['route', 'check', B, `http://web.${A}/x`, '-o', 'json', '--name', pg.name]);
+  t.equal((JSON.parse(other.stdout) as { routes: { kind: string } }).routes.kind, 'producer', "another namespace without its own route gets the producer's");
 });
 
 t.test("AccessPolicy still decides at the destination, on the routed client's own identity", async (t) => {

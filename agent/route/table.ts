@@ -9,9 +9,38 @@ import type { CompiledRoute } from '../../api/route.ts';
 import type { StateStore } from '../state/store.ts';
 import { flatten, type MatchEntry } from './match.ts';
 
-interface ServiceRoutes {
+export interface ServiceRoutes {
   producer: CompiledRoute[];
   consumers: Map<string, CompiledRoute[]>;
+}
+
+/** Routes by parent Service key, split into the producer's and each consumer namespace's. */
+export function indexRoutes(routes: Iterable<CompiledRoute>): Map<string, ServiceRoutes> {
+  const by = new Map<string, ServiceRoutes>();
+  for (const r of routes) {
+    for (const parent of new Set(r.parents.map((p) => p.service))) {
+      const svcNs = parent.slice(0, parent.indexOf('/'));
+      let s = by.get(parent);
+      if (!s) by.set(parent, (s = { producer: [], consumers: new Map() }));
+      if (r.namespace === svcNs) s.producer.push(r);
+      else {
+        const list = s.consumers.get(r.namespace) ?? [];
+        list.push(r);
+        s.consumers.set(r.namespace, list);
+      }
+    }
+  }
+  return by;
+}
+
+/**
+ * The routes that apply to a client in `clientNamespace` on one Service port (its namespace's
+ * consumer routes if it has any, else the producer's), and which kind they are.
+ */
+export function routesFor(s: ServiceRoutes | undefined, clientNamespace: string, serviceKey: string, port: number): { kind: 'consumer' | 'producer'; routes: CompiledRoute[] } {
+  const covers = (r: CompiledRoute) => r.parents.some((p) => p.service === serviceKey && (p.port === undefined || p.port === port));
+  const consumer = (s?.consumers.get(clientNamespace) ?? []).filter(covers);
+  return consumer.length > 0 ? { kind: 'consumer', routes: consumer } : { kind: 'producer', routes: (s?.producer ?? []).filter(covers) };
 }
 
 export class RouteTable {
@@ -32,21 +61,7 @@ export class RouteTable {
   }
 
   #rebuild(): void {
-    const by = new Map<string, ServiceRoutes>();
-    for (const r of this.#store.routes()) {
-      for (const parent of new Set(r.parents.map((p) => p.service))) {
-        const svcNs = parent.slice(0, parent.indexOf('/'));
-        let s = by.get(parent);
-        if (!s) by.set(parent, (s = { producer: [], consumers: new Map() }));
-        if (r.namespace === svcNs) s.producer.push(r);
-        else {
-          const list = s.consumers.get(r.namespace) ?? [];
-          list.push(r);
-          s.consumers.set(r.namespace, list);
-        }
-      }
-    }
-    this.#byService = by;
+    this.#byService = indexRoutes(this.#store.routes());
     this.#entries = new Map();
     this.#version++;
   }
@@ -66,11 +81,7 @@ export class RouteTable {
     const k = `${clientNamespace}\n${serviceKey}\n${port}`;
     const cached = this.#entries.get(k);
     if (cached) return cached;
-    const s = this.#byService.get(serviceKey);
-    const covers = (r: CompiledRoute) => r.parents.some((p) => p.service === serviceKey && (p.port === undefined || p.port === port));
-    const consumer = (s?.consumers.get(clientNamespace) ?? []).filter(covers);
-    const routes = consumer.length > 0 ? consumer : (s?.producer ?? []).filter(covers);
-    const e = flatten(routes);
+    const e = flatten(routesFor(this.#byService.get(serviceKey), clientNamespace, serviceKey, port).routes);
     this.#entries.set(k, e);
     return e;
   }
