@@ -24,6 +24,13 @@
 // each round so that a drift in the machine's load favours no side; the table shows min and
 // median per side, the ratios of the medians, and the load average at each round.
 //
+// BENCH_WEFT_B="NAME=VALUE ..." adds a second Weft configuration, "Weft B": the agent DaemonSet's
+// environment with those variables set (NAME- removes one), e.g. BENCH_WEFT_B="WEFT_V8_FLAGS=" for
+// the agents without their V8 flag. Each round then measures Weft twice, once per configuration,
+// the agents rolled between (one roll per round: the order alternates), so both are measured
+// under the same load. The other sides are measured once per round, with the first configuration.
+// A row "RSS 5 s after its throughput run" then compares the two configurations' memory.
+//
 // Everything runs on a playground named BENCH_PLAYGROUND (default "bench"); nothing leaves the
 // machine. Results print as a table and are written to bench/results/latest.json.
 import { execFileSync } from 'node:child_process';
@@ -44,11 +51,14 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const RESOLUTION = '0.00001';
 const ZTUNNEL_BIN = process.env.ZTUNNEL_BIN ? resolve(process.env.ZTUNNEL_BIN) : undefined;
 const pg = new Playground(process.env.BENCH_PLAYGROUND ?? 'bench');
+/** kubectl set env arguments of the second Weft configuration (see above); empty: none. */
+const WEFT_B = (process.env.BENCH_WEFT_B ?? '').split(/\s+/).filter((x) => x.length > 0);
 
-type Side = 'direct' | 'weft' | 'ztunnel' | 'stunnel';
+type Side = 'direct' | 'weft' | 'weftB' | 'ztunnel' | 'stunnel';
 type Proxy = Exclude<Side, 'direct'>;
-const NAMESPACE: Record<Exclude<Side, 'stunnel'>, string> = { direct: 'direct', weft: 'meshed', ztunnel: 'ztunnel' };
-const LABEL: Record<Side, string> = { direct: 'direct', weft: 'Weft', ztunnel: 'ztunnel', stunnel: 'stunnel' };
+type WeftSide = 'weft' | 'weftB';
+const NAMESPACE: Record<Exclude<Side, 'stunnel'>, string> = { direct: 'direct', weft: 'meshed', weftB: 'meshed', ztunnel: 'ztunnel' };
+const LABEL: Record<Side, string> = { direct: 'direct', weft: 'Weft', weftB: 'Weft B', ztunnel: 'ztunnel', stunnel: 'stunnel' };
 
 interface Row {
   metric: string;
@@ -110,6 +120,36 @@ async function throughput(ns: string, ip: string, port = 5201): Promise<{ gbits:
   return { gbits: out.end.sum_received.bits_per_second / 1e9, bytes: out.end.sum_received.bytes };
 }
 
+/** The agent DaemonSet's environment, as `kubectl set env` arguments that restore it for the names B sets. */
+async function restoreArguments(): Promise<string[]> {
+  const r = await pg.kubectl(['-n', 'weft-system', 'get', 'daemonset', 'weft-agent', '-o', 'json']);
+  if (r.code !== 0) throw new Error(`kubectl get daemonset weft-agent: ${r.stderr}`);
+  const ds = JSON.parse(r.stdout) as { spec: { template: { spec: { containers: { name: string; env?: { name: string; value?: string }[] }[] } } } };
+  const env = ds.spec.template.spec.containers.find((c) => c.name === 'agent')?.env ?? [];
+  return WEFT_B.map((arg) => {
+    const name = arg.replace(/[=-].*$/, '');
+    const was = env.find((e) => e.name === name);
+    return was?.value !== undefined ? `${name}=${was.value}` : `${name}-`;
+  });
+}
+
+/** Rolls both agents to the environment `args` (kubectl set env) and waits until the new ones serve alone. */
+async function rollAgents(args: string[]): Promise<void> {
+  const old = await agentPids();
+  const r = await pg.kubectl(['-n', 'weft-system', 'set', 'env', 'daemonset/weft-agent', '-c', 'agent', ...args]);
+  if (r.code !== 0) throw new Error(`kubectl set env ${args.join(' ')}: ${r.stderr}`);
+  const until = Date.now() + 180_000;
+  for (;;) {
+    const now = await agentPids();
+    const rolled = now.length === old.length && now.every((p) => !old.includes(p));
+    if (rolled && old.every((p) => !existsSync(`/proc/${p}`))) break;
+    if (Date.now() > until) throw new Error(`the agents did not roll to ${args.join(' ')} within 180 s (pids ${old.join(',')} -> ${now.join(',')})`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  // The new agents have their state and certificates (ready); let their start-up work settle.
+  await new Promise((res) => setTimeout(res, 3000));
+}
+
 async function agentPids(): Promise<number[]> {
   const state = JSON.parse(await readFile(`/run/weft-playground/${pg.name}/state.json`, 'utf8')) as { pids: Record<string, number> };
   return ['weft-agent/node-1', 'weft-agent/node-2'].map((k) => state.pids[k]).filter((p): p is number => typeof p === 'number');
@@ -120,6 +160,8 @@ interface Memory {
   idleMB: number;
   withIdleConnectionsMB: number;
   perIdleConnectionKB: number;
+  /** The same from anonymous memory alone. */
+  perIdleConnectionAnonKB: number;
   underLoadMB: number;
   afterLoadMB: number;
   /** The anonymous parts (RssAnon): without the pages of the executable, which Node's is 120 MB of. */
@@ -199,6 +241,15 @@ async function main(): Promise<void> {
   if (s.pods.some((p) => p.namespace !== 'meshed' && p.meshed)) throw new Error('a pod outside the meshed namespace is enrolled in Weft');
 
   const pids: Partial<Record<Proxy, number[]>> = { weft: await agentPids() };
+  // Each proxy carries a few connections before its idle memory is taken: the first connections
+  // page in code (TLS, HTTP/2) and compile it, a one-time cost that is not any connection's.
+  const warmUp = async (side: 'weft' | 'ztunnel'): Promise<void> => {
+    const ns = NAMESPACE[side];
+    await pg.exec(`${ns}/client`, [process.execPath, join(import.meta.dirname, 'hold-connections.ts'), ip(ns, 'echo'), '8078', '100', '2'], 60_000);
+  };
+  await warmUp('weft');
+  const warmedAt = performance.now();
+  const restoreA = WEFT_B.length > 0 ? await restoreArguments() : [];
   if (stunnelBin) {
     const mesh = await createTestMesh();
     const stunnel = await Stunnel.start({
@@ -231,8 +282,15 @@ async function main(): Promise<void> {
   // Idle tunnelled connections: held open from each side's client, measured at its proxies before
   // any load, against their idle RSS (a heap grown under load does not shrink back).
   const memory: Partial<Record<Proxy, Memory>> = {};
+  // The agent's idle trim (agent/native/trim.ts) collects at most once per 30 s: the warm-up's
+  // collection must not be what keeps the next one from tidying up after the connections' set-up.
+  await new Promise((r) => setTimeout(r, Math.max(0, 32_000 - (performance.now() - warmedAt))));
   for (const side of meshes) {
     const ns = NAMESPACE[side];
+    if (side === 'ztunnel') {
+      await warmUp(side);
+      await new Promise((r) => setTimeout(r, 3000));
+    }
     const idle = await sampleAll(pids[side] ?? []);
     const settleMs = Math.min(15_000, 3000 + IDLE_CONNS * 5);
     const holdS = Math.ceil(settleMs / 1000) + 3;
@@ -242,10 +300,12 @@ async function main(): Promise<void> {
     const r = await holder;
     if (!r.stdout.includes(`${IDLE_CONNS} connections were open`)) console.error(`[bench] ${LABEL[side]}: holder reported "${r.stdout.trim()}"`);
     const growth = held.rssMB.map((mb, i) => mb - (idle.rssMB[i] ?? 0));
+    const anonGrowth = held.anonMB.map((mb, i) => mb - (idle.anonMB[i] ?? 0));
     memory[side] = {
       idleMB: Math.max(...idle.rssMB),
       withIdleConnectionsMB: Math.max(...held.rssMB),
       perIdleConnectionKB: (Math.max(...growth) * 1024) / IDLE_CONNS,
+      perIdleConnectionAnonKB: (Math.max(...anonGrowth) * 1024) / IDLE_CONNS,
       underLoadMB: 0,
       afterLoadMB: 0,
       idleAnonMB: Math.max(...idle.anonMB),
@@ -260,10 +320,27 @@ async function main(): Promise<void> {
   };
   const loads: number[] = [];
   const ordered = <T>(xs: T[], round: number): T[] => [...xs.slice(round % xs.length), ...xs.slice(0, round % xs.length)];
-  const echoSides: Exclude<Side, 'stunnel'>[] = ['direct', ...meshes];
-  const streamSides: Side[] = [...echoSides, ...(pids.stunnel ? (['stunnel'] as const) : [])];
+  const configurations: WeftSide[] = WEFT_B.length > 0 ? ['weft', 'weftB'] : ['weft'];
+  let running: WeftSide = 'weft';
   for (let round = 0; round < ROUNDS; round++) {
     loads.push(loadavg()[0] ?? NaN);
+    for (const [half, weftSide] of ordered(configurations, round).entries()) {
+      if (weftSide !== running) {
+        await rollAgents(weftSide === 'weftB' ? WEFT_B : restoreA);
+        running = weftSide;
+        pids[weftSide] = await agentPids();
+        console.error(`[bench] agents rolled to ${LABEL[weftSide]} (pids ${pids[weftSide]?.join(', ')})`);
+      }
+      await measureRound(round, half === 0 ? meshes.map((m) => (m === 'weft' ? weftSide : m)) : [weftSide], half === 0);
+    }
+    if (ztunnels) await ztunnels.check();
+    console.error(`[bench] round ${round + 1}/${ROUNDS} done (load average ${loads[round]?.toFixed(2)})`);
+  }
+  if (running !== 'weft') await rollAgents(restoreA);
+
+  async function measureRound(round: number, meshSides: (WeftSide | 'ztunnel')[], withOthers: boolean): Promise<void> {
+    const echoSides: Exclude<Side, 'stunnel'>[] = [...(withOthers ? (['direct'] as const) : []), ...meshSides];
+    const streamSides: Side[] = [...echoSides, ...(withOthers && pids.stunnel ? (['stunnel'] as const) : [])];
     for (const side of ordered(echoSides, round)) {
       const l = await latency(NAMESPACE[side], ip(NAMESPACE[side], 'echo'));
       record(`latency p50 @${QPS} rps`, 'µs', side, l.p50);
@@ -285,9 +362,11 @@ async function main(): Promise<void> {
       record('proxy CPU per GB, both ends', 's/GB', side, cpuPerGB);
       const m = memory[side];
       if (m) m.underLoadMB = Math.max(m.underLoadMB, ...after.rssMB);
+      if (WEFT_B.length > 0 && (side === 'weft' || side === 'weftB')) {
+        await new Promise((res) => setTimeout(res, 5000));
+        record('RSS 5 s after its throughput run', 'MB', side, Math.max(...(await sampleAll(proxies)).rssMB));
+      }
     }
-    if (ztunnels) await ztunnels.check();
-    console.error(`[bench] round ${round + 1}/${ROUNDS} done (load average ${loads[round]?.toFixed(2)})`);
   }
   await new Promise((r) => setTimeout(r, 5000));
   for (const side of meshes) {
@@ -312,6 +391,7 @@ async function main(): Promise<void> {
         fortioResolutionSeconds: Number(RESOLUTION),
         loadAverages: loads,
         idleConnections: IDLE_CONNS,
+        weftB: WEFT_B.length > 0 ? WEFT_B : undefined,
         ztunnel: ZTUNNEL_BIN ? { bin: ZTUNNEL_BIN, mode: 'dedicated', workerThreads: 1, interop: 'ok' } : 'skipped',
         stunnel: stunnelBin ?? 'skipped',
         rows: Object.values(rows),
@@ -376,15 +456,23 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
   const f = (n: number) => (Number.isNaN(n) ? '–' : n >= 100 ? n.toFixed(0) : n.toFixed(2));
   const cell = (xs: number[] | undefined) => (xs && xs.length > 0 ? `${f(Math.min(...xs))} / ${f(median(xs))}` : '–');
   const ratio = (a: number[] | undefined, b: number[] | undefined) => (a && b ? (median(a) / median(b)).toFixed(2) : '–');
-  const sides: Side[] = ['direct', 'weft', 'ztunnel', 'stunnel'];
+  const sides: Side[] = ['direct', 'weft', ...(WEFT_B.length > 0 ? (['weftB'] as const) : []), 'ztunnel', 'stunnel'];
   console.log(`\n${ROUNDS} interleaved rounds of ${SECONDS} s per measurement, order rotating each round; fortio histogram buckets ${Number(RESOLUTION) * 1e6} µs`);
   console.log(`load average (1 min) at the start of each round: ${loads.map((l) => l.toFixed(2)).join(', ')}`);
   for (const s of skipped) console.log(s);
   console.log(`cells: min / median over the rounds; ratios: of the medians\n`);
-  const w = [30, 18, 18, 18, 18, 14, 13];
-  console.log(['metric', ...sides.map((s) => LABEL[s]), 'Weft÷ztunnel', 'Weft÷direct'].map((h, i) => (i === 0 ? h.padEnd(w[0] ?? 0) : h.padStart(w[i] ?? 0))).join('') + '  unit');
+  const withB = WEFT_B.length > 0;
+  console.log(withB ? `Weft B: the agents with ${WEFT_B.join(' ')}` : '');
+  const head = ['metric', ...sides.map((s) => LABEL[s]), 'Weft÷ztunnel', 'Weft÷direct', ...(withB ? ['B÷Weft'] : [])];
+  console.log(head.map((h, i) => (i === 0 ? h.padEnd(34) : h.padStart(i <= sides.length ? 18 : 14))).join('') + '  unit');
   for (const r of rows) {
-    const cells = [r.metric.padEnd(w[0] ?? 0), ...sides.map((s, i) => cell(r.values[s]).padStart(w[i + 1] ?? 0)), ratio(r.values.weft, r.values.ztunnel).padStart(w[5] ?? 0), ratio(r.values.weft, r.values.direct).padStart(w[6] ?? 0)];
+    const cells = [
+      r.metric.padEnd(34),
+      ...sides.map((s) => cell(r.values[s]).padStart(18)),
+      ratio(r.values.weft, r.values.ztunnel).padStart(14),
+      ratio(r.values.weft, r.values.direct).padStart(14),
+      ...(withB ? [ratio(r.values.weftB, r.values.weft).padStart(14)] : []),
+    ];
     console.log(`${cells.join('')}  ${r.unit}`);
   }
   for (const r of rows.filter((x) => x.unit === 'µs')) {
@@ -392,13 +480,15 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
     if (!d) continue;
     const added = (side: Side) => (r.values[side] ? median(r.values[side]) - median(d) : NaN);
     const zt = r.values.ztunnel ? `, ztunnel ${f(added('ztunnel'))} µs, Weft÷ztunnel ${(added('weft') / added('ztunnel')).toFixed(2)}` : '';
-    console.log(`added ${r.metric} (medians over direct): Weft ${f(added('weft'))} µs${zt}`);
+    const b = r.values.weftB ? `, Weft B ${f(added('weftB'))} µs` : '';
+    console.log(`added ${r.metric} (medians over direct): Weft ${f(added('weft'))} µs${b}${zt}`);
   }
   const proxies = (['weft', 'ztunnel'] as const).filter((p) => memory[p]);
   const mem: [string, keyof Memory, string][] = [
     ['RSS idle', 'idleMB', 'MB'],
     [`RSS with ${IDLE_CONNS} idle connections`, 'withIdleConnectionsMB', 'MB'],
     ['per idle connection', 'perIdleConnectionKB', 'KB'],
+    ['per idle connection, anonymous', 'perIdleConnectionAnonKB', 'KB'],
     ['RSS under load', 'underLoadMB', 'MB'],
     ['RSS 5 s after load', 'afterLoadMB', 'MB'],
     ['RSS idle, anonymous only', 'idleAnonMB', 'MB'],

@@ -42,9 +42,12 @@ function fullCollection(): Collect | undefined {
 
 let timer: NodeJS.Timeout | undefined;
 
-/** Starts the idle check (once per process; later calls do nothing). Never keeps the process alive. */
-export function startHeapTrimmer(): void {
-  if (timer) return;
+/**
+ * Starts the idle check (once per process; later calls do nothing). Never keeps the process alive.
+ * WEFT_IDLE_TRIM=false leaves it off, to compare memory and CPU without it.
+ */
+export function startHeapTrimmer(env: NodeJS.ProcessEnv = process.env): void {
+  if (timer || env.WEFT_IDLE_TRIM === 'false') return;
   const collect = fullCollection();
   let last = process.cpuUsage();
   let busySinceTrim = false;

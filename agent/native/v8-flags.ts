@@ -10,13 +10,25 @@
 // 47-50 major collections and 0.31-0.42 CPU s become 0 major collections and 0.12-0.20 CPU s, for
 // 12 MB more peak RSS (1 MB semi-spaces, as the chart sets). Set at run time it acts as on the
 // command line (same counts).
+//
+// WEFT_V8_FLAGS replaces the default (space-separated V8 flags; empty: none), so that the flag
+// can be compared on a running mesh (bench/run.ts BENCH_WEFT_B) and turned off without a release.
 import { setFlagsFromString } from 'node:v8';
 
-let done = false;
+export const DEFAULT_V8_FLAGS = '--external-memory-accounted-in-global-limit';
 
-/** Applies the flags once per process (they are process-wide: worker threads share them). */
-export function tuneV8(): void {
-  if (done) return;
-  done = true;
-  setFlagsFromString('--external-memory-accounted-in-global-limit');
+let applied: string[] | undefined;
+
+/** The flags WEFT_V8_FLAGS asks for, or the default when it is unset. */
+export function v8FlagsFrom(env: NodeJS.ProcessEnv): string[] {
+  const value = env.WEFT_V8_FLAGS ?? DEFAULT_V8_FLAGS;
+  return value.split(/\s+/).filter((f) => f.length > 0);
+}
+
+/** Applies the flags once per process (they are process-wide: worker threads share them); returns them. */
+export function tuneV8(env: NodeJS.ProcessEnv = process.env): string[] {
+  if (applied) return applied;
+  applied = v8FlagsFrom(env);
+  for (const flag of applied) setFlagsFromString(flag);
+  return applied;
 }
