@@ -299,6 +299,8 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
     ['create', 'events'],
     ['create', 'leases.coordination.k8s.io', NS],
     ['update', 'leases.coordination.k8s.io/weft-controller', NS],
+    // The replicas' programmed reports, in its own namespace only.
+    ...['list', 'watch', 'create', 'update', 'delete'].map((v): [string, string, string] => [v, 'configmaps', NS]),
   ]);
   await expect('weft-controller', 'no', [
     // Nothing it does not use: no Nodes, no single-object reads.
@@ -308,6 +310,7 @@ t.test('RBAC applied for real is least privilege (kubectl auth can-i)', async (t
     ['update', 'accesspolicies.weft.dev#status'],
     ['update', 'leases.coordination.k8s.io/kube-scheduler', 'kube-system'],
     ['update', 'leases.coordination.k8s.io/other', NS],
+    ['list', 'configmaps'], ['create', 'configmaps', 'kube-system'], ['update', 'configmaps', 'default'], ['patch', 'configmaps', NS],
     ['get', 'secrets'], ['get', 'secrets', NS], ['list', 'secrets', NS], ['get', 'secrets/weft-ca', NS],
     ...['create', 'update', 'patch', 'delete'].flatMap((v): [string, string][] => [[v, 'pods'], [v, 'nodes']]),
     ['create', 'pods/eviction'], ['update', 'pods/status'], ['create', 'serviceaccounts/token', NS], ['create', 'subjectaccessreviews.authorization.k8s.io'],

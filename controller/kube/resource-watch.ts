@@ -40,6 +40,8 @@ export interface ResourceWatchOptions<T extends KubernetesObject> {
   /** The watch path, e.g. `/api/v1/pods`. */
   path: string;
   list: ListPromise<T>;
+  /** Must match the one `list` uses, or the watch would report objects the list never had. */
+  labelSelector?: string;
   log: Logger;
   backoff?: BackoffOptions;
   /** Called on every restart after an error (for a metric). */
@@ -48,7 +50,7 @@ export interface ResourceWatchOptions<T extends KubernetesObject> {
 
 export function watchResource<T extends KubernetesObject>(opts: ResourceWatchOptions<T>): ResourceWatch<T> {
   const { resource, log } = opts;
-  const informer: Informer<T> & ObjectCache<T> = makeInformer<T>(opts.kubeConfig, opts.path, opts.list);
+  const informer: Informer<T> & ObjectCache<T> = makeInformer<T>(opts.kubeConfig, opts.path, opts.list, opts.labelSelector);
   const backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...opts.backoff });
   const handlers: WatchHandler<T>[] = [];
   let stopped = true;

@@ -11,12 +11,15 @@ import { apiErrorSummary, httpStatus } from '../../api/kube-errors.ts';
 import type { Logger } from '../../api/log.ts';
 import { ACCESS_POLICY_PLURAL, CONDITION, MESH_TLS_POLICY_PLURAL, POLICY_GROUP, POLICY_VERSION } from '../../api/policy/model.ts';
 import type { CompiledAccessPolicy, CompiledMeshTLSPolicy, PolicyProblem } from '../../api/policy/model.ts';
+import type { Workload } from '../../api/agent-sync.ts';
 import type { AccessPolicy, MeshTLSPolicy } from '../../api/policy/types.gen.ts';
 import type { LeaderElector } from '../kube/leader.ts';
 import type { AgentRegistry } from '../server/agent-registry.ts';
 import type { RevisionedStore } from '../state/store.ts';
 import type { PolicyKind, PolicyReconciler, PolicySources } from './reconciler.ts';
 import { accessPolicyRefProblems, selectedBy } from './refs.ts';
+import { ProgrammedReports, RemoteProgrammed } from './programmed-reports.ts';
+import type { ProgrammedReport } from './programmed-reports.ts';
 import { computeStatus, sameStatus } from './status.ts';
 import type { PolicyStatus } from './status.ts';
 
@@ -35,6 +38,8 @@ export interface StatusWriterOptions {
   /** Debounce for agents' ACKs, NACKs and connections (status only counts them). */
   agentDebounceMs?: number;
   periodMs?: number;
+  /** Publish and read the replicas' programmed reports (programmed-reports.ts); default true. */
+  programmedReports?: boolean;
 }
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -53,12 +58,32 @@ export class PolicyStatusWriter {
   readonly #unsubscribe: (() => void)[] = [];
   /** What this replica last wrote, per object uid: the cache may lag behind our own writes. */
   readonly #written = new Map<string, PolicyStatus>();
+  readonly #reports: ProgrammedReports | undefined;
+  /** The other replicas' reports, indexed once per pass. */
+  #remote = new RemoteProgrammed([]);
 
   constructor(o: StatusWriterOptions) {
     this.#o = o;
     this.#log = o.log.child({ component: 'policy-status' });
     this.#custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     this.#core = o.kubeConfig.makeApiClient(CoreV1Api);
+    if (o.programmedReports !== false) {
+      this.#reports = new ProgrammedReports({
+        kubeConfig: o.kubeConfig,
+        namespace: o.installNamespace,
+        identity: o.identity,
+        leader: o.leader,
+        log: o.log,
+        source: {
+          snapshot: () => this.localReport(),
+          onChange: (fn) => {
+            const offs = [o.store.subscribe(fn), o.registry.onChange(fn), o.reconciler.onChange(fn)];
+            return () => offs.forEach((off) => off());
+          },
+        },
+        onRemoteChange: () => this.schedule(o.agentDebounceMs ?? 1_000),
+      });
+    }
   }
 
   start(): void {
@@ -76,6 +101,7 @@ export class PolicyStatusWriter {
     });
     this.#periodic = setInterval(poke, this.#o.periodMs ?? 30_000);
     this.#periodic.unref();
+    this.#reports?.start();
     this.schedule();
   }
 
@@ -85,6 +111,7 @@ export class PolicyStatusWriter {
     clearInterval(this.#periodic);
     for (const u of this.#unsubscribe) u();
     await this.#running;
+    await this.#reports?.stop();
   }
 
   /** A pass after `delayMs` (default: the debounce), or sooner if one is already due sooner. */
@@ -112,31 +139,74 @@ export class PolicyStatusWriter {
     }, delayMs);
   }
 
+  /** What a policy selects in this replica's store, and the revision that carries it. */
+  #selection(kind: PolicyKind, key: string, workloads: readonly Workload[]): { inForce: CompiledAccessPolicy | CompiledMeshTLSPolicy | undefined; selected: Workload[]; revision: number | undefined } {
+    const { store } = this.#o;
+    const inForce = store.get({ kind, key })?.value as CompiledAccessPolicy | CompiledMeshTLSPolicy | undefined;
+    const selected = inForce ? workloads.filter((w) => selectedBy(inForce, w, this.#o.installNamespace)) : [];
+    return { inForce, selected, revision: inForce ? store.revisionOf({ kind, key }) : undefined };
+  }
+
   /** The status this replica would write now (also what `/policies` on the health port shows). */
   desired(kind: PolicyKind, obj: AccessPolicy | MeshTLSPolicy): PolicyStatus {
     const { store, registry, reconciler } = this.#o;
     const key = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
-    const inForce = store.get({ kind, key })?.value as CompiledAccessPolicy | CompiledMeshTLSPolicy | undefined;
-    const workloads = store.values('Workload');
-    const selected = inForce ? workloads.filter((w) => selectedBy(inForce, w, this.#o.installNamespace)) : [];
+    const { inForce, selected, revision } = this.#selection(kind, key, store.values('Workload'));
     let refProblems: PolicyProblem[] = [];
     if (kind === 'AccessPolicy' && inForce) refProblems = accessPolicyRefProblems(inForce as CompiledAccessPolicy, selected, store.values('Service'));
     const uid = obj.metadata?.uid ?? '';
+    const verdict = reconciler.verdict(kind, key);
+    const remote = this.#remote;
     return computeStatus({
       generation: obj.metadata?.generation ?? 0,
-      verdict: reconciler.verdict(kind, key),
+      verdict,
       selected,
       refProblems,
-      revision: inForce ? store.revisionOf({ kind, key }) : undefined,
+      revision,
       epoch: store.epoch,
       agents: (node) => registry.peek(node),
+      ...(remote.empty ? {} : { remote: (node: string) => remote.evidence(`${kind}/${key}`, verdict?.inForceGeneration, node) }),
       previous: this.#written.get(uid) ?? (obj.status as PolicyStatus | undefined),
       now: new Date(),
     });
   }
 
+  /**
+   * For the other replicas' leader: each policy's in-force generation and the nodes, among those
+   * connected here, whose agent acknowledged a revision that carries it.
+   */
+  localReport(): Omit<ProgrammedReport, 'replica'> {
+    const { store, registry, reconciler } = this.#o;
+    const connected = registry.connectedNodes();
+    const index = new Map(connected.map((node, i) => [node, i]));
+    const policies: ProgrammedReport['policies'] = {};
+    const workloads = store.values('Workload');
+    const kinds: [PolicyKind, readonly (AccessPolicy | MeshTLSPolicy)[]][] = [
+      ['AccessPolicy', this.#o.sources.accessPolicies.list()],
+      ['MeshTLSPolicy', this.#o.sources.meshTLSPolicies.list()],
+    ];
+    for (const [kind, objs] of kinds) {
+      for (const obj of objs) {
+        const key = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+        const generation = reconciler.verdict(kind, key)?.inForceGeneration;
+        const { selected, revision } = this.#selection(kind, key, workloads);
+        if (generation === undefined || revision === undefined) continue;
+        const nodes = new Set<number>();
+        for (const w of selected) {
+          const i = w.meshed ? index.get(w.node) : undefined;
+          if (i === undefined || nodes.has(i)) continue;
+          const agent = registry.peek(w.node);
+          if (agent && agent.epoch === store.epoch && (agent.lastAckedRevision ?? -1) >= revision) nodes.add(i);
+        }
+        policies[`${kind}/${key}`] = { generation, nodes: [...nodes].sort((a, b) => a - b) };
+      }
+    }
+    return { nodes: connected, policies };
+  }
+
   async #pass(): Promise<void> {
     if (!this.#o.leader.isLeader()) return;
+    this.#remote = this.#reports?.remote() ?? this.#remote;
     const jobs: Promise<void>[] = [];
     const live = new Set<string>();
     for (const obj of this.#o.sources.accessPolicies.list()) {

@@ -10,6 +10,7 @@ import type { Workload } from '../../api/agent-sync.ts';
 import { CONDITION } from '../../api/policy/model.ts';
 import type { PolicyProblem } from '../../api/policy/model.ts';
 import type { AgentStatus } from '../server/agent-registry.ts';
+import type { RemoteEvidence } from './programmed-reports.ts';
 import { jsonEqual } from '../state/equal.ts';
 import type { PolicyVerdict } from './reconciler.ts';
 
@@ -44,6 +45,8 @@ export interface StatusInput {
   revision: number | undefined;
   epoch: string;
   agents: (node: string) => AgentStatus | undefined;
+  /** What the other controller replicas report about this policy on `node` (programmed-reports.ts). */
+  remote?: (node: string) => RemoteEvidence;
   previous: PolicyStatus | undefined;
   now: Date;
 }
@@ -58,7 +61,7 @@ export function computeStatus(i: StatusInput): PolicyStatus {
   const pending: { node: string; why: string }[] = [];
   if (i.revision !== undefined) {
     for (const node of required) {
-      const why = nodeLag(i.agents(node), i.epoch, i.revision);
+      const why = nodeLag(i.agents(node), i.epoch, i.revision, i.remote?.(node));
       if (why) pending.push({ node, why });
     }
   }
@@ -123,10 +126,12 @@ function lastAccepted(i: StatusInput): Pick<PolicyStatus, 'lastAccepted'> {
   return {};
 }
 
-/** Why a node's agent does not hold `revision` yet, or '' when it does. */
-function nodeLag(agent: AgentStatus | undefined, epoch: string, revision: number): string {
+/** Why a node's agent does not hold `revision` yet, or '' when it does (here or, per its report, on another replica). */
+function nodeLag(agent: AgentStatus | undefined, epoch: string, revision: number, remote: RemoteEvidence): string {
+  if (agent && agent.epoch === epoch && (agent.lastAckedRevision ?? -1) >= revision) return '';
+  if (remote?.held) return '';
+  if (remote && (!agent || agent.streams === 0)) return `its agent, connected to replica ${remote.replica}, has not acknowledged it yet`;
   if (!agent) return 'its agent never connected to this controller';
-  if (agent.epoch === epoch && (agent.lastAckedRevision ?? -1) >= revision) return '';
   if (agent.lastNack && agent.lastNack.epoch === epoch && agent.lastNack.revision >= revision) return `its agent refused the update: ${agent.lastNack.reason}`;
   if (agent.streams === 0) return `its agent is disconnected${agent.disconnectedAt ? ` since ${agent.disconnectedAt}` : ''}`;
   return 'its agent has not acknowledged the update yet';

@@ -122,4 +122,11 @@ export class AgentRegistry {
     for (const s of this.#agents.values()) if (s.streams > 0) n++;
     return n;
   }
+
+  /** Nodes with at least one open stream, sorted, without copying their records. */
+  connectedNodes(): string[] {
+    const nodes: string[] = [];
+    for (const s of this.#agents.values()) if (s.streams > 0) nodes.push(s.node);
+    return nodes.sort();
+  }
 }
