@@ -1,22 +1,27 @@
 // Finds the network namespace of a playground pod, for `weft dev exec`: the simulated kubelet's
 // named namespace, or on real nodes the namespace of a process in the pod's cgroup (its sandbox).
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { podNetnsName, type PlaygroundPlan } from './config.ts';
 import { cgroupRoot } from './real-node.ts';
 import { readState } from './state.ts';
 
-/** A path that `nsenter --net=<path>` enters. */
+/**
+ * A path that `nsenter --net=<path>` enters. The pod is read with the playground's kubectl, not
+ * @kubernetes/client-node: importing that library took 11-12 s at load 30-40 on 2 cores (a bare
+ * Node start: 0.2-0.4 s), which made `weft dev exec` take 10-32 s there and overrun the suites'
+ * limits (the mesh suite's "frozen controller" exec: it was the load, not the controller).
+ */
 export async function podNetnsPath(playground: string, target: string): Promise<string> {
   const [namespace, name] = target.split('/');
   if (!namespace || !name) throw new Error(`"${target}" is not <namespace>/<pod>`);
   const s = await readState(playground);
   if (!s) throw new Error(`no playground named "${playground}" is running`);
-  const kc = new KubeConfig();
-  kc.loadFromFile(s.plan.paths.adminKubeconfig);
-  const pod = await kc.makeApiClient(CoreV1Api).readNamespacedPod({ namespace, name });
+  const kubectl = spawnSync(join(s.plan.binDir, 'kubectl'), [`--kubeconfig=${s.plan.paths.adminKubeconfig}`, '-n', namespace, 'get', 'pod', name, '-o', 'json'], { encoding: 'utf8', maxBuffer: 8 << 20 });
+  if (kubectl.status !== 0) throw new Error(`pod ${target}: ${kubectl.stderr.trim() || kubectl.error?.message || 'kubectl failed'}`);
+  const pod = JSON.parse(kubectl.stdout) as { metadata?: { uid?: string }; spec?: { nodeName?: string }; status?: { phase?: string } };
   const uid = pod.metadata?.uid;
   if (!uid) throw new Error(`pod ${target} has no UID`);
   const notYet = new Error(`pod ${target} has no network yet (phase ${pod.status?.phase ?? 'unknown'})`);
