@@ -44,3 +44,10 @@ export const routeTimeouts = new Counter({
   labelNames: ['destination_service', 'route', 'rule', 'timeout'],
   registers: [registry],
 });
+
+export const routeEjections = new Counter({
+  name: 'weft_route_endpoint_ejections_total',
+  help: 'Endpoints set aside by the client node agent after connections to them failed in a row',
+  labelNames: ['backend'],
+  registers: [registry],
+});

@@ -15,8 +15,8 @@ import { peerOf } from '../proxy/relay.ts';
 import { workloadName } from '../proxy/report.ts';
 import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
-import { routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
-import { Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
+import { routeEjections, routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
+import { Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
@@ -45,6 +45,7 @@ export class RouteProxy {
   readonly #d: UpstreamDeps;
   readonly #random: Random;
   readonly #outstanding = new Outstanding();
+  readonly #ejections = new Ejections();
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #server = createServer({ keepAlive: true, requireHostHeader: false });
@@ -237,7 +238,25 @@ export class RouteProxy {
     clearTimeout(timer);
   }
 
+  /** One attempt, and what it says about the endpoint (a failed connect counts towards ejecting it). */
   async #attempt(
+    c: RoutedConnection,
+    backend: RouteBackend,
+    r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string> },
+    rule: RouteRule,
+    signal: AbortSignal,
+    labels: { destination_service: string; route: string; rule: string },
+  ): Promise<Attempt> {
+    const a = await this.#attemptOnce(c, backend, r, rule, signal, labels);
+    if (a.endpoint !== undefined) {
+      if (a.failure === 'connect') {
+        if (this.#ejections.failure(a.endpoint, Date.now())) routeEjections.inc({ backend: backendName(backend) });
+      } else if (a.response) this.#ejections.success(a.endpoint);
+    }
+    return a;
+  }
+
+  async #attemptOnce(
     c: RoutedConnection,
     backend: RouteBackend,
     r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string> },
@@ -248,10 +267,15 @@ export class RouteProxy {
     const svc = this.#d.p.store.services().find((s) => s.key === backend.service);
     const sp = svc?.ports.find((p) => p.port === backend.port && p.protocol === 'TCP');
     if (!svc || !sp) return { status: 500, failure: 'backend not found' };
-    const ready = svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined);
-    // A retry prefers an endpoint not tried yet.
-    const fresh = ready.filter((e) => !r.tried.has(`${e.ip}:${e.ports[sp.name]}`));
-    const ep = pickP2C(fresh.length > 0 ? fresh : ready, (e) => this.#outstanding.get(`${e.ip}:${e.ports[sp.name]}`), this.#random);
+    const addrOf = (e: Service['endpoints'][number]) => `${e.ip}:${e.ports[sp.name]}`;
+    // Ejected endpoints are skipped while others are left; a retry prefers an endpoint not tried yet.
+    const ready = this.#ejections.usable(
+      svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined),
+      addrOf,
+      Date.now(),
+    );
+    const fresh = ready.filter((e) => !r.tried.has(addrOf(e)));
+    const ep = pickP2C(fresh.length > 0 ? fresh : ready, (e) => this.#outstanding.get(addrOf(e)), this.#random);
     if (!ep) return { status: 503, failure: 'no ready endpoint' };
     const target: Address = { ip: ep.ip, port: ep.ports[sp.name] as number };
     const addr = `${target.ip}:${target.port}`;

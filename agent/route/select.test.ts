@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { Outstanding, pickP2C, pickWeighted, RetryBudget } from './select.ts';
+import { Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget } from './select.ts';
 
 t.test('weighted choice follows the cumulative weights; weight 0 is never chosen', async (t) => {
   const bs = [{ n: 'a', weight: 90 }, { n: 'z', weight: 0 }, { n: 'b', weight: 10 }];
@@ -69,4 +69,32 @@ t.test('the retry budget allows a ratio of recent requests plus a floor, then re
   t.equal(allowed, 21, '20% of 100 requests + 1 per second');
   t.notOk(b.tryRetry(500), 'still spent within the window');
   t.ok(b.tryRetry(1001), 'the window moved on: the floor is available again');
+});
+
+t.test('ejections: 3 failed connects in a row eject for 10 s, doubling per ejection in a row; a success clears it', async (t) => {
+  const e = new Ejections();
+  t.notOk(e.failure('a', 0));
+  t.notOk(e.failure('a', 1));
+  t.ok(e.failure('a', 2), 'the third failure in a row ejects');
+  t.ok(e.ejected('a', 10_001));
+  t.notOk(e.ejected('a', 10_002), 'for 10 s');
+  t.notOk(e.failure('a', 5000), 'failures while ejected do not count');
+  t.ok(e.failure('a', 10_002), 'back in, one more failure ejects it again');
+  t.ok(e.ejected('a', 30_001) && !e.ejected('a', 30_002), 'for twice as long');
+  e.success('a');
+  t.notOk(e.ejected('a', 10_003), 'a success clears it');
+  t.notOk(e.failure('a', 40_000), 'and the count starts over');
+  const all = ['a', 'b'];
+  for (const x of all) for (let i = 0; i < 3; i++) e.failure(x, 50_000);
+  t.same(e.usable(all, (x) => x, 50_001), all, 'every endpoint ejected: all of them are usable');
+  e.success('b');
+  t.same(e.usable(all, (x) => x, 50_001), ['b']);
+  const capped = new Ejections({ threshold: 1, baseMs: 100_000, maxMs: 300_000 });
+  let now = 0;
+  for (let i = 0; i < 5; i++) {
+    capped.failure('c', now);
+    now += 400_000;
+  }
+  capped.failure('c', now);
+  t.ok(capped.ejected('c', now + 299_999) && !capped.ejected('c', now + 300_000), 'the doubling stops at maxMs');
 });

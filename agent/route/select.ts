@@ -102,3 +102,58 @@ function dropBefore(times: number[], since: number): number[] {
   while (i < times.length && (times[i] as number) < since) i++;
   return i === 0 ? times : times.slice(i);
 }
+
+/**
+ * Passive outlier ejection on connection failures: an endpoint whose connections failed
+ * `threshold` times in a row (refused, unreachable, or its node's agent could not reach it) is
+ * skipped for `baseMs`, doubled on each ejection in a row up to `maxMs`. Only failures to connect
+ * count, not HTTP statuses: a 503 is the application's answer and a rule's `retry` decides about
+ * it, while a failed connect says the endpoint is not there (an EndpointSlice that still lists a
+ * pod of a node that went away). One success clears the count and the doubling.
+ */
+export class Ejections {
+  readonly #threshold: number;
+  readonly #baseMs: number;
+  readonly #maxMs: number;
+  readonly #state = new Map<string, { failures: number; ejections: number; until: number }>();
+
+  constructor(o: { threshold?: number; baseMs?: number; maxMs?: number } = {}) {
+    this.#threshold = o.threshold ?? 3;
+    this.#baseMs = o.baseMs ?? 10_000;
+    this.#maxMs = o.maxMs ?? 300_000;
+  }
+
+  ejected(addr: string, now: number): boolean {
+    const s = this.#state.get(addr);
+    return s !== undefined && s.until > now;
+  }
+
+  /** Counts a failed connection; true when it ejects the endpoint. */
+  failure(addr: string, now: number): boolean {
+    // Endpoints that failed and then went away leave entries behind: dropped once many pile up.
+    if (this.#state.size >= 4096) for (const [k, v] of this.#state) if (v.until <= now) this.#state.delete(k);
+    const s = this.#state.get(addr) ?? { failures: 0, ejections: 0, until: 0 };
+    this.#state.set(addr, s);
+    if (s.until > now) return false;
+    s.failures++;
+    if (s.failures < this.#threshold) return false;
+    s.until = now + Math.min(this.#maxMs, this.#baseMs * 2 ** s.ejections);
+    s.ejections++;
+    // Back in after the ejection, one more failure ejects it again (for longer).
+    s.failures = this.#threshold - 1;
+    return true;
+  }
+
+  success(addr: string): void {
+    this.#state.delete(addr);
+  }
+
+  /**
+   * The candidates not ejected; all of them when every one is (sending to a maybe-dead endpoint
+   * beats answering 503 without trying), so ejection never empties a backend.
+   */
+  usable<T>(candidates: readonly T[], addr: (c: T) => string, now: number): readonly T[] {
+    const left = candidates.filter((c) => !this.ejected(addr(c), now));
+    return left.length > 0 ? left : candidates;
+  }
+}
