@@ -57,6 +57,9 @@ export class SyncClient {
   #stream: ClientHttp2Stream | undefined;
   #stopped = false;
   #attempt = 0;
+  // Numbers connection attempts; a retry moves it on, so that a late event of an abandoned
+  // connection, or an attempt that was still reading its credentials, does nothing.
+  #generation = 0;
   #timer: NodeJS.Timeout | undefined;
   connected = false;
   lastError = '';
@@ -80,17 +83,24 @@ export class SyncClient {
   async #connect(): Promise<void> {
     if (this.#stopped) return;
     const o = this.#o;
+    const attempt = ++this.#generation;
     let token: string;
     let ca: Buffer;
     try {
       [token, ca] = await Promise.all([readFile(o.tokenFile, 'utf8').then((t) => t.trim()), readFile(o.caFile)]);
     } catch (e) {
-      return this.#retry(`reading credentials: ${(e as Error).message}`);
+      if (attempt === this.#generation) this.#retry(`reading credentials: ${(e as Error).message}`);
+      return;
     }
+    // A retry while the files were read has started over: two live streams would feed one store
+    // messages on two bases, and each would refuse the other's.
+    if (attempt !== this.#generation || this.#stopped || this.#timer) return;
     const session = connect(o.url, { ca, servername: o.serverName ?? CONTROLLER_SERVER_NAME, minVersion: 'TLSv1.3', ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     this.#session = session;
-    session.on('error', (e: Error) => this.#retry(`connection: ${e.message}`));
-    session.on('close', () => this.#retry('connection closed'));
+    // Events of a connection given up on (they can come late on a busy process) are not about the current one.
+    const current = (): boolean => this.#session === session && attempt === this.#generation;
+    session.on('error', (e: Error) => current() && this.#retry(`connection: ${e.message}`));
+    session.on('close', () => current() && this.#retry('connection closed'));
     const stream = session.request({
       [constants.HTTP2_HEADER_METHOD]: 'POST',
       [constants.HTTP2_HEADER_PATH]: SYNC_PATH,
@@ -100,6 +110,7 @@ export class SyncClient {
     this.#stream = stream;
     stream.setEncoding('utf8');
     stream.on('response', (headers) => {
+      if (!current()) return;
       const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
       if (status !== 200) {
         // A controller shedding load (429, 503) says when to come back; a fleet that ignored it
@@ -117,10 +128,10 @@ export class SyncClient {
     // controller gives up on our half of the stream.
     stream.on('trailers', (t: IncomingHttpHeaders) => {
       const code = t[SYNC_ERROR_TRAILERS.code];
-      if (code) this.#retry(`controller ended the stream: ${String(code)} ${String(t[SYNC_ERROR_TRAILERS.message] ?? '')}`);
+      if (code && current()) this.#retry(`controller ended the stream: ${String(code)} ${String(t[SYNC_ERROR_TRAILERS.message] ?? '')}`);
     });
-    stream.on('error', (e: Error) => this.#retry(`stream: ${e.message}`));
-    stream.on('close', () => this.#retry('stream closed'));
+    stream.on('error', (e: Error) => current() && this.#retry(`stream: ${e.message}`));
+    stream.on('close', () => current() && this.#retry('stream closed'));
     const digests = o.store.epoch ? o.store.digests?.() : undefined;
     this.#send({
       type: 'hello',
@@ -135,6 +146,8 @@ export class SyncClient {
     lines.on('error', () => {}); // the stream's own error handler reconnects
     lines.on('line', (line) => {
       if (line.length === 0) return; // heartbeat
+      // Lines still split from a chunk after this stream was given up on (a refused delta) are stale.
+      if (!current() || stream.closed || stream.destroyed) return;
       this.#handle(line);
     });
   }
@@ -173,6 +186,7 @@ export class SyncClient {
   /** Reconnects after the backoff, and not before `notBeforeMs` (a retry-after) when one is given. */
   #retry(why: string, notBeforeMs = 0): void {
     if (this.#stopped || this.#timer) return;
+    this.#generation++;
     if (this.connected || this.#attempt === 0) this.#o.log('warn', 'controller unreachable; keeping the last good state', { why });
     this.connected = false;
     this.lastError = why;
