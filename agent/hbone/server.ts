@@ -454,11 +454,18 @@ export class HboneServer {
     stream.respond({ ':status': 200 });
     this.#stats.streamsAccepted += 1;
     this.#stats.streamsOpen += 1;
-    // Returned, not awaited: an awaiting async frame would keep every local of this function (the
-    // request's headers, its AbortController, the decision) alive for as long as the tunnel lasts.
+    return this.#splice(stream, socket, connection.peerIdentity, target);
+  }
+
+  /**
+   * A method of its own, not a closure in #dispatch: V8 keeps one context per function for every
+   * variable any of its closures uses, so a callback there would keep the request's AbortController
+   * alive for as long as the tunnel lasts. Returned, not awaited, for the same reason.
+   */
+  #splice(stream: http2.ServerHttp2Stream, socket: net.Socket, peerIdentity: string, target: SocketAddress): Promise<void> {
     return splice(stream, socket, { idleTimeoutMs: this.#streamIdleTimeoutMs }).then((result) => {
       this.#stats.streamsOpen -= 1;
-      this.#emit({ type: 'stream-closed', peerIdentity: connection.peerIdentity, target, result });
+      this.#emit({ type: 'stream-closed', peerIdentity, target, result });
     });
   }
 

@@ -65,9 +65,17 @@ export async function admit(p: ProxyInputs, c: Candidate): Promise<Admission> {
   }
   const r = await connectTarget(target, c.signal ? { ...dialOptions, signal: c.signal } : dialOptions);
   if (!r.ok) return { kind: 'unreachable', reason: r.reason };
-  const socket = r.socket;
+  return { kind: 'connected', socket: r.socket, info: { ...c.info, ...decidedBy(d) }, revoked: watch(p, c.attrs, r.socket) };
+}
+
+/**
+ * Keeps a connected socket answerable to policy changes; returns why one closed it, if one did.
+ * Outside admit(): its closures would otherwise share admit's context, and with it keep the
+ * candidate (its AbortSignal) and the decision alive for the connection's whole life.
+ */
+function watch(p: ProxyInputs, attrs: ConnectionAttrs, socket: Socket): () => string {
   let revoked = '';
-  const untrack = p.enforcer.track({ attrs: c.attrs, inspected: false, close: (reason) => ((revoked ||= reason), socket.resetAndDestroy()) });
+  const untrack = p.enforcer.track({ attrs, inspected: false, close: (reason) => ((revoked ||= reason), socket.resetAndDestroy()) });
   socket.once('close', untrack);
-  return { kind: 'connected', socket, info: { ...c.info, ...decidedBy(d) }, revoked: () => revoked };
+  return () => revoked;
 }

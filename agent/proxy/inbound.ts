@@ -82,7 +82,7 @@ export class InboundProxy {
   }
 
   #accept(socket: Socket): void {
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     let dst: Address;
     try {
       dst = originalDst(socket);
@@ -136,3 +136,5 @@ export class InboundProxy {
     }
   }
 }
+
+function ignore(): void {}

@@ -17,9 +17,14 @@ export class CaptureListener {
 
   constructor(server: Server) {
     this.#server = server;
+    const open = this.#open;
+    // One listener function for every socket (the emitter is `this`), not a closure per connection.
+    function untrack(this: Socket): void {
+      open.delete(this);
+    }
     server.on('connection', (socket: Socket) => {
-      this.#open.add(socket);
-      socket.once('close', () => this.#open.delete(socket));
+      open.add(socket);
+      socket.once('close', untrack);
     });
   }
 

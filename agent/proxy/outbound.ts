@@ -79,7 +79,7 @@ export class OutboundProxy {
 
   async #route(down: Socket): Promise<void> {
     const { store, report } = this.#p;
-    down.on('error', () => {}); // reported by relay or refusal
+    down.on('error', ignore); // reported by relay or refusal
     const dst = originalDst(down);
     const source = store.workloadByIP(down.remoteAddress ?? '');
     // Only an enrolled pod of this node gets here; anything else means the state is behind: refuse.
@@ -136,14 +136,21 @@ export class OutboundProxy {
   }
 
   #openTunnel(source: Workload, destination: Workload, target: { ip: string; port: number }): Promise<ClientHttp2Stream> {
-    const open = () => this.#tunnels.open({ source: source.identity, destinationIdentity: destination.identity, target, headers: { baggage: baggage(source) } });
+    const open = () => this.#tunnels.open({ source: source.identity, destinationIdentity: destination.identity, target, headers: claimHeaders(source) });
     // Only a pod whose first certificate is still being issued waits (no timer per connection).
     if (this.#certificates.certificateFor(source.identity)) return open();
     return this.#certificates.whenReady(source.identity, AbortSignal.timeout(FIRST_CERTIFICATE_WAIT_MS)).then(open);
   }
 }
 
+function ignore(): void {}
+
+/** Built once per workload object (the store replaces a workload that changes), not per connection. */
+const claims = new WeakMap<Workload, { baggage: string }>();
+
 /** Who the source pod is, for the destination agent (hbone/source-claim.ts checks it). */
-function baggage(w: Workload): string {
-  return `k8s.namespace.name=${w.namespace},k8s.pod.name=${w.name},service.name=${w.labels.app ?? w.name}`;
+function claimHeaders(w: Workload): { baggage: string } {
+  let headers = claims.get(w);
+  if (!headers) claims.set(w, (headers = { baggage: `k8s.namespace.name=${w.namespace},k8s.pod.name=${w.name},service.name=${w.labels.app ?? w.name}` }));
+  return headers;
 }
