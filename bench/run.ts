@@ -146,8 +146,16 @@ async function rollAgents(args: string[]): Promise<void> {
     if (Date.now() > until) throw new Error(`the agents did not roll to ${args.join(' ')} within 180 s (pids ${old.join(',')} -> ${now.join(',')})`);
     await new Promise((res) => setTimeout(res, 500));
   }
-  // The new agents have their state and certificates (ready); let their start-up work settle.
-  await new Promise((res) => setTimeout(res, 3000));
+  // Ready is not yet serving every pod (a loaded machine was seen failing the next measurement):
+  // wait until the meshed client's tunnels to the echo work again, then let start-up work settle.
+  const echo = (await pg.status()).pods.find((p) => p.namespace === 'meshed' && p.name === 'echo')?.ip ?? '';
+  for (;;) {
+    const probe = await pg.exec('meshed/client', [fortioBin(), 'load', '-quiet', '-qps', '0', '-n', '20', '-c', '1', `tcp://${echo}:8078`], 30_000);
+    if (probe.code === 0) break;
+    if (Date.now() > until) throw new Error(`the meshed client cannot reach its echo through the agents rolled to ${args.join(' ')}: ${probe.stderr || probe.stdout}`);
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+  await new Promise((res) => setTimeout(res, 5000));
 }
 
 async function agentPids(): Promise<number[]> {
