@@ -133,7 +133,11 @@ function excerpt(log: string, test: string): string {
 
 t.test('the upstream Gateway API conformance suite, Mesh profile: every core test and every claimed feature passes', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'weft-conformance-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // A failed run keeps the suite's full log (the echo client's own errors are in it) for a look.
+  t.teardown(async () => {
+    if (t.passing()) await rm(dir, { recursive: true, force: true });
+    else t.comment(`the suite's log: ${join(dir, 'suite.log')}`);
+  });
   const chart = await readFile(join(REPO, 'helm/weft/Chart.yaml'), 'utf8');
   const version = /^appVersion:\s*"?([^"\s]+)"?/m.exec(chart)?.[1] ?? 'unknown';
   const run = await timed('suite run', () => runSuite(dir, version));
