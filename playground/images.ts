@@ -101,8 +101,11 @@ export async function buildImage(spec: ImageSpec): Promise<string> {
     const configName = `${sha256(configJson)}.json`;
     await writeFile(join(archive, configName), configJson);
     await writeFile(join(archive, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [spec.ref], Layers: [`${diffId.slice(7)}/layer.tar`] }]));
-    await run('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', `${out}.tmp`, '-C', archive, '.'], { timeoutMs: 300_000 });
-    await rename(`${out}.tmp`, out);
+    // A temporary name of this process's own: two playgrounds started together build the same
+    // image at once, and with one shared name the second rename found the file already moved.
+    const tmp = `${out}.${process.pid}.tmp`;
+    await run('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', tmp, '-C', archive, '.'], { timeoutMs: 300_000 });
+    await rename(tmp, out);
     // Earlier builds of the same image are rarely used again (the agent's is ~250 MB); but one an
     // hour old may be what a playground starting beside this one (from another state of the
     // checkout) is about to import, so only older ones go.
