@@ -133,6 +133,30 @@ function discovered(tpl: PodTemplate, o: { name: string; node: string; ip: strin
 /** Where the playground runs the controller: the host's fabric address (playground/config.ts hostIP, mesh.ts --health-listen). */
 const hostIP = () => new URL(status.apiServer).hostname;
 
+interface WeftTarget {
+  component: 'agent' | 'controller';
+  name: string;
+  node: string;
+  ip: string;
+}
+
+/**
+ * The pods kubernetes_sd would find. Simulated: the agents and the controller are processes, on
+ * the nodes' addresses and on the host (node "host"), named as the chart-runner names them. Real:
+ * the chart's own pods, with their names and addresses (an agent's is its node's: host network).
+ */
+function weftTargets(): WeftTarget[] {
+  if (pg.runtime === 'simulated') {
+    return [
+      ...status.nodes.map((n) => ({ component: 'agent' as const, name: `weft-agent-${n.name}`, node: n.name, ip: n.ip })),
+      { component: 'controller', name: 'weft-controller-0', node: 'host', ip: hostIP() },
+    ];
+  }
+  return status.pods
+    .filter((p) => p.namespace === INSTALL && p.phase === 'Running' && /^weft-(agent|controller)-/.test(p.name))
+    .map((p) => ({ component: p.name.startsWith('weft-agent-') ? ('agent' as const) : ('controller' as const), name: p.name, node: p.node, ip: p.ip }));
+}
+
 /**
  * The chart's scrape jobs, run unchanged (relabel rules and all) except for the discovery: the
  * playground's agents and controller are processes, not pods, so kubernetes_sd would find
@@ -141,11 +165,9 @@ const hostIP = () => new URL(status.apiServer).hostname;
  * of the controller (the host) — so the keep rule still has to pick the metrics ports out.
  */
 function prometheusConfig(jobs: ScrapeJob[]): object {
-  const targets = [
-    ...status.nodes.map((n) => discovered(object('DaemonSet', 'weft-agent').spec?.template as PodTemplate, { name: `weft-agent-${n.name}`, node: n.name, ip: n.ip })),
-    // The playground runs its controller on the host, outside any node: node "host".
-    discovered(object('Deployment', 'weft-controller').spec?.template as PodTemplate, { name: 'weft-controller-0', node: 'host', ip: hostIP() }),
-  ].flat();
+  const targets = weftTargets().flatMap((w) =>
+    discovered((w.component === 'agent' ? object('DaemonSet', 'weft-agent') : object('Deployment', 'weft-controller')).spec?.template as PodTemplate, w),
+  );
   return {
     global: { scrape_interval: '1s', evaluation_interval: '1s' },
     scrape_configs: jobs.map((job) => {
@@ -227,8 +249,8 @@ async function targetsUp(count: number): Promise<Sample[]> {
 
 // --- Traffic -----------------------------------------------------------------------------------
 
-const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netns ?? '';
-const inClient = (cmd: string[], timeoutMs = 10_000) => sh('ip', ['netns', 'exec', netnsOf(CLIENT), ...cmd], { timeoutMs });
+const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netnsPath ?? '';
+const inClient = (cmd: string[], timeoutMs = 10_000) => sh('nsenter', [`--net=${netnsOf(CLIENT)}`, '--', ...cmd], { timeoutMs });
 
 /** The HTTP status of a GET from the client pod, or `refused`. */
 async function http(path: string, port = 8080): Promise<string> {
@@ -300,7 +322,7 @@ t.before(async () => {
   rendered = await renderChart();
   await startPrometheus(prometheusConfig(scrapeJobs()));
   await meshWorkloads();
-  await targetsUp(status.nodes.length + 1);
+  await targetsUp(weftTargets().length);
   setupSeconds = (Date.now() - started) / 1000;
 });
 
@@ -385,10 +407,9 @@ t.test('the chart ships both dashboards and the scrape jobs, as the API server a
 t.test('the scrape jobs keep exactly the metrics ports and label each agent with its node', async (t) => {
   const up = await query('up');
   const got = up.map((s) => `${s.metric.job} ${s.metric.instance} node=${s.metric.node ?? ''} pod=${s.metric.pod ?? ''}`).sort();
-  const want = [
-    ...status.nodes.map((n) => `weft-agent ${n.ip}:15020 node=${n.name} pod=weft-agent-${n.name}`),
-    `weft-controller ${hostIP()}:15014 node=host pod=weft-controller-0`,
-  ].sort();
+  const want = weftTargets()
+    .map((w) => (w.component === 'agent' ? `weft-agent ${w.ip}:15020 node=${w.node} pod=${w.name}` : `weft-controller ${w.ip}:15014 node=${w.node} pod=${w.name}`))
+    .sort();
   t.same(got, want, 'one target per agent and per controller; health, HBONE and agent-API ports dropped');
 });
 
@@ -404,7 +425,7 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
   t.equal(await eventually(() => http('/admin/x'), '403'), '403', 'the L7 DENY is in force');
 
   // A connection open before a policy that denies it: the agent closes it.
-  const conn = spawn('ip', ['netns', 'exec', netnsOf(CLIENT), 'socat', '-', `TCP:${serverIP}:9000`], { stdio: ['pipe', 'pipe', 'ignore'] });
+  const conn = spawn('nsenter', [`--net=${netnsOf(CLIENT)}`, '--', 'socat', '-', `TCP:${serverIP}:9000`], { stdio: ['pipe', 'pipe', 'ignore'] });
   t.teardown(() => void conn.kill());
   const exited = once(conn, 'exit');
   conn.stdin.write('hello\n');
