@@ -70,7 +70,7 @@ async function addIPv6(ns: string, name: string, prefix: string): Promise<string
   const route = JSON.parse((await onNode(['ip', '-j', 'route', 'get', p.ip])).stdout) as { dev: string }[];
   const hostIf = route[0]?.dev ?? '';
   for (const cmd of [
-    ['ip', 'netns', 'exec', p.netns, 'ip', '-6', 'addr', 'add', `${prefix}::2/64`, 'dev', 'eth0', 'nodad'],
+    ['nsenter', `--net=${p.netnsPath}`, '--', 'ip', '-6', 'addr', 'add', `${prefix}::2/64`, 'dev', 'eth0', 'nodad'],
     ['ip', 'netns', 'exec', nodeNetns, 'ip', '-6', 'addr', 'add', `${prefix}::1/64`, 'dev', hostIf, 'nodad'],
   ]) {
     const r = await sh(cmd[0] as string, cmd.slice(1));
@@ -93,6 +93,7 @@ function server(ns: string): object {
 
 t.before(async () => {
   status = await pg.start(2);
+  await pg.oneController(); // policies must be Programmed (helpers/playground.ts says why)
   nodeNetns = status.nodes.find((n) => n.name === 'node-1')?.netns ?? '';
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: MESHED, labels: { 'weft.dev/mesh': 'enabled' } } });
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: PLAIN } });

@@ -172,7 +172,7 @@ export class Playground {
    * the real-node runs found, open. The suites that wait for Programmed run on one replica, as
    * the simulated playground always does, until it is fixed. No-op on simulated nodes.
    */
-  async oneController(timeoutMs = 120_000): Promise<void> {
+  async oneController(timeoutMs = 180_000): Promise<void> {
     if (this.runtime === 'simulated') return;
     const r = await this.kubectl(['-n', 'weft-system', 'scale', 'deployment', 'weft-controller', '--replicas=1']);
     if (r.code !== 0) throw new Error(`kubectl scale: ${r.stderr}`);
@@ -187,13 +187,14 @@ export class Playground {
       else if (holder !== only.metadata.name) why = `the Lease is held by "${holder}", not ${only.metadata.name}`;
       else {
         const ip = (await this.status()).pods.find((p) => p.namespace === 'weft-system' && p.name === only.metadata.name)?.ip;
-        const agents = await fetch(`http://${ip}:15014/agents`, { signal: AbortSignal.timeout(2000) })
+        let answer = '';
+        const agents = await fetch(`http://${ip}:15014/agents`, { signal: AbortSignal.timeout(5000) })
           .then((res) => res.json() as Promise<{ node: string; streams: number }[]>)
-          .catch(() => []);
+          .catch((e: Error) => ((answer = e.message), []));
         const nodes = (await this.status()).nodes.map((n) => n.name);
         const missing = nodes.filter((n) => !agents.some((a) => a.node === n && a.streams > 0));
         if (missing.length === 0) return;
-        why = `agents of ${missing.join(', ')} not connected to it`;
+        why = `agents of ${missing.join(', ')} not connected to ${only.metadata.name} (${ip}): ${answer || JSON.stringify(agents)}`;
       }
       await new Promise((res) => setTimeout(res, 1000));
     }
