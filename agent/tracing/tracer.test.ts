@@ -161,11 +161,44 @@ t.test('a flush sends the queue one batch after another; after a failed batch th
   t.equal((await droppedCount('export_busy')) - busy, 0, 'none dropped as busy');
 
   fail = true;
-  const failed = await droppedCount('export_failed');
+  const failed = (await droppedCount('export_failed')) + (await droppedCount('collector_failing'));
   for (let i = 0; i < 7; i += 1) tracing.startServerSpan(request()).end({ status: 200 });
   await tracing.flush();
-  t.equal((await droppedCount('export_failed')) - failed, 7, 'the failed batch and the rest of the queue after it, counted');
+  t.equal((await droppedCount('export_failed')) + (await droppedCount('collector_failing')) - failed, 7, 'the failed batch and the rest of the queue after it, counted');
   t.ok(most === 1 && accepted === 7, 'still one at a time, nothing more accepted');
+});
+
+t.test('after a failed export only one batch waits for the collector, until an export succeeds', async (t) => {
+  const answers: ((r: { code: ExportResultCode }) => void)[] = [];
+  const manual: SpanExporter = { export: (_s, done) => void answers.push(done), shutdown: () => Promise.resolve() };
+  const tracing = new RequestTracing(settings({ samplingRatio: 1, maxQueueSize: 16, maxExportBatchSize: 2, scheduledDelayMs: 60_000 }), { node: 'n', exporter: manual });
+  const failing = await droppedCount('collector_failing');
+  const full = await droppedCount('queue_full');
+  const spans = (n: number) => {
+    for (let i = 0; i < n; i += 1) tracing.startServerSpan(request()).end({ status: 200 });
+  };
+  spans(2); // a full batch: sent at once
+  spans(10); // queued while it is in flight
+  t.equal(answers.length, 1);
+  answers[0]?.({ code: ExportResultCode.FAILED });
+  await sleep(10);
+  t.equal((await droppedCount('collector_failing')) - failing, 8, 'the queue beyond the next batch dropped when the export failed');
+  t.equal(answers.length, 2, 'the next batch went out as a probe');
+  spans(5);
+  t.equal((await droppedCount('collector_failing')) - failing, 11, 'while failing, one batch is kept and the rest dropped');
+  answers[1]?.({ code: ExportResultCode.SUCCESS });
+  await sleep(10);
+  spans(10);
+  t.equal((await droppedCount('collector_failing')) - failing, 11, 'an export that succeeds restores the queue');
+  t.equal((await droppedCount('queue_full')) - full, 0);
+  for (const a of answers.splice(0)) a({ code: ExportResultCode.SUCCESS });
+  const flushing = tracing.shutdown();
+  for (let i = 0; i < 20 && answers.length === 0; i++) await sleep(5);
+  while (answers.length > 0) {
+    answers.shift()?.({ code: ExportResultCode.SUCCESS });
+    await sleep(5);
+  }
+  await flushing;
 });
 
 t.test('settings from the environment', async (t) => {

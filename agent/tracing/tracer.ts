@@ -255,7 +255,9 @@ interface BatchOptions {
 }
 
 /**
- * Finished spans, queued and sent in batches, one export at a time. The SDK's BatchSpanProcessor
+ * Finished spans, queued and sent in batches, one export at a time; after a failed export, until
+ * one succeeds, one batch is kept for the collector and other spans are dropped
+ * (`collector_failing`). The SDK's BatchSpanProcessor
  * does not keep to one: after a failed export it clears its exporting flag a second time, once the
  * next batch has already begun, and a flush sends every queued batch at once. A queue that is full
  * drops the new span (`queue_full`); a flush (and shutdown) sends what is queued one batch after
@@ -269,6 +271,8 @@ class BoundedBatchProcessor implements SpanProcessor {
   #timer: NodeJS.Timeout | undefined;
   /** The export in flight; resolves to whether it succeeded. */
   #sending: Promise<boolean> | undefined;
+  /** The last export failed (collector down, stopped, refusing): one batch waits for it, not a queue. */
+  #failing = false;
   #shutdown = false;
 
   constructor(exporter: BoundedExporter, o: BatchOptions) {
@@ -280,6 +284,7 @@ class BoundedBatchProcessor implements SpanProcessor {
 
   onEnd(span: ReadableSpan): void {
     if (this.#shutdown || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+    if (this.#failing && this.#queue.length >= this.#o.maxExportBatchSize) return void traceSpansDropped.inc({ reason: 'collector_failing' });
     if (this.#queue.length >= this.#o.maxQueueSize) return void traceSpansDropped.inc({ reason: 'queue_full' });
     this.#queue.push(span);
     this.#schedule();
@@ -335,8 +340,15 @@ class BoundedBatchProcessor implements SpanProcessor {
       context.with(suppressTracing(context.active()), () => this.#exporter.export(batch, (r) => resolve(r.code === ExportResultCode.SUCCESS)));
     });
     this.#sending = sending;
-    void sending.then(() => {
+    void sending.then((ok) => {
       this.#sending = undefined;
+      this.#failing = !ok;
+      if (!ok) {
+        // A collector that did not take this batch will not take a queue of them soon: what waits
+        // for it is one batch (the next export, a probe), and the agent holds no more for it.
+        const lost = this.#queue.splice(this.#o.maxExportBatchSize);
+        if (lost.length > 0) traceSpansDropped.inc({ reason: 'collector_failing' }, lost.length);
+      }
       this.#schedule();
     });
     return sending;
