@@ -344,7 +344,10 @@ async function main(): Promise<void> {
     if (ztunnels) await ztunnels.check();
     console.error(`[bench] round ${round + 1}/${ROUNDS} done (load average ${loads[round]?.toFixed(2)})`);
   }
-  if (running !== 'weft') await rollAgents(restoreA);
+  if (running !== 'weft') {
+    await rollAgents(restoreA);
+    pids.weft = await agentPids();
+  }
 
   async function measureRound(round: number, meshSides: (WeftSide | 'ztunnel')[], withOthers: boolean): Promise<void> {
     const echoSides: Exclude<Side, 'stunnel'>[] = [...(withOthers ? (['direct'] as const) : []), ...meshSides];
