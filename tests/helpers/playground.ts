@@ -166,11 +166,12 @@ export class Playground {
   /**
    * Real nodes: scales the chart's controller Deployment (2 replicas by default) down to one and
    * waits until that replica holds the leader Lease and every node's agent is connected to it.
-   * Why: a policy's Programmed condition is written by the leader from the ACKs of the agents
-   * connected to it alone, so with two replicas a policy waiting on a node whose agent chose the
-   * other replica stays Pending ("its agent never connected to this controller") — a product bug
-   * the real-node runs found, open. The suites that wait for Programmed run on one replica, as
-   * the simulated playground always does, until it is fixed. No-op on simulated nodes.
+   * Why: the leader wrote a policy's Programmed condition from the ACKs of the agents connected
+   * to it alone, so with two replicas a policy waiting on a node whose agent chose the other
+   * replica stayed Pending ("its agent never connected to this controller"), as the real-node runs
+   * of the policy suite found. 0fc6c6c fixes that (the standby publishes its agents' state); the
+   * suites that wait for Programmed still run on one replica, as the simulated playground does,
+   * until they have been seen to pass with two. No-op on simulated nodes.
    */
   async oneController(timeoutMs = 180_000): Promise<void> {
     if (this.runtime === 'simulated') return;
