@@ -84,7 +84,11 @@ export const requestDuration = new Histogram({
   registers: [registry],
 });
 
-/** Spans lost before reaching the collector: `queue_full` (export is behind), `export_failed`. */
+/**
+ * Spans lost before reaching the collector: `queue_full` (export is behind), `export_failed` (no
+ * answer by the deadline, or an error), `collector_failing` (while exports fail, only one batch waits),
+ * `export_busy` (the exporter still held the previous batch).
+ */
 export const traceSpansDropped = new Counter({
   name: 'weft_trace_spans_dropped_total',
   help: 'Spans dropped before export: the export queue was full, or their export failed',
