@@ -13,9 +13,11 @@
 //            router costs, not for what Weft's mTLS path through two agents must cost.
 // Pods: web-a-1 and web-b-1 on node-1, a client on node-2, once in a meshed namespace and once in
 // an unmeshed one that no agent touches. Per mode and round:
-//   latency      fortio, BENCH_QPS (200) requests/s over 4 keep-alive connections for BENCH_SECONDS
-//                (10), well below saturation, 10 µs histogram buckets (fortio's default of 1 ms would
-//                swallow the differences); p50 and p99, and "added" = mode − direct of the same round;
+//   latency      fortio, BENCH_ROUTE_QPS (200) requests/s over 4 keep-alive connections for
+//                BENCH_ROUTE_SECONDS (10), well below saturation (not bench/run.ts's BENCH_QPS: its
+//                1000 would saturate the L7 paths here), 10 µs histogram buckets (fortio's default
+//                of 1 ms would swallow the differences); p50 and p99, and "added" = mode − direct of
+//                the same round;
 //   throughput   closed loop, BENCH_REQUESTS (3000) GETs over BENCH_CONCURRENCY (8) keep-alive
 //                connections (tests/helpers/route-client.ts): requests/s, and the proxies' CPU from
 //                /proc/<pid>/stat around it (both agents for Weft, haproxy for haproxy), as CPU ms
@@ -34,8 +36,8 @@ import { Playground, REPO, pod, sh, type DevStatusJson } from '../tests/helpers/
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-const QPS = Number(process.env.BENCH_QPS ?? 200);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const QPS = Number(process.env.BENCH_ROUTE_QPS ?? 200);
+const SECONDS = Number(process.env.BENCH_ROUTE_SECONDS ?? 10);
 /** fortio's histogram bucket width in seconds: 10 µs. */
 const RESOLUTION = '0.00001';
 const NS = 'rteb';
