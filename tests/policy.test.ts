@@ -152,7 +152,8 @@ function client(ns: string, name: string, node: string, sa?: string): object {
 t.before(async () => {
   const r = await pg.up(2);
   if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
-  await pg.oneController(); // every case waits for Programmed (helpers/playground.ts says why)
+  // Both controller replicas stay: Programmed must count nodes whose agent chose either one
+  // (controller/policy/programmed-reports.ts).
   status = await pg.status();
   await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: A, labels: { 'weft.dev/mesh': 'enabled', team: 'a' } } });
   await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: B, labels: { 'weft.dev/mesh': 'enabled' } } });
