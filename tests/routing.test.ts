@@ -18,7 +18,10 @@ t.teardown(async () => {
 const A = 'rte-a'; // producer namespace: the Services and their routes
 const B = 'rte-b'; // consumer namespace: a client and its own route for A's Service
 let status: DevStatusJson;
-const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netns ?? '';
+// What `nsenter --net=` enters: the simulated kubelet's named namespace, or a real pod sandbox's.
+const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netnsPath ?? '';
+/** A host program in a pod's network namespace, on either runtime. */
+const inPod = (from: [string, string], cmd: string[], timeoutMs: number) => sh('nsenter', [`--net=${netnsOf(...from)}`, '--', ...cmd], { timeoutMs });
 
 function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<Result> {
   return sh(status.kubectl, [`--kubeconfig=${status.kubeconfig}`, ...args], { ...(input !== undefined ? { input } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
@@ -41,13 +44,13 @@ interface Counted {
 
 /** Runs the route client in a pod's network namespace. */
 async function count(from: [string, string], url: string, n: number, concurrency: number, headers: string[] = []): Promise<Counted> {
-  const r = await sh('ip', ['netns', 'exec', netnsOf(...from), process.execPath, CLIENT, 'count', url, String(n), String(concurrency), ...headers], { timeoutMs: 120_000 });
+  const r = await inPod(from, [process.execPath, CLIENT, 'count', url, String(n), String(concurrency), ...headers], 120_000);
   if (r.code !== 0) throw new Error(`route client failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Counted;
 }
 
 async function curl(from: [string, string], url: string, extra: string[] = []): Promise<{ code: string; headers: string; body: string }> {
-  const r = await sh('ip', ['netns', 'exec', netnsOf(...from), 'curl', '-s', '-m', '5', '-D', '-', ...extra, url], { timeoutMs: 10_000 });
+  const r = await inPod(from, ['curl', '-s', '-m', '5', '-D', '-', ...extra, url], 10_000);
   const [head = '', body = ''] = r.stdout.split(/\r\n\r\n/, 2);
   return { code: /^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 'refused', headers: head.toLowerCase(), body };
 }
@@ -129,6 +132,8 @@ t.before(async () => {
   const r = await pg.up(2);
   if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
   status = await pg.status();
+  t.comment(`${pg.name}: ${pg.runtime} nodes`);
+  await pg.oneController(); // the AccessPolicy case waits for Programmed (helpers/playground.ts says why)
   const crdDir = join(REPO, 'helm/weft/gateway-api/experimental');
   for (const f of readdirSync(crdDir)) {
     const c = await kubectl(['apply', '--server-side', '-f', join(crdDir, f)], undefined, 60_000);
@@ -303,7 +308,7 @@ t.test("AccessPolicy still decides at the destination, on the routed client's ow
 
 t.test('a route change takes effect for the next request on an already-open keep-alive connection', async (t) => {
   await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('stable')] }]));
-  const child = sh('ip', ['netns', 'exec', netnsOf(...clientA), process.execPath, CLIENT, 'keepalive', `http://${webIP}/`, '6000', '100'], { timeoutMs: 30_000 });
+  const child = inPod(clientA, [process.execPath, CLIENT, 'keepalive', `http://${webIP}/`, '6000', '100'], 30_000);
   await sleep(2000);
   await route(httpRoute(A, 'split', { name: 'web' }, [{ backendRefs: [ref('canary')] }]));
   const out = await child;

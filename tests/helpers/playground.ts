@@ -27,6 +27,8 @@ export function sh(cmd: string, args: string[], opts: { input?: string; timeoutM
 
 /** A playground name no other run uses (names end up in interface names: 8 chars max). */
 export function uniqueName(prefix = 't'): string {
+  // WEFT_TEST_PREFIX: one person's (or session's) playgrounds under a prefix of their own, to find and tear down.
+  prefix = process.env.WEFT_TEST_PREFIX || prefix;
   return `${prefix}${randomBytes(3).toString('hex')}`.slice(0, 8);
 }
 
