@@ -9,7 +9,7 @@
 // rise, and the agents' memory is compared with its level under the same load with tracing off
 // (how: above the last test).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { goTool } from './helpers/go-tool.ts';
@@ -32,11 +32,13 @@ const node = process.execPath;
 let status: DevStatusJson;
 const podOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name);
 
+/** A host program in a network namespace (a path for `nsenter --net=`), on either runtime. */
 function inNetns(netns: string, cmd: string[], timeoutMs = 15_000): Promise<Result> {
-  return sh('ip', ['netns', 'exec', netns, ...cmd], { timeoutMs });
+  return sh('nsenter', [`--net=${netns}`, '--', ...cmd], { timeoutMs });
 }
-const inPod = (ns: string, name: string, cmd: string[], timeoutMs?: number) => inNetns(podOf(ns, name)?.netns ?? '', cmd, timeoutMs);
-const nodeNetns = (n: string) => `wpg-${pg.name}-${n}`;
+const inPod = (ns: string, name: string, cmd: string[], timeoutMs?: number) => inNetns(podOf(ns, name)?.netnsPath ?? '', cmd, timeoutMs);
+// The node's namespace, where the agent serves its ports (a hostNetwork pod on real nodes).
+const nodeNetns = (n: string) => `/run/netns/${status.nodes.find((x) => x.name === n)?.netns ?? ''}`;
 
 async function agentMetrics(n: string, openMetrics = false): Promise<string> {
   const accept = openMetrics ? ['-H', 'accept: application/openmetrics-text; version=1.0.0'] : [];
@@ -53,9 +55,14 @@ function counter(text: string, name: string, labels = ''): number {
   return sum;
 }
 
-function agentPid(n: string): number {
-  const state = JSON.parse(readFileSync(`${pg.dir}/state.json`, 'utf8')) as { pids: Record<string, number> };
-  return state.pids[`weft-agent/${n}`] ?? 0;
+/**
+ * The host PID of the agent on node `n` (0 if none): the supervisor's record on simulated nodes,
+ * the agent process of the node's agent pod on real ones. While a DaemonSet roll surges, a node
+ * has two agent pods: the one the upgrade created, or else the old one, is the one returned.
+ */
+async function agentPid(n: string, not?: number): Promise<number> {
+  const pids = await pg.weftPids('agent', n);
+  return pids.find((p) => p !== not) ?? pids[0] ?? 0;
 }
 
 function rssMiB(pid: number): number {
@@ -120,13 +127,13 @@ const offRss: Record<string, number> = {};
  * exited (a draining agent still shares the ports, metrics included).
  */
 async function roll(t: Test, sets: string[]): Promise<void> {
-  const before = { 'node-1': agentPid('node-1'), 'node-2': agentPid('node-2') };
+  const before = { 'node-1': await agentPid('node-1'), 'node-2': await agentPid('node-2') };
   const args = ['upgrade', 'weft', join(REPO, 'helm/weft'), '-n', 'weft-system', '--reuse-values', '--set', 'agent.drainSeconds=3'];
   for (const v of sets) args.push('--set', v);
   const up = await pg.helm(args);
   t.equal(up.code, 0, `helm upgrade ${sets.join(' ')}: ${up.stderr.trim()}`);
   for (const n of ['node-1', 'node-2'] as const) {
-    t.equal(await eventually(async () => String(agentPid(n) !== before[n] && agentPid(n) !== 0), 'true', 120_000), 'true', `${n}: a new agent runs the upgraded template`);
+    t.equal(await eventually(async () => String(![before[n], 0].includes(await agentPid(n, before[n]))), 'true', 120_000), 'true', `${n}: a new agent runs the upgraded template`);
     t.equal(await eventually(async () => String(!existsSync(`/proc/${before[n]}/status`) || /State:\s+Z/.test(readFileSync(`/proc/${before[n]}/status`, 'utf8'))), 'true', 60_000), 'true', `${n}: the old agent has exited`);
   }
   t.equal(await eventually(async () => await chain('/warmup').then(() => 'ok', (e: Error) => e.message), 'ok', 60_000), 'ok', 'the chain answers through the new agents');
@@ -134,10 +141,19 @@ async function roll(t: Test, sets: string[]): Promise<void> {
 
 t.before(async () => {
   status = await pg.start(2);
+  t.comment(`${pg.name}: ${pg.runtime} nodes`);
+  await pg.oneController(); // the AUDIT policy must be Programmed (helpers/playground.ts says why)
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: OBS } });
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
   // Jaeger all-in-one (memory store, OTLP in on 4318, query API on 16686), outside the mesh.
-  await pg.apply(pod(OBS, 'jaeger', ['sh', '-c', `JAEGER_LISTEN_HOST=0.0.0.0 exec ${jaegerBin}`], { node: 'node-1', port: 4318 }));
+  // The binary is in the build cache, outside the checkout pod() mounts: a real container gets its
+  // directory at the same path (the simulated kubelet runs it from the host and ignores volumes).
+  const jaeger = pod(OBS, 'jaeger', ['sh', '-c', `JAEGER_LISTEN_HOST=0.0.0.0 exec ${jaegerBin}`], { node: 'node-1', port: 4318 }) as {
+    spec: { containers: { volumeMounts: object[] }[]; volumes: object[] };
+  };
+  jaeger.spec.containers[0]?.volumeMounts.push({ name: 'jaeger', mountPath: dirname(jaegerBin), readOnly: true });
+  jaeger.spec.volumes.push({ name: 'jaeger', hostPath: { path: dirname(jaegerBin), type: 'Directory' } });
+  await pg.apply(jaeger);
   await pg.apply(pod(NS, 'chain-b', [node, CHAIN, 'server'], { node: 'node-2', port: 8080 }));
   await pg.apply(pod(NS, 'client', ['sleep', 'infinity'], { node: 'node-2' }));
   await pg.waitReady(NS, ['chain-b']);
@@ -164,7 +180,7 @@ t.test('tracing off: the chain works, the agents add no trace header', async (t)
   t.equal(r.failed, 0, `no failed request (${r.firstError})`);
   t.ok(r.ok > 100, `${r.ok} requests`);
   await sleep(3000);
-  for (const n of ['node-1', 'node-2']) offRss[n] = rssMiB(agentPid(n));
+  for (const n of ['node-1', 'node-2']) offRss[n] = rssMiB(await agentPid(n));
   // Reported only: these agents are not the ones traced later (see the last test).
   t.comment(`FIGURES: tracing off, after ${r.ok} chained requests in 10 s: agent RSS node-1 ${offRss['node-1']?.toFixed(1)} MiB, node-2 ${offRss['node-2']?.toFixed(1)} MiB`);
 });
@@ -173,7 +189,7 @@ t.test('helm upgrade turns tracing on: one trace across both nodes, the app\'s o
   const jaegerIP = podOf(OBS, 'jaeger')?.ip ?? '';
   await roll(t, [`tracing.endpoint=http://${jaegerIP}:4318`, 'tracing.samplingRatio=1', 'tracing.exportTimeoutMs=2000']);
   for (const n of ['node-1', 'node-2'] as const) {
-    const environ = readFileSync(`/proc/${agentPid(n)}/environ`, 'utf8').split('\0');
+    const environ = readFileSync(`/proc/${await agentPid(n)}/environ`, 'utf8').split('\0');
     t.ok(environ.includes(`WEFT_TRACING_ENDPOINT=http://${jaegerIP}:4318`), `${n}: the agent exports to the collector`);
   }
 
@@ -262,10 +278,11 @@ async function rssDuring(running: Promise<unknown>, skipMs: number): Promise<Rec
     () => (done = true),
   );
   const started = Date.now();
+  const pids = { 'node-1': await agentPid('node-1'), 'node-2': await agentPid('node-2') };
   while (!done) {
     await sleep(500);
     if (done || Date.now() - started < skipMs) continue;
-    for (const n of ['node-1', 'node-2']) samples[n]?.push(rssMiB(agentPid(n)));
+    for (const n of ['node-1', 'node-2'] as const) samples[n]?.push(rssMiB(pids[n]));
   }
   return samples;
 }
@@ -299,7 +316,7 @@ async function sampleChain(t: Test, ratio: '0' | '1'): Promise<void> {
  * (~4 MiB) would be charged to OpenTelemetry.
  */
 async function otelLoadMiB(): Promise<{ mib: number; runs: number[]; env: string[] }> {
-  const environ = readFileSync(`/proc/${agentPid('node-1')}/environ`, 'utf8').split('\0');
+  const environ = readFileSync(`/proc/${await agentPid('node-1')}/environ`, 'utf8').split('\0');
   const chart = readFileSync(join(REPO, 'helm/weft/templates/agent-daemonset.yaml'), 'utf8');
   const envOf = (k: string) => environ.find((e) => e.startsWith(`${k}=`))?.slice(k.length + 1) ?? new RegExp(`name: ${k}\\s+value: "?([^"\\n]*)`).exec(chart)?.[1];
   const script = `
@@ -359,7 +376,8 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
   t.equal((await spansCounted()) - countedBefore, 0, 'baseline: no span recorded, exported or dropped');
 
   await sampleChain(t, '1');
-  // The collector stops (SIGSTOP; the simulated kubelet runs the pod's command as a host process):
+  // The collector stops (SIGSTOP from the host: a host process under the simulated kubelet, a
+  // container's process on real nodes, found by its path either way):
   // the kernel still accepts its connections, nothing answers, which is worse for an exporter
   // than a refusal. (A SIGKILL is no test here: the kubelet restarts the container at once.)
   const droppedBefore = counter(await agentMetrics('node-1'), 'weft_trace_spans_dropped_total');
