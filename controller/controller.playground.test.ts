@@ -288,7 +288,14 @@ t.test('pods, services and endpoints flow from the API server to the agent', asy
   await view.until(stream, (v) => v.workloads.get('shop/cart')?.meshed === false);
   t.ok(view.revision > before, 'opting the pod out arrives as a delta');
 
-  const agents = JSON.parse((await get('/agents')).text) as { node: string; streams: number; lastAckedRevision?: number }[];
+  // The ACK for that delta travels on the stream while this reads /agents over HTTP: wait for it.
+  type AgentRow = { node: string; streams: number; lastAckedRevision?: number };
+  let agents: AgentRow[] = [];
+  for (let i = 0; i < 50; i++) {
+    agents = JSON.parse((await get('/agents')).text) as AgentRow[];
+    if (agents[0]?.lastAckedRevision === view.revision) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   t.match(agents, [{ node: 'node-1', streams: 1, lastAckedRevision: view.revision }], '/agents shows the ACKed revision');
 });
 
