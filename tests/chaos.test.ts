@@ -12,6 +12,12 @@
 // Workload certificates live 60 s here (the chart's minimum; 24 h by default), so that they expire
 // within the suite; every row before the last runs with renewals every ~30 s going on.
 // CHAOS_ROWS=leader,expiry (keys of ROWS below) runs only those rows, for mutation checks.
+//
+// Both runtimes (WEFT_TEST_RUNTIME). On simulated nodes the suite takes the controller over from
+// the playground's runner to have two replicas (ControllerReplicas). On real nodes the cluster
+// gives what the suite needs: the chart's two controller replicas behind a Service, the agent a
+// DaemonSet pod, and a killed container is the kubelet's to restart; the API server and etcd are
+// the same host processes on both.
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,13 +26,16 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { deployEchoPods, ECHO_PORT } from './helpers/echo-pods.ts';
 import { Holder, type Report } from './helpers/holder.ts';
 import { ControllerReplicas, type Replica } from './helpers/chaos-controllers.ts';
-import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
+import { Playground, REPO, pod, podHostPids, sh, uniqueName, type DevStatusJson, type WeftPod } from './helpers/playground.ts';
 import { join } from 'node:path';
 
 // Measured below (FIGURES); the limit leaves room for a loaded machine.
 t.setTimeout(900_000);
 
 const pg = new Playground(uniqueName('cha7'));
+const real = pg.runtime === 'real';
+// Real nodes: pods, images and rolling updates through a real kubelet take longer.
+if (real) t.setTimeout(1_500_000);
 const NS = 'chaos';
 const OUTSIDE = 'chaos-out';
 const FAR = 20;
@@ -53,8 +62,13 @@ let near: Holder;
 const breaches: string[] = [];
 const rows: string[] = [];
 
+/** kubectl itself, not through the CLI: polls below must not take seconds per round at load 15. */
+const kubectl = (args: string[], timeoutMs = 20_000) => sh(status.kubectl, [`--kubeconfig=${status.kubeconfig}`, ...args], { timeoutMs });
+const hostIP = () => new URL(status.apiServer).hostname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netns ?? '';
+/** A pod's network namespace as `nsenter --net=` takes it (a /run/netns path or /proc/<pid>/ns/net). */
+const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netnsPath ?? '';
+const inPod = (ns: string, name: string, cmd: string[]) => ['nsenter', `--net=${netnsOf(ns, name)}`, '--', ...cmd];
 const node = (name: string) => status.nodes.find((n) => n.name === name) ?? { name, netns: '', ip: '', podCIDR: '', ready: false };
 
 t.teardown(async () => {
@@ -78,7 +92,8 @@ const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/
 
 /** One new connection from `client` that echoes a line, as the probes do. */
 async function connects(client: string): Promise<boolean> {
-  const r = await sh('ip', ['netns', 'exec', netnsOf(NS, client), 'sh', '-c', `echo resume | socat -T2 - TCP:${serverIP}:${ECHO_PORT},connect-timeout=2`], { timeoutMs: 5000 });
+  const [cmd = '', ...args] = inPod(NS, client, ['sh', '-c', `echo resume | socat -T2 - TCP:${serverIP}:${ECHO_PORT},connect-timeout=2`]);
+  const r = await sh(cmd, args, { timeoutMs: 5000 });
   return r.stdout.includes('resume');
 }
 
@@ -119,10 +134,10 @@ interface Resources {
 
 /** Elements of the sets and maps of Weft's nftables tables, in the nodes' and the pods' namespaces. */
 async function nftElements(): Promise<number> {
-  const namespaces = [...status.nodes.map((n) => n.netns), ...status.pods.filter((p) => p.namespace === NS || p.namespace === OUTSIDE).map((p) => p.netns)];
+  const namespaces = [...status.nodes.map((n) => `/run/netns/${n.netns}`), ...status.pods.filter((p) => p.namespace === NS || p.namespace === OUTSIDE).map((p) => p.netnsPath)];
   let total = 0;
   for (const ns of namespaces) {
-    const r = await sh('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'ruleset']);
+    const r = await sh('nsenter', [`--net=${ns}`, '--', 'nft', '-j', 'list', 'ruleset']);
     if (r.code !== 0) throw new Error(`nft list ruleset in ${ns}: ${r.stderr}`);
     const items = (JSON.parse(r.stdout) as { nftables: Record<string, { table?: string; elem?: unknown[] }>[] }).nftables;
     for (const item of items) {
@@ -136,11 +151,15 @@ async function nftElements(): Promise<number> {
 async function resources(): Promise<Resources> {
   const agents: Record<string, Usage> = {};
   for (const n of ['node-1', 'node-2']) {
-    const pid = pidOf(`weft-agent/${n}`);
+    const [pid] = await agentPids(n);
+    if (!pid) throw new Error(`no agent process on ${n}`);
     agents[n] = { pid, fds: fds(pid), rssMb: rssMb(pid) };
   }
   return { agents, nftElements: await nftElements() };
 }
+
+/** The agent's process on `node`: the supervisor's record (simulated) or the one in its pod's cgroup (real). */
+const agentPids = (nodeName: string) => pg.weftPids('agent', nodeName);
 
 /** Growth that counts as a leak over one row (a row lasts 0.5-2 min; V8 and the kernel move a little). */
 const LEAK = { fds: 10, rssMb: 64 };
@@ -217,11 +236,15 @@ t.before(async () => {
   status = await pg.start(2);
   // Short-lived workload certificates, before any workload has one: the chart's value, as an
   // operator would set it (the runner restarts the controller for the new pod template).
-  const first = pidOf('weft-controller');
+  const first = real ? 0 : pidOf('weft-controller');
   const up = await pg.helm(['-n', 'weft-system', 'upgrade', 'weft', join(REPO, 'helm/weft'), '--reuse-values', '--set', `controller.workloadCertificateTtlSeconds=${CERT_TTL_S}`]);
   if (up.code !== 0) throw new Error(`helm upgrade: ${up.stderr}`);
-  await restarted('weft-controller', first);
-  await controllerReady(60_000);
+  if (real) {
+    // The Deployment rolls to the new pod template: both replicas replaced.
+    const roll = await kubectl(['-n', 'weft-system', 'rollout', 'status', 'deployment/weft-controller', '--timeout=300s'], 310_000);
+    if (roll.code !== 0) throw new Error(`the controller Deployment did not roll: ${roll.stderr}`);
+  } else await restarted('weft-controller', first);
+  if ((await controllerReady(60_000)) === Infinity) throw new Error('no controller ready after helm upgrade');
   ({ status, serverIP } = await deployEchoPods(pg, NS, { far: 'node-2', near: 'node-1' }));
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: OUTSIDE, labels: { 'weft.dev/mesh': 'enabled' } } });
   await pg.apply(pod(OUTSIDE, 'intruder', ['sleep', 'infinity'], { node: 'node-2' }));
@@ -230,7 +253,8 @@ t.before(async () => {
   status = await pg.status();
   // In force once the intruder is refused (and the clients still get through).
   for (let i = 0; ; i++) {
-    const r = await sh('ip', ['netns', 'exec', netnsOf(OUTSIDE, 'intruder'), 'sh', '-c', `echo in | socat -T1 - TCP:${serverIP}:${ECHO_PORT},connect-timeout=1`], { timeoutMs: 5000 });
+    const [cmd = '', ...args] = inPod(OUTSIDE, 'intruder', ['sh', '-c', `echo in | socat -T1 - TCP:${serverIP}:${ECHO_PORT},connect-timeout=1`]);
+    const r = await sh(cmd, args, { timeoutMs: 5000 });
     if (!r.stdout.includes('in') && (await connects('far'))) break;
     if (i > 100) throw new Error('the AccessPolicy never came into force');
     await sleep(200);
@@ -241,8 +265,8 @@ t.before(async () => {
   await far.ready();
   await near.ready();
   // The intruder tries every 200 ms for the whole suite; every echo it gets is a breach.
-  intruder = spawn('ip', [
-    'netns', 'exec', netnsOf(OUTSIDE, 'intruder'), 'sh', '-c',
+  intruder = spawn('nsenter', [
+    `--net=${netnsOf(OUTSIDE, 'intruder')}`, '--', 'sh', '-c',
     `while true; do echo breach | socat -T1 - TCP:${serverIP}:${ECHO_PORT},connect-timeout=1 2>/dev/null; sleep 0.2; done`,
   ]);
   intruder.stdout?.on('data', (d: Buffer) => {
@@ -250,15 +274,43 @@ t.before(async () => {
   });
 });
 
-/** Resolves with the ms until the runner's controller answers /readyz (Infinity after `timeoutMs`). */
+/**
+ * Resolves with the ms until a controller answers /readyz (Infinity after `timeoutMs`): the
+ * runner's on the host's address (simulated), or any of the Deployment's pods (real: the host
+ * routes to pods).
+ */
 async function controllerReady(timeoutMs: number): Promise<number> {
   const start = Date.now();
-  const health = `http://${new URL(status.apiServer).hostname}:15014/readyz`;
+  const ok = (ip: string) =>
+    fetch(`http://${ip}:15014/readyz`, { signal: AbortSignal.timeout(2000) }).then(
+      (res) => res.ok,
+      () => false,
+    );
   while (Date.now() - start < timeoutMs) {
-    if (await fetch(health).then((res) => res.ok, () => false)) return Date.now() - start;
+    const ips = real ? (await controllerPods()).filter((p) => p.status.podIP && !p.metadata.deletionTimestamp).map((p) => p.status.podIP ?? '') : [hostIP()];
+    for (const ip of ips) if (await ok(ip)) return Date.now() - start;
     await sleep(100);
   }
   return Infinity;
+}
+
+type ControllerPod = WeftPod & { status: { podIP?: string } };
+/** The controller Deployment's pods (real nodes), with kubectl directly: polled under load. */
+async function controllerPods(): Promise<ControllerPod[]> {
+  const r = await kubectl(['-n', 'weft-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=weft-controller', '-o', 'json']);
+  if (r.code !== 0) return [];
+  return (JSON.parse(r.stdout) as { items: ControllerPod[] }).items;
+}
+
+/** Real nodes: waits until the processes of `old` are gone and `want` runs again (the kubelet restarted the container). */
+async function restartedPids(want: () => Promise<number[]>, old: number[], timeoutMs = 120_000): Promise<number[]> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    const now = await want();
+    if (now.length > 0 && now.every((p) => !old.includes(p))) return now;
+    await sleep(200);
+  }
+  throw new Error(`not restarted within ${timeoutMs} ms (old pids ${old.join(', ')})`);
 }
 
 /** SIGKILL to one of the playground's processes; resolves once its supervisor has started another. */
@@ -279,7 +331,13 @@ t.test('controller killed', { skip: !runs('controller') }, async (t) => {
   let readyMs = Infinity;
   const r = await row('controller killed (agents keep their last good state)', async () => {
     const killed = Date.now();
-    await kill('weft-controller');
+    if (real) {
+      // Every replica at once (the chart runs two): a controller "down", not a leader change.
+      const old = await pg.weftPids('controller');
+      if (old.length === 0) throw new Error('no controller process');
+      for (const pid of old) process.kill(pid, 'SIGKILL');
+      await restartedPids(() => pg.weftPids('controller'), old);
+    } else await kill('weft-controller');
     // The data path must not need it; the next row (an agent restart) does, so wait for it here.
     if ((await controllerReady(60_000)) !== Infinity) readyMs = Date.now() - killed;
   });
@@ -290,12 +348,19 @@ t.test('controller killed', { skip: !runs('controller') }, async (t) => {
 
 t.test("node-1's agent killed: held connections through it fail closed, new ones resume", { skip: !runs('agent') }, async (t) => {
   const agentProcess = 'weft-agent/node-1';
-  const r = await row("node-1's agent killed", () => kill(agentProcess));
+  const r = await row("node-1's agent killed", async () => {
+    if (!real) return kill(agentProcess);
+    // The DaemonSet pod's container: the kubelet restarts it in place.
+    const old = await agentPids('node-1');
+    if (old.length === 0) throw new Error("no agent process on node-1");
+    for (const pid of old) process.kill(pid, 'SIGKILL');
+    await restartedPids(() => agentPids('node-1'), old);
+  });
   checkRow(t, r, { keepsHeld: false });
   if (r.resumeFarMs > 5000) {
     // Why it took this long: what both agents logged meanwhile.
     for (const n of ['node-1', 'node-2']) {
-      const log = readFileSync(`/run/weft-playground/${pg.name}/nodes/${n}/weft/agent.log`, 'utf8').split('\n').slice(-600);
+      const log = (await pg.agentLog(n)).split('\n').slice(-600);
       const reasons = new Map<string, number>();
       for (const line of log) {
         const m = /"(?:error|reason|msg)":"([^"]{0,160})/.exec(line);
@@ -342,10 +407,6 @@ t.test('network partition between the nodes, then heal', { skip: !runs('partitio
   checkRow(t, r, { keepsHeld: true });
 });
 
-/** kubectl itself, not through the CLI: polls below must not take seconds per round at load 15. */
-const kubectl = (args: string[]) => sh(status.kubectl, [`--kubeconfig=${status.kubeconfig}`, ...args], { timeoutMs: 20_000 });
-
-const hostIP = () => new URL(status.apiServer).hostname;
 const suffix = randomBytes(2).toString('hex');
 
 /**
@@ -386,17 +447,83 @@ interface PolicyObject {
 }
 const getPolicy = async (): Promise<PolicyObject> => JSON.parse((await kubectl(['-n', NS, 'get', 'accesspolicies.weft.dev', 'own-namespace', '-o', 'json'])).stdout) as PolicyObject;
 
-t.test('leader change: the leading controller replica killed under traffic', { skip: !runs('leader') }, async (t) => {
-  await refillHolders();
+/** Two controller replicas, one leading: what the leader row does to them on either runtime. */
+interface LeaderChange {
+  leader: string;
+  standby: string;
+  /** Kills the leader; resolves once agents can reach the survivor. */
+  kill(): Promise<void>;
+  /** Who must take over, for the messages. */
+  successor: string;
+  /** When the successor took the Lease, by the Lease's own record (not when a poll noticed); Infinity after `timeoutMs`. */
+  newLeaderAt(timeoutMs: number): Promise<number>;
+  log(identity: string): Promise<string>;
+}
+
+/** Simulated nodes: the suite's own replicas, and a DNAT as the Service. */
+async function simulatedLeaderChange(): Promise<LeaderChange> {
   const { leader, standby } = await twoReplicas();
   const r0 = replicas as ControllerReplicas;
+  return {
+    leader: leader.identity,
+    standby: standby.identity,
+    successor: 'the standby',
+    async kill() {
+      r0.kill(leader.identity);
+      // The Service's endpoint moves to the survivor, as kube-proxy does once the dead pod is gone.
+      await r0.route(standby.port);
+    },
+    newLeaderAt: (timeoutMs) => r0.leaderIs(standby.identity, timeoutMs).then(async (ms) => (ms === Infinity ? ms : await r0.acquiredAt())),
+    log: async (id) => readFileSync(`${pg.dir}/logs/chaos-${id}.log`, 'utf8'),
+  };
+}
+
+const leaseHolder = async () => (await kubectl(['-n', 'weft-system', 'get', 'lease', 'weft-controller', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout.trim();
+const leaseAcquiredAt = async () => Date.parse((await kubectl(['-n', 'weft-system', 'get', 'lease', 'weft-controller', '-o', 'jsonpath={.spec.acquireTime}'])).stdout.trim());
+const ready = (p: WeftPod) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+
+/** Real nodes: the chart's two replicas (pod names are their identities); kube-proxy is the Service. */
+async function realLeaderChange(): Promise<LeaderChange> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const pods = (await controllerPods()).filter((p) => !p.metadata.deletionTimestamp && ready(p));
+    const holder = await leaseHolder();
+    const leader = pods.find((p) => p.metadata.name === holder);
+    const standby = pods.find((p) => p.metadata.name !== holder);
+    if (pods.length === 2 && leader && standby) {
+      return {
+        leader: holder,
+        standby: standby.metadata.name,
+        // Whichever live replica writes the Lease first once it has expired: the standby, retrying
+        // every 2 s, or the Deployment's replacement pod (it won in the first real run, 14 s in).
+        successor: 'another replica',
+        async kill() {
+          const pids = podHostPids(leader.metadata.uid, 'controller.mjs');
+          if (pids.length === 0) throw new Error(`no process in ${holder}`);
+          for (const pid of pids) process.kill(pid, 'SIGKILL');
+          // Gone for good, as when its node is lost: the kubelet restarting the container in place
+          // would bring it back under the same identity within seconds, renewing its own Lease
+          // (controller/kube/leader.ts), and no other replica would have to take over.
+          const del = await kubectl(['-n', 'weft-system', 'delete', 'pod', holder, '--grace-period=0', '--force', '--wait=false']);
+          if (del.code !== 0) throw new Error(`delete ${holder}: ${del.stderr}`);
+        },
+        newLeaderAt: (timeoutMs) => until(async () => ![holder, ''].includes(await leaseHolder()), timeoutMs).then(async (at) => (at === Infinity ? at : await leaseAcquiredAt())),
+        log: async (id) => (await kubectl(['-n', 'weft-system', 'logs', id])).stdout,
+      };
+    }
+    if (Date.now() > deadline) throw new Error(`want two Ready controller replicas, one holding the Lease: ${pods.map((p) => p.metadata.name).join(', ')}; holder "${holder}"`);
+    await sleep(1000);
+  }
+}
+
+t.test('leader change: the leading controller replica killed under traffic', { skip: !runs('leader') }, async (t) => {
+  await refillHolders();
+  const change = real ? await realLeaderChange() : await simulatedLeaderChange();
   let killed = 0;
   let generation = 0;
-  const r = await row('leading controller replica killed (the standby takes over)', async () => {
+  const r = await row(`leading controller replica killed (${change.successor} takes over)`, async () => {
     killed = Date.now();
-    r0.kill(leader.identity);
-    // The Service's endpoint moves to the survivor, as kube-proxy does once the dead pod is gone.
-    await r0.route(standby.port);
+    await change.kill();
     // Made right after the kill: it must reach the agents through the survivor and get its status
     // from the new leader. Still only this namespace (the other one does not exist).
     const patch = await kubectl(['-n', NS, 'patch', 'accesspolicies.weft.dev', 'own-namespace', '--type', 'merge', '-p', JSON.stringify({ spec: { rules: [{ from: [{ namespaces: [NS, 'chaos-nobody'] }] }] } })]);
@@ -406,7 +533,7 @@ t.test('leader change: the leading controller replica killed under traffic', { s
   checkRow(t, r, { keepsHeld: true });
   const [leaderAt, agentsAt, statusAt] = await Promise.all([
     // When the survivor took the Lease, by the Lease's own record (not when a poll noticed).
-    r0.leaderIs(standby.identity, LEADER_BUDGET_MS * 2).then(async (ms) => (ms === Infinity ? ms : await r0.acquiredAt())),
+    change.newLeaderAt(LEADER_BUDGET_MS * 2),
     until(async () => {
       for (const n of ['node-1', 'node-2']) {
         const p = await agentAdmin<unknown>(n, '/policies');
@@ -420,19 +547,21 @@ t.test('leader change: the leading controller replica killed under traffic', { s
     }, STATUS_BUDGET_MS),
   ]);
   const s = (at: number) => ((at - killed) / 1000).toFixed(1);
-  t.ok(leaderAt - killed <= LEADER_BUDGET_MS, `the standby leads ${s(leaderAt)} s after the kill (holder now ${await r0.leader()})`);
+  t.ok(leaderAt - killed <= LEADER_BUDGET_MS, `${change.successor} leads ${s(leaderAt)} s after the kill (${change.leader} killed, holder now ${await leaseHolder()})`);
   t.ok(agentsAt - killed <= STATUS_BUDGET_MS, `the policy change made after the kill is on both agents ${s(agentsAt)} s after the kill`);
   const policy = await getPolicy();
   t.ok(statusAt - killed <= STATUS_BUDGET_MS, `the new leader wrote Programmed=True for generation ${generation} ${s(statusAt)} s after the kill: ${JSON.stringify(policy.status?.conditions?.map((c) => [c.type, c.status, c.observedGeneration, c.message]))}`);
   t.equal(breaches.length, 0, 'and the policy never fell open meanwhile');
   if (leaderAt - killed > LEADER_BUDGET_MS / 2) {
     // Why the Lease moved late: what the replicas said about it.
-    for (const id of [leader.identity, standby.identity]) {
-      const lines = readFileSync(`${pg.dir}/logs/chaos-${id}.log`, 'utf8').split('\n').filter((l) => /lease|leader/i.test(l));
+    for (const id of [change.leader, change.standby]) {
+      const lines = (await change.log(id).catch((e: Error) => e.message)).split('\n').filter((l) => /lease|leader/i.test(l));
       t.comment(`${id}: ${lines.slice(-12).join('\n')}`);
     }
   }
-  rows.push(`| (leader change: new leader after / policy change on both agents after / its status Programmed after) | ${s(leaderAt)} s / ${s(agentsAt)} s / ${s(statusAt)} s | | | | |`);
+  const holder = await leaseHolder();
+  const who = real ? ` (${holder === change.standby ? 'the standby' : holder.startsWith('weft-controller-') ? "the Deployment's replacement pod" : holder})` : '';
+  rows.push(`| (leader change: new leader${who} after / policy change on both agents after / its status Programmed after) | ${s(leaderAt)} s / ${s(agentsAt)} s / ${s(statusAt)} s | | | | |`);
 });
 
 /**
@@ -444,8 +573,7 @@ const EXPIRY_RESUME_BUDGET_MS = 30_000;
 
 t.test('certificate expiry with every controller away: fail closed, resume when one is back', { skip: !runs('expiry') }, async (t) => {
   await refillHolders();
-  if (!replicas?.adopted) await twoReplicas();
-  const r0 = replicas as ControllerReplicas;
+  if (!real && !replicas?.adopted) await twoReplicas();
   type Cert = { identity: string; state: string; notBefore?: string; notAfter?: string };
   const certificates = async () => (await Promise.all(['node-1', 'node-2'].map((n) => agentAdmin<Cert[]>(n, '/certificates')))).flat();
   const held = await certificates();
@@ -455,7 +583,10 @@ t.test('certificate expiry with every controller away: fail closed, resume when 
   const during = { expiredAfterMs: 0, farOk: 0, farTried: 0, nearOk: false, readyz: [] as string[], logged: [] as boolean[], counted: [] as number[], replicaReadyMs: 0 };
   const r = await row(`every controller away until all certificates expired (${CERT_TTL_S} s lifetime), then one back`, async () => {
     const away = Date.now();
-    for (const identity of [...r0.replicas.keys()]) r0.kill(identity);
+    if (real) {
+      const scale = await kubectl(['-n', 'weft-system', 'scale', 'deployment', 'weft-controller', '--replicas=0']);
+      if (scale.code !== 0) throw new Error(`kubectl scale: ${scale.stderr}`);
+    } else for (const identity of [...(replicas as ControllerReplicas).replicas.keys()]) (replicas as ControllerReplicas).kill(identity);
     // The agents serve each certificate until its notAfter, then have none.
     const expiredAt = await until(async () => (await certificates()).every((c) => c.state === 'expired'), (CERT_TTL_S + 30) * 1000, 1000);
     during.expiredAfterMs = expiredAt - away;
@@ -471,9 +602,18 @@ t.test('certificate expiry with every controller away: fail closed, resume when 
       during.counted.push(await expiredCount(n));
     }
     // One controller back: the Deployment's replacement pod, a new name.
-    const back = await r0.start(`chaos-3-${suffix}`, 15112, 15114);
-    await r0.route(back.port);
-    during.replicaReadyMs = back.readyAt - back.startedAt;
+    if (real) {
+      const scaled = Date.now();
+      const scale = await kubectl(['-n', 'weft-system', 'scale', 'deployment', 'weft-controller', '--replicas=1']);
+      if (scale.code !== 0) throw new Error(`kubectl scale: ${scale.stderr}`);
+      await controllerReady(120_000);
+      during.replicaReadyMs = Date.now() - scaled;
+    } else {
+      const r0 = replicas as ControllerReplicas;
+      const back = await r0.start(`chaos-3-${suffix}`, 15112, 15114);
+      await r0.route(back.port);
+      during.replicaReadyMs = back.readyAt - back.startedAt;
+    }
   }, { budgetMs: EXPIRY_RESUME_BUDGET_MS });
   t.ok(during.expiredAfterMs <= (CERT_TTL_S + 30) * 1000, `every workload certificate expired ${(during.expiredAfterMs / 1000).toFixed(1)} s after the controllers went away`);
   t.equal(during.farOk, 0, `with expired certificates no new tunnelled connection was made (${during.farOk} of ${during.farTried})`);
