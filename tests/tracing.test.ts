@@ -299,6 +299,25 @@ async function spansCounted(): Promise<number> {
   return sum;
 }
 
+/**
+ * What the agents logged about failed requests, and the pods' restarts. Why: one real-node run of
+ * five had 416 of 1,943 requests fail (502 "upstream reset") with the collector stopped, and the
+ * playground was gone before anyone could look; the next failure says which hop reset.
+ */
+async function explainFailures(t: Test): Promise<void> {
+  for (const n of ['node-1', 'node-2']) {
+    const lines = (await pg.agentLog(n)).split('\n');
+    const failed = lines.filter((l) => /"status":5\d\d/.test(l));
+    const resets = lines.filter((l) => l.includes('"kind":"access"') && /reset|error|refused/.test(l));
+    const other = lines.filter((l) => l && !l.includes('"kind":"request"') && !l.includes('"kind":"access"'));
+    t.comment(`${n}: ${failed.length} requests answered 5xx, first: ${failed.slice(0, 3).join(' | ')}`);
+    t.comment(`${n}: ${resets.length} connections reset or refused, first: ${resets.slice(0, 5).join(' | ')}`);
+    t.comment(`${n}: the agent's last other lines:\n${other.slice(-15).join('\n')}`);
+  }
+  t.comment(`pods:\n${(await pg.kubectl(['get', 'pods', '-A', '-o', 'wide'])).stdout}`);
+  t.comment(`chain-a's log (tail):\n${(await pg.podLog(NS, 'chain-a')).slice(-2000)}`);
+}
+
 /** Sets the chain namespace's sampling annotation and waits until A's agent samples accordingly. */
 async function sampleChain(t: Test, ratio: '0' | '1'): Promise<void> {
   const r = await pg.kubectl(['annotate', '--overwrite', 'namespace', NS, `weft.dev/trace-sampling=${ratio}`]);
@@ -391,6 +410,7 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
   const stoppedRss = await rssDuring(running, SKIP_MS);
   const r = await running;
   t.equal(r.failed, 0, `no failed request while the collector was stopped (${r.firstError})`);
+  if (r.failed > 0) await explainFailures(t);
   t.ok(r.ok > 100, `${r.ok} requests (baseline ${base.ok})`);
   // Spans of the last seconds sit in the queue until their export times out (2 s here).
   const dropped = (await eventually(async () => String(counter(await agentMetrics('node-1'), 'weft_trace_spans_dropped_total') > droppedBefore), 'true', 15_000)) === 'true';
