@@ -31,6 +31,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { haproxyConfig } from '../agent/l7/bench-client.ts';
 import { Playground, REPO, pod, sh, type DevStatusJson } from '../tests/helpers/playground.ts';
 
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
@@ -140,26 +141,10 @@ async function startHaproxy(dir: string): Promise<void> {
   const config = join(dir, 'haproxy.cfg');
   writeFileSync(
     config,
-    [
-      'global',
-      '  nbthread 1',
-      '  maxconn 4096',
-      'defaults',
-      '  mode http',
-      '  timeout connect 5s',
-      '  timeout client 60s',
-      '  timeout server 60s',
-      '  option http-keep-alive',
-      '  http-reuse always',
-      'frontend fe',
-      `  bind 127.0.0.1:${HAPROXY_PORT}`,
-      '  default_backend be',
-      'backend be',
-      '  balance roundrobin',
-      `  server web-a-1 ${ip('web-a-1')}:8080 weight 90`,
-      `  server web-b-1 ${ip('web-b-1')}:8080 weight 10`,
-      '',
-    ].join('\n'),
+    haproxyConfig(`127.0.0.1:${HAPROXY_PORT}`, [
+      { name: 'web-a-1', address: `${ip('web-a-1')}:8080`, weight: 90 },
+      { name: 'web-b-1', address: `${ip('web-b-1')}:8080`, weight: 10 },
+    ]),
   );
   // `ip netns exec` execs the command, so the child's pid is HAProxy's own.
   haproxy = spawn('ip', ['netns', 'exec', podOf(PLAIN, 'client').netns, '/usr/sbin/haproxy', '-db', '-f', config], { stdio: ['ignore', 'ignore', 'inherit'] });

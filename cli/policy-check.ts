@@ -616,6 +616,29 @@ export async function chooseKubeconfig(s: KubeconfigSources): Promise<Kubeconfig
   return { path: undefined, from: 'in-cluster configuration' };
 }
 
+/** The cluster a `weft ... check` asks (chooseKubeconfig), loaded; `fail` makes the command's own error. */
+export async function loadKubeconfig(
+  o: { kubeconfig?: string | undefined; playground?: string | undefined; defaultPlayground: string },
+  fail: (message: string, cause: unknown) => Error,
+): Promise<KubeConfig> {
+  const choice = await chooseKubeconfig({
+    ...(o.kubeconfig !== undefined ? { flag: o.kubeconfig } : {}),
+    ...(o.playground !== undefined ? { playground: o.playground } : {}),
+    ...(process.env.KUBECONFIG ? { env: process.env.KUBECONFIG } : {}),
+    defaultPlayground: o.defaultPlayground,
+    playgroundKubeconfig: runningPlaygroundKubeconfig,
+    home: homedir(),
+  });
+  const kc = new KubeConfig();
+  try {
+    if (choice.path !== undefined) kc.loadFromFile(choice.path);
+    else kc.loadFromCluster();
+  } catch (err) {
+    throw fail(`loading the kubeconfig from ${choice.from}: ${(err as Error).message}`, err);
+  }
+  return kc;
+}
+
 export async function runningPlaygroundKubeconfig(name: string): Promise<string | undefined> {
   const { isAlive, readState } = await import('../playground/state.ts');
   const s = await readState(name);
@@ -758,21 +781,7 @@ export async function policyCommand(argv: string[], o: { defaultPlayground: stri
   try {
     if (sub !== 'check') throw new PolicyCheckError('USAGE', sub === undefined ? 'policy needs a subcommand' : `unknown policy subcommand "${sub}"`);
     const args = parseCheckArgs(rest);
-    const choice = await chooseKubeconfig({
-      ...(args.kubeconfig !== undefined ? { flag: args.kubeconfig } : {}),
-      ...(args.playground !== undefined ? { playground: args.playground } : {}),
-      ...(process.env.KUBECONFIG ? { env: process.env.KUBECONFIG } : {}),
-      defaultPlayground: o.defaultPlayground,
-      playgroundKubeconfig: runningPlaygroundKubeconfig,
-      home: homedir(),
-    });
-    const kc = new KubeConfig();
-    try {
-      if (choice.path !== undefined) kc.loadFromFile(choice.path);
-      else kc.loadFromCluster();
-    } catch (err) {
-      throw new PolicyCheckError('NO_CLUSTER', `loading the kubeconfig from ${choice.from}: ${(err as Error).message}`, { cause: err });
-    }
+    const kc = await loadKubeconfig({ ...args, defaultPlayground: o.defaultPlayground }, (message, cause) => new PolicyCheckError('NO_CLUSTER', message, { cause }));
     const { objects, notes } = await readClusterObjects(kc, args.question.source, args.question.destination, args.settings.installNamespace);
     const check = explainPolicyCheck(objects, args.question, args.settings);
     check.notes.push(...notes);

@@ -10,9 +10,8 @@
 //
 // Two halves: `explainRouteCheck` is pure (Kubernetes objects in, explanation out) and is what the
 // tests drive; `routeCommand` is the I/O around it.
-import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
-import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Service } from '../api/agent-sync.ts';
 import { apiErrorSummary, httpStatus } from '../api/kube-errors.ts';
 import { GATEWAY_GROUP, type CompiledRoute, type RouteFilter } from '../api/route.ts';
@@ -21,7 +20,7 @@ import { findEntry, flatten, splitTarget } from '../agent/route/match.ts';
 import { indexRoutes, routesFor } from '../agent/route/table.ts';
 import { compileRoute, type RouteObject } from '../controller/route/compile.ts';
 import { computeService } from '../controller/state/compute.ts';
-import { chooseKubeconfig, runningPlaygroundKubeconfig } from './policy-check.ts';
+import { loadKubeconfig } from './policy-check.ts';
 
 export interface RouteQuestion {
   /** The client's namespace (only the namespace decides which routes apply). */
@@ -313,21 +312,7 @@ export async function routeCommand(argv: string[], o: { defaultPlayground: strin
   try {
     if (sub !== 'check') throw new RouteCheckError('USAGE', sub === undefined ? 'route needs a subcommand' : `unknown route subcommand "${sub}"`);
     const args = parseRouteCheckArgs(rest);
-    const choice = await chooseKubeconfig({
-      ...(args.kubeconfig !== undefined ? { flag: args.kubeconfig } : {}),
-      ...(args.playground !== undefined ? { playground: args.playground } : {}),
-      ...(process.env.KUBECONFIG ? { env: process.env.KUBECONFIG } : {}),
-      defaultPlayground: o.defaultPlayground,
-      playgroundKubeconfig: runningPlaygroundKubeconfig,
-      home: homedir(),
-    });
-    const kc = new KubeConfig();
-    try {
-      if (choice.path !== undefined) kc.loadFromFile(choice.path);
-      else kc.loadFromCluster();
-    } catch (err) {
-      throw new RouteCheckError('NO_CLUSTER', `loading the kubeconfig from ${choice.from}: ${(err as Error).message}`, { cause: err });
-    }
+    const kc = await loadKubeconfig({ ...args, defaultPlayground: o.defaultPlayground }, (message, cause) => new RouteCheckError('NO_CLUSTER', message, { cause }));
     const check = explainRouteCheck(await readRouteObjects(kc), args.question);
     process.stdout.write(args.output === 'json' ? `${JSON.stringify(check, null, 2)}\n` : `${formatRouteCheck(check)}\n`);
     return routeExitCode(check);

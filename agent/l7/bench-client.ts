@@ -113,3 +113,29 @@ export async function fixedRateLatencies(port: number, seconds: number, rate: nu
   clients.forEach((c) => c.close());
   return latencies.sort((a, b) => a - b);
 }
+
+/**
+ * The HAProxy reference of the L7 benches: one thread, HTTP keep-alive both ways, connections to
+ * the servers reused; `servers` are `host:port` with an optional weight (round robin).
+ */
+export function haproxyConfig(bind: string, servers: { name: string; address: string; weight?: number }[]): string {
+  return [
+    'global',
+    '  nbthread 1',
+    '  maxconn 4096',
+    'defaults',
+    '  mode http',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '  option http-keep-alive',
+    '  http-reuse always',
+    'frontend fe',
+    `  bind ${bind}`,
+    '  default_backend be',
+    'backend be',
+    '  balance roundrobin',
+    ...servers.map((s) => `  server ${s.name} ${s.address}${s.weight !== undefined ? ` weight ${s.weight}` : ''}`),
+    '',
+  ].join('\n');
+}

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { serveHttp } from './serve.ts';
-import { closedLoopLatencies, fixedRateLatencies, percentileOf } from './bench-client.ts';
+import { closedLoopLatencies, fixedRateLatencies, haproxyConfig, percentileOf } from './bench-client.ts';
 
 const LOOPBACK = '127.0.0.1';
 const BODY = Buffer.alloc(64, 0x78);
@@ -79,27 +79,7 @@ async function startHaproxy(cpu: number, upstreamPort: number, dir: string): Pro
   if (!binary) return undefined;
   const port = await freePort();
   const config = join(dir, 'haproxy.cfg');
-  writeFileSync(
-    config,
-    [
-      'global',
-      '  nbthread 1',
-      '  maxconn 4096',
-      'defaults',
-      '  mode http',
-      '  timeout connect 5s',
-      '  timeout client 60s',
-      '  timeout server 60s',
-      '  option http-keep-alive',
-      '  http-reuse always',
-      'frontend fe',
-      `  bind ${LOOPBACK}:${port}`,
-      '  default_backend be',
-      'backend be',
-      `  server s1 ${LOOPBACK}:${upstreamPort}`,
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(config, haproxyConfig(`${LOOPBACK}:${port}`, [{ name: 's1', address: `${LOOPBACK}:${upstreamPort}` }]));
   const [command, argv] = pinned(cpu, binary, ['-db', '-f', config]);
   const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; i < 100; i++) {
