@@ -7,12 +7,11 @@ import { createServer, request } from 'node:http';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import type { Service, Workload } from '../../api/agent-sync.ts';
-import type { CompiledRoute } from '../../api/route.ts';
 import { registry } from '../metrics.ts';
 import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
-import { StateStore } from '../state/store.ts';
 import { RouteProxy } from './proxy.ts';
+import { oneRouteState } from './test-fixtures.ts';
 
 async function closedPort(): Promise<number> {
   const s = net.createServer();
@@ -38,26 +37,7 @@ const source: Workload = {
 };
 
 async function setup(t: Test, endpoints: number[]): Promise<{ get: () => Promise<number>; getBody: () => Promise<string>; service: Service }> {
-  const service: Service = {
-    key: 'a/web',
-    namespace: 'a',
-    name: 'web',
-    clusterIPs: ['10.96.0.10'],
-    ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }],
-    endpoints: endpoints.map((port) => ({ ip: '127.0.0.1', ports: { http: port }, ready: true })),
-  };
-  const route: CompiledRoute = {
-    key: 'HTTPRoute/a/web',
-    kind: 'HTTPRoute',
-    namespace: 'a',
-    name: 'web',
-    generation: 1,
-    created: '2026-01-01T00:00:00Z',
-    parents: [{ service: 'a/web' }],
-    rules: [{ name: '0', matches: [], filters: [], backends: [{ service: 'a/web', port: 80, weight: 1, filters: [] }] }],
-  };
-  const store = new StateStore();
-  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: service }, { kind: 'Route', value: route }] });
+  const { service, store } = oneRouteState(endpoints, 'web');
   const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
   const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('the backend is not meshed: no tunnel')) });
   const front = net.createServer((down) => proxy.serve(down, source, service, 80, () => down.destroy()));

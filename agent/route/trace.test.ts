@@ -8,13 +8,12 @@ import net from 'node:net';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import t from 'tap';
-import type { Service, Workload } from '../../api/agent-sync.ts';
-import type { CompiledRoute } from '../../api/route.ts';
+import type { Workload } from '../../api/agent-sync.ts';
 import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
-import { StateStore } from '../state/store.ts';
 import { DEFAULT_TRACING, RequestTracing, parseTraceparent } from '../tracing/index.ts';
 import { RouteProxy } from './proxy.ts';
+import { oneRouteState } from './test-fixtures.ts';
 
 const PARENT = '0af7651916cd43dd8448eb211c80319c';
 const PARENT_SPAN = 'b7ad6b7169203331';
@@ -31,26 +30,7 @@ t.test('a routed request: a client span with the route, parent of what the backe
   t.teardown(() => backend.close());
   const backendPort = (backend.address() as net.AddressInfo).port;
 
-  const service: Service = {
-    key: 'a/web',
-    namespace: 'a',
-    name: 'web',
-    clusterIPs: ['10.96.0.10'],
-    ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }],
-    endpoints: [{ ip: '127.0.0.1', ports: { http: backendPort }, ready: true }],
-  };
-  const route: CompiledRoute = {
-    key: 'HTTPRoute/a/web-route',
-    kind: 'HTTPRoute',
-    namespace: 'a',
-    name: 'web-route',
-    generation: 1,
-    created: '2026-01-01T00:00:00Z',
-    parents: [{ service: 'a/web' }],
-    rules: [{ name: '0', matches: [], filters: [], backends: [{ service: 'a/web', port: 80, weight: 1, filters: [] }] }],
-  };
-  const store = new StateStore();
-  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: service }, { kind: 'Route', value: route }] });
+  const { service, store } = oneRouteState([backendPort], 'web-route');
   const source: Workload = {
     key: 'a/client-7d9f',
     uid: 'u1',
