@@ -164,6 +164,35 @@ function follow(pod: string): { lines: () => Record<string, unknown>[]; ended: P
   return f;
 }
 
+/**
+ * What a stuck roll leaves to read: every agent pod's conditions and restarts, what each agent
+ * process on the nodes says of itself on the node's agent socket, and the newest pods' log tails.
+ */
+async function rollDiagnostics(oldNames: Set<string>): Promise<string> {
+  const out: string[] = [];
+  const pods = await pg.kubectl(['-n', 'weft-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=weft-agent', '-o', 'json']);
+  type P = { metadata: { name: string; deletionTimestamp?: string; creationTimestamp: string }; spec: { nodeName: string }; status: { conditions?: { type: string; status: string; lastTransitionTime: string }[]; containerStatuses?: { restartCount: number; state: Record<string, unknown> }[] } };
+  const items = pods.code === 0 ? (JSON.parse(pods.stdout) as { items: P[] }).items : [];
+  for (const p of items) {
+    const cond = (p.status.conditions ?? []).map((c) => `${c.type}=${c.status}@${c.lastTransitionTime}`).join(' ');
+    const cs = p.status.containerStatuses?.[0];
+    out.push(`${p.metadata.name} ${p.spec.nodeName} ${oldNames.has(p.metadata.name) ? 'old' : 'new'} created ${p.metadata.creationTimestamp}${p.metadata.deletionTimestamp ? ` deleting ${p.metadata.deletionTimestamp}` : ''} restarts=${cs?.restartCount ?? '?'} state=${JSON.stringify(cs?.state ?? {})} ${cond}`);
+  }
+  for (const n of ['node-1', 'node-2']) {
+    const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-${n}`, 'curl', '-s', '-m', '3', 'http://127.0.0.1:15021/healthz/ready']);
+    out.push(`${n} readiness probe: exit ${r.code} ${r.stdout.slice(0, 300)}`);
+  }
+  for (const p of items.filter((i) => !oldNames.has(i.metadata.name))) {
+    // Its own lines, not the access log (which the probes fill).
+    const logs = await pg.kubectl(['-n', 'weft-system', 'logs', p.metadata.name, '--tail', '2000']);
+    const own = logs.stdout.split('\n').filter((l) => l && !l.includes('"kind":"access"')).slice(-25).join('\n');
+    out.push(`--- ${p.metadata.name} (${p.spec.nodeName}) last log lines:\n${own}${logs.stderr}`);
+  }
+  const ds = await pg.kubectl(['-n', 'weft-system', 'get', 'ds', 'weft-agent', '-o', 'jsonpath={.status}']);
+  out.push(`DaemonSet status: ${ds.stdout}`);
+  return out.join('\n');
+}
+
 t.test('helm upgrade rolls the agent DaemonSet and drops no established connection; new connections keep working', { skip: !REAL && 'simulated nodes: weft dev restart-agent above' }, async (t) => {
   const far = hold('far', FAR);
   const near = hold('near', NEAR);
@@ -196,6 +225,7 @@ t.test('helm upgrade rolls the agent DaemonSet and drops no established connecti
     rolled = new Set(fresh.map((p) => p.spec.nodeName)).size === 2 && stillOld.length === 0;
   }
   t.ok(rolled, 'the DaemonSet rolled: a new agent Ready on each node, the old ones terminating');
+  if (!rolled) t.comment(`why the DaemonSet did not roll:\n${await rollDiagnostics(oldNames)}`);
   const rolledS = (Date.now() - t0) / 1000;
   await sleep(3000);
   const ready = (await agentPods()).filter((p) => !oldNames.has(p.metadata.name) && isReady(p));
