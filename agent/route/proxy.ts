@@ -4,7 +4,8 @@
 // backend by weight and an endpoint by power of two choices, and sent on an upstream connection
 // kept open between requests (pool.ts; opened by upstream.ts), within the rule's timeouts, retried
 // as the rule says and the retry budget allows. A large or chunked request body is streamed on a
-// connection of its own instead, and not retried. Anything that does not start as HTTP/1 goes back to the L4 path untouched.
+// connection of its own instead, and not retried. HTTP/2 with prior knowledge (h2c, gRPC) is
+// routed per stream by h2.ts; anything else goes back to the L4 path untouched.
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,6 +19,7 @@ import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
 import { Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
+import { H2Router } from './h2.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
@@ -49,11 +51,13 @@ export class RouteProxy {
   readonly #budgets = new Map<string, RetryBudget>();
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #server = createServer({ keepAlive: true, requireHostHeader: false });
+  readonly #h2: H2Router;
 
   constructor(d: UpstreamDeps, random: Random = Math.random) {
     this.#d = d;
     this.#random = random;
     this.table = new RouteTable(d.p.store);
+    this.#h2 = new H2Router({ upstream: d, table: this.table, random, outstanding: this.#outstanding, ejections: this.#ejections });
     this.#server.keepAliveTimeout = d.p.idleTimeoutMs;
     this.#server.headersTimeout = 60_000;
     this.#server.requestTimeout = 0;
@@ -69,20 +73,21 @@ export class RouteProxy {
     this.#server.on('clientError', (_err, socket: Duplex) => socket.destroy());
   }
 
-  /** Whether this client's connections to the Service port are routed at all. */
+  /** Whether this client's connections to the Service port are routed at all (HTTPRoutes or GRPCRoutes). */
   routes(source: Workload, service: Service, port: number): boolean {
-    return this.table.entries(source.namespace, service.key, port).length > 0;
+    return this.table.entries(source.namespace, service.key, port, true).length > 0;
   }
 
   /**
-   * Serves a connection at L7. `fallback` gets it back (its first bytes unread) when the client
-   * speaks something other than HTTP/1, such as HTTP/2 with prior knowledge.
+   * Serves a connection at L7: HTTP/1 here, HTTP/2 with prior knowledge (h2c, gRPC) in h2.ts.
+   * `fallback` gets it back (its first bytes unread) when the client speaks neither.
    */
   serve(down: Socket, source: Workload, service: Service, port: number, fallback: () => void): void {
     down.once('data', (first: Buffer) => {
       down.pause();
       down.unshift(first);
-      if (first.subarray(0, 3).toString('latin1') === 'PRI' || !/^[A-Z]+ /.test(first.subarray(0, 8).toString('latin1'))) return fallback();
+      if (first.subarray(0, 3).toString('latin1') === 'PRI') return this.#h2.serve(down, source, service, port);
+      if (!/^[A-Z]+ /.test(first.subarray(0, 8).toString('latin1'))) return fallback();
       (down as Socket & { weftRoute?: RoutedConnection }).weftRoute = { source, service, port, peer: peerOf(down) };
       this.#server.emit('connection', down);
       down.resume();

@@ -76,12 +76,17 @@ export class RouteTable {
     return false;
   }
 
-  /** The sorted entries for a client in `clientNamespace`; empty when no route applies to it. */
-  entries(clientNamespace: string, serviceKey: string, port: number): MatchEntry[] {
-    const k = `${clientNamespace}\n${serviceKey}\n${port}`;
+  /**
+   * The sorted entries for a client in `clientNamespace`; empty when no route applies to it.
+   * GRPCRoutes are entries only for gRPC requests (`grpc`): a plain HTTP request on a port that has
+   * only GRPCRoutes goes to the Service as if it had no route, not to a 404.
+   */
+  entries(clientNamespace: string, serviceKey: string, port: number, grpc = false): MatchEntry[] {
+    const k = `${clientNamespace}\n${serviceKey}\n${port}\n${grpc}`;
     const cached = this.#entries.get(k);
     if (cached) return cached;
-    const e = flatten(routesFor(this.#byService.get(serviceKey), clientNamespace, serviceKey, port).routes);
+    const routes = routesFor(this.#byService.get(serviceKey), clientNamespace, serviceKey, port).routes;
+    const e = flatten(grpc ? routes : routes.filter((r) => r.kind === 'HTTPRoute'));
     this.#entries.set(k, e);
     return e;
   }

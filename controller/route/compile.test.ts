@@ -84,3 +84,71 @@ t.test('patterns that could stall an agent are refused', async (t) => {
   const r = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(a+)+$' } }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
   t.equal(r.parents[0]?.accepted.reason, 'UnsupportedValue', 'the route is not accepted');
 });
+
+t.test('a GRPCRoute compiles: gRPC method matches become path matches, headers and weights kept', async (t) => {
+  const r = compileRoute({
+    kind: 'GRPCRoute',
+    service,
+    route: route('a', {
+      parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
+      rules: [
+        {
+          matches: [
+            { method: { service: 'pkg.v1.Echo', method: 'Hello' }, headers: [{ name: 'X-Canary', value: 'yes' }] },
+            { method: { service: 'pkg.v1.Echo' } },
+            { method: { method: 'Hello' } },
+            { method: { type: 'RegularExpression', service: 'pkg\\..*', method: 'He.*' } },
+            { method: { type: 'RegularExpression', method: 'Bye' } },
+          ],
+          filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: '1' }] } }],
+          backendRefs: [{ name: 'web', port: 80, weight: 7 }, { name: 'canary', port: 80, weight: 3 }],
+        },
+      ],
+    }),
+  });
+  t.equal(r.parents[0]?.accepted.ok, true, JSON.stringify(r.parents[0]?.accepted));
+  t.equal(r.parents[0]?.resolvedRefs.ok, true);
+  t.equal(r.compiled?.kind, 'GRPCRoute');
+  t.equal(r.compiled?.key, 'GRPCRoute/a/r');
+  const m = r.compiled?.rules[0]?.matches ?? [];
+  t.same(m[0], { path: { type: 'Exact', value: '/pkg.v1.Echo/Hello' }, headers: [{ type: 'Exact', name: 'x-canary', value: 'yes' }], queryParams: [] });
+  t.same(m[1]?.path, { type: 'PathPrefix', value: '/pkg.v1.Echo' }, 'a service alone: every method of it');
+  t.same(m[2]?.path, { type: 'RegularExpression', value: '/[^/]+/Hello' }, 'a method alone: in any service');
+  t.same(m[3]?.path, { type: 'RegularExpression', value: '/(?:pkg\\..*)/(?:He.*)' });
+  t.same(m[4]?.path, { type: 'RegularExpression', value: '/(?:[^/]+)/(?:Bye)' });
+  t.equal(m[0]?.method, undefined, 'no HTTP method is matched');
+  t.same(r.compiled?.rules[0]?.backends.map((b) => [b.service, b.weight]), [['a/web', 7], ['a/canary', 3]]);
+  // The agent anchors patterns (agent/route/match.ts): a method-only match takes whole names.
+  const exact = new RegExp(`^(?:${m[2]?.path?.value ?? ''})$`);
+  t.ok(exact.test('/any.Svc/Hello') && !exact.test('/any.Svc/HelloX'), 'the method-only pattern matches whole names');
+});
+
+t.test('a GRPCRoute with a filter GRPCRoute has no business with, or an unsafe pattern, is not accepted', async (t) => {
+  const mirror = compileRoute({
+    kind: 'GRPCRoute',
+    service,
+    route: route('a', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'web', port: 80 }] }] }),
+  });
+  t.equal(mirror.parents[0]?.accepted.reason, 'UnsupportedValue');
+  t.equal(mirror.compiled, undefined);
+  const redirect = compileRoute({
+    kind: 'GRPCRoute',
+    service,
+    route: route('a', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 301 } }], backendRefs: [{ name: 'web', port: 80 }] }] }),
+  });
+  t.equal(redirect.parents[0]?.accepted.reason, 'UnsupportedValue', 'a redirect is an HTTPRoute filter only');
+  const unsafe = compileRoute({
+    kind: 'GRPCRoute',
+    service,
+    route: route('a', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ matches: [{ method: { type: 'RegularExpression', service: '(a+)+' } }], backendRefs: [{ name: 'web', port: 80 }] }] }),
+  });
+  t.equal(unsafe.parents[0]?.accepted.reason, 'UnsupportedValue');
+  t.match(unsafe.parents[0]?.accepted.message, /method\.service/);
+  const missing = compileRoute({
+    kind: 'GRPCRoute',
+    service,
+    route: route('a', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'nope', port: 80 }] }] }),
+  });
+  t.equal(missing.parents[0]?.accepted.ok, true);
+  t.equal(missing.parents[0]?.resolvedRefs.reason, 'BackendNotFound');
+});

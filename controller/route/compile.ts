@@ -61,15 +61,20 @@ interface RawPathModifier {
   replacePrefixMatch?: string;
 }
 
+interface GrpcMethodMatch {
+  type?: string;
+  service?: string;
+  method?: string;
+}
+
 interface RawRule {
   name?: string;
   matches?: {
     path?: { type?: string; value?: string };
     headers?: { type?: string; name: string; value: string }[];
     queryParams?: { type?: string; name: string; value: string }[];
-    method?: string;
-    // GRPCRoute
-    service?: string;
+    /** HTTPRoute: the HTTP method; GRPCRoute: the gRPC service and method. */
+    method?: string | GrpcMethodMatch;
   }[];
   filters?: RawFilter[];
   backendRefs?: BackendRef[];
@@ -126,9 +131,9 @@ export function compileRoute(i: CompileInput): CompileResult {
   const rules: RouteRule[] = (i.route.spec?.rules ?? []).map((raw, index) => {
     const rulePath = `spec.rules[${index}]`;
     const matches = (raw.matches ?? []).map((m, j) => compileMatch(i.kind, m, `${rulePath}.matches[${j}]`, unsupported));
-    const filters = compileFilters(raw.filters ?? [], `${rulePath}.filters`, unsupported);
+    const filters = compileFilters(i.kind, raw.filters ?? [], `${rulePath}.filters`, unsupported);
     const backends = (raw.backendRefs ?? []).map((b, j): RouteBackend => {
-      const bf = compileFilters(b.filters ?? [], `${rulePath}.backendRefs[${j}].filters`, unsupported);
+      const bf = compileFilters(i.kind, b.filters ?? [], `${rulePath}.backendRefs[${j}].filters`, unsupported);
       const bns = b.namespace ?? ns;
       const backend: RouteBackend = { service: `${bns}/${b.name}`, port: b.port ?? 0, weight: b.weight ?? 1, filters: bf };
       const problem = backendProblem(i, b, ns);
@@ -165,7 +170,6 @@ export function compileRoute(i: CompileInput): CompileResult {
     if (!svc) acc = { ok: false, reason: 'NoMatchingParent', message: `Service ${pns}/${ref.name} not found` };
     else if (ref.port !== undefined && !svc.ports.some((p) => p.port === ref.port && p.protocol === 'TCP')) acc = { ok: false, reason: 'NoMatchingParent', message: `Service ${pns}/${ref.name} has no TCP port ${ref.port}` };
     else if (ref.sectionName !== undefined) acc = { ok: false, reason: 'UnsupportedValue', message: 'sectionName on a Service parent is not supported: use port' };
-    else if (i.kind === 'GRPCRoute') acc = { ok: false, reason: 'UnsupportedValue', message: 'GRPCRoute is not served by Weft agents yet (HTTPRoute is)' };
     else if (unsupported.length > 0) acc = { ok: false, reason: 'UnsupportedValue', message: unsupported.slice(0, 5).join('; ') };
     const resolved = refProblems.length === 0 ? { ok: true, reason: 'ResolvedRefs', message: 'every backendRef resolved' } : { ok: false, reason: refProblems[0]?.reason ?? 'BackendNotFound', message: refProblems.map((p) => p.message).slice(0, 5).join('; ') };
     parents.push({ parentRef: ref, accepted: acc, resolvedRefs: resolved });
@@ -194,10 +198,11 @@ function backendProblem(i: CompileInput, b: BackendRef, routeNs: string): { reas
 function compileMatch(kind: RouteKind, m: NonNullable<RawRule['matches']>[number], p: string, unsupported: string[]): RouteMatch {
   const out: RouteMatch = { headers: [], queryParams: [] };
   if (kind === 'GRPCRoute') {
-    // gRPC's method is the path /<service>/<method>; kept so that the status can say why not.
-    return out;
-  }
-  if (m.path) {
+    if (typeof m.method === 'object') {
+      const path = grpcPath(m.method, `${p}.method`, unsupported);
+      if (path) out.path = path;
+    }
+  } else if (m.path) {
     const type = m.path.type ?? 'PathPrefix';
     if (type !== 'Exact' && type !== 'PathPrefix' && type !== 'RegularExpression') unsupported.push(`${p}.path.type: ${type}`);
     else out.path = { type, value: m.path.value ?? '/' };
@@ -211,8 +216,43 @@ function compileMatch(kind: RouteKind, m: NonNullable<RawRule['matches']>[number
       out[field].push({ type, name: field === 'headers' ? h.name.toLowerCase() : h.name, value: h.value });
     });
   }
-  if (m.method !== undefined) out.method = m.method;
+  if (kind === 'HTTPRoute' && typeof m.method === 'string') out.method = m.method;
   return out;
+}
+
+const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * A gRPC method match as the path match it is: gRPC calls `/<package.Service>/<Method>`. Exact
+ * service and method is an Exact path, a service alone a prefix (whole segment), anything else a
+ * regular expression. Precedence then follows the path's: Exact before a regular expression before
+ * a prefix, which differs from GRPCRoute's (more service characters first) only when a rule matches a
+ * method alone and another a service alone.
+ */
+function grpcPath(mm: GrpcMethodMatch, p: string, unsupported: string[]): RouteMatch['path'] | undefined {
+  const type = mm.type ?? 'Exact';
+  const { service, method } = mm;
+  if (service === undefined && method === undefined) return undefined;
+  if (type === 'Exact') {
+    if ((service !== undefined && service.includes('/')) || (method !== undefined && method.includes('/'))) {
+      unsupported.push(`${p}: a service or method name cannot hold '/'`);
+      return undefined;
+    }
+    if (service !== undefined && method !== undefined) return { type: 'Exact', value: `/${service}/${method}` };
+    if (service !== undefined) return { type: 'PathPrefix', value: `/${service}` };
+    return { type: 'RegularExpression', value: `/[^/]+/${escapeRegex(method ?? '')}` };
+  }
+  if (type !== 'RegularExpression') {
+    unsupported.push(`${p}.type: ${type}`);
+    return undefined;
+  }
+  for (const [field, v] of [['service', service], ['method', method]] as const) {
+    if (v !== undefined && !validRegex(v)) {
+      unsupported.push(`${p}.${field}: not a regular expression Weft can run`);
+      return undefined;
+    }
+  }
+  return { type: 'RegularExpression', value: `/(?:${service ?? '[^/]+'})/(?:${method ?? '[^/]+'})` };
 }
 
 /**
@@ -272,9 +312,11 @@ function pathModifier(pm: RawPathModifier | undefined): { type: 'ReplaceFullPath
   return pm.type === 'ReplaceFullPath' ? { type: pm.type, value: pm.replaceFullPath ?? '/' } : { type: 'ReplacePrefixMatch', value: pm.replacePrefixMatch ?? '/' };
 }
 
-function compileFilters(raw: RawFilter[], p: string, unsupported: string[]): RouteFilter[] {
+function compileFilters(kind: RouteKind, raw: RawFilter[], p: string, unsupported: string[]): RouteFilter[] {
   const out: RouteFilter[] = [];
   raw.forEach((f, k) => {
+    // GRPCRoute's schema has no redirect or rewrite; an object that has one came past no CRD.
+    if (kind === 'GRPCRoute' && f.type !== 'RequestHeaderModifier' && f.type !== 'ResponseHeaderModifier') return void unsupported.push(`${p}[${k}].type: ${f.type} is not implemented by Weft for GRPCRoute`);
     switch (f.type) {
       case 'RequestHeaderModifier':
         out.push({ type: 'RequestHeaderModifier', modifier: modifier(f.requestHeaderModifier) });

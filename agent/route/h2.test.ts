@@ -1,0 +1,227 @@
+// The routed path for h2c and gRPC-shaped requests, with real sockets: a client speaking HTTP/2
+// with prior knowledge to the agent's routed path, backends that are real HTTP/2 servers. The
+// GRPCRoute is compiled by the controller's own compile step, so the test covers the method match
+// as the controller writes it. (Real gRPC libraries on both ends: tests/grpc-routing.test.ts.)
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net from 'node:net';
+import t, { type Test } from 'tap';
+import type { Service, Workload } from '../../api/agent-sync.ts';
+import type { CompiledRoute } from '../../api/route.ts';
+import { compileRoute, type RouteObject } from '../../controller/route/compile.ts';
+import { PolicyEnforcer } from '../proxy/enforcer.ts';
+import { ConnectionReporter } from '../proxy/report.ts';
+import { StateStore } from '../state/store.ts';
+import { RouteProxy } from './proxy.ts';
+
+const source: Workload = {
+  key: 'a/client-1',
+  uid: 'u1',
+  namespace: 'a',
+  name: 'client-1',
+  node: 'node-a',
+  ips: ['10.0.0.9'],
+  serviceAccount: 'client',
+  identity: 'spiffe://cluster.local/ns/a/sa/client',
+  meshed: true,
+  labels: { app: 'client' },
+  namedPorts: {},
+};
+
+/** An h2c backend that says who it is, echoes the request's headers, and ends with gRPC trailers. */
+async function backend(t: Test, name: string): Promise<number> {
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => (sessions.add(s), s.once('close', () => sessions.delete(s))));
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.once('end', () => {
+      const plain = Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith(':')));
+      stream.respond({ ':status': 200, 'content-type': String(headers['content-type'] ?? 'text/plain'), 'x-pod': name, 'x-from-backend': 'yes' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'x-trailer': name }));
+      stream.end(JSON.stringify({ pod: name, path: headers[':path'], headers: plain, body: Buffer.concat(chunks).toString() }));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of sessions) s.destroy();
+    server.close();
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+const svc = (name: string, ports: number[]): Service => ({
+  key: `a/${name}`,
+  namespace: 'a',
+  name,
+  clusterIPs: [`10.96.0.${ports[0] ?? 0 % 250}`],
+  ports: [{ name: 'grpc', port: 7070, protocol: 'TCP', appProtocol: 'kubernetes.io/h2c' }],
+  endpoints: ports.map((port) => ({ ip: '127.0.0.1', ports: { grpc: port }, ready: true })),
+});
+
+function grpcRoute(rules: object[]): CompiledRoute {
+  const raw: RouteObject = {
+    metadata: { name: 'r', namespace: 'a', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 7070 }], rules: rules },
+  };
+  const services = new Map<string, Service>();
+  for (const n of ['web', 'one', 'two']) services.set(`a/${n}`, svc(n, [1]));
+  const r = compileRoute({ kind: 'GRPCRoute', route: raw, service: (k) => services.get(k) });
+  if (!r.compiled) throw new Error(`not accepted: ${JSON.stringify(r.parents)}`);
+  return r.compiled;
+}
+
+interface Answer {
+  status: number;
+  headers: http2.IncomingHttpHeaders;
+  trailers: http2.IncomingHttpHeaders;
+  body: { pod?: string; path?: string; headers?: Record<string, string>; body?: string };
+}
+
+async function setup(t: Test, route: CompiledRoute): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void }> {
+  const [w, one, two] = [await backend(t, 'web'), await backend(t, 'one'), await backend(t, 'two')];
+  const web = svc('web', [w]);
+  const store = new StateStore();
+  store.apply({
+    type: 'snapshot',
+    epoch: 'e1',
+    revision: 1,
+    config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' },
+    resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', [one]) }, { kind: 'Service', value: svc('two', [two]) }, { kind: 'Route', value: route }],
+  });
+  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
+  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('the backend is not meshed: no tunnel')) });
+  t.ok(proxy.routes(source, web, 7070), 'a port with only a GRPCRoute is parsed');
+  const downs = new Set<net.Socket>();
+  const front = net.createServer({ allowHalfOpen: true }, (down) => {
+    downs.add(down);
+    proxy.serve(down, source, web, 7070, () => down.destroy());
+  });
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  const port = (front.address() as net.AddressInfo).port;
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  client.on('error', () => {});
+  const close = () => {
+    client.close();
+    for (const d of downs) d.destroy();
+    front.close();
+  };
+  t.teardown(close);
+  const call = (path: string, headers: Record<string, string> = {}, body = 'hello') =>
+    new Promise<Answer>((resolve, reject) => {
+      const s = client.request({ ':method': 'POST', ':path': path, ':authority': 'web.a:7070', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+      let head: http2.IncomingHttpHeaders = {};
+      let trailers: http2.IncomingHttpHeaders = {};
+      let data = '';
+      s.on('response', (h) => (head = h));
+      s.on('trailers', (tr: http2.IncomingHttpHeaders) => (trailers = tr));
+      s.on('data', (d: Buffer) => (data += d.toString()));
+      s.on('error', reject);
+      s.on('close', () => {
+        let parsed: Answer['body'] = {};
+        try {
+          parsed = JSON.parse(data) as Answer['body'];
+        } catch {
+          // a local answer has no JSON body
+        }
+        resolve({ status: Number(head[':status'] ?? 0), headers: head, trailers, body: parsed });
+      });
+      s.end(body);
+    });
+  return { call, close };
+}
+
+t.test('GRPCRoute: method match, header match with a request header filter, response filter, trailers carried', async (t) => {
+  const route = grpcRoute([
+    { matches: [{ method: { service: 'pkg.Echo', method: 'Hello' } }], backendRefs: [{ name: 'one', port: 7070 }] },
+    {
+      matches: [{ method: { type: 'RegularExpression', service: 'pkg\\..*', method: 'Bye.*' }, headers: [{ name: 'x-canary', value: 'yes' }] }],
+      filters: [
+        { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-added', value: 'by-route' }], remove: ['x-drop'] } },
+        { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'x-resp', value: 'r' }], remove: ['x-from-backend'] } },
+      ],
+      backendRefs: [{ name: 'two', port: 7070 }],
+    },
+  ]);
+  const { call } = await setup(t, route);
+  const a = await call('/pkg.Echo/Hello');
+  t.equal(a.body.pod, 'one', 'the exact method went to its backend');
+  t.equal(a.body.body, 'hello', 'the request body arrived');
+  t.equal(a.trailers['grpc-status'], '0', 'the response trailers came back');
+  t.equal(a.trailers['x-trailer'], 'one');
+  t.equal(a.headers['x-from-backend'], 'yes');
+
+  const b = await call('/pkg.Echo/ByeNow', { 'x-canary': 'yes', 'x-drop': 'gone' });
+  t.equal(b.body.pod, 'two', 'the regular-expression method and the header went to the other backend');
+  t.equal(b.body.headers?.['x-added'], 'by-route', 'RequestHeaderModifier set a header');
+  t.notOk(b.body.headers && 'x-drop' in b.body.headers, 'RequestHeaderModifier removed a header');
+  t.equal(b.body.headers?.['x-canary'], 'yes');
+  t.equal(b.headers['x-resp'], 'r', 'ResponseHeaderModifier added a header');
+  t.notOk('x-from-backend' in b.headers, 'ResponseHeaderModifier removed a header');
+
+  const c = await call('/pkg.Echo/ByeNow');
+  t.equal(c.headers['grpc-status'], '12', 'no rule matched: UNIMPLEMENTED, as a gRPC client reads it');
+  t.equal(c.status, 200);
+  const d = await call('/other.Svc/Hello');
+  t.equal(d.headers['grpc-status'], '12', 'another service does not match an exact service');
+
+  const e = await call('/anything', { 'content-type': 'text/plain' });
+  t.equal(e.body.pod, 'web', 'a request that is not gRPC ignores GRPCRoutes and goes to the Service itself');
+});
+
+t.test('GRPCRoute: weighted backends, per call on one client connection', async (t) => {
+  const route = grpcRoute([{ backendRefs: [{ name: 'one', port: 7070, weight: 3 }, { name: 'two', port: 7070, weight: 1 }, { name: 'web', port: 7070, weight: 0 }] }]);
+  const { call } = await setup(t, route);
+  const by: Record<string, number> = {};
+  const N = 400;
+  for (let i = 0; i < N; i += 20) {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => call('/pkg.Echo/Hello')));
+    for (const a of answers) by[a.body.pod ?? ''] = (by[a.body.pod ?? ''] ?? 0) + 1;
+  }
+  t.equal((by.one ?? 0) + (by.two ?? 0), N, `every call answered by a weighted backend: ${JSON.stringify(by)}`);
+  t.notOk(by.web, 'weight 0 is never chosen');
+  const share = (by.two ?? 0) / N;
+  // 400 draws at p=0.25: the standard deviation is 2.2 points; ±8 points is 3.7 of them.
+  t.ok(share > 0.17 && share < 0.33, `two's share ${share.toFixed(3)} is 0.25 ± 0.08`);
+});
+
+t.test('a backend that resets a stream mid-response resets the client stream, never ends it cleanly', async (t) => {
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    // waitForTrailers: else Node's close(code) ends the stream cleanly before its RST_STREAM.
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.write('partial');
+    setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 20);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const route = grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }] }]);
+  const { port } = server.address() as net.AddressInfo;
+  const one = svc('one', [port]);
+  const store = new StateStore();
+  const web = svc('web', [1]);
+  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: one }, { kind: 'Route', value: route }] });
+  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
+  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
+  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, web, 7070, () => down.destroy()));
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
+  client.on('error', () => {});
+  t.teardown(() => {
+    client.destroy();
+    front.close();
+  });
+  const s = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Hello', 'content-type': 'application/grpc' });
+  s.on('error', () => {});
+  s.resume();
+  s.end('x');
+  await new Promise((resolve) => s.once('close', resolve)); // once() would reject on the stream's error
+  t.equal(s.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR, 'the client saw the reset');
+});

@@ -1,0 +1,343 @@
+// The routed outbound path for HTTP/2 with prior knowledge (h2c), which is what gRPC speaks: each
+// stream is matched on its own (HTTPRoutes, and GRPCRoutes for gRPC requests), filtered, given a
+// backend by weight and an endpoint by power of two choices, and carried on an HTTP/2 session to
+// that endpoint. Upstream sessions are kept open and shared by the streams of every connection
+// of the same client identity (a session was opened with that pod's certificate, or admitted as
+// that pod, so only its requests may use it): a gRPC channel is one long connection, and
+// balancing its calls per stream over a pool of sessions is what spreads it over the endpoints.
+//
+// A stream's end is always an explicit step on both sides (trailers, or an empty END_STREAM), and
+// a failure on one side resets the other, so a truncated body never arrives as a complete one.
+// Not here yet: a rule's retry (a stream is not buffered for a second attempt; only a failed
+// connect is tried again, on another endpoint, before anything was sent), and trace spans.
+import http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Service, Workload } from '../../api/agent-sync.ts';
+import type { RouteBackend, RouteFilter } from '../../api/route.ts';
+import { grpcMessage } from '../l7/responses.ts';
+import { isGrpc } from '../l7/request-info.ts';
+import type { Address } from '../native/sockopt.ts';
+import { peerOf } from '../proxy/relay.ts';
+import { modifyHeaders, type HeaderMap } from './filters.ts';
+import { findEntry, splitTarget } from './match.ts';
+import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
+import { type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
+import type { RouteTable } from './table.ts';
+import { openUpstream, type UpstreamDeps } from './upstream.ts';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+const SETTINGS: http2.Settings = { enablePush: false, initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000 };
+/** Idle upstream sessions are closed after this long, as the HTTP/1.1 pool's connections are. */
+const IDLE_MS = 30_000;
+/** Endpoints tried for one stream when connecting fails (nothing was sent yet, so this is safe). */
+const CONNECT_TRIES = 3;
+/** Never sent to a backend: each request carries the client's own :authority. */
+const UPSTREAM_ORIGIN = 'http://upstream.invalid';
+/** Fields HTTP/2 forbids (RFC 9113 8.2.2); Node refuses to send them. */
+const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings'];
+
+/** gRPC's codes for the answers written here (grpc.io status codes). */
+const GRPC_CODE: Record<number, number> = { 403: 7, 404: 12, 500: 13, 502: 14, 503: 14, 504: 4 };
+
+export interface RoutedStreamConnection {
+  source: Workload;
+  service: Service;
+  port: number;
+  peer: string;
+}
+
+export interface H2RouterDeps {
+  upstream: UpstreamDeps;
+  table: RouteTable;
+  random: Random;
+  outstanding: Outstanding;
+  ejections: Ejections;
+}
+
+export class H2Router {
+  readonly #d: H2RouterDeps;
+  readonly #server: http2.Http2Server;
+  readonly #connections = new WeakMap<http2.ServerHttp2Session, RoutedStreamConnection>();
+  readonly #sessions = new Map<string, Promise<http2.ClientHttp2Session | undefined>>();
+  #handover: { c: RoutedStreamConnection; down: Socket } | undefined;
+
+  constructor(d: H2RouterDeps) {
+    this.#d = d;
+    this.#server = http2.createServer({ settings: SETTINGS, maxSessionMemory: 64 });
+    this.#server.on('session', (session: http2.ServerHttp2Session) => {
+      const h = this.#handover;
+      if (!h) return void session.destroy();
+      this.#connections.set(session, h.c);
+      session.on('error', ignore);
+      // A client that sent its FIN sends no more frames: GOAWAY, so the session ends once its streams are answered.
+      h.down.once('end', () => session.close());
+      session.setTimeout(d.upstream.p.idleTimeoutMs, () => session.close());
+    });
+    this.#server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
+      const c = this.#connections.get(stream.session as http2.ServerHttp2Session);
+      stream.on('error', ignore);
+      if (!c) return void stream.close(NGHTTP2_INTERNAL_ERROR);
+      this.#stream(c, stream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
+    });
+  }
+
+  /** Serves h2c on a client connection whose preface is unread (paused, the first bytes unshifted). */
+  serve(down: Socket, source: Workload, service: Service, port: number): void {
+    this.#handover = { c: { source, service, port, peer: peerOf(down) }, down };
+    try {
+      this.#server.emit('connection', down);
+    } finally {
+      this.#handover = undefined;
+    }
+    // Not resumed: the session reads what is buffered on the paused socket first (resuming would
+    // let the socket's handle deliver later bytes ahead of the unshifted preface).
+  }
+
+  #stream(c: RoutedStreamConnection, ds: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, endStream: boolean): void {
+    const started = performance.now();
+    const method = headers[':method'] ?? 'GET';
+    const { path, query } = splitTarget(headers[':path'] ?? '/');
+    const grpc = isGrpc(headers['content-type']);
+    const entries = this.#d.table.entries(c.source.namespace, c.service.key, c.port, grpc);
+    const entry = entries.length === 0 ? undefined : findEntry(entries, { method, path, query, headers });
+    const routeName = entry ? entry.route.key : 'none';
+    const ruleName = entry ? entry.rule.name : '';
+    const labels = { source_workload: c.source.name, source_workload_namespace: c.source.namespace, destination_service: c.service.key, route: routeName, rule: ruleName };
+    let backendLabel = '';
+    let status = 0;
+    ds.once('close', () => {
+      routeRequests.inc({ ...labels, backend: backendLabel, response_code: String(status || 502) });
+      routeRequestDuration.observe({ destination_service: c.service.key, route: routeName, backend: backendLabel }, (performance.now() - started) / 1000);
+    });
+    const local = (code: number, text: string) => {
+      status = code;
+      answer(ds, code, text, grpc);
+    };
+    if (entries.length > 0 && !entry) return local(404, 'no route matched');
+    const rule = entry ? entry.rule : { name: '', matches: [], filters: [], backends: [{ service: c.service.key, port: c.port, weight: 1, filters: [] }] };
+
+    const out: HeaderMap = {};
+    for (const [k, v] of Object.entries(headers)) if (!CONNECTION_SPECIFIC.includes(k)) out[k] = v;
+    const responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[] = [];
+    const apply = (filters: RouteFilter[]) => {
+      for (const f of filters) {
+        if (f.type === 'RequestHeaderModifier') modifyHeaders(out, f.modifier);
+        else if (f.type === 'ResponseHeaderModifier') responseMods.push(f);
+      }
+    };
+    // An HTTPRoute's redirect or rewrite on an h2c port is not applied: refused rather than ignored.
+    const unsupported = (filters: RouteFilter[]) => filters.find((f) => f.type === 'RequestRedirect' || f.type === 'URLRewrite');
+    if (unsupported(rule.filters)) return local(500, `${unsupported(rule.filters)?.type} is not supported on HTTP/2 yet`);
+    apply(rule.filters);
+    const backend = pickWeighted(rule.backends, this.#d.random());
+    if (!backend || backend.invalid !== undefined) {
+      if (backend) backendLabel = backendName(backend);
+      return local(500, backend?.invalid ?? 'no backend with weight');
+    }
+    backendLabel = backendName(backend);
+    if (unsupported(backend.filters)) return local(500, `${unsupported(backend.filters)?.type} is not supported on HTTP/2 yet`);
+    apply(backend.filters);
+    // Pseudo-headers a modifier might have been given are not the modifier's to change.
+    for (const k of [':method', ':path', ':scheme', ':authority']) if (headers[k] !== undefined) out[k] = headers[k];
+
+    const requestMs = entry?.rule.timeouts?.requestMs;
+    const timer = requestMs
+      ? setTimeout(() => {
+          routeTimeouts.inc({ destination_service: labels.destination_service, route: routeName, rule: ruleName, timeout: 'request' });
+          if (!ds.headersSent) local(504, 'upstream request timeout');
+          else ds.close(NGHTTP2_CANCEL);
+        }, requestMs)
+      : undefined;
+    ds.once('close', () => clearTimeout(timer));
+    ds.pause();
+    void this.#open(c, backend, ds).then((up) => {
+      if (ds.closed || ds.destroyed) return;
+      if (!up.session) return local(up.refused ? 403 : 503, up.reason);
+      this.#forward(ds, up.session, up.done, out, endStream, responseMods, (s) => (status = s));
+    });
+  }
+
+  /** An upstream session to one ready endpoint of the backend; a failed connect tries another. */
+  async #open(c: RoutedStreamConnection, backend: RouteBackend, ds: http2.ServerHttp2Stream): Promise<{ session?: http2.ClientHttp2Session; done: () => void; refused?: boolean; reason: string }> {
+    const { p } = this.#d.upstream;
+    const svc = p.store.services().find((s) => s.key === backend.service);
+    const sp = svc?.ports.find((x) => x.port === backend.port && x.protocol === 'TCP');
+    if (!svc || !sp) return { done: ignore, reason: 'backend not found' };
+    const addrOf = (e: Service['endpoints'][number]) => `${e.ip}:${e.ports[sp.name]}`;
+    const tried = new Set<string>();
+    let reason = 'no ready endpoint';
+    for (let n = 0; n < CONNECT_TRIES && !ds.closed; n++) {
+      const ready = this.#d.ejections.usable(
+        svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined),
+        addrOf,
+        Date.now(),
+      );
+      const fresh = ready.filter((e) => !tried.has(addrOf(e)));
+      const ep = pickP2C(fresh.length > 0 ? fresh : ready, (e) => this.#d.outstanding.get(addrOf(e)), this.#d.random);
+      if (!ep) break;
+      const target: Address = { ip: ep.ip, port: ep.ports[sp.name] as number };
+      const addr = `${target.ip}:${target.port}`;
+      tried.add(addr);
+      const done = this.#d.outstanding.begin(addr);
+      const r = await this.#session(c, svc, target);
+      if (r.session) {
+        this.#d.ejections.success(addr);
+        return { session: r.session, done, reason: '' };
+      }
+      done();
+      if (r.refused) return { done: ignore, refused: true, reason: r.reason };
+      if (this.#d.ejections.failure(addr, Date.now())) routeEjections.inc({ backend: backendName(backend) });
+      reason = r.reason;
+    }
+    return { done: ignore, reason };
+  }
+
+  /** The shared session of this client identity to one endpoint, opened on first use. */
+  async #session(c: RoutedStreamConnection, svc: Service, target: Address): Promise<{ session?: http2.ClientHttp2Session; refused?: boolean; reason: string }> {
+    const key = `${c.source.identity}\n${target.ip}:${target.port}`;
+    const existing = await this.#sessions.get(key);
+    if (existing && !existing.closed && !existing.destroyed) return { session: existing, reason: '' };
+    let failure: { refused: boolean; reason: string } = { refused: false, reason: 'connect failed' };
+    const opening = (async () => {
+      const opened = await openUpstream(this.#d.upstream, c.source, target, svc, c.peer, AbortSignal.timeout(this.#d.upstream.p.connectTimeoutMs + 5000));
+      if (!opened.ok) {
+        failure = { refused: opened.refused, reason: opened.reason };
+        return undefined;
+      }
+      const session = http2.connect(UPSTREAM_ORIGIN, { createConnection: () => opened.stream, settings: SETTINGS, maxSessionMemory: 64 });
+      session.on('error', ignore);
+      session.setTimeout(IDLE_MS, () => session.close());
+      const forget = () => {
+        if (this.#sessions.get(key) === opening) this.#sessions.delete(key);
+      };
+      session.once('goaway', forget);
+      session.once('close', forget);
+      opened.stream.once('close', () => session.destroy());
+      return session;
+    })();
+    this.#sessions.set(key, opening);
+    const session = await opening;
+    if (!session) {
+      if (this.#sessions.get(key) === opening) this.#sessions.delete(key);
+      return failure;
+    }
+    return { session, reason: '' };
+  }
+
+  #forward(ds: http2.ServerHttp2Stream, session: http2.ClientHttp2Session, done: () => void, headers: HeaderMap, endStream: boolean, responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[], setStatus: (s: number) => void): void {
+    let us: http2.ClientHttp2Stream;
+    try {
+      us = session.request(headers, { endStream, waitForTrailers: !endStream });
+    } catch {
+      done();
+      setStatus(502);
+      return answer(ds, 502, 'upstream refused the request', isGrpc(String(headers['content-type'] ?? '')));
+    }
+    let failed = false;
+    let complete = false;
+    let requestTrailers: http2.IncomingHttpHeaders | undefined;
+    let responseTrailers: http2.IncomingHttpHeaders | undefined;
+    us.on('error', ignore);
+    us.once('close', done);
+
+    // Request direction.
+    if (!endStream) {
+      ds.on('trailers', (t: http2.IncomingHttpHeaders) => (requestTrailers = t));
+      ds.on('data', (chunk: Buffer) => {
+        if (!us.write(chunk)) ds.pause();
+      });
+      us.on('drain', () => ds.resume());
+      const end = () => {
+        // A stream that closed ended because it was reset: that must not reach the backend as a complete request.
+        if (!failed && !ds.closed) us.end();
+      };
+      if (ds.readableEnded) end();
+      else ds.once('end', end);
+      us.on('wantTrailers', () => sendTrailers(us, requestTrailers, () => (failed = true)));
+    }
+    ds.resume();
+
+    // Response direction.
+    us.on('headers', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
+      if ((h[':status'] ?? 0) < 200 && !ds.headersSent && !ds.closed) ds.additionalHeaders(h);
+    });
+    us.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
+      const respEnd = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      const out = { ...h } as HeaderMap;
+      for (const m of responseMods) modifyHeaders(out, m.modifier);
+      setStatus(h[':status'] ?? 0);
+      if (respEnd) complete = true;
+      if (ds.closed || ds.destroyed) return;
+      try {
+        ds.respond(out, { endStream: respEnd, waitForTrailers: !respEnd });
+      } catch {
+        failed = true;
+        setStatus(502);
+        return void ds.close(NGHTTP2_INTERNAL_ERROR);
+      }
+      if (respEnd) return;
+      ds.on('wantTrailers', () => sendTrailers(ds, responseTrailers, () => (failed = true)));
+      ds.on('drain', () => us.resume());
+      us.on('data', (chunk: Buffer) => {
+        if (!ds.destroyed && !ds.write(chunk)) us.pause();
+      });
+      us.once('end', () => {
+        if (us.closed && us.rstCode !== NGHTTP2_NO_ERROR) return;
+        complete = true;
+        if (!ds.closed && !ds.destroyed) ds.end();
+      });
+    });
+    us.on('trailers', (t: http2.IncomingHttpHeaders) => (responseTrailers = t));
+
+    us.once('close', () => {
+      if (complete && us.rstCode === NGHTTP2_NO_ERROR) {
+        // Answered before the whole upload arrived: the rest is read and dropped.
+        if (!ds.readableEnded && !ds.destroyed) ds.resume();
+        return;
+      }
+      failed = true;
+      if (ds.closed || ds.destroyed) return;
+      if (!ds.headersSent) {
+        setStatus(502);
+        return answer(ds, 502, 'upstream reset', isGrpc(String(headers['content-type'] ?? '')));
+      }
+      setStatus(502);
+      ds.close(us.rstCode && us.rstCode !== NGHTTP2_NO_ERROR ? us.rstCode : NGHTTP2_INTERNAL_ERROR);
+    });
+    ds.once('close', () => {
+      if (us.closed || us.destroyed) return;
+      const ok = ds.rstCode === NGHTTP2_NO_ERROR && complete && !failed;
+      us.close(ok ? NGHTTP2_NO_ERROR : ds.rstCode || NGHTTP2_CANCEL);
+    });
+  }
+}
+
+function sendTrailers(stream: http2.Http2Stream, trailers: http2.IncomingHttpHeaders | undefined, fail: () => void): void {
+  if (stream.closed || stream.destroyed) return;
+  try {
+    stream.sendTrailers((trailers ?? {}));
+  } catch {
+    fail();
+    stream.close(NGHTTP2_INTERNAL_ERROR);
+  }
+}
+
+/** An answer of the agent's own: a gRPC status for a gRPC call (its clients read no HTTP status), else text. */
+function answer(ds: http2.ServerHttp2Stream, status: number, text: string, grpc: boolean): void {
+  if (ds.headersSent || ds.closed || ds.destroyed) return;
+  if (grpc) ds.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GRPC_CODE[status] ?? 2), 'grpc-message': grpcMessage(text) }, { endStream: true });
+  else {
+    const body = Buffer.from(`${text}\n`);
+    ds.respond({ ':status': status, 'content-type': 'text/plain', 'content-length': body.length });
+    ds.end(body);
+  }
+  // The rest of an upload is not wanted: the client may stop sending.
+  if (!ds.readableEnded) ds.close(NGHTTP2_NO_ERROR);
+}
+
+function backendName(b: RouteBackend): string {
+  return `${b.service}:${b.port}`;
+}
+
+function ignore(): void {}
