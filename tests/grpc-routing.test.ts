@@ -1,0 +1,283 @@
+// End to end: GRPCRoutes with Service parents (GAMMA), routed per call by the client's node agent
+// on the h2c path, with real gRPC on both ends: the Istio echo server and client (grpc-go), the
+// programs of the Gateway API conformance suite's echo image, built from tests/gateway-api/echo's
+// pinned module. The client makes all of a run's calls on one gRPC channel (one HTTP/2
+// connection), so a split can only come from balancing per call. Clients run on node-2, backends
+// on node-1, so routed calls cross nodes through HBONE tunnels. Simulated nodes only: the echo
+// programs run as host programs in the pods' network namespaces.
+import t from 'tap';
+import { join } from 'node:path';
+import { goTool } from './helpers/go-tool.ts';
+import { ECHO_MODULE } from './helpers/gateway-conformance.ts';
+import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
+
+const pg = new Playground(uniqueName('grp'));
+// ~3 min on a quiet machine, most of it the playground's start (and, once per machine, ~2 min to build the echo programs).
+t.setTimeout(900_000);
+t.teardown(async () => {
+  await pg.down();
+});
+
+const NS = 'grp-a';
+const CLIENT_NS = 'grp-b';
+let status: DevStatusJson;
+let server = '';
+let client = '';
+let echoIP = '';
+const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netnsPath ?? '';
+const inPod = (from: [string, string], cmd: string[], timeoutMs: number) => sh('nsenter', [`--net=${netnsOf(...from)}`, '--', ...cmd], { timeoutMs });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<Result> {
+  return sh(status.kubectl, [`--kubeconfig=${status.kubeconfig}`, ...args], { ...(input !== undefined ? { input } : {}), ...(timeoutMs ? { timeoutMs } : {}) });
+}
+
+async function apply(manifest: object): Promise<void> {
+  const r = await kubectl(['apply', '-f', '-'], JSON.stringify(manifest));
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+interface Calls {
+  versions: Record<string, number>;
+  errors: string[];
+  /** Per call: its request headers as the backend saw them, and the response headers, lower case. */
+  requestHeaders: string[][];
+  responseHeaders: string[][];
+}
+
+/** `n` unary Echo calls on one gRPC channel from a pod, with the Istio echo client. */
+async function calls(from: [string, string], n: number, headers: string[] = []): Promise<Calls> {
+  const r = await inPod(from, [client, `grpc://${echoIP}:7070`, `--count=${n}`, '--timeout=10s', ...headers.flatMap((h) => ['-H', h])], 120_000);
+  const out: Calls = { versions: {}, errors: [], requestHeaders: [], responseHeaders: [] };
+  for (const line of `${r.stdout}\n${r.stderr}`.split('\n')) {
+    const m = /^\[(\d+)(?: body)?\] (\w+)=(.*)$/.exec(line);
+    const e = /^\[(\d+) error\] (.*)$/.exec(line);
+    if (e) out.errors.push(e[2] ?? '');
+    if (!m) continue;
+    const i = Number(m[1]);
+    const [field, value] = [m[2], (m[3] ?? '').trim()];
+    if (field === 'ServiceVersion') out.versions[value] = (out.versions[value] ?? 0) + 1;
+    if (field === 'RequestHeader') (out.requestHeaders[i] ??= []).push(value.toLowerCase());
+    if (field === 'ResponseHeader') (out.responseHeaders[i] ??= []).push(value.toLowerCase());
+  }
+  // A failed call ends the client with its error on stdout or stderr rather than an `[n error]` line.
+  if (r.code !== 0 && out.errors.length === 0) out.errors.push(`client exited ${r.code}: ${`${r.stdout}\n${r.stderr}`.trim().slice(-500)}`);
+  return out;
+}
+
+interface RouteStatus {
+  metadata: { generation: number };
+  status?: { parents?: { controllerName: string; conditions: { type: string; status: string; reason: string; message: string; observedGeneration: number }[] }[] };
+}
+
+async function routeStatus(ns: string, name: string): Promise<RouteStatus> {
+  const r = await kubectl(['-n', ns, 'get', 'grpcroute', name, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`get grpcroute: ${r.stderr}`);
+  return JSON.parse(r.stdout) as RouteStatus;
+}
+
+/** Weft's conditions for the route's parent once they describe its generation. */
+async function settled(ns: string, name: string): Promise<Record<string, { status: string; reason: string; message: string }>> {
+  const until = Date.now() + 30_000;
+  let last: RouteStatus | undefined;
+  while (Date.now() < until) {
+    last = await routeStatus(ns, name);
+    const mine = last.status?.parents?.find((p) => p.controllerName === 'weft.dev/mesh-controller');
+    if (mine && mine.conditions.every((c) => c.observedGeneration === last?.metadata.generation)) return Object.fromEntries(mine.conditions.map((c) => [c.type, c]));
+    await sleep(200);
+  }
+  throw new Error(`grpcroute ${ns}/${name} status never settled: ${JSON.stringify(last?.status)}`);
+}
+
+async function agentRoutes(): Promise<Record<string, number>> {
+  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15000/routes']);
+  try {
+    return Object.fromEntries((JSON.parse(r.stdout) as { key: string; generation: number }[]).map((x) => [x.key, x.generation]));
+  } catch {
+    return {};
+  }
+}
+
+async function agentMetric(name: string, match: RegExp): Promise<number> {
+  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15020/metrics']);
+  let sum = 0;
+  for (const line of r.stdout.split('\n')) if (line.startsWith(`${name}{`) && match.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+const grpcRoute = (name: string, rules: object[], ns = NS) => ({
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'GRPCRoute',
+  metadata: { name, namespace: ns },
+  spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo', namespace: NS, port: 7070 }], rules },
+});
+const ref = (name: string, weight?: number) => ({ name, namespace: NS, port: 7070, ...(weight !== undefined ? { weight } : {}) });
+
+/** Applies a GRPCRoute and waits until node-2's agent holds this generation of it. */
+async function route(manifest: { metadata: { name: string; namespace: string } }): Promise<void> {
+  await apply(manifest);
+  const { name, namespace } = manifest.metadata;
+  const gen = (await routeStatus(namespace, name)).metadata.generation;
+  const until = Date.now() + 30_000;
+  while ((await agentRoutes())[`GRPCRoute/${namespace}/${name}`] !== gen) {
+    if (Date.now() > until) throw new Error(`node-2's agent never got ${namespace}/${name} generation ${gen}: ${JSON.stringify(await agentRoutes())} ${JSON.stringify((await routeStatus(namespace, name)).status)}`);
+    await sleep(100);
+  }
+}
+
+const clientA: [string, string] = [NS, 'client-a'];
+
+t.before(async () => {
+  [server, client] = await Promise.all([
+    goTool(ECHO_MODULE, 'istio.io/istio/pkg/test/echo/cmd/server', 'istio-echo-server'),
+    goTool(ECHO_MODULE, 'istio.io/istio/pkg/test/echo/cmd/client', 'istio-echo-client'),
+  ]);
+  const r = await pg.up(2);
+  if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
+  status = await pg.status();
+  await pg.oneController(); // the AccessPolicy case waits for Programmed (helpers/playground.ts says why)
+  for (const f of ['gateway.networking.k8s.io_grpcroutes.yaml', 'gateway.networking.k8s.io_httproutes.yaml']) {
+    const c = await kubectl(['apply', '--server-side', '-f', join(REPO, 'helm/weft/gateway-api/standard', f)], undefined, 60_000);
+    if (c.code !== 0) throw new Error(`CRD ${f}: ${c.stderr}`);
+  }
+  await kubectl(['wait', '--for=condition=Established', 'crd/grpcroutes.gateway.networking.k8s.io', '--timeout=30s'], undefined, 40_000);
+  for (const ns of [NS, CLIENT_NS]) await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'weft.dev/mesh': 'enabled' } } });
+  // `echo` is the parent (its own pods are v1); echo-v1 and echo-v2 are the backends.
+  for (const [name, app] of [['echo', 'echo-v1'], ['echo-v1', 'echo-v1'], ['echo-v2', 'echo-v2']] as const) {
+    await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: NS }, spec: { selector: { app }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
+  }
+  for (const v of ['v1', 'v2']) await apply(pod(NS, `echo-${v}`, [server, '--port=8080', '--grpc=7070', '--tcp=9090', `--version=${v}`], { node: 'node-1', port: 7070, labels: { app: `echo-${v}` } }));
+  await apply(pod(NS, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
+  await apply(pod(CLIENT_NS, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
+  await pg.waitReady(NS, ['--all']);
+  await pg.waitReady(CLIENT_NS, ['--all']);
+  status = await pg.status();
+  echoIP = (await kubectl(['-n', NS, 'get', 'svc', 'echo', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const c = await calls(clientA, 1);
+    if (c.versions.v1 === 1) break;
+    if (Date.now() > until) throw new Error(`gRPC to the echo Service never answered: ${JSON.stringify(c)}`);
+    await sleep(500);
+  }
+});
+
+t.test('status: Accepted and ResolvedRefs under weft.dev/mesh-controller, with the Gateway API reasons', async (t) => {
+  await route(grpcRoute('split', [{ backendRefs: [ref('echo-v1')] }]));
+  const ok = await settled(NS, 'split');
+  t.equal(ok.Accepted?.status, 'True', ok.Accepted?.message ?? '');
+  t.equal(ok.ResolvedRefs?.status, 'True', ok.ResolvedRefs?.message ?? '');
+  await apply(grpcRoute('broken', [{ backendRefs: [ref('nope')] }]));
+  const broken = await settled(NS, 'broken');
+  t.equal(broken.Accepted?.status, 'True');
+  t.equal(broken.ResolvedRefs?.status, 'False');
+  t.equal(broken.ResolvedRefs?.reason, 'BackendNotFound', broken.ResolvedRefs?.message ?? '');
+  const noParent = { ...grpcRoute('orphan', [{ backendRefs: [ref('echo-v1')] }]), spec: { parentRefs: [{ group: '', kind: 'Service', name: 'missing', port: 7070 }], rules: [{ backendRefs: [ref('echo-v1')] }] } };
+  await apply(noParent);
+  const orphan = await settled(NS, 'orphan');
+  t.equal(orphan.Accepted?.status, 'False');
+  t.equal(orphan.Accepted?.reason, 'NoMatchingParent');
+  const mirror = grpcRoute('mirror', [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: ref('echo-v2') } }], backendRefs: [ref('echo-v1')] }]);
+  await apply(mirror);
+  const m = await settled(NS, 'mirror');
+  t.equal(m.Accepted?.reason, 'UnsupportedValue', `RequestMirror is refused, not ignored: ${m.Accepted?.message ?? ''}`);
+  const described = await kubectl(['-n', NS, 'describe', 'grpcroute', 'broken']);
+  t.match(described.stdout, /Controller Name:\s+weft\.dev\/mesh-controller/, 'kubectl describe grpcroute names the controller');
+  for (const n of ['broken', 'orphan', 'mirror']) await kubectl(['-n', NS, 'delete', 'grpcroute', n]);
+});
+
+t.test('a method match sends Echo calls to its backend; a method that does not match falls to the next rule', async (t) => {
+  const byMethod = (type: string, service: string, method: string) => grpcRoute('split', [{ matches: [{ method: { type, service, method } }], backendRefs: [ref('echo-v2')] }, { backendRefs: [ref('echo-v1')] }]);
+  await route(byMethod('Exact', 'proto.EchoTestService', 'Echo'));
+  const exact = await calls(clientA, 20);
+  t.same(exact.versions, { v2: 20 }, `proto.EchoTestService/Echo went to echo-v2 (${JSON.stringify(exact.versions)})`);
+  await route(byMethod('Exact', 'proto.EchoTestService', 'ForwardEcho'));
+  const other = await calls(clientA, 20);
+  t.same(other.versions, { v1: 20 }, `a rule for another method does not take Echo (${JSON.stringify(other.versions)})`);
+  await route(byMethod('RegularExpression', 'proto\\.Echo.*', 'Ech[o]'));
+  const regex = await calls(clientA, 20);
+  t.same(regex.versions, { v2: 20 }, `a regular expression on service and method (${JSON.stringify(regex.versions)})`);
+});
+
+t.test('a header match with request and response header filters', async (t) => {
+  await route(
+    grpcRoute('split', [
+      {
+        matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }],
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-routed', value: 'canary' }], remove: ['x-drop'] } },
+          { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'x-route', value: 'header' }] } },
+        ],
+        backendRefs: [ref('echo-v2')],
+      },
+      { backendRefs: [ref('echo-v1')] },
+    ]),
+  );
+  const canary = await calls(clientA, 5, ['x-canary:yes', 'x-drop:1']);
+  t.same(canary.versions, { v2: 5 }, `the header match went to echo-v2 (${JSON.stringify(canary.versions)} ${canary.errors.join('; ')})`);
+  const req = canary.requestHeaders[0] ?? [];
+  t.ok(req.includes('x-routed:canary'), `RequestHeaderModifier set a header the backend saw (${req.join(', ')})`);
+  t.notOk(req.some((h) => h.startsWith('x-drop:')), 'and removed one');
+  t.ok(req.includes('x-canary:yes'), 'the matched header went on');
+  const resp = canary.responseHeaders[0] ?? [];
+  t.ok(resp.includes('x-route:header'), `ResponseHeaderModifier added a header the client saw (${resp.join(', ')})`);
+  const plain = await calls(clientA, 5);
+  t.same(plain.versions, { v1: 5 }, 'without the header: the other rule');
+  t.notOk((plain.responseHeaders[0] ?? []).includes('x-route:header'), 'and not its filters');
+});
+
+t.test('a 70/30 split over 500 calls on one gRPC channel lands within ±6 points, and is counted', async (t) => {
+  const before = await agentMetric('weft_route_requests_total', /route="GRPCRoute\/grp-a\/split".*backend="grp-a\/echo-v2:7070"/);
+  await route(grpcRoute('split', [{ backendRefs: [ref('echo-v1', 70), ref('echo-v2', 30)] }]));
+  const c = await calls(clientA, 500);
+  const v2 = (c.versions.v2 ?? 0) / 500;
+  t.equal((c.versions.v1 ?? 0) + (c.versions.v2 ?? 0), 500, `every call answered by v1 or v2 (${JSON.stringify(c.versions)}; ${c.errors.slice(0, 3).join('; ')})`);
+  // 500 draws at p=0.3: one standard deviation is 2.05 points; 6 points is ~2.9 of them.
+  t.ok(Math.abs(v2 - 0.3) <= 0.06, `echo-v2's share ${(v2 * 100).toFixed(1)}% is within 30±6`);
+  const counted = (await agentMetric('weft_route_requests_total', /route="GRPCRoute\/grp-a\/split".*backend="grp-a\/echo-v2:7070"/)) - before;
+  t.equal(counted, c.versions.v2 ?? 0, 'the client agent counted the calls to echo-v2 with route and backend labels');
+});
+
+t.test('a consumer GRPCRoute applies to its own namespace only', async (t) => {
+  await route(grpcRoute('split', [{ backendRefs: [ref('echo-v1')] }]));
+  await route(grpcRoute('mine', [{ backendRefs: [ref('echo-v2')] }], CLIENT_NS));
+  const b = await calls([CLIENT_NS, 'client-b'], 10);
+  t.same(b.versions, { v2: 10 }, `the consumer namespace's client follows its own route (${JSON.stringify(b.versions)} ${b.errors.join('; ')})`);
+  const a = await calls(clientA, 10);
+  t.same(a.versions, { v1: 10 }, "the producer namespace's client does not see it");
+  await kubectl(['-n', CLIENT_NS, 'delete', 'grpcroute', 'mine']);
+});
+
+t.test("AccessPolicy still decides at the destination, on the routed gRPC client's own identity", async (t) => {
+  await route(grpcRoute('split', [{ backendRefs: [ref('echo-v2')] }]));
+  await apply({
+    apiVersion: 'weft.dev/v1alpha1',
+    kind: 'AccessPolicy',
+    metadata: { name: 'no-echo', namespace: NS },
+    spec: { selector: { matchLabels: { app: 'echo-v2' } }, action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${NS}/sa/default`] }], to: [{ paths: ['/proto.EchoTestService/Echo'] }] }] },
+  });
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const r = await kubectl(['-n', NS, 'get', 'accesspolicy', 'no-echo', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
+    if (r.stdout.trim() === 'True') break;
+    if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
+    await sleep(200);
+  }
+  const denied = await calls(clientA, 3);
+  t.same(denied.versions, {}, 'no call was answered by the backend');
+  t.match(denied.errors.join('\n'), /PermissionDenied/, `echo-v2's agent denied client-a's identity with gRPC PERMISSION_DENIED (${denied.errors.join('; ')})`);
+  const other = await calls([CLIENT_NS, 'client-b'], 3);
+  t.same(other.versions, { v2: 3 }, 'another identity on the same route passes');
+  await kubectl(['-n', NS, 'delete', 'accesspolicy', 'no-echo']);
+});
+
+t.test('without a route, gRPC to the Service port still works (the L4 path)', async (t) => {
+  await kubectl(['-n', NS, 'delete', 'grpcroute', 'split']);
+  const until = Date.now() + 30_000;
+  while ((await agentRoutes())[`GRPCRoute/${NS}/split`] !== undefined) {
+    if (Date.now() > until) throw new Error('the route never left node-2');
+    await sleep(100);
+  }
+  const c = await calls(clientA, 10);
+  t.same(c.versions, { v1: 10 }, `the parent Service's own pods answered (${JSON.stringify(c.versions)} ${c.errors.join('; ')})`);
+});
