@@ -81,7 +81,7 @@ interface Answer {
   body: { pod?: string; path?: string; headers?: Record<string, string>; body?: string };
 }
 
-async function setup(t: Test, route: CompiledRoute): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void }> {
+async function setup(t: Test, route: CompiledRoute): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void; port: number }> {
   const [w, one, two] = [await backend(t, 'web'), await backend(t, 'one'), await backend(t, 'two')];
   const web = svc('web', [w]);
   const store = new StateStore();
@@ -132,7 +132,7 @@ async function setup(t: Test, route: CompiledRoute): Promise<{ call: (path: stri
       });
       s.end(body);
     });
-  return { call, close };
+  return { call, close, port };
 }
 
 t.test('GRPCRoute: method match, header match with a request header filter, response filter, trailers carried', async (t) => {
@@ -224,4 +224,18 @@ t.test('a backend that resets a stream mid-response resets the client stream, ne
   s.end('x');
   await new Promise((resolve) => s.once('close', resolve)); // once() would reject on the stream's error
   t.equal(s.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR, 'the client saw the reset');
+});
+
+t.test('a client that sends the preface and then garbage loses its connection; the agent and other clients carry on', async (t) => {
+  const route = grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }] }]);
+  const { call, port } = await setup(t, route);
+  for (const junk of [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff', 'latin1'), Buffer.from('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n', 'latin1'), Buffer.from('PRI')]) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    s.end(junk);
+    s.resume();
+    await new Promise((resolve) => s.once('close', resolve));
+  }
+  const a = await call('/pkg.Echo/Hello');
+  t.equal(a.body.pod, 'one', 'a well-formed client is served after the malformed ones');
 });

@@ -260,7 +260,12 @@ export class H2Router {
 
     // Response direction.
     us.on('headers', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
-      if ((h[':status'] ?? 0) < 200 && !ds.headersSent && !ds.closed) ds.additionalHeaders(h);
+      if ((h[':status'] ?? 0) >= 200 || ds.headersSent || ds.closed) return;
+      try {
+        ds.additionalHeaders(h);
+      } catch {
+        // a 1xx Node will not send is dropped; the final response still goes
+      }
     });
     us.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
       const respEnd = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
