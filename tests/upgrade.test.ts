@@ -188,6 +188,12 @@ async function rollDiagnostics(oldNames: Set<string>): Promise<string> {
     const own = logs.stdout.split('\n').filter((l) => l && !l.includes('"kind":"access"')).slice(-25).join('\n');
     out.push(`--- ${p.metadata.name} (${p.spec.nodeName}) last log lines:\n${own}${logs.stderr}`);
   }
+  try {
+    const kcm = readFileSync(join(pg.dir, 'logs', 'kube-controller-manager.log'), 'utf8').split('\n');
+    out.push(`kube-controller-manager on DaemonSets:\n${kcm.filter((l) => /daemon|weft-agent/i.test(l)).slice(-15).join('\n')}`);
+  } catch (e) {
+    out.push(`kube-controller-manager log: ${(e as Error).message}`);
+  }
   const ds = await pg.kubectl(['-n', 'weft-system', 'get', 'ds', 'weft-agent', '-o', 'jsonpath={.status}']);
   out.push(`DaemonSet status: ${ds.stdout}`);
   return out.join('\n');
