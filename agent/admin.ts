@@ -1,6 +1,7 @@
 // The agent's small HTTP endpoints: Prometheus metrics (15020, all interfaces), readiness and
 // liveness (15021), and the admin dump (15000, localhost only: it shows workloads and
-// connections, never key material).
+// connections, never key material; and POST /release_memory, to tell retained memory from
+// garbage not yet collected).
 //
 // All three bind with SO_REUSEPORT: during an upgrade the new agent process binds them while the
 // old one still runs (and the kubelet probes the node's 15021, which either may answer: the
@@ -15,6 +16,11 @@ export interface AdminSources {
   dump: Record<string, () => unknown>;
   /** The node's metrics when they are not all in this thread's registry (workers.ts). */
   metrics?: (openMetrics: boolean) => Promise<{ contentType: string; text: string }>;
+  /**
+   * POST /release_memory: a full collection and malloc_trim now (native/trim.ts), answered with
+   * the memory levels before and after. Localhost only, like the dump.
+   */
+  releaseMemory?: () => unknown;
   /** Why the agent is not ready, or undefined when it is. */
   notReady: () => string | undefined | Promise<string | undefined>;
 }
@@ -58,6 +64,11 @@ export async function startEndpoints(src: AdminSources, ports = { metrics: 15020
   });
   const admin = await serve('127.0.0.1', ports.admin, async (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    // POST only: a collection pauses the thread, which a GET of the wrong path must not cost.
+    if (path === '/release_memory' && src.releaseMemory) {
+      if (req.method !== 'POST') return void json(res, 405, { error: 'POST /release_memory' });
+      return void json(res, 200, src.releaseMemory());
+    }
     if (path === '/config_dump') return void json(res, 200, Object.fromEntries(await Promise.all(Object.entries(src.dump).map(async ([k, f]) => [k, await f()]))));
     const f = src.dump[path.slice(1)];
     if (f) return void json(res, 200, await f());

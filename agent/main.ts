@@ -32,7 +32,7 @@ import { CertificateManager } from './identity/manager.ts';
 import { inClusterServer } from './kube/access.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
-import { startHeapTrimmer } from './native/trim.ts';
+import { releaseMemory, startHeapTrimmer } from './native/trim.ts';
 import { tuneV8 } from './native/v8-flags.ts';
 import { certExpired, certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
 import { NodeCni } from './node-cni.ts';
@@ -149,6 +149,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
         if (successor) return successor.notReady && `successor agent (pid ${successor.pid}): ${successor.notReady}`;
         return readiness.notReady();
       },
+      releaseMemory,
       dump: {
         node: () => ({
           node: cfg.node,

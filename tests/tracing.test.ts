@@ -269,24 +269,40 @@ function collectorPids(): number[] {
   return pids;
 }
 
-/** RSS of both agents every 500 ms while `load` runs, from `skipMs` on (the warm-up left out). */
-async function rssDuring(running: Promise<unknown>, skipMs: number): Promise<Record<string, number[]>> {
-  const samples: Record<string, number[]> = { 'node-1': [], 'node-2': [] };
+interface Released {
+  before: { rss: number };
+  after: { rss: number; heapUsed: number; external: number };
+}
+
+/**
+ * Both agents' retained memory about once a second while `load` runs, from `skipMs` on (the
+ * warm-up left out): RSS right after the agent's own full collection and malloc_trim, asked of its
+ * localhost admin endpoint (POST /release_memory), and RSS just before it, the raw figure.
+ */
+async function retainedDuring(running: Promise<unknown>, skipMs: number): Promise<Record<string, Released[]>> {
+  const samples: Record<string, Released[]> = { 'node-1': [], 'node-2': [] };
   let done = false;
   running.then(
     () => (done = true),
     () => (done = true),
   );
   const started = Date.now();
-  const pids = { 'node-1': await agentPid('node-1'), 'node-2': await agentPid('node-2') };
   while (!done) {
-    await sleep(500);
+    await sleep(1000);
     if (done || Date.now() - started < skipMs) continue;
-    for (const n of ['node-1', 'node-2'] as const) samples[n]?.push(rssMiB(pids[n]));
+    for (const n of ['node-1', 'node-2'] as const) {
+      const r = await inNetns(nodeNetns(n), ['curl', '-s', '-m', '5', '-X', 'POST', 'http://127.0.0.1:15000/release_memory']);
+      try {
+        samples[n]?.push(JSON.parse(r.stdout) as Released);
+      } catch {
+        // an answer cut by the end of the phase; the next sample counts
+      }
+    }
   }
   return samples;
 }
 
+const MiB = 1024 * 1024;
 const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? NaN;
 
 /** Both agents' spans counted so far, exported or dropped. */
@@ -329,7 +345,8 @@ async function sampleChain(t: Test, ratio: '0' | '1'): Promise<void> {
 
 /**
  * RSS that loading OpenTelemetry adds to a process like the agent: code and module state that
- * every agent with tracing on carries, whatever the traffic. Median of 3 fresh processes, with the
+ * every agent with tracing on carries, whatever the traffic, measured as the agent's levels are
+ * (after a full collection and malloc_trim). Median of 3 fresh processes, with the
  * agent's NODE_OPTIONS and MALLOC_ARENA_MAX, else the chart's: without the chart's 1 MB
  * semi-spaces a fresh process grows its young generation while it loads the modules, and that
  * (~4 MiB) would be charged to OpenTelemetry.
@@ -339,7 +356,8 @@ async function otelLoadMiB(): Promise<{ mib: number; runs: number[]; env: string
   const chart = readFileSync(join(REPO, 'helm/weft/templates/agent-daemonset.yaml'), 'utf8');
   const envOf = (k: string) => environ.find((e) => e.startsWith(`${k}=`))?.slice(k.length + 1) ?? new RegExp(`name: ${k}\\s+value: "?([^"\\n]*)`).exec(chart)?.[1];
   const script = `
-    const rss = () => { globalThis.gc(); globalThis.gc(); return process.memoryUsage().rss; };
+    const { releaseMemory } = await import(${JSON.stringify(join(REPO, 'agent/native/trim.ts'))});
+    const rss = () => { releaseMemory(); return releaseMemory().after.rss; };
     await import(${JSON.stringify(join(REPO, 'agent/proxy/inspected.ts'))});
     await new Promise((r) => setTimeout(r, 200));
     const before = rss();
@@ -371,29 +389,28 @@ async function otelLoadMiB(): Promise<{ mib: number; runs: number[]; env: string
 // load, in two parts:
 //   - runtime: the chain's namespace is annotated weft.dev/trace-sampling=0, so the agents trace no
 //     request (checked: no span counted), for a baseline under load; then =1 (every request traced)
-//     with the collector stopped. Each level is the median of RSS samples every 500 ms after the
-//     load's first 5 s. Phases only ever follow the baseline, and RSS in a V8 process rarely goes
-//     back down, so any order effect counts against tracing.
+//     with the collector stopped. Each level is the median of samples taken once a second after
+//     the load's first 4 s, each the agent's RSS right after a full collection and malloc_trim
+//     (POST /release_memory on its localhost admin port, what the idle trim does): memory the
+//     agent holds, spans queued and batches awaiting the collector included, not garbage V8 has
+//     yet to collect. Phases only ever follow the baseline, so any order effect counts against
+//     tracing.
 //   - static: what loading OpenTelemetry costs a process with the agent's memory settings
-//     (otelLoadMiB), which the annotation cannot switch off.
-// Their sum must stay under 10 MiB. Measured (4 runs at load 4-23, 140-330 requests/s traced):
-// -7.4 to +9.0 MiB; before a failing collector was held to one batch (a full queue of 1024 spans
-// waited for it), up to 10.2. Within one process the runtime part still moves by up to ±6 MiB
-// between runs (where V8 is in its collection cycle), so this catches growth of the order of the
-// budget, such as a leak of 32 KiB per traced request (checked: 16-18 MiB); the spans alone
-// (~1.7 KiB each) at ~50 requests/s would be ~1 MiB, which only a longer phase would show. What a stopped collector can make the exporter hold is bounded more tightly, with
-// the real exporter, by agent/tracing/export.test.ts.
-// TODO, not an assertion: over 8 later runs on both runtimes the runtime part ranged from -16.6 to
-// +11.1 MiB per agent, and one simulated run failed at 14.6 and 15.5 MiB with no change to the
-// code. This measurement's noise is larger than the bar's margin, so it is reported, not counted,
-// until it is made steadier (levels after the agent's idle collection, or longer phases).
+//     (otelLoadMiB, measured the same way), which the annotation cannot switch off.
+// Their sum must stay under 10 MiB. Raw RSS sampled under load (the earlier measure) moved by
+// -16.6 to +11.1 MiB between runs with no change to the code, more than the margin: most of it
+// was garbage in old space, collected or not depending on where V8 was in its cycle. Levels after a
+// collection vary by under 1 MiB within a phase; the figures of runs on unchanged code and with
+// a deliberate leak are in the commit that made this an assertion again. What a stopped collector
+// can make the exporter hold is bounded more tightly, with the real exporter, by
+// agent/tracing/export.test.ts.
 t.test('collector stopped under load: no failed request, dropped spans counted, memory bounded', async (t) => {
   const LOAD_S = 15;
-  const SKIP_MS = 5000;
+  const SKIP_MS = 4000;
   await sampleChain(t, '0');
   const countedBefore = await spansCounted();
   let running = load(LOAD_S);
-  const baseRss = await rssDuring(running, SKIP_MS);
+  const baseMem = await retainedDuring(running, SKIP_MS);
   const base = await running;
   t.equal(base.failed, 0, `baseline (no request traced): no failed request (${base.firstError})`);
   t.equal((await spansCounted()) - countedBefore, 0, 'baseline: no span recorded, exported or dropped');
@@ -411,7 +428,7 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
     for (const pid of pids) process.kill(pid, 'SIGCONT');
   });
   running = load(LOAD_S);
-  const stoppedRss = await rssDuring(running, SKIP_MS);
+  const stoppedMem = await retainedDuring(running, SKIP_MS);
   const r = await running;
   t.equal(r.failed, 0, `no failed request while the collector was stopped (${r.firstError})`);
   if (r.failed > 0) await explainFailures(t);
@@ -426,14 +443,18 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
   const loadMiB = otel.mib;
   const figures: string[] = [];
   for (const n of ['node-1', 'node-2']) {
-    const off = median(baseRss[n] ?? []);
-    const on = median(stoppedRss[n] ?? []);
-    const runtime = on - off;
-    figures.push(`${n}: ${off.toFixed(1)} → ${on.toFixed(1)} MiB (${runtime >= 0 ? '+' : ''}${runtime.toFixed(1)}; ${baseRss[n]?.length}/${stoppedRss[n]?.length} samples)`);
-    const above = `${(runtime + loadMiB).toFixed(1)} MiB above tracing off (${runtime.toFixed(1)} at run time, same process, same load; ${loadMiB.toFixed(1)} to load OpenTelemetry)`;
-    t.ok(runtime + loadMiB < 10, `${n}: agent RSS with the collector stopped ${above}: within the bar's 10 MB`, {
-      todo: 'run-to-run noise (-16.6 to +11.1 MiB at run time) exceeds the margin; see the comment above the test',
-    });
+    const off = baseMem[n] ?? [];
+    const on = stoppedMem[n] ?? [];
+    t.ok(off.length >= 5 && on.length >= 5, `${n}: ${off.length} and ${on.length} samples of retained memory`);
+    const level = (v: Released[], f: (x: Released) => number) => median(v.map(f)) / MiB;
+    const runtime = level(on, (x) => x.after.rss) - level(off, (x) => x.after.rss);
+    const raw = level(on, (x) => x.before.rss) - level(off, (x) => x.before.rss);
+    const heap = level(on, (x) => x.after.heapUsed + x.after.external) - level(off, (x) => x.after.heapUsed + x.after.external);
+    const spread = (v: Released[]) => `${(Math.min(...v.map((x) => x.after.rss)) / MiB).toFixed(1)}-${(Math.max(...v.map((x) => x.after.rss)) / MiB).toFixed(1)}`;
+    const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+    figures.push(`${n}: retained ${level(off, (x) => x.after.rss).toFixed(1)} (${spread(off)}) → ${level(on, (x) => x.after.rss).toFixed(1)} (${spread(on)}) MiB, ${signed(runtime)}; heap+external ${signed(heap)}; raw RSS ${signed(raw)}; ${off.length}/${on.length} samples`);
+    const above = `${(runtime + loadMiB).toFixed(1)} MiB above tracing off (${runtime.toFixed(1)} retained at run time, same process, same load; ${loadMiB.toFixed(1)} to load OpenTelemetry)`;
+    t.ok(runtime + loadMiB < 10, `${n}: agent RSS with the collector stopped ${above}: within the bar's 10 MB`);
   }
-  t.comment(`FIGURES: ${LOAD_S} s at ${(base.ok / LOAD_S).toFixed(0)} req/s untraced, then ${(r.ok / LOAD_S).toFixed(0)} req/s traced with the collector stopped: median agent RSS ${figures.join('; ')}; loading OpenTelemetry ${loadMiB.toFixed(1)} MiB (${otel.runs.map((x) => x.toFixed(1)).join(', ')}; ${otel.env.join(' ')}); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  t.comment(`FIGURES: ${LOAD_S} s at ${(base.ok / LOAD_S).toFixed(0)} req/s untraced, then ${(r.ok / LOAD_S).toFixed(0)} req/s traced with the collector stopped: median agent RSS after a full collection and trim ${figures.join('; ')}; loading OpenTelemetry ${loadMiB.toFixed(1)} MiB (${otel.runs.map((x) => x.toFixed(1)).join(', ')}; ${otel.env.join(' ')}); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 });

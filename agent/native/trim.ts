@@ -41,6 +41,36 @@ function fullCollection(): Collect | undefined {
 }
 
 let timer: NodeJS.Timeout | undefined;
+let collector: Collect | undefined | null = null;
+/** The full collection, looked up once (null: not yet). */
+const collection = (): Collect | undefined => (collector === null ? (collector = fullCollection()) : collector);
+
+export interface MemoryLevels {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+const levels = (): MemoryLevels => {
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+};
+
+/**
+ * What the idle trim does, on demand (the admin endpoint's POST /release_memory): one full
+ * collection of this thread's heap, then malloc_trim. What is left is what the process holds, not
+ * garbage it has yet to collect: the figure to compare when asking whether memory grows. Costs a
+ * pause of this thread (~30 ms with the agent's heap); data-plane workers' heaps are not
+ * collected (each collects on its own).
+ */
+export function releaseMemory(): { before: MemoryLevels; after: MemoryLevels; ms: number } {
+  const before = levels();
+  const started = performance.now();
+  collection()?.({ type: 'major', execution: 'sync', flavor: 'regular' });
+  trimHeap();
+  return { before, after: levels(), ms: performance.now() - started };
+}
 
 /**
  * Starts the idle check (once per process; later calls do nothing). Never keeps the process alive.
@@ -48,7 +78,7 @@ let timer: NodeJS.Timeout | undefined;
  */
 export function startHeapTrimmer(env: NodeJS.ProcessEnv = process.env): void {
   if (timer || env.WEFT_IDLE_TRIM === 'false') return;
-  const collect = fullCollection();
+  const collect = collection();
   let last = process.cpuUsage();
   let busySinceTrim = false;
   let collectedAt = -Infinity;
