@@ -1,4 +1,4 @@
-// End to end: the upstream Gateway API conformance suite, Mesh profile (MESH-HTTP), unmodified —
+// End to end: the upstream Gateway API conformance suite, Mesh profiles (MESH-HTTP, then MESH-GRPC), unmodified —
 // its own TestConformance compiled from sigs.k8s.io/gateway-api/conformance v1.6.3 (pinned in
 // tests/gateway-api/go.mod) — against a real-node playground with Weft installed by its chart
 // (gatewayAPI.installCRDs=true). The suite deploys its echo Deployments into namespaces it labels
@@ -7,15 +7,15 @@
 // every node under the suite's own image name (tests/helpers/gateway-conformance.ts).
 //
 // Fails if any core mesh test or any test of a feature Weft claims fails. With
-// WEFT_CONFORMANCE_REPORT=<path> it also writes the suite's ConformanceReport there
-// (docs/conformance/ holds the committed one).
+// WEFT_CONFORMANCE_REPORT=<path> (MESH-HTTP) and WEFT_CONFORMANCE_GRPC_REPORT=<path> (MESH-GRPC)
+// it also writes the suite's ConformanceReports there (docs/conformance/ holds the committed ones).
 import t from 'tap';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { conformanceBinary, echoAdvancedImage } from './helpers/gateway-conformance.ts';
-import { Playground, REPO, uniqueName, type DevStatusJson } from './helpers/playground.ts';
+import { Playground, REPO, sh, uniqueName, type DevStatusJson } from './helpers/playground.ts';
 
 // Building the suite (~4 min) and the echo programs (~2 min) happens once per machine; a warm
 // run is the playground's start plus ~1 min of suite.
@@ -94,7 +94,11 @@ interface SuiteRun {
   report: string;
 }
 
-async function runSuite(dir: string, version: string): Promise<SuiteRun> {
+/** MESH-GRPC: its core tests (features Mesh and GRPCRoute only), and the mesh features claimed for it. */
+const GRPC_CORE = ['MeshBasic', 'MeshGRPCRouteWeight'];
+const GRPC_FEATURES = ['Mesh', 'GRPCRoute', ...FEATURES.filter((f) => f.startsWith('Mesh'))];
+
+async function runSuite(dir: string, version: string, profile = 'MESH-HTTP', features = ['Mesh', 'HTTPRoute', ...FEATURES]): Promise<SuiteRun> {
   const reportPath = join(dir, 'report.yaml');
   const args = [
     '-test.run',
@@ -102,8 +106,8 @@ async function runSuite(dir: string, version: string): Promise<SuiteRun> {
     '-test.v',
     '-test.timeout',
     '20m',
-    '-conformance-profiles=MESH-HTTP',
-    `-supported-features=Mesh,HTTPRoute,${FEATURES.join(',')}`,
+    `-conformance-profiles=${profile}`,
+    `-supported-features=${features.join(',')}`,
     // Weft meshes the namespaces that opt in; the suite creates its own.
     '-namespace-labels=weft.dev/mesh=enabled',
     `-report-output=${reportPath}`,
@@ -151,4 +155,34 @@ t.test('the upstream Gateway API conformance suite, Mesh profile: every core tes
   t.match(run.report, /summary: Core tests succeeded\. Extended tests succeeded\./);
   if (process.env.WEFT_CONFORMANCE_REPORT && run.report) await copyFile(join(dir, 'report.yaml'), process.env.WEFT_CONFORMANCE_REPORT);
   t.comment(`timings (s): ${JSON.stringify(timings)}; ${run.results.size} tests ran, ${[...run.results.values()].filter((r) => r === 'PASS').length} passed`);
+});
+
+t.test('the same suite, Mesh profile MESH-GRPC: GRPCRoute on the h2c routed path', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'weft-conformance-grpc-'));
+  t.teardown(async () => {
+    if (t.passing()) await rm(dir, { recursive: true, force: true });
+    else t.comment(`the suite's log: ${join(dir, 'suite.log')}`);
+  });
+  const chart = await readFile(join(REPO, 'helm/weft/Chart.yaml'), 'utf8');
+  const version = /^appVersion:\s*"?([^"\s]+)"?/m.exec(chart)?.[1] ?? 'unknown';
+  // The first run deletes its namespaces as it ends; a second run cannot create in one still terminating.
+  await timed('namespaces gone', async () => {
+    const until = Date.now() + 180_000;
+    for (;;) {
+      const r = await sh(status.kubectl, [`--kubeconfig=${status.kubeconfig}`, 'get', 'namespaces', '-o', 'name']);
+      if (r.code === 0 && !/namespace\/gateway-conformance/.test(r.stdout)) return;
+      if (Date.now() > until) throw new Error(`the first run's namespaces are still there: ${r.stdout}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  });
+  const run = await timed('grpc suite run', () => runSuite(dir, version, 'MESH-GRPC', GRPC_FEATURES));
+  for (const name of GRPC_CORE) t.equal(run.results.get(name), 'PASS', `core: ${name}${run.results.get(name) === 'PASS' ? '' : `\n${excerpt(run.log, name)}`}`);
+  const failed = [...run.results].filter(([, r]) => r === 'FAIL').map(([n]) => n);
+  t.same(failed, [], 'no test of the suite failed');
+  t.equal(run.code, 0, `the suite exited 0${run.code === 0 ? '' : `:\n${run.log.slice(-3000)}`}`);
+  t.match(run.report, /name: MESH-GRPC/, 'the ConformanceReport covers the MESH-GRPC profile');
+  t.match(run.report, /core:\s+result: success/, 'and says core succeeded');
+  if (process.env.WEFT_CONFORMANCE_GRPC_REPORT && run.report) await copyFile(join(dir, 'report.yaml'), process.env.WEFT_CONFORMANCE_GRPC_REPORT);
+  const ran = [...run.results].filter(([, r]) => r !== 'SKIP');
+  t.comment(`timings (s): ${JSON.stringify(timings)}; ${JSON.stringify(Object.fromEntries(ran))}, ${run.results.size - ran.length} skipped`);
 });
