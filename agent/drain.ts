@@ -16,6 +16,9 @@ import type { ServiceCapture } from './redirect/service-capture.ts';
 import type { SyncClient } from './sync/client.ts';
 import { uninstall } from './uninstall.ts';
 
+/** How long an agent that took Weft off its node still accepts other nodes' tunnels. */
+export const UNINSTALL_ACCEPT_MS = 5000;
+
 export interface StoppingAgent {
   cfg: AgentConfig;
   readiness: Readiness;
@@ -39,6 +42,10 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   a.readiness.draining = true;
   a.redirector.handOver();
   a.serviceCapture.stop();
+  // A stopping process keeps nothing chained: its successor, if any, has a watcher of its own,
+  // and during `helm uninstall` the successor itself may be taking the entry out right now (a
+  // pod replaced by an upgrade is deleted together with its successor's when its DaemonSet goes).
+  await a.cni.watcher.close();
   const successor = await a.agentSocket.successor();
   // Not during an upgrade (a successor serves): the watch may lag the SIGTERM, so ask once more.
   if (!successor) await a.ownDaemonSet?.confirm();
@@ -46,9 +53,7 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   await a.ownDaemonSet?.close();
   if (decision.uninstall) {
     log('info', 'Weft is being removed from the cluster: taking it off the node', { pid: process.pid, reason: decision.reason });
-    // The chain watcher would put the entry back; a checkpoint being written would outlive
-    // the removal of the node's state.
-    await a.cni.watcher.close();
+    // A checkpoint being written would outlive the removal of the node's state.
     await a.checkpointed();
     await uninstall(cfg, a.redirector);
   } else {
@@ -60,6 +65,14 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   if (!decision.uninstall) {
     const waited = await successorServing(a, cfg.drainMs);
     if (waited.ms > 0) log('info', 'kept accepting until the successor served', { pid: process.pid, ...waited });
+  } else {
+    // The other nodes' agents take their tables down at about the same time, not at once: until
+    // they have, they still tunnel their pods' new connections to this node's 15008, and a
+    // listener closed now would refuse them (seen on real nodes: a node-2 pod's connection reset
+    // 190 ms after node-1's agent stopped accepting). This node captures nothing any more.
+    const ms = Math.min(cfg.drainMs, UNINSTALL_ACCEPT_MS);
+    await new Promise((r) => setTimeout(r, ms));
+    log('info', 'kept accepting while the other nodes take Weft off', { pid: process.pid, ms });
   }
   // The pid tells two processes of one node apart in the node's log during an upgrade.
   log('info', 'draining', { pid: process.pid, signal, deadlineSeconds: cfg.drainMs / 1000, openConnections: (await dataPlane.openConnections().catch(() => [])).length });

@@ -44,7 +44,7 @@ export class NodeCni {
         }, CREDENTIAL_REFRESH_MS)
       : undefined;
     refresh?.unref();
-    const watcher = watchChain({ confDir: cfg.cni.confDir, settings, onResult: (r) => r instanceof Error && log('warn', 'CNI chain check failed', { error: r.message }) });
+    const watcher = watchChain({ confDir: cfg.cni.confDir, binDir: cfg.cni.binDir, settings, onResult: (r) => r instanceof Error && log('warn', 'CNI chain check failed', { error: r.message }) });
     return new NodeCni(server, watcher, refresh);
   }
 

@@ -9,6 +9,8 @@ import { Redirector } from './redirect/nftables.ts';
 export interface UninstallOutcome {
   /** CNI configuration files weft-cni was taken out of. */
   unchained: string[];
+  /** Files another agent process's chain watcher had put weft-cni back into; taken out again. */
+  rechained: string[];
   /** The plugin executable: replaced by its tear-down stub, or there was none. */
   binary: 'stub' | 'absent' | 'unknown';
   tableRemoved: boolean;
@@ -17,17 +19,17 @@ export interface UninstallOutcome {
 }
 
 /**
- * The CNI entry first, and the binary replaced by a stub that only tears down
- * (cni/uninstalled-stub.ts): pods created from then on start without weft-cni, unmeshed, with
- * their networking, and pods created before can still be deleted. Then the `inet weft` table:
- * meshed pods' traffic flows directly. Then the node state a later install must not restore
+ * The plugin replaced by its tear-down stub and the CNI entry taken out (cni/install.ts
+ * uninstallCniPlugin says in which order, and why): pods created from then on start without
+ * weft-cni, unmeshed, with their networking, and pods created before can still be deleted. Then
+ * the `inet weft` table: meshed pods' traffic flows directly. Then the node state a later install must not restore
  * (checkpoint, enrolments, the plugin's copy of the token).
  */
 export async function uninstall(cfg: AgentConfig, redirector: Redirector = new Redirector()): Promise<UninstallOutcome> {
-  const out: UninstallOutcome = { unchained: [], binary: 'unknown', tableRemoved: false, errors: [] };
+  const out: UninstallOutcome = { unchained: [], rechained: [], binary: 'unknown', tableRemoved: false, errors: [] };
   const failed = (what: string) => (e: unknown) => void out.errors.push(`${what}: ${(e as Error).message}`);
   await uninstallCniPlugin({ binDir: cfg.cni.binDir, confDir: cfg.cni.confDir, settings: cniSettings(cfg) }).then(
-    (r) => Object.assign(out, { unchained: r.unchained, binary: r.binary }),
+    (r) => Object.assign(out, { unchained: r.unchained, rechained: r.rechained, binary: r.binary }),
     failed('removing weft-cni'),
   );
   await redirector.remove().then(() => (out.tableRemoved = true), failed('removing the nftables table'));

@@ -11,6 +11,7 @@ import type { WeftCniSettings } from '../api/cni.ts';
 import { weftCniEntry } from '../agent/cni/conflist.ts';
 import { installCniPlugin } from '../agent/cni/install.ts';
 import { createCniServer } from '../agent/cni/server.ts';
+import { UNINSTALLED_STUB } from '../agent/cni/uninstalled-stub.ts';
 import type { CniServer, CniServerLog } from '../agent/cni/server.ts';
 import { RecordingEnroller } from '../agent/cni/test-enroller.ts';
 import { componentBinDir } from '../playground/config.ts';
@@ -215,4 +216,44 @@ t.test('STATUS follows the agent; GC through cnitool succeeds', async (t) => {
   const gc = await cnitool('gc', pod, ref, statusConfDir, statusNetwork);
   t.equal(gc.code, 0, gc.stderr);
   t.same(enroller.calls.filter((c) => c.op === 'gc'), []);
+});
+
+t.test('after uninstall, a chain that still lists weft-cni starts pods unmeshed: the stub passes ptp\'s result through', async (t) => {
+  // What a node is left with if an entry survives the uninstall: ptp + weft-cni, and the stub.
+  const staleBin = join(root, 'bin-uninstalled');
+  const staleConf = join(root, 'net-uninstalled.d');
+  const staleNetwork = `weft-stale-${suffix}`;
+  await mkdir(staleBin);
+  await mkdir(staleConf);
+  for (const p of ['ptp', 'host-local']) await symlink(`/usr/lib/cni/${p}`, join(staleBin, p));
+  await writeFile(join(staleBin, 'weft-cni'), UNINSTALLED_STUB, { mode: 0o755 });
+  const ptpStale = { ...ptpConf, ipam: { ...ptpConf.ipam, subnet: '10.78.0.0/24', dataDir: join(root, 'ipam-stale') } };
+  await writeFile(join(staleConf, '10-pods.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: staleNetwork, plugins: [ptpStale, weftCniEntry(settings)] }));
+  t.teardown(async () => {
+    for (const f of await readdir('/var/lib/cni/results').catch(() => [] as string[])) {
+      if (f.startsWith(`${staleNetwork}-`)) await unlink(join('/var/lib/cni/results', f)).catch(() => undefined);
+    }
+  });
+  const pod = await createNetns(t, `wcni-pod-${suffix}-6`);
+  const run = (op: 'add' | 'check' | 'del') =>
+    execCapture('ip', ['netns', 'exec', node.name, CNITOOL, op, staleNetwork, pod.path], {
+      CNI_PATH: staleBin,
+      NETCONFPATH: staleConf,
+      CNI_IFNAME: 'eth0',
+      CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=mesh-shop;K8S_POD_NAME=late-0;K8S_POD_UID=u6',
+    }, '');
+
+  const add = await run('add');
+  t.equal(add.code, 0, `ADD through ptp + the stub succeeds (no agent anywhere): ${add.stderr}`);
+  const ip = await podIPv4(pod);
+  t.ok(ip?.startsWith('10.78.0.'), `the pod has its ptp address (${ip})`);
+  const result = add.json as { cniVersion: string; ips: { address: string }[]; interfaces: { name: string; sandbox?: string }[] };
+  t.equal(result.cniVersion, '1.0.0', "the chain's result is in the configuration's version");
+  t.equal(result.ips[0]?.address.split('/')[0], ip, "and is ptp's: the pod's address");
+  t.ok(result.interfaces.some((i) => i.name === 'eth0' && i.sandbox === pod.path), 'with its interface in the pod');
+  const check = await run('check');
+  t.equal(check.code, 0, `CHECK succeeds: ${check.stderr}`);
+  const del = await run('del');
+  t.equal(del.code, 0, `DEL succeeds: ${del.stderr}`);
+  t.equal(await podIPv4(pod), undefined, 'ptp removed the pod interface');
 });

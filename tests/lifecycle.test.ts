@@ -5,7 +5,7 @@
 // operator would — `helm test`, `helm upgrade`, `helm uninstall`, `helm install` again — and checks
 // what each must do to the nodes and to the traffic of meshed pods.
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { deployEchoPods } from './helpers/echo-pods.ts';
 import { Holder } from './helpers/holder.ts';
@@ -19,9 +19,42 @@ const REAL = pg.runtime === 'real';
 if (REAL) t.setTimeout(1_200_000);
 const holders: Holder[] = [];
 t.teardown(async () => {
+  clearInterval(logKeeper);
   for (const h of holders) h.kill();
+  // Both nodes' agent logs when anything failed: what each agent process decided at its stop is
+  // the first thing to read (a chain entry left behind after the uninstall was undiagnosable
+  // without them once).
+  if (!t.passing() && dir) {
+    if (REAL) keepAgentLogs();
+    else for (const node of ['node-1', 'node-2']) keptLogs.set(`${node} agent.log`, readFileSync(`${dir}/nodes/${node}/weft/agent.log`, 'utf8'));
+    for (const [name, text] of keptLogs) {
+      const lines = text.trimEnd().split('\n');
+      t.comment(`agent log ${name}${lines.length > AGENT_LOG_LINES ? ` (last ${AGENT_LOG_LINES} of ${lines.length} lines)` : ''}:\n${lines.slice(-AGENT_LOG_LINES).join('\n')}`);
+    }
+  }
   await pg.down();
 });
+
+/**
+ * Real nodes: the agent pods' logs, copied as they grow. The kubelet deletes a pod's log with
+ * the pod, so the logs of the uninstall, the ones that matter, are gone by the time a test fails.
+ */
+const keptLogs = new Map<string, string>();
+const AGENT_LOG_LINES = 300;
+let logKeeper: NodeJS.Timeout | undefined;
+function keepAgentLogs(): void {
+  for (const node of ['node-1', 'node-2']) {
+    const base = `${dir}/nodes/${node}/var-log/pods`;
+    const pods = existsSync(base) ? readdirSync(base).filter((d) => d.startsWith(`${SYSTEM}_weft-agent-`)) : [];
+    for (const pod of pods) {
+      try {
+        for (const f of readdirSync(join(base, pod, 'agent'))) keptLogs.set(`${node} ${pod}/agent/${f}`, readFileSync(join(base, pod, 'agent', f), 'utf8'));
+      } catch {
+        // The pod and its log went between the listing and the read: its last copy stays.
+      }
+    }
+  }
+}
 
 const NS = 'lifecycle';
 const SYSTEM = 'weft-system';
@@ -82,6 +115,7 @@ t.before(async () => {
   status = await pg.start(2);
   dir = dirname(status.kubeconfig);
   ({ status, serverIP } = await deployEchoPods(pg, NS, { far: 'node-2' }));
+  if (REAL) logKeeper = setInterval(keepAgentLogs, 300);
 });
 
 t.test('installed by helm install; each component runs as its own ServiceAccount, with the chart RBAC only', async (t) => {
@@ -179,6 +213,24 @@ t.test('helm upgrade rolls the agents one node at a time and drops no establishe
 t.test('helm uninstall cleans every node, and meshed pods keep their networking', async (t) => {
   const far = hold('far', 5);
   await far.ready();
+  if (REAL) {
+    // Uninstalled in the middle of a roll, as a CI run once did right after the upgrade above:
+    // the first node's new agent has taken the node over while its old pod still waits out
+    // minReadySeconds, so the garbage collector deletes both, and the old process, which sees a
+    // successor, leaves the node meshed while that successor takes Weft off. Its chain watcher
+    // once put weft-cni back (agent/uninstall-race.test.ts); the checks below catch that.
+    const before = { 'node-1': await agentOf('node-1'), 'node-2': await agentOf('node-2') };
+    const roll = await helm(['upgrade', 'weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '--reuse-values', '--set-string', `agent.podAnnotations.weft-test-roll=${Date.now()}`]);
+    t.equal(roll.code, 0, `helm upgrade to start a roll: ${roll.stderr.trim()}`);
+    let first = '';
+    for (const deadline = Date.now() + 90_000; !first && Date.now() < deadline; await sleep(200)) {
+      for (const node of ['node-1', 'node-2'] as const) {
+        const now = await agentOf(node);
+        if (now && now.startedAt !== before[node]?.startedAt) first = node;
+      }
+    }
+    t.ok(first, `a new agent took a node over (${first}): helm uninstall now, mid-roll`);
+  }
   const r = await helm(['uninstall', 'weft', '-n', SYSTEM]);
   t.equal(r.code, 0, `helm uninstall: ${r.stderr.trim()}`);
   // New connections work throughout, through the mesh and then directly; the ones the agents
@@ -210,6 +262,16 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
   }
   if (REAL) {
     t.equal(await eventually(async () => String((await systemPods()).length), '0', 60_000), '0', 'the agent and controller pods are gone');
+    // What each agent process decided at its stop: during an uninstall right after an upgrade, a
+    // node can have two (the replaced one still waiting out minReadySeconds, and its successor).
+    keepAgentLogs();
+    for (const [name, text] of keptLogs) {
+      const stops = text
+        .split('\n')
+        .map((l) => l.slice(l.indexOf('{')))
+        .filter((l) => /"msg":"(leaving the node meshed|Weft is being removed from the cluster: taking it off the node|uninstalled: Weft is off this node)"/.test(l));
+      t.comment(`stop of ${name}: ${stops.join(' ') || '(no stop logged)'}`);
+    }
   } else {
     t.equal(await eventually(async () => String(await healthy(`http://${new URL(status.apiServer).hostname}:15014/readyz`)), 'false', 20_000), 'false', 'the controller has exited');
     t.equal(await eventually(async () => JSON.stringify((await pg.status()).weft), '[]', 10_000), '[]', 'and weft dev status lists no Weft process');

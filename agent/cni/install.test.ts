@@ -107,31 +107,31 @@ t.test('the primary configuration is the first CNI file by name; others are left
   await writeFile(join(n.confDir, '10-main.conflist'), PRIMARY);
   await writeFile(join(n.confDir, '00-readme.txt'), 'not a CNI file');
   await mkdir(join(n.confDir, '05-a-directory.conflist'));
-  const state = await ensureChained(n.confDir, n.settings);
+  const state = await ensureChained(n.confDir, n.settings, n.binDir);
   t.same(state, { state: 'chained', file: join(n.confDir, '10-main.conflist'), changed: true });
   t.equal(await readFile(join(n.confDir, '20-other.conflist'), 'utf8'), PRIMARY);
 
   // libcni does not skip dotfiles, and '.' sorts before digits: such a file is the primary.
   await writeFile(join(n.confDir, '.01-hidden.conflist'), PRIMARY);
-  t.same(await ensureChained(n.confDir, n.settings), { state: 'chained', file: join(n.confDir, '.01-hidden.conflist'), changed: true });
+  t.same(await ensureChained(n.confDir, n.settings, n.binDir), { state: 'chained', file: join(n.confDir, '.01-hidden.conflist'), changed: true });
 });
 
 t.test('a single-plugin .conf is converted to a conflist that chains weft-cni', async (t) => {
   const n = await makeNode(t);
   const conf = '{"cniVersion":"0.4.0","name":"flannel","type":"flannel","delegate":{"isDefaultGateway":true}}';
   await writeFile(join(n.confDir, '10-flannel.conf'), conf);
-  const state = await ensureChained(n.confDir, n.settings);
+  const state = await ensureChained(n.confDir, n.settings, n.binDir);
   t.same(state, { state: 'chained', file: join(n.confDir, '10-flannel.conflist'), changed: true });
   t.same(await readdir(n.confDir), ['10-flannel.conflist'], 'the .conf is replaced, nothing else left behind');
   const list = JSON.parse(await readFile(join(n.confDir, '10-flannel.conflist'), 'utf8')) as { plugins: unknown[] };
   t.same(list.plugins[0], JSON.parse(conf));
-  t.same((await ensureChained(n.confDir, n.settings)).state, 'chained');
+  t.same((await ensureChained(n.confDir, n.settings, n.binDir)).state, 'chained');
 });
 
 t.test('the watcher chains a configuration that appears later and re-chains after a rewrite', async (t) => {
   const n = await makeNode(t);
   const results: (ChainState | Error)[] = [];
-  const watcher = watchChain({ confDir: n.confDir, settings: n.settings, debounceMs: 50, onResult: (r) => results.push(r) });
+  const watcher = watchChain({ confDir: n.confDir, binDir: n.binDir, settings: n.settings, debounceMs: 50, onResult: (r) => results.push(r) });
   t.teardown(() => watcher.close());
   await until(async () => results.length > 0, 'first result');
   t.match(results[0], { state: 'waiting' }, 'no primary CNI yet');
@@ -166,8 +166,8 @@ t.test('uninstall restores the primary conflist byte-for-byte and leaves a stub 
   await installCniPlugin({ ...n, binarySource: n.source, credentials: { caPem: 'CA', token: 'tok' } });
   t.not(await readFile(primary, 'utf8'), PRIMARY);
 
-  const result = await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir, settings: n.settings });
-  t.same(result, { unchained: [primary], binary: 'stub' });
+  const result = await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir, settings: n.settings, settleMs: 10 });
+  t.same(result, { unchained: [primary], rechained: [], binary: 'stub' });
   t.equal(await readFile(primary, 'utf8'), PRIMARY, 'original bytes');
   const stub = join(n.binDir, 'weft-cni');
   t.equal(await readFile(stub, 'utf8'), UNINSTALLED_STUB, 'the plugin is replaced by the stub');
@@ -176,15 +176,15 @@ t.test('uninstall restores the primary conflist byte-for-byte and leaves a stub 
   t.same(await leftovers(n.confDir), []);
 
   // What a runtime replaying a pod's cached configuration gets from it.
-  const call = (command: string) => spawnSync(stub, [], { env: { CNI_COMMAND: command }, input: '{"cniVersion":"1.0.0","name":"x","type":"weft-cni"}', encoding: 'utf8' });
+  const call = (command: string, input = '{"cniVersion":"1.0.0","name":"x","type":"weft-cni"}') => spawnSync(stub, [], { env: { CNI_COMMAND: command }, input, encoding: 'utf8' });
   for (const command of ['DEL', 'GC', 'CHECK', 'STATUS']) t.match(call(command), { status: 0, stdout: '' }, `${command} succeeds: nothing of Weft is left to undo`);
   const version = call('VERSION');
   t.same(JSON.parse(version.stdout), { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] }, 'VERSION');
   const add = call('ADD');
-  t.equal(add.status, 1, 'ADD is refused');
+  t.equal(add.status, 1, 'ADD with no previous result (weft-cni alone) is refused');
   t.match(JSON.parse(add.stdout), { code: 7, msg: /uninstalled/ }, 'with a CNI error on stdout');
 
-  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir }), { unchained: [], binary: 'stub' }, 'idempotent');
+  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir, settleMs: 10 }), { unchained: [], rechained: [], binary: 'stub' }, 'idempotent');
   const again = await installCniPlugin({ ...n, binarySource: n.source });
   t.ok(again.binaryChanged, 'a later install puts the plugin back over the stub');
   t.not(await readFile(stub, 'utf8'), UNINSTALLED_STUB);
@@ -192,6 +192,37 @@ t.test('uninstall restores the primary conflist byte-for-byte and leaves a stub 
 
 t.test('uninstall on a node without the plugin leaves no stub', async (t) => {
   const n = await makeNode(t);
-  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir }), { unchained: [], binary: 'absent' });
+  t.same(await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir, settleMs: 10 }), { unchained: [], rechained: [], binary: 'absent' });
   await t.rejects(stat(join(n.binDir, 'weft-cni')), { code: 'ENOENT' });
+});
+
+t.test("the stub's ADD passes the chain's result through, as the CNI spec asks of a chained plugin", async (t) => {
+  const n = await makeNode(t);
+  await writeFile(join(n.confDir, '10-ptp.conflist'), PRIMARY);
+  await installCniPlugin({ ...n, binarySource: n.source });
+  await uninstallCniPlugin({ binDir: n.binDir, confDir: n.confDir, settleMs: 10 });
+  const stub = join(n.binDir, 'weft-cni');
+  const prevResult = {
+    cniVersion: '1.0.0',
+    interfaces: [{ name: 'veth1a2b', mac: '0a:58:0a:f4:01:01' }, { name: 'eth0', mac: '0a:58:0a:f4:01:05', sandbox: '/var/run/netns/cni-1' }],
+    ips: [{ address: '10.244.1.5/24', gateway: '10.244.1.1', interface: 1 }],
+    routes: [{ dst: '0.0.0.0/0' }],
+    dns: { nameservers: ['10.96.0.10'], search: ['default.svc.cluster.local'] },
+  };
+  // Strings holding what the scanner must not be fooled by: braces, quotes, escapes, the key's name.
+  const tricky = { note: 'a } b { "c", \\"prevResult\\": {}', name: 'prevResult', nested: { prevResult: { wrong: true } } };
+  // Whichever sh a node has: dash (Debian, Ubuntu), bash (RHEL and derivatives), busybox.
+  const shells = [['/bin/sh'], ['bash'], ...(spawnSync('busybox', ['true']).status === 0 ? [['busybox', 'sh']] : [])];
+  const add = (shell: string[], input: string) => spawnSync(shell[0] ?? '', [...shell.slice(1), stub], { env: { CNI_COMMAND: 'ADD' }, input, encoding: 'utf8' });
+  for (const shell of shells) {
+    const sh = shell.join(' ');
+    const conf = { cniVersion: '1.0.0', ...tricky, type: 'weft-cni', prevResult, runtimeConfig: {} };
+    const compact = add(shell, JSON.stringify(conf));
+    t.equal(compact.status, 0, `${sh}: ADD succeeds (${compact.stderr})`);
+    t.same(JSON.parse(compact.stdout), prevResult, `${sh}: prints prevResult unchanged`);
+    const pretty = add(shell, JSON.stringify({ ...conf, prevResult: { ...prevResult, cniVersion: undefined } }, null, 2));
+    t.same(JSON.parse(pretty.stdout), prevResult, `${sh}: indented input, prevResult without its cniVersion: the netconf's is put in`);
+    const last = add(shell, `{"cniVersion":"0.4.0","name":"n","type":"weft-cni","prevResult":{}}`);
+    t.same(JSON.parse(last.stdout), { cniVersion: '0.4.0' }, `${sh}: an empty prevResult as the last member`);
+  }
 });

@@ -4,14 +4,15 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
-import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { WEFT_CNI_TYPE } from '../../api/cni.ts';
 import type { WeftCniSettings } from '../../api/cni.ts';
 import { copyFileAtomic, writeFileAtomic } from './atomic-write.ts';
 import { chainIntoConflist, conflistFromConf, isChained, unchainFromConflist, weftCniEntry } from './conflist.ts';
 import { CodedError } from '../../api/coded-error.ts';
-import { UNINSTALLED_STUB } from './uninstalled-stub.ts';
+import { UNINSTALLED_PREFIX, UNINSTALLED_STUB } from './uninstalled-stub.ts';
 
 /** A conflist's `type` names the executable, so the binary is called exactly that. */
 export const PLUGIN_BINARY_NAME = WEFT_CNI_TYPE;
@@ -42,7 +43,9 @@ export interface CniInstallOptions {
 export type ChainState =
   | { state: 'chained'; file: string; changed: boolean }
   /** No primary CNI configuration yet: the primary CNI has not been installed on this node. */
-  | { state: 'waiting'; reason: string };
+  | { state: 'waiting'; reason: string }
+  /** The bin dir holds the tear-down stub: Weft was uninstalled from this node, nothing is chained. */
+  | { state: 'uninstalled'; reason: string };
 
 export interface InstallResult {
   binary: string;
@@ -62,7 +65,7 @@ export async function installCniPlugin(opts: CniInstallOptions): Promise<Install
   const binary = join(opts.binDir, PLUGIN_BINARY_NAME);
   const binaryChanged = !(await sameContent(opts.binarySource, binary));
   if (binaryChanged) await copyFileAtomic(opts.binarySource, binary, 0o755);
-  return { binary, binaryChanged, chain: await ensureChained(opts.confDir, opts.settings) };
+  return { binary, binaryChanged, chain: await ensureChained(opts.confDir, opts.settings, opts.binDir) };
 }
 
 /** Writes the files the plugin's API fallback reads; the token readable by root only. */
@@ -93,12 +96,38 @@ export async function findPrimaryConfig(confDir: string): Promise<string | null>
   return null;
 }
 
-/** Level-triggered: makes the primary configuration chain weft-cni; a no-op when it already does. */
-export async function ensureChained(confDir: string, settings: WeftCniSettings): Promise<ChainState> {
+/** Whether the bin dir holds the tear-down stub (only its first bytes are read: the plugin is large). */
+export async function isUninstalled(binDir: string): Promise<boolean> {
+  const fh = await open(join(binDir, PLUGIN_BINARY_NAME), 'r').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (fh === null) return false;
+  try {
+    const head = Buffer.alloc(UNINSTALLED_PREFIX.length);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return head.subarray(0, bytesRead).toString('utf8') === UNINSTALLED_PREFIX;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Level-triggered: makes the primary configuration chain weft-cni; a no-op when it already does.
+ * Never once the bin dir holds the tear-down stub: an agent process still running on the node
+ * (the one an upgrade replaced, waiting for its pod's deletion) must not put back the entry that
+ * another process has just taken out on uninstall. Checked again right before each write, which
+ * leaves a window of one rename; uninstallCniPlugin closes it by looking once more afterwards.
+ */
+export async function ensureChained(confDir: string, settings: WeftCniSettings, binDir: string): Promise<ChainState> {
   const entry = weftCniEntry(settings);
+  const uninstalled = async (): Promise<ChainState | null> =>
+    (await isUninstalled(binDir)) ? { state: 'uninstalled', reason: `${join(binDir, PLUGIN_BINARY_NAME)} is the tear-down stub: Weft was uninstalled from this node` } : null;
   // Another component may rewrite the file between our read and our rename; if the file moved
   // under us, start over from what it is now rather than overwrite the other writer.
   for (let attempt = 0; attempt < 5; attempt++) {
+    const stub = await uninstalled();
+    if (stub) return stub;
     const primary = await findPrimaryConfig(confDir);
     if (primary === null) return { state: 'waiting', reason: `no CNI configuration in ${confDir} yet` };
     const text = await readFile(primary, 'utf8');
@@ -106,12 +135,16 @@ export async function ensureChained(confDir: string, settings: WeftCniSettings):
       const edit = chainIntoConflist(text, entry);
       if (!edit.changed) return { state: 'chained', file: primary, changed: false };
       if ((await readFile(primary, 'utf8').catch(() => null)) !== text) continue;
+      const late = await uninstalled();
+      if (late) return late;
       await writeFileAtomic(primary, edit.text, (await stat(primary)).mode & 0o7777);
       return { state: 'chained', file: primary, changed: true };
     }
     // A single-plugin .conf: replace it with the equivalent conflist plus weft-cni. The new name
     // sorts right after the old one, so it stays the primary once the .conf is gone.
     const target = primary.replace(/\.(conf|json)$/, '.conflist');
+    const late = await uninstalled();
+    if (late) return late;
     await writeFileAtomic(target, conflistFromConf(text, entry), 0o644);
     await unlink(primary);
     return { state: 'chained', file: target, changed: true };
@@ -124,10 +157,18 @@ export interface UninstallOptions {
   confDir: string;
   /** When given, the API credential files it names are removed too. */
   settings?: WeftCniSettings;
+  /**
+   * How long after taking the entry out to look once more (default 1 s): a chain watcher of
+   * another agent process that checked for the stub just before it was written may still
+   * complete one write (ensureChained says why).
+   */
+  settleMs?: number;
 }
 
 export interface UninstallResult {
   unchained: string[];
+  /** Files that had weft-cni back in them when looked at again after settleMs (and were fixed). */
+  rechained: string[];
   /**
    * What is in the bin dir now: `stub` (the plugin was replaced by UNINSTALLED_STUB, which lets
    * pods set up through it be torn down) or `absent` (there was none: no pod can need it).
@@ -136,20 +177,14 @@ export interface UninstallResult {
 }
 
 /**
- * Removes weft-cni from every configuration that chains it (byte-exact inverse of chaining), then
- * replaces the executable with a stub that answers DEL (uninstalled-stub.ts says why): in that
- * order, so that no runtime is left pointing at a missing binary.
+ * Takes weft-cni off the node: first replaces the executable with the tear-down stub
+ * (uninstalled-stub.ts), then removes the entry from every configuration that chains it
+ * (byte-exact inverse of chaining), then looks once more after settleMs. In that order because
+ * the stub is what tells every other agent process's chain watcher to stop (ensureChained), and
+ * because a pod set up in between, through the entry not yet removed, gets the stub, which
+ * passes the chain's result through: it starts unmeshed, it is never stuck.
  */
 export async function uninstallCniPlugin(opts: UninstallOptions): Promise<UninstallResult> {
-  const unchained: string[] = [];
-  const names = await readdir(opts.confDir).catch(() => [] as string[]);
-  for (const name of names.filter(hasConfExtension).sort(byBytes)) {
-    const file = join(opts.confDir, name);
-    const text = await readFile(file, 'utf8').catch(() => null);
-    if (text === null || !isChained(text)) continue;
-    await writeFileAtomic(file, unchainFromConflist(text).text, (await stat(file)).mode & 0o7777);
-    unchained.push(file);
-  }
   const binaryPath = join(opts.binDir, PLUGIN_BINARY_NAME);
   const present = await stat(binaryPath).then(
     () => true,
@@ -159,13 +194,31 @@ export async function uninstallCniPlugin(opts: UninstallOptions): Promise<Uninst
     },
   );
   if (present) await writeFileAtomic(binaryPath, UNINSTALLED_STUB, 0o755);
+  const unchained = await unchainAll(opts.confDir);
+  await sleep(opts.settleMs ?? 1000);
+  const rechained = await unchainAll(opts.confDir);
   const k = opts.settings?.kubernetes;
   if (k) for (const f of [k.tokenFile, k.caFile]) await unlink(f).catch(() => undefined);
-  return { unchained, binary: present ? 'stub' : 'absent' };
+  return { unchained, rechained, binary: present ? 'stub' : 'absent' };
+}
+
+async function unchainAll(confDir: string): Promise<string[]> {
+  const unchained: string[] = [];
+  const names = await readdir(confDir).catch(() => [] as string[]);
+  for (const name of names.filter(hasConfExtension).sort(byBytes)) {
+    const file = join(confDir, name);
+    const text = await readFile(file, 'utf8').catch(() => null);
+    if (text === null || !isChained(text)) continue;
+    await writeFileAtomic(file, unchainFromConflist(text).text, (await stat(file)).mode & 0o7777);
+    unchained.push(file);
+  }
+  return unchained;
 }
 
 export interface ChainWatcherOptions {
   confDir: string;
+  /** Where the plugin is: the watcher chains nothing while the tear-down stub is there. */
+  binDir: string;
   settings: WeftCniSettings;
   /** Changes closer together than this are handled once (a rewrite is often several events). */
   debounceMs?: number;
@@ -198,7 +251,7 @@ export function watchChain(opts: ChainWatcherOptions): ChainWatcher {
       again = true;
       return;
     }
-    running = ensureChained(opts.confDir, opts.settings)
+    running = ensureChained(opts.confDir, opts.settings, opts.binDir)
       .then((r) => opts.onResult?.(r), (err: unknown) => opts.onResult?.(err as Error))
       .finally(() => {
         running = null;
