@@ -38,7 +38,9 @@ async function backend(t: Test, name: string): Promise<number> {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.once('end', () => {
+      if (headers[':path'] === '/slow') return void setTimeout(() => !stream.closed && stream.respond({ ':status': 200 }, { endStream: true }), 2000);
       const plain = Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith(':')));
+      plain.host ??= headers[':authority'];
       stream.respond({ ':status': 200, 'content-type': String(headers['content-type'] ?? 'text/plain'), 'x-pod': name, 'x-from-backend': 'yes' }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'x-trailer': name }));
       stream.end(JSON.stringify({ pod: name, path: headers[':path'], headers: plain, body: Buffer.concat(chunks).toString() }));
@@ -62,14 +64,14 @@ const svc = (name: string, ports: number[]): Service => ({
   endpoints: ports.map((port) => ({ ip: '127.0.0.1', ports: { grpc: port }, ready: true })),
 });
 
-function grpcRoute(rules: object[]): CompiledRoute {
+function grpcRoute(rules: object[], kind: 'GRPCRoute' | 'HTTPRoute' = 'GRPCRoute'): CompiledRoute {
   const raw: RouteObject = {
     metadata: { name: 'r', namespace: 'a', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 7070 }], rules: rules },
   };
   const services = new Map<string, Service>();
   for (const n of ['web', 'one', 'two']) services.set(`a/${n}`, svc(n, [1]));
-  const r = compileRoute({ kind: 'GRPCRoute', route: raw, service: (k) => services.get(k) });
+  const r = compileRoute({ kind, route: raw, service: (k) => services.get(k) });
   if (!r.compiled) throw new Error(`not accepted: ${JSON.stringify(r.parents)}`);
   return r.compiled;
 }
@@ -238,4 +240,33 @@ t.test('a client that sends the preface and then garbage loses its connection; t
   }
   const a = await call('/pkg.Echo/Hello');
   t.equal(a.body.pod, 'one', 'a well-formed client is served after the malformed ones');
+});
+
+t.test('HTTPRoute on h2c: path matches per stream, timeouts.request, redirect and rewrite', async (t) => {
+  const route = grpcRoute(
+    [
+      { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'one', port: 7070 }] },
+      { matches: [{ path: { type: 'Exact', value: '/slow' } }], timeouts: { request: '100ms' }, backendRefs: [{ name: 'two', port: 7070 }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/old' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 301, hostname: 'x', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/v1' } }], filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'rewritten.a', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2' } } }], backendRefs: [{ name: 'one', port: 7070 }] },
+      { backendRefs: [{ name: 'two', port: 7070 }] },
+    ],
+    'HTTPRoute',
+  );
+  const { call } = await setup(t, route);
+  const plain = { 'content-type': 'text/plain' };
+  t.equal((await call('/api/v1', plain)).body.pod, 'one', 'a prefix match on an h2c request');
+  t.equal((await call('/other', plain)).body.pod, 'two', 'the catch-all rule');
+  t.equal((await call('/api/v1')).body.pod, 'one', 'HTTPRoutes apply to gRPC requests too');
+  const slow = await call('/slow', plain);
+  t.equal(slow.status, 504, 'timeouts.request answers 504 on HTTP/2');
+  const slowGrpc = await call('/slow');
+  t.equal(slowGrpc.headers['grpc-status'], '4', 'and DEADLINE_EXCEEDED to a gRPC call');
+  const old = await call('/old/x?q=1', plain);
+  t.equal(old.status, 301, 'RequestRedirect answers on HTTP/2');
+  t.equal(old.headers.location, 'http://x:7070/new/x?q=1', 'with the rewritten Location');
+  const rw = await call('/v1/items?q=2', plain);
+  t.equal(rw.body.pod, 'one');
+  t.equal(rw.body.path, '/v2/items?q=2', 'URLRewrite replaced the prefix; the query stayed');
+  t.equal(rw.body.headers?.host, 'rewritten.a', 'and the authority');
 });

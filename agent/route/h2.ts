@@ -9,7 +9,8 @@
 // A stream's end is always an explicit step on both sides (trailers, or an empty END_STREAM), and
 // a failure on one side resets the other, so a truncated body never arrives as a complete one.
 // Not here yet: a rule's retry (a stream is not buffered for a second attempt; only a failed
-// connect is tried again, on another endpoint, before anything was sent), and trace spans.
+// connect is tried again, on another endpoint, before anything was sent), timeouts.backendRequest,
+// and the client span of tracing.
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
@@ -18,7 +19,7 @@ import { grpcMessage } from '../l7/responses.ts';
 import { isGrpc } from '../l7/request-info.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
-import { modifyHeaders, type HeaderMap } from './filters.ts';
+import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
 import { type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
@@ -120,26 +121,47 @@ export class H2Router {
     const out: HeaderMap = {};
     for (const [k, v] of Object.entries(headers)) if (!CONNECTION_SPECIFIC.includes(k)) out[k] = v;
     const responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[] = [];
-    const apply = (filters: RouteFilter[]) => {
+    let upstreamPath = path;
+    let authority = headers[':authority'];
+    /** False when a redirect answered the request. */
+    const apply = (filters: RouteFilter[]): boolean => {
       for (const f of filters) {
-        if (f.type === 'RequestHeaderModifier') modifyHeaders(out, f.modifier);
-        else if (f.type === 'ResponseHeaderModifier') responseMods.push(f);
+        switch (f.type) {
+          case 'RequestHeaderModifier':
+            modifyHeaders(out, f.modifier);
+            break;
+          case 'ResponseHeaderModifier':
+            responseMods.push(f);
+            break;
+          case 'URLRewrite':
+            if (f.hostname !== undefined) authority = f.hostname;
+            if (f.path && entry) upstreamPath = rewritePath(path, f.path, entry.match);
+            break;
+          case 'RequestRedirect': {
+            const r = redirectLocation(f, { host: String(headers[':authority'] ?? headers.host ?? ''), path, query }, entry?.match ?? { headers: [], queryParams: [] });
+            status = r.status;
+            if (!ds.headersSent && !ds.closed) ds.respond({ ':status': r.status, location: r.location }, { endStream: true });
+            if (!ds.readableEnded && !ds.closed) ds.close(NGHTTP2_NO_ERROR);
+            return false;
+          }
+        }
       }
+      return true;
     };
-    // An HTTPRoute's redirect or rewrite on an h2c port is not applied: refused rather than ignored.
-    const unsupported = (filters: RouteFilter[]) => filters.find((f) => f.type === 'RequestRedirect' || f.type === 'URLRewrite');
-    if (unsupported(rule.filters)) return local(500, `${unsupported(rule.filters)?.type} is not supported on HTTP/2 yet`);
-    apply(rule.filters);
+    if (!apply(rule.filters)) return;
     const backend = pickWeighted(rule.backends, this.#d.random());
     if (!backend || backend.invalid !== undefined) {
       if (backend) backendLabel = backendName(backend);
       return local(500, backend?.invalid ?? 'no backend with weight');
     }
     backendLabel = backendName(backend);
-    if (unsupported(backend.filters)) return local(500, `${unsupported(backend.filters)?.type} is not supported on HTTP/2 yet`);
-    apply(backend.filters);
-    // Pseudo-headers a modifier might have been given are not the modifier's to change.
-    for (const k of [':method', ':path', ':scheme', ':authority']) if (headers[k] !== undefined) out[k] = headers[k];
+    if (!apply(backend.filters)) return;
+    // Pseudo-headers are the request's (after a rewrite), never a header modifier's.
+    out[':method'] = method;
+    out[':path'] = upstreamPath + (query ? `?${query}` : '');
+    if (headers[':scheme'] !== undefined) out[':scheme'] = headers[':scheme'];
+    if (authority !== undefined) out[':authority'] = authority;
+    else delete out[':authority'];
 
     const requestMs = entry?.rule.timeouts?.requestMs;
     const timer = requestMs
