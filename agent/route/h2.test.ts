@@ -270,3 +270,14 @@ t.test('HTTPRoute on h2c: path matches per stream, timeouts.request, redirect an
   t.equal(rw.body.path, '/v2/items?q=2', 'URLRewrite replaced the prefix; the query stayed');
   t.equal(rw.body.headers?.host, 'rewritten.a', 'and the authority');
 });
+
+t.test('bodies larger than every flow-control window cross both ways, several calls at once on one connection', async (t) => {
+  const route = grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }, { name: 'two', port: 7070 }] }]);
+  const { call } = await setup(t, route);
+  const big = 'x'.repeat(3 * 1024 * 1024);
+  const answers = await Promise.all([call('/pkg.Echo/Big', {}, big), call('/pkg.Echo/Big', {}, big), call('/pkg.Echo/Big', {}, big)]);
+  for (const a of answers) {
+    t.equal(a.body.body?.length, big.length, `3 MiB up and back, answered by ${a.body.pod ?? '?'}`);
+    t.equal(a.trailers['grpc-status'], '0');
+  }
+});

@@ -29,6 +29,8 @@ import { openUpstream, type UpstreamDeps } from './upstream.ts';
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 const SETTINGS: http2.Settings = { enablePush: false, initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000 };
+/** Receive window of a whole session (the streams' own are 1 MiB), as agent/l7/http2.ts has it. */
+const SESSION_WINDOW = 8 * 1024 * 1024;
 /** Idle upstream sessions are closed after this long, as the HTTP/1.1 pool's connections are. */
 const IDLE_MS = 30_000;
 /** Endpoints tried for one stream when connecting fails (nothing was sent yet, so this is safe). */
@@ -71,6 +73,7 @@ export class H2Router {
       if (!h) return void session.destroy();
       this.#connections.set(session, h.c);
       session.on('error', ignore);
+      session.setLocalWindowSize(SESSION_WINDOW);
       // A client that sent its FIN sends no more frames: GOAWAY, so the session ends once its streams are answered.
       h.down.once('end', () => session.close());
       session.setTimeout(d.upstream.p.idleTimeoutMs, () => session.close());
@@ -174,7 +177,11 @@ export class H2Router {
     ds.once('close', () => clearTimeout(timer));
     ds.pause();
     void this.#open(c, backend, ds).then((up) => {
-      if (ds.closed || ds.destroyed) return;
+      if (ds.closed || ds.destroyed) {
+        // The client gave up while the session was opened: the endpoint's count goes back down.
+        up.done();
+        return;
+      }
       if (!up.session) return local(up.refused ? 403 : 503, up.reason);
       this.#forward(ds, up.session, up.done, out, endStream, responseMods, (s) => (status = s));
     });
@@ -227,8 +234,12 @@ export class H2Router {
         failure = { refused: opened.refused, reason: opened.reason };
         return undefined;
       }
+      // An error of the tunnel stream or socket is the session's to report (as its close).
+      opened.stream.on('error', ignore);
       const session = http2.connect(UPSTREAM_ORIGIN, { createConnection: () => opened.stream, settings: SETTINGS, maxSessionMemory: 64 });
       session.on('error', ignore);
+      // Many calls share the session: its window must not hold them to 64 KiB per round trip together.
+      session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
       session.setTimeout(IDLE_MS, () => session.close());
       const forget = () => {
         if (this.#sessions.get(key) === opening) this.#sessions.delete(key);
