@@ -11,7 +11,9 @@ import { goTool } from './helpers/go-tool.ts';
 import { ECHO_MODULE } from './helpers/gateway-conformance.ts';
 import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
 
-const pg = new Playground(uniqueName('grp'));
+// Simulated whatever WEFT_TEST_RUNTIME says: the echo programs are host binaries, and the agents'
+// admin endpoints are read in the simulated nodes' network namespaces.
+const pg = new Playground(uniqueName('grp'), { runtime: 'simulated' });
 // ~3 min on a quiet machine, most of it the playground's start (and, once per machine, ~2 min to build the echo programs).
 t.setTimeout(900_000);
 t.teardown(async () => {
