@@ -6,6 +6,7 @@
 // on node-1, so routed calls cross nodes through HBONE tunnels. Simulated nodes only: the echo
 // programs run as host programs in the pods' network namespaces.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goTool } from './helpers/go-tool.ts';
 import { ECHO_MODULE } from './helpers/gateway-conformance.ts';
@@ -273,8 +274,44 @@ t.test("AccessPolicy still decides at the destination, on the routed gRPC client
   await kubectl(['-n', NS, 'delete', 'accesspolicy', 'no-echo']);
 });
 
+/** utime + stime of a process, in ms (USER_HZ is 100). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+// A measurement, not a check (WEFT_GRPC_COST=1): 2,000 unary calls on one channel, 3 rounds, each
+// round both ways in turn: through the routed h2c path (a GRPCRoute sending everything to echo-v1)
+// and on L4 (no route: the parent Service, whose pods are echo-v1). CPU is both agents' processes.
+t.test('cost of the routed h2c path against L4 (measured with WEFT_GRPC_COST=1)', { skip: process.env.WEFT_GRPC_COST !== '1' && 'set WEFT_GRPC_COST=1 to measure' }, async (t) => {
+  const agents = () => status.weft.filter((w) => w.process.includes('agent')).map((w) => w.pid);
+  const N = 2000;
+  const rows: string[] = [];
+  const noRoute = async () => {
+    await kubectl(['-n', NS, 'delete', 'grpcroute', 'split', '--ignore-not-found']);
+    while ((await agentRoutes())[`GRPCRoute/${NS}/split`] !== undefined) await sleep(100);
+  };
+  for (let round = 1; round <= 3; round++) {
+    for (const mode of round % 2 === 1 ? ['l4', 'routed'] : ['routed', 'l4']) {
+      if (mode === 'routed') await route(grpcRoute('split', [{ backendRefs: [ref('echo-v1')] }]));
+      else await noRoute();
+      await calls(clientA, 50); // warm: the channel, the tunnel, the upstream session
+      const pids = agents();
+      const cpu0 = pids.reduce((a, p) => a + cpuMs(p), 0);
+      const t0 = performance.now();
+      const c = await calls(clientA, N);
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = pids.reduce((a, p) => a + cpuMs(p), 0) - cpu0;
+      t.equal(c.versions.v1, N, `${mode}: every call answered (${c.errors.slice(0, 2).join('; ')})`);
+      rows.push(`round ${round} ${mode}: ${(N / wall).toFixed(0)} calls/s (client process included), agents ${((cpu / N) * 1000).toFixed(0)} ms CPU per 1,000 calls, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+    }
+  }
+  for (const r of rows) t.comment(r);
+});
+
 t.test('without a route, gRPC to the Service port still works (the L4 path)', async (t) => {
-  await kubectl(['-n', NS, 'delete', 'grpcroute', 'split']);
+  await kubectl(['-n', NS, 'delete', 'grpcroute', 'split', '--ignore-not-found']);
   const until = Date.now() + 30_000;
   while ((await agentRoutes())[`GRPCRoute/${NS}/split`] !== undefined) {
     if (Date.now() > until) throw new Error('the route never left node-2');
