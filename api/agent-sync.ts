@@ -6,7 +6,8 @@
 // token is bound to, never what it claims.
 //
 //   POST /weft.v1/sync   one long-lived bidirectional stream of newline-delimited JSON:
-//                        controller → agent: SyncMessage; agent → controller: AgentMessage.
+//                        controller → agent: SyncMessage (large ones as a GzipLine to an agent
+//                        whose hello lists `gzip`); agent → controller: AgentMessage.
 //   POST /weft.v1/sign   one request: SignRequest → SignResponse (the mesh CA).
 //
 // Sync is versioned, incremental and acknowledged. The controller numbers every change to the
@@ -34,6 +35,7 @@
 //   Liveness: the controller sends HTTP/2 PINGs and closes a connection that stops answering; no
 //   heartbeat lines travel on the stream, so every line is a message.
 
+import { gunzipSync } from 'node:zlib';
 import type { CompiledAccessPolicy, CompiledMeshTLSPolicy } from './policy/model.ts';
 import { checkCompiledAccessPolicy, checkCompiledMeshTLSPolicy } from './policy/wire.ts';
 import { checkCompiledRoute, type CompiledRoute } from './route.ts';
@@ -137,9 +139,10 @@ export const RESOURCE_KINDS: readonly ResourceKind[] = ['Workload', 'Service', '
 
 /**
  * What this agent understands beyond the first protocol, announced in its hello. `digests`: it can
- * say what it holds by content (hello.digests) and apply a resume delta (delta.resume).
+ * say what it holds by content (hello.digests) and apply a resume delta (delta.resume). `gzip`: it
+ * takes a message compressed (GzipLine), which the controller sends for large messages only.
  */
-export const AGENT_FEATURES = ['routes', 'digests'] as const;
+export const AGENT_FEATURES = ['routes', 'digests', 'gzip'] as const;
 export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 export type SyncMessage =
@@ -169,6 +172,21 @@ export type SyncMessage =
        */
       resume?: { epoch: string; revision: number; replace: ReplacedBuckets };
     };
+
+/**
+ * A message compressed, for an agent whose hello lists `gzip`: the base64 parts, decoded and
+ * concatenated, are a gzip stream (one or more members) of the message's JSON. A snapshot is 3 MB
+ * at 10,000 pods and about 8× smaller compressed. Parts, not one string, so that the controller
+ * compresses what every node's snapshot shares (the workloads and services) once per revision and
+ * only each node's policies per node; base64 keeps the stream one JSON object per line.
+ */
+export interface GzipLine {
+  type: 'gzip';
+  parts: string[];
+}
+
+/** The most a compressed message may expand to: a limit on what a bad line can make an agent allocate. */
+export const MAX_GZIP_DECODED_BYTES = 256 * 1024 * 1024;
 
 export type AgentMessage =
   | {
@@ -317,7 +335,22 @@ function parseObject(text: string, what: string): Record<string, Json> {
 }
 
 export function parseSyncMessage(line: string): SyncMessage {
-  const v = parseObject(line, 'message');
+  return checkSyncMessage(parseObject(line, 'message'), true);
+}
+
+function gunzipParts(v: Record<string, Json>): string {
+  need(Array.isArray(v.parts) && v.parts.length > 0 && v.parts.every(isStr), 'parts', 'must be a list of base64 strings');
+  const gz = Buffer.concat(v.parts.map((p) => Buffer.from(p, 'base64')));
+  try {
+    return gunzipSync(gz, { maxOutputLength: MAX_GZIP_DECODED_BYTES }).toString('utf8');
+  } catch (e) {
+    throw new ProtocolError(`parts: not a gzip stream of at most ${MAX_GZIP_DECODED_BYTES} bytes (${(e as Error).message})`);
+  }
+}
+
+function checkSyncMessage(v: Record<string, Json>, gzipAllowed: boolean): SyncMessage {
+  // Compressed once, never twice: a message inside a compressed one is plain.
+  if (v.type === 'gzip' && gzipAllowed) return checkSyncMessage(parseObject(gunzipParts(v), 'compressed message'), false);
   need(isStr(v.epoch), 'epoch', 'must be a string');
   need(isInt(v.revision), 'revision', 'must be a non-negative integer');
   if (v.type === 'snapshot') {

@@ -4,7 +4,8 @@
 // few nodes reaches those and sends the other agents nothing, and after a controller restart every
 // agent is synced with the new process by content, without a snapshot; and after a leader change
 // (the serving replica killed, agents moved to the other) every agent holds exactly the policies
-// its node needs, again without a snapshot.
+// its node needs, again without a snapshot. The agents list `gzip`: their first snapshot comes
+// compressed.
 import t from 'tap';
 import { uniqueName } from './helpers/playground.ts';
 import { runScale } from '../bench/scale-harness.ts';
@@ -21,6 +22,8 @@ t.test('20 simulated nodes: programmed, scoped, and resynced after a restart', a
   t.equal(r.narrowCost.othersWithMessages, 0, 'the other agents were sent nothing for it');
   t.equal(r.broadCost.selectedMessages, 1, 'a change is one message per selected agent');
   t.equal(r.podCost.agentsWithMessage, 20, 'a new pod reaches every agent');
+  // ~300 bytes a pod plain; the agents list `gzip`, so their first snapshot came compressed.
+  t.ok(r.snapshotBytes > 0 && r.snapshotBytes < 100 * 200, `the first snapshot was compressed (${r.snapshotBytes} bytes for 200 pods)`);
   t.ok(r.storm && r.storm.allSyncedSeconds < 60, `every agent synced with the restarted controller (${r.storm?.allSyncedSeconds} s)`);
   t.equal(r.storm?.messages.snapshot, 0, `none of them by a snapshot (${JSON.stringify(r.storm?.messages)}, ${r.storm?.bytes} bytes)`);
   t.ok(r.failover?.epochsDiffer, 'the replicas number revisions in epochs of their own');

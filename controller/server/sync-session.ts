@@ -64,6 +64,8 @@ export class SyncSession {
   #connection: AgentConnection | undefined;
   /** The agent's hello listed `routes`: it understands the Route kind (older agents refuse it). */
   #routes = false;
+  /** The agent's hello listed `gzip`: large messages go compressed. */
+  #gzip = false;
   // What the agent said it holds, by content; good for the first push only (after it, the agent
   // holds whatever that push made it hold).
   #held: { epoch: string; revision: number; digests: HelloDigests } | undefined;
@@ -161,6 +163,7 @@ export class SyncSession {
     stream.on('wantTrailers', () => stream.sendTrailers(this.#trailers));
     this.#phase = 'streaming';
     this.#routes = msg.features?.includes('routes') ?? false;
+    this.#gzip = msg.features?.includes('gzip') ?? false;
     this.#connection = registry.connect(this.node, { agentVersion: msg.agentVersion, peer: this.#o.peer });
     if (msg.epoch === store.epoch && msg.revision !== undefined) {
       this.#agentRevision = msg.revision;
@@ -234,7 +237,7 @@ export class SyncSession {
     this.#o.metrics?.pushes.inc({ type: msg.type === 'delta' && msg.resume ? 'resume' : msg.type });
     this.#log.debug('pushed', { type: msg.type, revision: msg.revision, ...(msg.type === 'delta' ? { base: msg.base } : {}) });
     let flowing = true;
-    for (const chunk of store.encode(this.#routes ? msg : withoutRoutes(msg))) flowing = stream.write(chunk);
+    for (const chunk of store.encode(this.#routes ? msg : withoutRoutes(msg), this.#gzip)) flowing = stream.write(chunk);
     if (!flowing) {
       this.#blocked = true;
       stream.once('drain', () => {

@@ -13,6 +13,7 @@
 //   mesh config, and only the policies that select a meshed workload on its node. snapshot() and
 //   delta() are the whole store; snapshotFor() and deltaFor() are what the sync streams send.
 import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import type { MeshConfig, Resource, ResourceKind, ResourceRef, Service, SyncMessage, Workload } from '../../api/agent-sync.ts';
 import { bucketOf, contentHash, decodeSums, sumsOf, DIGEST_BYTES, type HelloDigests, type ReplacedBuckets } from '../../api/agent-sync-digest.ts';
 import { jsonEqual } from './equal.ts';
@@ -40,6 +41,16 @@ export interface StoreOptions {
 export const STORE_DEFAULTS = { logRevisions: 1024, logRefs: 65_536, debounceMs: 10, maxDelayMs: 100 } as const;
 
 export type CommitListener = (revision: number) => void;
+
+/**
+ * Messages at least this long go compressed to agents that take it (api/agent-sync.ts, GzipLine):
+ * a policy delta is a few hundred bytes and would gain nothing; a snapshot is megabytes.
+ */
+export const GZIP_MIN_BYTES = 16 * 1024;
+// Level 3: within 5 % of level 6's size on a snapshot, in about half the time.
+const GZIP_LEVEL = 3;
+const gzip64 = (b: Buffer): string => gzipSync(b, { level: GZIP_LEVEL }).toString('base64');
+const GZIP_TAIL = gzip64(Buffer.from(']}\n'));
 
 interface LogEntry {
   revision: number;
@@ -82,11 +93,13 @@ export class RevisionedStore {
   readonly #deltas = new Map<number, DeltaMessage>();
   // The same, per node view: keyed by what differs between nodes (the policies), so that nodes
   // with the same view share one message object and one serialization.
-  #shared: { nonPolicy: Resource[]; body: Buffer } | undefined;
+  #shared: { nonPolicy: Resource[]; body: Buffer; gzip?: Buffer } | undefined;
   readonly #nodeSnapshots = new Map<string, SnapshotMessage>();
   readonly #nodeDeltas = new Map<string, DeltaMessage>();
   readonly #snapshotPolicies = new WeakMap<SnapshotMessage, Resource[]>();
   readonly #lines = new WeakMap<SyncMessage, Buffer[]>();
+  readonly #gzipLines = new WeakMap<SyncMessage, Buffer[]>();
+  readonly #deltaSets = new WeakMap<DeltaMessage, Map<RefKey, { had: ReadonlySet<string>; has: ReadonlySet<string> }>>();
   // Content hash of each committed resource, for resume by digest.
   readonly #hashes = new Map<RefKey, string>();
   // Bucket members and sums of a mesh-wide kind at the current revision, by `${kind}/${buckets}`.
@@ -306,11 +319,23 @@ export class RevisionedStore {
     const upserts: Resource[] = [];
     const removes: ResourceRef[] = [];
     let id = '';
+    // The node sets at `base` and now, looked up once per delta rather than once per node: a
+    // fan-out asks for the same delta from 1,000 sessions.
+    let sets = this.#deltaSets.get(all);
+    if (!sets) {
+      sets = new Map();
+      this.#deltaSets.set(all, sets);
+    }
     for (const r of all.upserts) {
       if (!isPolicy(r)) continue;
       const key = refKey({ kind: r.kind, key: r.value.key });
-      const had = this.#scope.nodesAt(key, base).has(node);
-      const has = this.#scope.nodesNow(key).has(node);
+      let set = sets.get(key);
+      if (!set) {
+        set = { had: this.#scope.nodesAt(key, base), has: this.#scope.nodesNow(key) };
+        sets.set(key, set);
+      }
+      const had = set.had.has(node);
+      const has = set.has.has(node);
       if (has && (!had || (this.#changedAt.get(key) ?? 0) > base)) {
         upserts.push(r);
         id += `+${key}\n`;
@@ -321,7 +346,13 @@ export class RevisionedStore {
     }
     for (const ref of all.removes) {
       if (ref.kind !== 'AccessPolicy' && ref.kind !== 'MeshTLSPolicy') continue;
-      if (!this.#scope.nodesAt(refKey(ref), base).has(node)) continue;
+      const key = refKey(ref);
+      let set = sets.get(key);
+      if (!set) {
+        set = { had: this.#scope.nodesAt(key, base), has: this.#scope.nodesNow(key) };
+        sets.set(key, set);
+      }
+      if (!set.had.has(node)) continue;
       removes.push(ref);
       id += `-${refKey(ref)}\n`;
     }
@@ -341,8 +372,30 @@ export class RevisionedStore {
    * The message as newline-terminated JSON, in chunks to write in order. Built once per message
    * object; a node snapshot reuses the serialization of everything but its policies, which is
    * what makes a reconnect storm cost one serialization of the workloads instead of one per node.
+   * `gzip`: for an agent that takes compressed messages; large ones are sent compressed, and a
+   * node snapshot's shared part is compressed once per revision, as it is serialized once.
    */
-  encode(msg: SyncMessage): Buffer[] {
+  encode(msg: SyncMessage, gzip = false): Buffer[] {
+    const plain = this.#encodePlain(msg);
+    if (!gzip) return plain;
+    let chunks = this.#gzipLines.get(msg);
+    if (chunks) return chunks;
+    const shared = this.#shared;
+    if (plain.reduce((n, c) => n + c.length, 0) < GZIP_MIN_BYTES) {
+      chunks = plain;
+    } else if (plain.length === 3 && shared && plain[1] === shared.body) {
+      // A node snapshot: its own head and policies compressed here, the shared body once per
+      // revision, the tail once; the agent gunzips the members as one stream.
+      shared.gzip ??= Buffer.from(gzip64(shared.body));
+      chunks = [Buffer.from(`{"type":"gzip","parts":["${gzip64(plain[0] as Buffer)}","`), shared.gzip, Buffer.from(`","${GZIP_TAIL}"]}\n`)];
+    } else {
+      chunks = [Buffer.from(`{"type":"gzip","parts":["${gzip64(Buffer.concat(plain))}"]}\n`)];
+    }
+    this.#gzipLines.set(msg, chunks);
+    return chunks;
+  }
+
+  #encodePlain(msg: SyncMessage): Buffer[] {
     let chunks = this.#lines.get(msg);
     if (chunks) return chunks;
     const policies = msg.type === 'snapshot' ? this.#snapshotPolicies.get(msg) : undefined;
