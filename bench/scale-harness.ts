@@ -53,6 +53,8 @@ export interface ScaleOptions {
 
 export interface Distribution {
   n: number;
+  /** The first arrival: API write → watch → commit → one agent; max − min is the fan-out's spread. */
+  min: number;
   p50: number;
   p99: number;
   max: number;
@@ -84,6 +86,10 @@ export interface ScaleReport {
   firstSyncSeconds: number;
   /** CPU seconds of the simulated agents' processes until then. */
   firstSyncAgentsCpuSeconds: number;
+  /** Seconds from the agents' start until 10, 50, 90 and 99 % of them were synced. */
+  firstSyncBy: Record<string, number>;
+  /** Sync attempts the controller refused meanwhile (429, 503), by its metrics. */
+  firstSyncRefused: number;
   /** Policy selecting a pod on every node: API write → each agent received it. */
   broad: Distribution & { rounds: number };
   /** Policy selecting pods on a few nodes. */
@@ -94,6 +100,12 @@ export interface ScaleReport {
   podCost: { agentsWithMessage: number; bytesPerAgent: number };
   snapshotBytes: number;
   controller: { afterFirstSync: ControllerUse; afterChanges: ControllerUse; startSeconds: number };
+  /**
+   * Over the policy changes and the pod change (from the first round to the pod on every agent):
+   * CPU seconds of the controller, of the simulated agents' processes and of this process, which
+   * share the machine.
+   */
+  changes: { wallSeconds: number; controllerCpuSeconds: number; agentsCpuSeconds: number; benchCpuSeconds: number };
   apiServer: { setup: Record<string, number>; controllerStart: Record<string, number>; storm?: Record<string, number> };
   storm?: {
     /** SIGTERM → every agent holds a snapshot from the new controller. */
@@ -157,7 +169,7 @@ async function retrying<T>(what: string, fn: () => Promise<T>, attempts = 20): P
 function distribution(values: number[]): Distribution {
   const s = [...values].sort((a, b) => a - b);
   const pct = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? NaN;
-  return { n: s.length, p50: Math.round(pct(0.5)), p99: Math.round(pct(0.99)), max: Math.round(s[s.length - 1] ?? NaN) };
+  return { n: s.length, min: Math.round(s[0] ?? NaN), p50: Math.round(pct(0.5)), p99: Math.round(pct(0.99)), max: Math.round(s[s.length - 1] ?? NaN) };
 }
 
 const median = (v: number[]): number => distribution(v).p50;
@@ -196,6 +208,8 @@ function diff(after: Record<string, number>, before: Record<string, number>): Re
 
 interface Controller {
   proc: ChildProcess;
+  /** The inspector's WebSocket URL when WEFT_BENCH_PROFILE is set. */
+  inspector?: string;
   health: string;
   agentPort: number;
   startedAt: number;
@@ -246,6 +260,10 @@ async function startController(status: DevStatusJson, dir: string, port: number,
   const startedAt = now();
   // WEFT_BENCH_CONTROLLER_NODE_OPTIONS: flags for the controller's node (e.g. `--cpu-prof --cpu-prof-dir=…`).
   const nodeFlags = (process.env.WEFT_BENCH_CONTROLLER_NODE_OPTIONS ?? '').split(' ').filter((f) => f !== '');
+  // WEFT_BENCH_PROFILE=<dir>: a CPU profile of the controller over the policy changes only (the
+  // first sync would drown them), taken through the inspector.
+  if (process.env.WEFT_BENCH_PROFILE) nodeFlags.push('--inspect=127.0.0.1:0');
+  let inspector: string | undefined;
   const proc = spawn(
     process.execPath,
     [...nodeFlags, join(REPO, 'controller/main.ts'), '--kubeconfig', status.kubeconfig, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--listen', `127.0.0.1:${port}`, '--health-listen', '127.0.0.1:0', '--identity', identity],
@@ -255,6 +273,7 @@ async function startController(status: DevStatusJson, dir: string, port: number,
     const lines = createInterface({ input: proc.stderr as NodeJS.ReadableStream });
     lines.on('line', (line) => {
       if (process.env.WEFT_BENCH_LOG === '1') log(line);
+      inspector ??= /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1];
       try {
         const entry = JSON.parse(line) as { msg?: string; healthPort?: number; level?: string };
         if (entry.msg === 'controller started') resolve(entry.healthPort ?? 0);
@@ -273,6 +292,7 @@ async function startController(status: DevStatusJson, dir: string, port: number,
   }
   return {
     proc,
+    ...(inspector ? { inspector } : {}),
     health,
     agentPort: port,
     startedAt,
@@ -283,6 +303,34 @@ async function startController(status: DevStatusJson, dir: string, port: number,
       proc.kill(signal);
       await exited;
     },
+  };
+}
+
+/** Starts the V8 CPU profiler in the process behind `url`; the returned function stops it and writes the profile to `file`. */
+async function startProfile(url: string, file: string): Promise<() => Promise<void>> {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let id = 0;
+  const waiting = new Map<number, (r: unknown) => void>();
+  ws.onmessage = (e: MessageEvent) => {
+    const m = JSON.parse(String(e.data)) as { id?: number; result?: unknown };
+    if (m.id !== undefined) waiting.get(m.id)?.(m.result);
+  };
+  const call = (method: string, params: object = {}): Promise<unknown> =>
+    new Promise((resolve) => {
+      waiting.set(++id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await call('Profiler.enable');
+  await call('Profiler.setSamplingInterval', { interval: 1000 });
+  await call('Profiler.start');
+  return async () => {
+    const r = (await call('Profiler.stop')) as { profile: unknown };
+    await writeFile(file, JSON.stringify(r.profile));
+    ws.close();
   };
 }
 
@@ -435,6 +483,17 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
     fleet.start({ url: `https://127.0.0.1:${front}`, caFile: join(dir, 'ca.crt'), serverName: 'weft-controller.weft-system.svc', tokenDir: dir }, nodes, o.agentProcs);
     await fleet.until('every agent synced', () => nodes.every((n) => (fleet.events.get(n)?.length ?? 0) > 0), o.stormTimeoutMs ?? 900_000);
     const firstSyncSeconds = (now() - t0) / 1000;
+    // When the agents got there: a tail far behind the median is admission and backoff, not work.
+    const firstAt = nodes.map((n) => ((fleet.events.get(n)?.[0]?.at ?? NaN) - t0) / 1000).sort((a, b) => a - b);
+    const firstSyncBy = Object.fromEntries([0.1, 0.5, 0.9, 0.99].map((q) => [`p${q * 100}`, Math.round((firstAt[Math.ceil(q * firstAt.length) - 1] ?? NaN) * 10) / 10]));
+    const firstMetrics = await fetch(`${controller.health}/metrics`).then((r) => r.text());
+    const metricSum = (series: string): number =>
+      firstMetrics
+        .split('\n')
+        .filter((l) => l.startsWith(series))
+        .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const firstSyncRefused = metricSum('weft_controller_sync_streams_refused_total');
+    o.log(`first sync: agents synced by (s) ${JSON.stringify(firstSyncBy)}; sync streams refused ${firstSyncRefused}; token reviews ${metricSum('weft_controller_token_reviews_total')}`);
     const firstSyncAgentsCpuSeconds = await fleet.cpuSeconds();
     const snapshotBytes = median(nodes.map((n) => fleet.events.get(n)?.find((e) => e.type === 'snapshot')?.bytes ?? 0));
     const afterFirstSync = await procUse(controller.proc.pid as number);
@@ -456,6 +515,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
     for (const name of ['broad', 'narrow']) {
       await custom.deleteNamespacedCustomObject({ ...ref, name }).catch(() => undefined);
     }
+    const profileDir = process.env.WEFT_BENCH_PROFILE;
+    const stopProfile = profileDir && controller.inspector ? await startProfile(controller.inspector, join(profileDir, `controller-rounds-${process.pid}.cpuprofile`)) : undefined;
+    const roundsStart = { at: now(), agents: await fleet.cpuSeconds(), bench: process.cpuUsage() };
     const latencies = { broad: [] as number[], narrow: [] as number[] };
     const costs = { broad: [] as ChangeCost[], narrow: [] as ChangeCost[] };
     for (let round = 1; round <= o.rounds; round++) {
@@ -487,6 +549,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
     const podCost = { agentsWithMessage: podEvents.filter((es) => es.length > 0).length, bytesPerAgent: median(podEvents.map((es) => es.reduce((a, e) => a + e.bytes, 0))) };
     o.log(`one pod created: ${JSON.stringify(podCost)}`);
     const afterChanges = await procUse(controller.proc.pid as number);
+    const benchCpu = process.cpuUsage(roundsStart.bench);
+    const changesUse = {
+      wallSeconds: (now() - roundsStart.at) / 1000,
+      controllerCpuSeconds: afterChanges.cpuSeconds - afterFirstSync.cpuSeconds,
+      agentsCpuSeconds: (await fleet.cpuSeconds()) - roundsStart.agents,
+      benchCpuSeconds: (benchCpu.user + benchCpu.system) / 1e6,
+    };
+    o.log(`policy and pod changes: ${JSON.stringify(changesUse)}`);
+    await stopProfile?.();
 
     let storm: ScaleReport['storm'];
     let stormCounts: Record<string, number> | undefined;
@@ -563,6 +634,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
       setupSeconds,
       firstSyncSeconds,
       firstSyncAgentsCpuSeconds,
+      firstSyncBy,
+      firstSyncRefused,
       broad: { ...distribution(latencies.broad), rounds: o.rounds },
       narrow: { ...distribution(latencies.narrow), rounds: o.rounds },
       broadCost: mergeCosts(costs.broad),
@@ -570,6 +643,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleReport> {
       podCost,
       snapshotBytes,
       controller: { afterFirstSync, afterChanges, startSeconds: controllerStart },
+      changes: changesUse,
       apiServer: { setup: setupCounts, controllerStart: controllerStartCounts, ...(stormCounts ? { storm: stormCounts } : {}) },
       ...(storm ? { storm } : {}),
       ...(failover ? { failover } : {}),
