@@ -281,3 +281,40 @@ t.test('bodies larger than every flow-control window cross both ways, several ca
     t.equal(a.trailers['grpc-status'], '0');
   }
 });
+
+t.test('a failed connect is tried on another endpoint before anything was sent: no call fails', async (t) => {
+  const live = await backend(t, 'live');
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const dead = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  const route = grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }] }]);
+  const web = svc('web', [1]);
+  const store = new StateStore();
+  const one: Service = { ...svc('one', [live]), endpoints: [dead, live, dead].map((port) => ({ ip: '127.0.0.1', ports: { grpc: port }, ready: true })) };
+  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: one }, { kind: 'Route', value: route }] });
+  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
+  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
+  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, web, 7070, () => down.destroy()));
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
+  client.on('error', () => {});
+  t.teardown(() => {
+    client.destroy();
+    front.close();
+  });
+  const statuses: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const st = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Hello', 'content-type': 'application/grpc' });
+    st.on('error', () => {});
+    let pod = '';
+    st.on('response', (h) => (pod = String(h['x-pod'] ?? h['grpc-status'] ?? '')));
+    st.resume();
+    st.end('x');
+    await new Promise((resolve) => st.once('close', resolve));
+    statuses.push(pod);
+  }
+  t.same([...new Set(statuses)], ['live'], `every call reached the live endpoint (${statuses.join(',')})`);
+});
