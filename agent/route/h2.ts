@@ -9,16 +9,16 @@
 // A stream's end is always an explicit step on both sides (trailers, or an empty END_STREAM), and
 // a failure on one side resets the other, so a truncated body never arrives as a complete one.
 // Not here yet: a rule's retry (a stream is not buffered for a second attempt; only a failed
-// connect is tried again, on another endpoint, before anything was sent), timeouts.backendRequest,
-// and the client span of tracing.
+// connect is tried again, on another endpoint, before anything was sent) and timeouts.backendRequest.
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { RouteBackend, RouteFilter } from '../../api/route.ts';
 import { grpcMessage } from '../l7/responses.ts';
-import { isGrpc } from '../l7/request-info.ts';
+import { isGrpc, joinValues } from '../l7/request-info.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
+import { workloadName } from '../proxy/report.ts';
 import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
@@ -110,12 +110,35 @@ export class H2Router {
     const labels = { source_workload: c.source.name, source_workload_namespace: c.source.namespace, destination_service: c.service.key, route: routeName, rule: ruleName };
     let backendLabel = '';
     let status = 0;
+    let grpcStatus: number | undefined;
+    // The client span (tracing on), as on HTTP/1.1 (proxy.ts): the destination's server span becomes its child.
+    const tracing = this.#d.upstream.p.tracing;
+    const span = tracing?.startClientSpan(
+      { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), protocol: 'h2', grpc, header: (name) => joinValues(headers[name]) },
+      {
+        attributes: {
+          'weft.direction': 'outbound',
+          'weft.source.workload': workloadName(c.source),
+          'weft.source.namespace': c.source.namespace,
+          'weft.source.pod': c.source.name,
+          'weft.source.principal': c.source.identity,
+          'weft.destination.service': c.service.key,
+          'weft.route': routeName,
+          'weft.route.rule': ruleName,
+        },
+        port: c.port,
+        samplingRatio: tracing.ratioFor(c.source),
+      },
+    );
     ds.once('close', () => {
       routeRequests.inc({ ...labels, backend: backendLabel, response_code: String(status || 502) });
       routeRequestDuration.observe({ destination_service: c.service.key, route: routeName, backend: backendLabel }, (performance.now() - started) / 1000);
+      span?.setAttributes({ 'weft.route.backend': backendLabel, 'weft.route.retries': 0 });
+      span?.end({ status: ds.rstCode === NGHTTP2_NO_ERROR ? status : 0, grpcStatus });
     });
     const local = (code: number, text: string) => {
       status = code;
+      if (grpc) grpcStatus = GRPC_CODE[code] ?? 2;
       answer(ds, code, text, grpc);
     };
     if (entries.length > 0 && !entry) return local(404, 'no route matched');
@@ -159,6 +182,7 @@ export class H2Router {
     }
     backendLabel = backendName(backend);
     if (!apply(backend.filters)) return;
+    if (span) Object.assign(out, span.headers);
     // Pseudo-headers are the request's (after a rewrite), never a header modifier's.
     out[':method'] = method;
     out[':path'] = upstreamPath + (query ? `?${query}` : '');
@@ -183,7 +207,11 @@ export class H2Router {
         return;
       }
       if (!up.session) return local(up.refused ? 403 : 503, up.reason);
-      this.#forward(ds, up.session, up.done, out, endStream, responseMods, (s) => (status = s));
+      // undefined: the status stays (trailers bring only the gRPC status).
+      this.#forward(ds, up.session, up.done, out, endStream, responseMods, (s, g) => {
+        if (s !== undefined) status = s;
+        if (g !== undefined) grpcStatus = g;
+      });
     });
   }
 
@@ -258,7 +286,7 @@ export class H2Router {
     return { session, reason: '' };
   }
 
-  #forward(ds: http2.ServerHttp2Stream, session: http2.ClientHttp2Session, done: () => void, headers: HeaderMap, endStream: boolean, responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[], setStatus: (s: number) => void): void {
+  #forward(ds: http2.ServerHttp2Stream, session: http2.ClientHttp2Session, done: () => void, headers: HeaderMap, endStream: boolean, responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[], setStatus: (s: number | undefined, grpcStatus?: number) => void): void {
     let us: http2.ClientHttp2Stream;
     try {
       us = session.request(headers, { endStream, waitForTrailers: !endStream });
@@ -304,7 +332,7 @@ export class H2Router {
       const respEnd = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
       const out = { ...h } as HeaderMap;
       for (const m of responseMods) modifyHeaders(out, m.modifier);
-      setStatus(h[':status'] ?? 0);
+      setStatus(h[':status'] ?? 0, grpcStatusOf(h['grpc-status']));
       if (respEnd) complete = true;
       if (ds.closed || ds.destroyed) return;
       try {
@@ -326,7 +354,11 @@ export class H2Router {
         if (!ds.closed && !ds.destroyed) ds.end();
       });
     });
-    us.on('trailers', (t: http2.IncomingHttpHeaders) => (responseTrailers = t));
+    us.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      responseTrailers = t;
+      const g = grpcStatusOf(t['grpc-status']);
+      if (g !== undefined) setStatus(undefined, g);
+    });
 
     us.once('close', () => {
       if (complete && us.rstCode === NGHTTP2_NO_ERROR) {
@@ -372,6 +404,11 @@ function answer(ds: http2.ServerHttp2Stream, status: number, text: string, grpc:
   }
   // The rest of an upload is not wanted: the client may stop sending.
   if (!ds.readableEnded) ds.close(NGHTTP2_NO_ERROR);
+}
+
+function grpcStatusOf(v: string | string[] | undefined): number | undefined {
+  const n = Number(joinValues(v));
+  return v === undefined || !Number.isInteger(n) ? undefined : n;
 }
 
 function backendName(b: RouteBackend): string {

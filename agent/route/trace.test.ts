@@ -4,6 +4,7 @@
 // HTTP server standing for the backend, the OpenTelemetry SDK with an in-memory exporter.
 import { once } from 'node:events';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
@@ -91,4 +92,56 @@ t.test('a routed request: a client span with the route, parent of what the backe
   const upstream = parseTraceparent(String(seen[0]?.traceparent ?? ''));
   t.equal(upstream?.traceId, PARENT, 'the upstream request stays in the trace');
   t.equal(upstream?.spanId, span?.spanContext().spanId, "and its parent is the agent's client span, not the app's");
+});
+
+t.test('a routed gRPC call on h2c: a client span named for the method, with the gRPC status, parent of what the backend receives', async (t) => {
+  const seen: http2.IncomingHttpHeaders[] = [];
+  const backend = http2.createServer();
+  backend.on('stream', (stream, headers) => {
+    seen.push(headers);
+    stream.on('error', () => {});
+    stream.resume();
+    stream.once('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '5' }));
+      stream.end();
+    });
+  });
+  backend.listen(0, '127.0.0.1');
+  await once(backend, 'listening');
+  t.teardown(() => backend.close());
+  const { service, store } = oneRouteState([(backend.address() as net.AddressInfo).port], 'web-route');
+  const source: Workload = { key: 'a/client-1', uid: 'u1', namespace: 'a', name: 'client-1', node: 'node-a', ips: ['10.0.0.9'], serviceAccount: 'client', identity: 'spiffe://cluster.local/ns/a/sa/client', meshed: true, labels: { app: 'client' }, namedPorts: {} };
+  const exporter = new InMemorySpanExporter();
+  const tracing = new RequestTracing({ ...DEFAULT_TRACING, endpoint: 'http://127.0.0.1:9', samplingRatio: 0, scheduledDelayMs: 10 }, { node: 'node-a', exporter });
+  t.teardown(() => tracing.shutdown());
+  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000, tracing };
+  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
+  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, service, 80, () => down.destroy()));
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
+  client.on('error', () => {});
+  t.teardown(() => {
+    client.destroy();
+    front.close();
+  });
+  const s = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Hello', ':authority': 'web.a', 'content-type': 'application/grpc', traceparent: `00-${PARENT}-${PARENT_SPAN}-01` });
+  let grpcStatus = '';
+  s.on('trailers', (tr: http2.IncomingHttpHeaders) => (grpcStatus = String(tr['grpc-status'] ?? '')));
+  s.on('error', () => {});
+  s.resume();
+  s.end('x');
+  await new Promise((resolve) => s.once('close', resolve));
+  t.equal(grpcStatus, '5', 'the call went through with its gRPC status');
+  await tracing.flush();
+  const spans = exporter.getFinishedSpans();
+  t.equal(spans.length, 1, 'one span for the call');
+  const span = spans[0];
+  t.equal(span?.kind, SpanKind.CLIENT);
+  t.equal(span?.name, 'pkg.Echo/Hello', 'named for the gRPC method');
+  t.equal(span?.spanContext().traceId, PARENT);
+  t.match(span?.attributes, { 'weft.route': 'HTTPRoute/a/web-route', 'rpc.grpc.status_code': 5 });
+  const upstream = parseTraceparent(String(seen[0]?.traceparent ?? ''));
+  t.equal(upstream?.spanId, span?.spanContext().spanId, "the upstream call's parent is the agent's client span");
 });
