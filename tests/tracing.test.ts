@@ -332,6 +332,29 @@ async function explainFailures(t: Test): Promise<void> {
   }
   t.comment(`pods:\n${(await pg.kubectl(['get', 'pods', '-A', '-o', 'wide'])).stdout}`);
   t.comment(`chain-a's log (tail):\n${(await pg.podLog(NS, 'chain-a')).slice(-2000)}`);
+  // An app that exited is restarted by the kubelet on real nodes: its last words are in the
+  // previous container's log.
+  for (const name of ['chain-a', 'chain-b', 'client']) {
+    const st = await pg.kubectl(['-n', NS, 'get', 'pod', name, '-o', 'jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState}']);
+    if (!st.stdout.trim() || st.stdout.startsWith('0 ')) continue;
+    t.comment(`${name} restarted: ${st.stdout}`);
+    t.comment(`${name}'s previous log (tail):\n${(await pg.kubectl(['-n', NS, 'logs', '--previous', name])).stdout.slice(-3000)}`);
+  }
+}
+
+/**
+ * Each agent's event-loop delay since its metrics were last scraped (prom-client resets the
+ * histogram at each scrape), max/p99 in ms: whether a phase stalled the agent. Reported only; the
+ * once-a-second collections of retainedDuring are in it.
+ */
+async function loopDelay(): Promise<string> {
+  const out: string[] = [];
+  for (const n of ['node-1', 'node-2']) {
+    const text = await agentMetrics(n);
+    const ms = (name: string) => (counter(text, `weft_agent_nodejs_eventloop_lag_${name}_seconds`) * 1000).toFixed(0);
+    out.push(`${n} ${ms('max')}/${ms('p99')}`);
+  }
+  return out.join(', ');
 }
 
 /** Sets the chain namespace's sampling annotation and waits until A's agent samples accordingly. */
@@ -409,9 +432,11 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
   const SKIP_MS = 4000;
   await sampleChain(t, '0');
   const countedBefore = await spansCounted();
+  await loopDelay();
   let running = load(LOAD_S);
   const baseMem = await retainedDuring(running, SKIP_MS);
   const base = await running;
+  const baseDelay = await loopDelay();
   t.equal(base.failed, 0, `baseline (no request traced): no failed request (${base.firstError})`);
   t.equal((await spansCounted()) - countedBefore, 0, 'baseline: no span recorded, exported or dropped');
 
@@ -427,10 +452,12 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
   t.teardown(() => {
     for (const pid of pids) process.kill(pid, 'SIGCONT');
   });
+  await loopDelay();
   running = load(LOAD_S);
   const stoppedMem = await retainedDuring(running, SKIP_MS);
   const r = await running;
-  t.equal(r.failed, 0, `no failed request while the collector was stopped (${r.firstError})`);
+  const stoppedDelay = await loopDelay();
+  t.equal(r.failed, 0, `no failed request while the collector was stopped (${r.firstError}; event-loop delay max/p99 ms ${stoppedDelay})`);
   if (r.failed > 0) await explainFailures(t);
   t.ok(r.ok > 100, `${r.ok} requests (baseline ${base.ok})`);
   // Spans of the last seconds sit in the queue until their export times out (2 s here).
@@ -456,5 +483,5 @@ t.test('collector stopped under load: no failed request, dropped spans counted, 
     const above = `${(runtime + loadMiB).toFixed(1)} MiB above tracing off (${runtime.toFixed(1)} retained at run time, same process, same load; ${loadMiB.toFixed(1)} to load OpenTelemetry)`;
     t.ok(runtime + loadMiB < 10, `${n}: agent RSS with the collector stopped ${above}: within the bar's 10 MB`);
   }
-  t.comment(`FIGURES: ${LOAD_S} s at ${(base.ok / LOAD_S).toFixed(0)} req/s untraced, then ${(r.ok / LOAD_S).toFixed(0)} req/s traced with the collector stopped: median agent RSS after a full collection and trim ${figures.join('; ')}; loading OpenTelemetry ${loadMiB.toFixed(1)} MiB (${otel.runs.map((x) => x.toFixed(1)).join(', ')}; ${otel.env.join(' ')}); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  t.comment(`FIGURES: ${LOAD_S} s at ${(base.ok / LOAD_S).toFixed(0)} req/s untraced, then ${(r.ok / LOAD_S).toFixed(0)} req/s traced with the collector stopped: median agent RSS after a full collection and trim ${figures.join('; ')}; loading OpenTelemetry ${loadMiB.toFixed(1)} MiB (${otel.runs.map((x) => x.toFixed(1)).join(', ')}; ${otel.env.join(' ')}); agents' event-loop delay max/p99 ms untraced ${baseDelay}, collector stopped ${stoppedDelay}; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 });
