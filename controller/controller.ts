@@ -5,7 +5,6 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
-import { reuseConnections } from './kube/reuse-connections.ts';
 import { spiffeId } from '../api/agent-sync.ts';
 import { MeshCa } from './ca/ca.ts';
 import { createRoot, loadRoot } from './ca/root.ts';
@@ -221,7 +220,7 @@ export function loadKubeConfig(path: string | undefined): KubeConfig {
   if (path) kc.loadFromFile(path);
   else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
   else kc.loadFromDefault();
-  return reuseConnections(kc);
+  return kc;
 }
 
 async function loadCaRoot(cfg: ControllerConfig, log: Logger): Promise<CaRoot> {

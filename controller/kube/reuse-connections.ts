@@ -8,6 +8,7 @@
 // Here the dispatcher is kept for as long as what it was built from (cluster, CA, client
 // certificate and key, which the library re-reads per request, so rotation still takes effect) is
 // the same; a replaced one is closed once its requests (watches included) have ended.
+// Not switched on in loadKubeConfig yet: controller/README.md says why (the flood test's control).
 import { createHash } from 'node:crypto';
 import type { AgentOptions } from 'node:https';
 import type { Cluster, KubeConfig } from '@kubernetes/client-node';
