@@ -15,7 +15,10 @@ t.test('waits while the successor is not ready, stops waiting once it is, and ne
   const path = join(dir, 'agent.sock');
   const old = await AgentSocket.open(path, status(1));
   t.teardown(() => old.close());
-  t.same(await successorServing({ agentSocket: old }, 5000), { ms: 0 }, 'no successor (a plain stop): no wait');
+  // One look at the socket path, no poll: a poll step is 100 ms (a loaded machine makes the look
+  // itself take a few).
+  const plain = await successorServing({ agentSocket: old }, 5000);
+  t.ok(plain.successor === undefined && plain.ms < 100, `no successor (a plain stop): no wait (${JSON.stringify(plain)})`);
 
   let notReady: string | undefined = 'no certificate yet';
   const successor = await AgentSocket.open(path, () => status(2, notReady)());
