@@ -18,13 +18,12 @@ function traceHeaders(req: http.IncomingMessage): Record<string, string> {
   return out;
 }
 
-function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<{ status: number; body: string }> {
+function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers, agent, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
@@ -55,9 +54,20 @@ if (role === 'server') {
       for (const h of ['traceparent', 'tracestate', 'baggage']) if (received[h] !== undefined) out[h] = received[h];
       get(`${next}${req.url ?? '/'}`, out, agent).then(
         (r) => {
+          let next: unknown = r.body.toString();
+          try {
+            if (r.status === 200) next = JSON.parse(r.body.toString()) as unknown;
+          } catch {
+            // A 200 whose body is not the next hop's JSON was altered on the way: answered as a
+            // failure with the bytes that came (a real-node run saw binary here, which crashed
+            // this app and failed every request until the kubelet restarted it).
+            res.statusCode = 502;
+            res.end(`corrupt answer from the next hop (200, ${r.body.length} bytes): ${r.body.subarray(0, 96).toString('hex')}`);
+            return;
+          }
           res.statusCode = r.status;
           res.setHeader('content-type', 'application/json');
-          res.end(JSON.stringify({ received, next: r.status === 200 ? (JSON.parse(r.body) as unknown) : r.body }));
+          res.end(JSON.stringify({ received, next }));
         },
         (err: Error) => {
           res.statusCode = 502;
@@ -82,7 +92,7 @@ if (role === 'server') {
         if (r.status === 200) ok += 1;
         else {
           failed += 1;
-          firstError ||= `status ${r.status}: ${r.body.slice(0, 200)}`;
+          firstError ||= `status ${r.status}: ${r.body.toString().slice(0, 200)}`;
         }
       } catch (err) {
         failed += 1;
