@@ -141,8 +141,10 @@ export const RESOURCE_KINDS: readonly ResourceKind[] = ['Workload', 'Service', '
  * What this agent understands beyond the first protocol, announced in its hello. `digests`: it can
  * say what it holds by content (hello.digests) and apply a resume delta (delta.resume). `gzip`: it
  * takes a message compressed (GzipLine), which the controller sends for large messages only.
+ * `grpcroutes`: it applies GRPCRoutes to gRPC requests only; an agent with `routes` alone gets
+ * HTTPRoutes only, since it would match its HTTP/1.1 requests against a GRPCRoute's rules.
  */
-export const AGENT_FEATURES = ['routes', 'digests', 'gzip'] as const;
+export const AGENT_FEATURES = ['routes', 'digests', 'gzip', 'grpcroutes'] as const;
 export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 export type SyncMessage =

@@ -1,5 +1,6 @@
 // Routes reach only agents that said they understand them: an agent from before routing would
-// refuse a whole sync message for the unknown Route kind and stop taking updates. Real server,
+// refuse a whole sync message for the unknown Route kind and stop taking updates, and one from
+// before GRPCRoute would apply a GRPCRoute to HTTP/1.1 requests as if it were an HTTPRoute. Real server,
 // real TLS and HTTP/2, the test agent speaking the protocol line by line.
 import t from 'tap';
 import type { Resource, SyncMessage } from '../../api/agent-sync.ts';
@@ -40,36 +41,43 @@ t.teardown(async () => {
   store.close();
 });
 
-const route = (name: string): Resource => ({
+const route = (name: string, kind: 'HTTPRoute' | 'GRPCRoute' = 'HTTPRoute'): Resource => ({
   kind: 'Route',
-  value: { key: `HTTPRoute/a/${name}`, kind: 'HTTPRoute', namespace: 'a', name, generation: 1, created: '2026-01-01T00:00:00Z', parents: [{ service: 'a/web' }], rules: [] } satisfies CompiledRoute,
+  value: { key: `${kind}/a/${name}`, kind, namespace: 'a', name, generation: 1, created: '2026-01-01T00:00:00Z', parents: [{ service: 'a/web' }], rules: [] } satisfies CompiledRoute,
 });
 const service: Resource = { kind: 'Service', value: { key: 'a/web', namespace: 'a', name: 'web', clusterIPs: ['10.96.0.1'], ports: [], endpoints: [] } };
 store.upsert(service);
 store.upsert(route('one'));
+store.upsert(route('g-one', 'GRPCRoute'));
 store.flush();
 
 const keys = (m: SyncMessage) => (m.type === 'snapshot' ? m.resources : m.upserts).map((r) => `${r.kind}/${r.value.key}`).sort();
 
-for (const [who, features, expectRoutes] of [
-  ['an agent that lists the routes feature', ['routes'], true],
-  ['an agent from before routing', undefined, false],
+const only = (names: string[], http: boolean, grpc: boolean) => names.filter((n) => (n.startsWith('Route/GRPCRoute/') ? grpc : n.startsWith('Route/') ? http : true));
+
+for (const [who, features, http, grpc] of [
+  ['an agent that lists routes and grpcroutes', ['routes', 'grpcroutes'], true, true],
+  ['an agent from before GRPCRoute', ['routes'], true, false],
+  ['an agent from before routing', undefined, false, false],
 ] as const) {
-  t.test(`${who} ${expectRoutes ? 'gets' : 'never gets'} Route resources`, async (t) => {
+  t.test(`${who} gets ${http ? (grpc ? 'every Route' : 'HTTPRoutes only') : 'no Route'}`, async (t) => {
     const a = await TestAgent.connect({ url: `https://127.0.0.1:${port}`, ca: root.certificatePem, servername: 'weft-controller', token: 't' });
     t.teardown(() => a.close());
     const s = a.sync({ type: 'hello', node: 'node-1', agentVersion: 'test', ...(features ? { features: [...features] } : {}) });
     const snap = await s.next();
-    t.same(keys(snap), expectRoutes ? ['Route/HTTPRoute/a/one', 'Service/a/web'] : ['Service/a/web'], 'snapshot');
+    t.same(keys(snap), only(['Route/GRPCRoute/a/g-one', 'Route/HTTPRoute/a/one', 'Service/a/web'], http, grpc), 'snapshot');
     s.send({ type: 'ack', epoch: snap.epoch, revision: snap.revision });
     store.upsert(route('two'));
+    store.upsert(route('g-two', 'GRPCRoute'));
     store.upsert({ ...service, value: { ...service.value, clusterIPs: ['10.96.0.2'] } });
     const delta = await s.next();
-    t.same(keys(delta), expectRoutes ? ['Route/HTTPRoute/a/two', 'Service/a/web'] : ['Service/a/web'], 'delta');
+    t.same(keys(delta), only(['Route/GRPCRoute/a/g-two', 'Route/HTTPRoute/a/two', 'Service/a/web'], http, grpc), 'delta');
     store.remove({ kind: 'Route', key: 'HTTPRoute/a/two' });
+    store.remove({ kind: 'Route', key: 'GRPCRoute/a/g-two' });
     store.upsert({ ...service, value: { ...service.value, clusterIPs: ['10.96.0.1'] } });
     const removal = await s.next();
-    t.same(removal.type === 'delta' && removal.removes.map((r) => r.kind), expectRoutes ? ['Route'] : [], 'removal');
+    const removed = removal.type === 'delta' ? removal.removes.map((r) => `${r.kind}/${r.key}`).sort() : [];
+    t.same(removed, only(['Route/GRPCRoute/a/g-two', 'Route/HTTPRoute/a/two'], http, grpc), 'removal');
     s.close();
   });
 }

@@ -15,7 +15,7 @@
 import type { ServerHttp2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
 import { ProtocolError, SYNC_CONTENT_TYPE, SYNC_ERROR_TRAILERS, parseAgentMessage } from '../../api/agent-sync.ts';
-import type { AgentApiErrorCode, AgentMessage, SyncMessage } from '../../api/agent-sync.ts';
+import type { AgentApiErrorCode, AgentMessage, Resource, SyncMessage } from '../../api/agent-sync.ts';
 import type { HelloDigests } from '../../api/agent-sync-digest.ts';
 import type { Logger } from '../../api/log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
@@ -64,6 +64,7 @@ export class SyncSession {
   #connection: AgentConnection | undefined;
   /** The agent's hello listed `routes`: it understands the Route kind (older agents refuse it). */
   #routes = false;
+  #grpcRoutes = false;
   /** The agent's hello listed `gzip`: large messages go compressed. */
   #gzip = false;
   // What the agent said it holds, by content; good for the first push only (after it, the agent
@@ -163,6 +164,7 @@ export class SyncSession {
     stream.on('wantTrailers', () => stream.sendTrailers(this.#trailers));
     this.#phase = 'streaming';
     this.#routes = msg.features?.includes('routes') ?? false;
+    this.#grpcRoutes = this.#routes && (msg.features?.includes('grpcroutes') ?? false);
     this.#gzip = msg.features?.includes('gzip') ?? false;
     this.#connection = registry.connect(this.node, { agentVersion: msg.agentVersion, peer: this.#o.peer });
     if (msg.epoch === store.epoch && msg.revision !== undefined) {
@@ -237,7 +239,7 @@ export class SyncSession {
     this.#o.metrics?.pushes.inc({ type: msg.type === 'delta' && msg.resume ? 'resume' : msg.type });
     this.#log.debug('pushed', { type: msg.type, revision: msg.revision, ...(msg.type === 'delta' ? { base: msg.base } : {}) });
     let flowing = true;
-    for (const chunk of store.encode(this.#routes ? msg : withoutRoutes(msg), this.#gzip)) flowing = stream.write(chunk);
+    for (const chunk of store.encode(this.#grpcRoutes ? msg : withoutRoutes(msg, this.#routes), this.#gzip)) flowing = stream.write(chunk);
     if (!flowing) {
       this.#blocked = true;
       stream.once('drain', () => {
@@ -293,11 +295,15 @@ function headerSafe(s: string): string {
  * message for a kind it does not know and stop taking updates. The same object when there are none
  * (its encoding is cached).
  */
-function withoutRoutes(msg: SyncMessage): SyncMessage {
+/** The message without the routes an agent cannot take: every route, or (keepHttp) GRPCRoutes only. */
+function withoutRoutes(msg: SyncMessage, keepHttp: boolean): SyncMessage {
+  // Route keys start with the route's kind (controller/route/controller.ts).
+  const drop = (r: { kind: string; key: string }) => r.kind === 'Route' && (!keepHttp || r.key.startsWith('GRPCRoute/'));
+  const dropResource = (r: Resource) => drop({ kind: r.kind, key: r.value.key });
   if (msg.type === 'snapshot') {
-    if (!msg.resources.some((r) => r.kind === 'Route')) return msg;
-    return { ...msg, resources: msg.resources.filter((r) => r.kind !== 'Route') };
+    if (!msg.resources.some(dropResource)) return msg;
+    return { ...msg, resources: msg.resources.filter((r) => !dropResource(r)) };
   }
-  if (!msg.upserts.some((r) => r.kind === 'Route') && !msg.removes.some((r) => r.kind === 'Route')) return msg;
-  return { ...msg, upserts: msg.upserts.filter((r) => r.kind !== 'Route'), removes: msg.removes.filter((r) => r.kind !== 'Route') };
+  if (!msg.upserts.some(dropResource) && !msg.removes.some(drop)) return msg;
+  return { ...msg, upserts: msg.upserts.filter((r) => !dropResource(r)), removes: msg.removes.filter((r) => !drop(r)) };
 }
