@@ -32,6 +32,7 @@ import { CertificateManager } from './identity/manager.ts';
 import { inClusterServer } from './kube/access.ts';
 import { DaemonSetWatch } from './kube/daemonset-watch.ts';
 import { log } from './log.ts';
+import { stopOnSignals } from './signals.ts';
 import { releaseMemory, startHeapTrimmer } from './native/trim.ts';
 import { tuneV8 } from './native/v8-flags.ts';
 import { certExpired, certExpiry, enrolledPods, registry, syncConnected, syncRevision } from './metrics.ts';
@@ -217,11 +218,6 @@ if (!isMainThread && parentPort && isDataPlaneWorkerData(workerData)) {
     const outcome = await uninstall(cfg);
     if (outcome.errors.length > 0) process.exitCode = 1;
   } else {
-    const stop = await runAgent(cfg);
-    const shutdown = (sig: string) => {
-      void stop(sig).then(() => process.exit(0));
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    stopOnSignals(runAgent(cfg), { onStartFailed: (e) => log('error', 'agent failed to start', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }) });
   }
 }
