@@ -8,7 +8,7 @@ import { L7Connection } from './connection.ts';
 import { serveHttp1 } from './http1.ts';
 import { serveHttp2 } from './http2.ts';
 import { sniffProtocol } from './sniff.ts';
-import { buffersOnlyWritev } from './writev-guard.ts';
+import { noVectoredWrites } from './writev-guard.ts';
 import type { L7Options, L7Session } from './types.ts';
 
 /**
@@ -17,7 +17,7 @@ import type { L7Options, L7Session } from './types.ts';
  */
 export function serveHttp(client: Duplex, options: L7Options): L7Session {
   // A tunnel stream (an Http2Stream) needs the writev workaround; sockets do not.
-  if (!(client instanceof net.Socket)) buffersOnlyWritev(client);
+  if (!(client instanceof net.Socket)) noVectoredWrites(client);
   const conn = new L7Connection(client, options);
   void sniffProtocol(client, conn.limits.headersTimeoutMs).then((protocol) => {
     if (conn.ended) return;

@@ -1,29 +1,18 @@
-// A workaround for a Node bug (seen on 20.20 and 24.21): a vectored write that mixes strings and
-// Buffers into an Http2Stream can send freed memory. Http2Stream._writev hands the chunks to the
-// native writev, which copies string chunks into a temporary store that is released while the
-// HTTP/2 session still references it for the DATA frame; the bytes that reach the peer are
-// whatever the allocator put there (the first 16 bytes of the chunk come out as heap pointers).
-// Node's HTTP/1 server writes exactly that shape (the header block as a latin1 string, then the
-// body as a Buffer, corked), so HTTP/1.1 served over an HBONE tunnel stream has its status lines
-// corrupted. Buffer chunks are retained by the write request and are safe, so strings are turned
-// into Buffers before the native call. Single (non-vectored) string writes take another path and
-// are not affected.
+// A workaround for a Node bug (seen on 20.20 and 24.21): a vectored write into an Http2Stream can
+// send freed memory. Node's HTTP/1 machinery corks the header block (a latin1 string) with the
+// body (a Buffer), so HTTP/1.1 served over, or sent into, an HBONE tunnel stream goes through
+// Http2Stream._writev, and the bytes that reach the peer can be whatever the allocator put there:
+// the first 16 bytes of a chunk come out as two heap pointers (a freed malloc chunk's list links).
+// With string chunks it happened on every response; turning the strings into Buffers first (this
+// guard's first form) left it to garbage collection — with the chart's small young generation, a
+// response in a few hundred under load, and then under a stopped trace collector's GC pressure
+// on real nodes. Single writes are not affected, so vectored writes are switched off for such a
+// stream: Writable then hands each chunk to _write. writev-gc.test.ts reproduces both.
 
 import type { Duplex } from 'node:stream';
 
-type WritevChunk = { chunk: unknown; encoding: string };
-
-export function buffersOnlyWritev(stream: Duplex): void {
+export function noVectoredWrites(stream: Duplex): void {
   if (typeof stream._writev !== 'function') return;
-  const writev = stream._writev.bind(stream);
-  stream._writev = (chunks: WritevChunk[], callback: (error?: Error | null) => void): void => {
-    let converted: WritevChunk[] | undefined;
-    for (let i = 0; i < chunks.length; i++) {
-      const { chunk, encoding } = chunks[i] as WritevChunk;
-      if (typeof chunk !== 'string') continue;
-      converted ??= chunks.slice();
-      converted[i] = { chunk: Buffer.from(chunk, encoding as BufferEncoding), encoding: 'buffer' };
-    }
-    writev((converted ?? chunks) as { chunk: unknown; encoding: BufferEncoding }[], callback);
-  };
+  // Writable looks the method up at each flush: without it, buffered chunks go one by one.
+  (stream as { _writev: Duplex['_writev'] | null })._writev = null;
 }

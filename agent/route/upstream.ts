@@ -6,7 +6,7 @@
 import { duplexPair, type Duplex } from 'node:stream';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import { connectTarget } from '../hbone/target.ts';
-import { buffersOnlyWritev } from '../l7/writev-guard.ts';
+import { noVectoredWrites } from '../l7/writev-guard.ts';
 import type { Address } from '../native/sockopt.ts';
 import { admit } from '../proxy/admit.ts';
 import type { ProxyInputs } from '../proxy/inputs.ts';
@@ -25,8 +25,8 @@ export async function openUpstream(d: UpstreamDeps, source: Workload, target: Ad
   try {
     if (destination?.meshed && destination.node !== p.node) {
       const stream = await d.openTunnel(source, destination, target);
-      // node:http corks the header block (a string) with the body (a Buffer): see writev-guard.ts.
-      buffersOnlyWritev(stream);
+      // node:http corks the header block with the body: see writev-guard.ts.
+      noVectoredWrites(stream);
       return { ok: true, stream };
     }
     if (destination?.meshed) {
