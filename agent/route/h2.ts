@@ -18,8 +18,8 @@ import { grpcMessage } from '../l7/responses.ts';
 import { isGrpc, joinValues } from '../l7/request-info.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
-import { workloadName } from '../proxy/report.ts';
 import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
+import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
 import { type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
@@ -116,16 +116,7 @@ export class H2Router {
     const span = tracing?.startClientSpan(
       { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), protocol: 'h2', grpc, header: (name) => joinValues(headers[name]) },
       {
-        attributes: {
-          'weft.direction': 'outbound',
-          'weft.source.workload': workloadName(c.source),
-          'weft.source.namespace': c.source.namespace,
-          'weft.source.pod': c.source.name,
-          'weft.source.principal': c.source.identity,
-          'weft.destination.service': c.service.key,
-          'weft.route': routeName,
-          'weft.route.rule': ruleName,
-        },
+        attributes: routedSpanAttributes(c.source, c.service, routeName, ruleName),
         port: c.port,
         samplingRatio: tracing.ratioFor(c.source),
       },

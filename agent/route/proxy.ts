@@ -13,8 +13,8 @@ import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { RouteBackend, RouteFilter, RouteRule } from '../../api/route.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
-import { workloadName } from '../proxy/report.ts';
 import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
+import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
 import { Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
@@ -109,16 +109,7 @@ export class RouteProxy {
     const span = this.#d.p.tracing?.startClientSpan(
       { method: view.method, path, host: String(req.headers.host ?? ''), protocol: 'http/1.1', grpc: false, header: (name) => headerValue(req.headers[name]) },
       {
-        attributes: {
-          'weft.direction': 'outbound',
-          'weft.source.workload': workloadName(c.source),
-          'weft.source.namespace': c.source.namespace,
-          'weft.source.pod': c.source.name,
-          'weft.source.principal': c.source.identity,
-          'weft.destination.service': c.service.key,
-          'weft.route': routeName,
-          'weft.route.rule': ruleName,
-        },
+        attributes: routedSpanAttributes(c.source, c.service, routeName, ruleName),
         port: c.port,
         samplingRatio: this.#d.p.tracing.ratioFor(c.source),
       },
