@@ -15,8 +15,8 @@ import { parseWeftCniSettings } from '../api/cni.ts';
 import { isChained } from './cni/conflist.ts';
 import { installCniPlugin, uninstallCniPlugin, watchChain, type ChainState } from './cni/install.ts';
 import { UNINSTALLED_STUB } from './cni/uninstalled-stub.ts';
-import type { AgentConfig } from './config.ts';
-import { UNINSTALL_ACCEPT_MS, drainAndStop, type StoppingAgent } from './drain.ts';
+import { UNINSTALL_ACCEPT_MS, drainAndStop } from './drain.ts';
+import { stopConfig, stoppingAgent } from './testing/stopping-agent.ts';
 
 const PRIMARY = '{\n  "cniVersion": "1.0.0",\n  "name": "pods",\n  "plugins": [{ "type": "ptp", "ipam": { "type": "host-local", "subnet": "10.244.1.0/24" } }]\n}\n';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,23 +70,11 @@ t.test('a process that hands the node over stops keeping the chain at once, even
   // The successor is draining (being deleted itself): the stopping process waits for it to go.
   let successorGone = false;
   const successor = { pid: 4242, version: 'test', startedAt: '', draining: true, notReady: 'draining' };
-  const cfg = { stateDir: n.stateDir, drainMs: 2000, cni: { binDir: n.binDir, confDir: n.confDir, kubernetes: null } } as unknown as AgentConfig;
-  const closed = { close: () => undefined, closeAllConnections: () => undefined };
-  const agent = {
-    cfg,
-    readiness: { draining: false },
-    redirector: { handOver: () => undefined, remove: async () => undefined },
-    serviceCapture: { stop: () => undefined },
+  const cfg = stopConfig({ stateDir: n.stateDir, drainMs: 2000, binDir: n.binDir, confDir: n.confDir });
+  const agent = stoppingAgent(cfg, {
     agentSocket: { successor: async () => (successorGone ? undefined : successor), close: async () => undefined },
-    ownDaemonSet: undefined,
     cni: { watcher, close: () => watcher.close() },
-    dataPlane: { openConnections: async () => [], drain: async () => undefined, close: async () => undefined },
-    endpoints: { metrics: closed, admin: closed, health: closed },
-    sync: { stop: () => undefined },
-    certificates: { close: () => undefined },
-    checkpointed: async () => undefined,
-    timers: [],
-  } as unknown as StoppingAgent;
+  });
   const stopped = drainAndStop(agent, 'SIGTERM');
   // Meanwhile the successor takes the entry out (its own uninstall, or the primary CNI rewrote the
   // file: either way not this process's business any more).
@@ -102,23 +90,12 @@ t.test('an agent that took Weft off its node still accepts for a while: the othe
   const n = await node(t);
   let drainCalled = 0;
   let uninstalled = 0;
-  const cfg = { stateDir: n.stateDir, drainMs: 600, cni: { binDir: n.binDir, confDir: n.confDir, kubernetes: null } } as unknown as AgentConfig;
-  const closed = { close: () => undefined, closeAllConnections: () => undefined };
-  const agent = {
-    cfg,
-    readiness: { draining: false },
+  const cfg = stopConfig({ stateDir: n.stateDir, drainMs: 600, binDir: n.binDir, confDir: n.confDir });
+  const agent = stoppingAgent(cfg, {
     redirector: { handOver: () => undefined, remove: async () => void (uninstalled = performance.now()) },
-    serviceCapture: { stop: () => undefined },
-    agentSocket: { successor: async () => undefined, close: async () => undefined },
     ownDaemonSet: { confirm: async () => undefined, snapshot: () => ({ namespace: 'weft-system', name: 'weft-agent', state: 'deleting' }), close: async () => undefined },
-    cni: { watcher: { close: async () => undefined }, close: async () => undefined },
     dataPlane: { openConnections: async () => [], drain: async () => void (drainCalled = performance.now()), close: async () => undefined },
-    endpoints: { metrics: closed, admin: closed, health: closed },
-    sync: { stop: () => undefined },
-    certificates: { close: () => undefined },
-    checkpointed: async () => undefined,
-    timers: [],
-  } as unknown as StoppingAgent;
+  });
   await drainAndStop(agent, 'SIGTERM');
   t.ok(uninstalled > 0, 'the table was taken down');
   t.ok(drainCalled - uninstalled >= 550, `the listeners stopped accepting only ${Math.round(drainCalled - uninstalled)} ms after (min(drainMs, ${UNINSTALL_ACCEPT_MS}) = 600 ms)`);

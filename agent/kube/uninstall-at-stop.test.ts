@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { UNINSTALLED_STUB } from '../cni/uninstalled-stub.ts';
-import type { AgentConfig } from '../config.ts';
-import { drainAndStop, type StoppingAgent } from '../drain.ts';
+import { drainAndStop } from '../drain.ts';
+import { stopConfig, stoppingAgent } from '../testing/stopping-agent.ts';
 import { DaemonSetWatch } from './daemonset-watch.ts';
 
 const NS = 'weft-system';
@@ -70,23 +70,10 @@ async function stopAgent(t: Test, url: string): Promise<{ conflist: string; bina
   for (let i = 0; i < 100 && !watch.snapshot().watching; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(watch.state(), 'present', 'before the stop the watch has the DaemonSet present');
 
-  const cfg = { stateDir, drainMs: 1000, cni: { binDir, confDir, kubernetes: null } } as unknown as AgentConfig;
-  const closed = { close: () => undefined, closeAllConnections: () => undefined };
-  const agent = {
-    cfg,
-    readiness: { draining: false },
-    redirector: { handOver: () => undefined, remove: async () => undefined },
-    serviceCapture: { stop: () => undefined },
-    agentSocket: { successor: async () => undefined, close: async () => undefined },
+  const cfg = stopConfig({ stateDir, drainMs: 1000, binDir, confDir });
+  const agent = stoppingAgent(cfg, {
     ownDaemonSet: watch,
-    cni: { watcher: { close: async () => undefined }, close: async () => undefined },
-    dataPlane: { openConnections: async () => [], drain: async () => undefined, close: async () => undefined },
-    endpoints: { metrics: closed, admin: closed, health: closed },
-    sync: { stop: () => undefined },
-    certificates: { close: () => undefined },
-    checkpointed: async () => undefined,
-    timers: [],
-  } as unknown as StoppingAgent;
+  });
   await drainAndStop(agent, 'SIGTERM');
   return { conflist: await readFile(join(confDir, '10-test.conflist'), 'utf8'), binary: await readFile(join(binDir, 'weft-cni'), 'utf8'), logs };
 }
