@@ -4,7 +4,7 @@
 // "programmed" without a commit, and a changed selector selects anew.
 import t from 'tap';
 import { KubeConfig } from '@kubernetes/client-node';
-import type { Resource, Workload } from '../../api/agent-sync.ts';
+import type { Resource } from '../../api/agent-sync.ts';
 import type { AccessPolicy } from '../../api/policy/types.gen.ts';
 import { createLogger } from '../../api/log.ts';
 import { access } from '../../agent/policy/test-fixtures.ts';
@@ -13,23 +13,7 @@ import { RevisionedStore } from '../state/store.ts';
 import type { LeaderElector } from '../kube/leader.ts';
 import type { PolicyReconciler, PolicySources, PolicyVerdict } from './reconciler.ts';
 import { PolicyStatusWriter } from './status-writer.ts';
-
-function pod(name: string, node: string, app: string): Resource {
-  const value: Workload = {
-    key: `shop/${name}`,
-    uid: `uid-${name}`,
-    namespace: 'shop',
-    name,
-    node,
-    ips: ['10.0.0.1'],
-    serviceAccount: 'cart',
-    identity: 'spiffe://cluster.local/ns/shop/sa/cart',
-    meshed: true,
-    labels: { app },
-    namedPorts: {},
-  };
-  return { kind: 'Workload', value };
-}
+import { testWorkload } from '../server/test-server.ts';
 
 const policy = (app: string): Resource => ({ kind: 'AccessPolicy', value: access('shop/p', 'ALLOW', [], { selector: { matchLabels: { app }, matchExpressions: [] } }) });
 
@@ -59,8 +43,8 @@ t.test('the kept selection follows the store', async (t) => {
   });
   const obj: AccessPolicy = { apiVersion: 'weft.dev/v1alpha1', kind: 'AccessPolicy', metadata: { namespace: 'shop', name: 'p', uid: 'u', generation: 1 }, spec: {} };
 
-  store.upsert(pod('a-1', 'node-1', 'a'));
-  store.upsert(pod('b-1', 'node-2', 'b'));
+  store.upsert(testWorkload('a-1', 'node-1', 'a'));
+  store.upsert(testWorkload('b-1', 'node-2', 'b'));
   store.upsert(policy('a'));
   store.flush();
   let s = writer.desired('AccessPolicy', obj);
@@ -68,7 +52,7 @@ t.test('the kept selection follows the store', async (t) => {
   t.equal(s.programmedNodes, '0/1', 'nowhere programmed yet');
   t.equal(writer.desired('AccessPolicy', obj).selectedWorkloads, 1, 'the same when asked again');
 
-  store.upsert(pod('a-2', 'node-2', 'a'));
+  store.upsert(testWorkload('a-2', 'node-2', 'a'));
   store.flush();
   s = writer.desired('AccessPolicy', obj);
   t.equal(s.selectedWorkloads, 2, 'a new selected pod counts after the commit');

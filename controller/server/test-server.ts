@@ -69,7 +69,7 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
   const registry = new AgentRegistry();
   const metrics = createControllerMetrics({ connectedAgents: () => registry.connectedCount() });
   const pods: V1Pod[] = nodes.map((node) => ({ metadata: { namespace: 'shop', name: `cart-${node}` }, spec: { nodeName: node, serviceAccountName: 'cart', containers: [] }, status: { phase: 'Running' } }));
-  for (const node of nodes) store.upsert(workload(`cart-${node}`, node));
+  for (const node of nodes) store.upsert(testWorkload(`cart-${node}`, node));
   store.flush();
   const log = createLogger({}, { level: process.env.WEFT_TEST_LOG === '1' ? 'debug' : 'error' });
   const server = createAgentServer({
@@ -113,7 +113,8 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
   };
 }
 
-function workload(name: string, node: string): Resource {
+/** A meshed workload in namespace shop on `node`, labelled app=`app` (its name by default). */
+export function testWorkload(name: string, node: string, app = name): Resource {
   const value: Workload = {
     key: `shop/${name}`,
     uid: `uid-${name}`,
@@ -124,7 +125,7 @@ function workload(name: string, node: string): Resource {
     serviceAccount: 'cart',
     identity: `spiffe://${TEST_TRUST_DOMAIN}/ns/shop/sa/cart`,
     meshed: true,
-    labels: { app: name },
+    labels: { app },
     namedPorts: {},
   };
   return { kind: 'Workload', value };
