@@ -13,6 +13,7 @@ import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
 import { StateStore } from '../state/store.ts';
 import { RouteProxy } from './proxy.ts';
+import { h2Front } from './test-fixtures.ts';
 
 const source: Workload = {
   key: 'a/client-1',
@@ -209,17 +210,7 @@ t.test('a backend that resets a stream mid-response resets the client stream, ne
   const store = new StateStore();
   const web = svc('web', [1]);
   store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: one }, { kind: 'Route', value: route }] });
-  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
-  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
-  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, web, 7070, () => down.destroy()));
-  front.listen(0, '127.0.0.1');
-  await once(front, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
-  client.on('error', () => {});
-  t.teardown(() => {
-    client.destroy();
-    front.close();
-  });
+  const client = await h2Front(t, store, source, web, 7070);
   const s = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Hello', 'content-type': 'application/grpc' });
   s.on('error', () => {});
   s.resume();
@@ -294,17 +285,7 @@ t.test('a failed connect is tried on another endpoint before anything was sent: 
   const store = new StateStore();
   const one: Service = { ...svc('one', [live]), endpoints: [dead, live, dead].map((port) => ({ ip: '127.0.0.1', ports: { grpc: port }, ready: true })) };
   store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: one }, { kind: 'Route', value: route }] });
-  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
-  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
-  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, web, 7070, () => down.destroy()));
-  front.listen(0, '127.0.0.1');
-  await once(front, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
-  client.on('error', () => {});
-  t.teardown(() => {
-    client.destroy();
-    front.close();
-  });
+  const client = await h2Front(t, store, source, web, 7070);
   const statuses: string[] = [];
   for (let i = 0; i < 20; i++) {
     const st = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Hello', 'content-type': 'application/grpc' });

@@ -1,8 +1,17 @@
 // The routed-path tests' state: Service a/web (HTTP port 80) whose endpoints are 127.0.0.1 on the
-// given ports, one HTTPRoute in namespace a sending everything to it, both in a real StateStore.
-import type { Service } from '../../api/agent-sync.ts';
+// given ports, one HTTPRoute in namespace a sending everything to it, both in a real StateStore;
+// and a RouteProxy behind a local TCP front with an h2c client session to it.
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Test } from 'tap';
+import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { CompiledRoute } from '../../api/route.ts';
+import { PolicyEnforcer } from '../proxy/enforcer.ts';
+import { ConnectionReporter } from '../proxy/report.ts';
 import { StateStore } from '../state/store.ts';
+import type { RequestTracing } from '../tracing/index.ts';
+import { RouteProxy } from './proxy.ts';
 
 export function oneRouteState(endpointPorts: number[], routeName: string): { service: Service; route: CompiledRoute; store: StateStore } {
   const service: Service = {
@@ -26,4 +35,23 @@ export function oneRouteState(endpointPorts: number[], routeName: string): { ser
   const store = new StateStore();
   store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: service }, { kind: 'Route', value: route }] });
   return { service, route, store };
+}
+
+/**
+ * A RouteProxy serving `source`'s connections to `service`:`port` (no tunnels: every backend is
+ * local), behind a TCP front on loopback, and an h2c session to that front; closed at teardown.
+ */
+export async function h2Front(t: Test, store: StateStore, source: Workload, service: Service, port: number, tracing?: RequestTracing): Promise<http2.ClientHttp2Session> {
+  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000, ...(tracing ? { tracing } : {}) };
+  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
+  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, service, port, () => down.destroy()));
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
+  client.on('error', () => {});
+  t.teardown(() => {
+    client.destroy();
+    front.close();
+  });
+  return client;
 }

@@ -14,7 +14,7 @@ import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
 import { DEFAULT_TRACING, RequestTracing, parseTraceparent } from '../tracing/index.ts';
 import { RouteProxy } from './proxy.ts';
-import { oneRouteState } from './test-fixtures.ts';
+import { h2Front, oneRouteState } from './test-fixtures.ts';
 
 const PARENT = '0af7651916cd43dd8448eb211c80319c';
 const PARENT_SPAN = 'b7ad6b7169203331';
@@ -115,17 +115,7 @@ t.test('a routed gRPC call on h2c: a client span named for the method, with the 
   const exporter = new InMemorySpanExporter();
   const tracing = new RequestTracing({ ...DEFAULT_TRACING, endpoint: 'http://127.0.0.1:9', samplingRatio: 0, scheduledDelayMs: 10 }, { node: 'node-a', exporter });
   t.teardown(() => tracing.shutdown());
-  const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000, tracing };
-  const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
-  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, service, 80, () => down.destroy()));
-  front.listen(0, '127.0.0.1');
-  await once(front, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
-  client.on('error', () => {});
-  t.teardown(() => {
-    client.destroy();
-    front.close();
-  });
+  const client = await h2Front(t, store, source, service, 80, tracing);
   const s = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Hello', ':authority': 'web.a', 'content-type': 'application/grpc', traceparent: `00-${PARENT}-${PARENT_SPAN}-01` });
   let grpcStatus = '';
   s.on('trailers', (tr: http2.IncomingHttpHeaders) => (grpcStatus = String(tr['grpc-status'] ?? '')));
