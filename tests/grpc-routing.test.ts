@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goTool } from './helpers/go-tool.ts';
 import { ECHO_MODULE } from './helpers/gateway-conformance.ts';
+import { routeReader } from './helpers/route-status.ts';
 import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 // Simulated whatever WEFT_TEST_RUNTIME says: the echo programs are host binaries, and the agents'
@@ -68,38 +69,7 @@ async function calls(from: [string, string], n: number, headers: string[] = []):
   return out;
 }
 
-interface RouteStatus {
-  metadata: { generation: number };
-  status?: { parents?: { controllerName: string; conditions: { type: string; status: string; reason: string; message: string; observedGeneration: number }[] }[] };
-}
-
-async function routeStatus(ns: string, name: string): Promise<RouteStatus> {
-  const r = await kubectl(['-n', ns, 'get', 'grpcroute', name, '-o', 'json']);
-  if (r.code !== 0) throw new Error(`get grpcroute: ${r.stderr}`);
-  return JSON.parse(r.stdout) as RouteStatus;
-}
-
-/** Weft's conditions for the route's parent once they describe its generation. */
-async function settled(ns: string, name: string): Promise<Record<string, { status: string; reason: string; message: string }>> {
-  const until = Date.now() + 30_000;
-  let last: RouteStatus | undefined;
-  while (Date.now() < until) {
-    last = await routeStatus(ns, name);
-    const mine = last.status?.parents?.find((p) => p.controllerName === 'weft.dev/mesh-controller');
-    if (mine && mine.conditions.every((c) => c.observedGeneration === last?.metadata.generation)) return Object.fromEntries(mine.conditions.map((c) => [c.type, c]));
-    await sleep(200);
-  }
-  throw new Error(`grpcroute ${ns}/${name} status never settled: ${JSON.stringify(last?.status)}`);
-}
-
-async function agentRoutes(): Promise<Record<string, number>> {
-  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15000/routes']);
-  try {
-    return Object.fromEntries((JSON.parse(r.stdout) as { key: string; generation: number }[]).map((x) => [x.key, x.generation]));
-  } catch {
-    return {};
-  }
-}
+const { routeStatus, settled, agentRoutes } = routeReader({ kind: 'grpcroute', kubectl: (args) => kubectl(args), playground: pg.name });
 
 async function agentMetric(name: string, match: RegExp): Promise<number> {
   const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15020/metrics']);

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { routeReader } from './helpers/route-status.ts';
 import { Playground, REPO, pod, sh, uniqueName, weft, type DevStatusJson, type Result } from './helpers/playground.ts';
 
 const pg = new Playground(uniqueName('rte'));
@@ -55,39 +56,7 @@ async function curl(from: [string, string], url: string, extra: string[] = []): 
   return { code: /^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 'refused', headers: head.toLowerCase(), body };
 }
 
-interface RouteStatus {
-  metadata: { generation: number };
-  status?: { parents?: { controllerName: string; parentRef: { name: string }; conditions: { type: string; status: string; reason: string; message: string; observedGeneration: number }[] }[] };
-}
-
-async function routeStatus(ns: string, name: string): Promise<RouteStatus> {
-  const r = await kubectl(['-n', ns, 'get', 'httproute', name, '-o', 'json']);
-  if (r.code !== 0) throw new Error(`get httproute: ${r.stderr}`);
-  return JSON.parse(r.stdout) as RouteStatus;
-}
-
-/** Waits until Weft's status entry for the route's first parent describes its generation; returns the conditions. */
-async function settled(ns: string, name: string, timeoutMs = 30_000): Promise<Record<string, { status: string; reason: string; message: string }>> {
-  const until = Date.now() + timeoutMs;
-  let last: RouteStatus | undefined;
-  while (Date.now() < until) {
-    last = await routeStatus(ns, name);
-    const mine = last.status?.parents?.find((p) => p.controllerName === 'weft.dev/mesh-controller');
-    if (mine && mine.conditions.every((c) => c.observedGeneration === last?.metadata.generation)) return Object.fromEntries(mine.conditions.map((c) => [c.type, c]));
-    await sleep(200);
-  }
-  throw new Error(`route ${ns}/${name} status never settled: ${JSON.stringify(last?.status)}`);
-}
-
-/** The route keys node-2's agent (the clients' node) holds, with their generations. */
-async function agentRoutes(): Promise<Record<string, number>> {
-  const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15000/routes']);
-  try {
-    return Object.fromEntries((JSON.parse(r.stdout) as { key: string; generation: number }[]).map((x) => [x.key, x.generation]));
-  } catch {
-    return {};
-  }
-}
+const { routeStatus, settled, agentRoutes } = routeReader({ kind: 'httproute', kubectl: (args) => kubectl(args), playground: pg.name });
 
 /** Applies a route and waits until node-2's agent holds this generation of it. */
 async function route(manifest: { metadata: { name: string; namespace: string } }): Promise<void> {
