@@ -6,28 +6,16 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import type { Service, Workload } from '../../api/agent-sync.ts';
+import type { Service } from '../../api/agent-sync.ts';
 import type { CompiledRoute } from '../../api/route.ts';
 import { compileRoute, type RouteObject } from '../../controller/route/compile.ts';
 import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
 import { StateStore } from '../state/store.ts';
 import { RouteProxy } from './proxy.ts';
-import { h2Front } from './test-fixtures.ts';
+import { h2Front, routeClient } from './test-fixtures.ts';
 
-const source: Workload = {
-  key: 'a/client-1',
-  uid: 'u1',
-  namespace: 'a',
-  name: 'client-1',
-  node: 'node-a',
-  ips: ['10.0.0.9'],
-  serviceAccount: 'client',
-  identity: 'spiffe://cluster.local/ns/a/sa/client',
-  meshed: true,
-  labels: { app: 'client' },
-  namedPorts: {},
-};
+const source = routeClient();
 
 /** An h2c backend that says who it is, echoes the request's headers, and ends with gRPC trailers. */
 async function backend(t: Test, name: string): Promise<number> {

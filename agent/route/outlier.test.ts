@@ -6,12 +6,12 @@ import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import type { Service, Workload } from '../../api/agent-sync.ts';
+import type { Service } from '../../api/agent-sync.ts';
 import { registry } from '../metrics.ts';
 import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
 import { RouteProxy } from './proxy.ts';
-import { oneRouteState } from './test-fixtures.ts';
+import { oneRouteState, routeClient } from './test-fixtures.ts';
 
 async function closedPort(): Promise<number> {
   const s = net.createServer();
@@ -22,19 +22,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-const source: Workload = {
-  key: 'a/client-1',
-  uid: 'u1',
-  namespace: 'a',
-  name: 'client-1',
-  node: 'node-a',
-  ips: ['10.0.0.9'],
-  serviceAccount: 'client',
-  identity: 'spiffe://cluster.local/ns/a/sa/client',
-  meshed: true,
-  labels: { app: 'client' },
-  namedPorts: {},
-};
+const source = routeClient();
 
 async function setup(t: Test, endpoints: number[]): Promise<{ get: () => Promise<number>; getBody: () => Promise<string>; service: Service }> {
   const { service, store } = oneRouteState(endpoints, 'web');

@@ -55,3 +55,20 @@ export async function h2Front(t: Test, store: StateStore, source: Workload, serv
   });
   return client;
 }
+
+/** A meshed client pod in namespace a (service account client) on node-a. */
+export function routeClient(name = 'client-1'): Workload {
+  return {
+    key: `a/${name}`,
+    uid: 'u1',
+    namespace: 'a',
+    name,
+    node: 'node-a',
+    ips: ['10.0.0.9'],
+    serviceAccount: 'client',
+    identity: 'spiffe://cluster.local/ns/a/sa/client',
+    meshed: true,
+    labels: { app: 'client' },
+    namedPorts: {},
+  };
+}

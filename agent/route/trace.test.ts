@@ -9,12 +9,11 @@ import net from 'node:net';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import t from 'tap';
-import type { Workload } from '../../api/agent-sync.ts';
 import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
 import { DEFAULT_TRACING, RequestTracing, parseTraceparent } from '../tracing/index.ts';
 import { RouteProxy } from './proxy.ts';
-import { h2Front, oneRouteState } from './test-fixtures.ts';
+import { h2Front, oneRouteState, routeClient } from './test-fixtures.ts';
 
 const PARENT = '0af7651916cd43dd8448eb211c80319c';
 const PARENT_SPAN = 'b7ad6b7169203331';
@@ -32,19 +31,7 @@ t.test('a routed request: a client span with the route, parent of what the backe
   const backendPort = (backend.address() as net.AddressInfo).port;
 
   const { service, store } = oneRouteState([backendPort], 'web-route');
-  const source: Workload = {
-    key: 'a/client-7d9f',
-    uid: 'u1',
-    namespace: 'a',
-    name: 'client-7d9f',
-    node: 'node-a',
-    ips: ['10.0.0.9'],
-    serviceAccount: 'client',
-    identity: 'spiffe://cluster.local/ns/a/sa/client',
-    meshed: true,
-    labels: { app: 'client' },
-    namedPorts: {},
-  };
+  const source = routeClient('client-7d9f');
 
   const exporter = new InMemorySpanExporter();
   const tracing = new RequestTracing({ ...DEFAULT_TRACING, endpoint: 'http://127.0.0.1:9', samplingRatio: 0, scheduledDelayMs: 10 }, { node: 'node-a', exporter });
@@ -111,7 +98,7 @@ t.test('a routed gRPC call on h2c: a client span named for the method, with the 
   await once(backend, 'listening');
   t.teardown(() => backend.close());
   const { service, store } = oneRouteState([(backend.address() as net.AddressInfo).port], 'web-route');
-  const source: Workload = { key: 'a/client-1', uid: 'u1', namespace: 'a', name: 'client-1', node: 'node-a', ips: ['10.0.0.9'], serviceAccount: 'client', identity: 'spiffe://cluster.local/ns/a/sa/client', meshed: true, labels: { app: 'client' }, namedPorts: {} };
+  const source = routeClient();
   const exporter = new InMemorySpanExporter();
   const tracing = new RequestTracing({ ...DEFAULT_TRACING, endpoint: 'http://127.0.0.1:9', samplingRatio: 0, scheduledDelayMs: 10 }, { node: 'node-a', exporter });
   t.teardown(() => tracing.shutdown());
