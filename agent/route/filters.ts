@@ -1,4 +1,4 @@
-// The Gateway API filters, applied to plain header maps and paths: pure functions.
+// The Gateway API filters, applied to plain header maps and paths.
 import type { HeaderModifier, RouteFilter, RouteMatch } from '../../api/route.ts';
 
 /** Header name (lower case) → value(s), as node:http hands them over. */
@@ -60,4 +60,45 @@ function splitHost(host: string): [string, string | undefined] {
   }
   const c = host.lastIndexOf(':');
   return c < 0 ? [host, undefined] : [host.slice(0, c), host.slice(c + 1)];
+}
+
+export type ResponseModifier = Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>;
+
+/**
+ * A request on its way upstream as a rule's filters and then its backend's make it, the same on
+ * HTTP/1.1 (proxy.ts) and h2 (h2.ts): header changes land in `headers`, a rewritten host goes to
+ * `setHost` (the Host header or :authority), the rewritten path and the response modifiers are kept
+ * here, and a RequestRedirect ends it with the redirect to answer instead.
+ */
+export class UpstreamRequest {
+  readonly responseMods: ResponseModifier[] = [];
+  upstreamPath: string;
+  readonly #o: { headers: HeaderMap; setHost: (host: string) => void; original: { host: string; path: string; query: string }; match: RouteMatch | undefined };
+
+  constructor(o: { headers: HeaderMap; setHost: (host: string) => void; original: { host: string; path: string; query: string }; match: RouteMatch | undefined }) {
+    this.#o = o;
+    this.upstreamPath = o.original.path;
+  }
+
+  /** Applies one list of filters; the redirect to answer with if one of them is a RequestRedirect. */
+  apply(filters: RouteFilter[]): RedirectTarget | undefined {
+    const { headers, setHost, original, match } = this.#o;
+    for (const f of filters) {
+      switch (f.type) {
+        case 'RequestHeaderModifier':
+          modifyHeaders(headers, f.modifier);
+          break;
+        case 'ResponseHeaderModifier':
+          this.responseMods.push(f);
+          break;
+        case 'URLRewrite':
+          if (f.hostname !== undefined) setHost(f.hostname);
+          if (f.path && match) this.upstreamPath = rewritePath(original.path, f.path, match);
+          break;
+        case 'RequestRedirect':
+          return redirectLocation(f, original, match ?? { headers: [], queryParams: [] });
+      }
+    }
+    return undefined;
+  }
 }

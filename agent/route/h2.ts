@@ -18,7 +18,7 @@ import { grpcMessage } from '../l7/responses.ts';
 import { isGrpc, joinValues } from '../l7/request-info.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
-import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
+import { modifyHeaders, UpstreamRequest, type HeaderMap, type ResponseModifier } from './filters.ts';
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
@@ -137,33 +137,16 @@ export class H2Router {
 
     const out: HeaderMap = {};
     for (const [k, v] of Object.entries(headers)) if (!CONNECTION_SPECIFIC.includes(k)) out[k] = v;
-    const responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[] = [];
-    let upstreamPath = path;
     let authority = headers[':authority'];
+    const upstream = new UpstreamRequest({ headers: out, setHost: (h) => (authority = h), original: { host: String(headers[':authority'] ?? headers.host ?? ''), path, query }, match: entry?.match });
     /** False when a redirect answered the request. */
     const apply = (filters: RouteFilter[]): boolean => {
-      for (const f of filters) {
-        switch (f.type) {
-          case 'RequestHeaderModifier':
-            modifyHeaders(out, f.modifier);
-            break;
-          case 'ResponseHeaderModifier':
-            responseMods.push(f);
-            break;
-          case 'URLRewrite':
-            if (f.hostname !== undefined) authority = f.hostname;
-            if (f.path && entry) upstreamPath = rewritePath(path, f.path, entry.match);
-            break;
-          case 'RequestRedirect': {
-            const r = redirectLocation(f, { host: String(headers[':authority'] ?? headers.host ?? ''), path, query }, entry?.match ?? { headers: [], queryParams: [] });
-            status = r.status;
-            if (!ds.headersSent && !ds.closed) ds.respond({ ':status': r.status, location: r.location }, { endStream: true });
-            if (!ds.readableEnded && !ds.closed) ds.close(NGHTTP2_NO_ERROR);
-            return false;
-          }
-        }
-      }
-      return true;
+      const r = upstream.apply(filters);
+      if (!r) return true;
+      status = r.status;
+      if (!ds.headersSent && !ds.closed) ds.respond({ ':status': r.status, location: r.location }, { endStream: true });
+      if (!ds.readableEnded && !ds.closed) ds.close(NGHTTP2_NO_ERROR);
+      return false;
     };
     if (!apply(rule.filters)) return;
     const backend = pickWeighted(rule.backends, this.#d.random());
@@ -176,7 +159,7 @@ export class H2Router {
     if (span) Object.assign(out, span.headers);
     // Pseudo-headers are the request's (after a rewrite), never a header modifier's.
     out[':method'] = method;
-    out[':path'] = upstreamPath + (query ? `?${query}` : '');
+    out[':path'] = upstream.upstreamPath + (query ? `?${query}` : '');
     if (headers[':scheme'] !== undefined) out[':scheme'] = headers[':scheme'];
     if (authority !== undefined) out[':authority'] = authority;
     else delete out[':authority'];
@@ -199,7 +182,7 @@ export class H2Router {
       }
       if (!up.session) return local(up.refused ? 403 : 503, up.reason);
       // undefined: the status stays (trailers bring only the gRPC status).
-      this.#forward(ds, up.session, up.done, out, endStream, responseMods, (s, g) => {
+      this.#forward(ds, up.session, up.done, out, endStream, upstream.responseMods, (s, g) => {
         if (s !== undefined) status = s;
         if (g !== undefined) grpcStatus = g;
       });
@@ -277,7 +260,7 @@ export class H2Router {
     return { session, reason: '' };
   }
 
-  #forward(ds: http2.ServerHttp2Stream, session: http2.ClientHttp2Session, done: () => void, headers: HeaderMap, endStream: boolean, responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[], setStatus: (s: number | undefined, grpcStatus?: number) => void): void {
+  #forward(ds: http2.ServerHttp2Stream, session: http2.ClientHttp2Session, done: () => void, headers: HeaderMap, endStream: boolean, responseMods: ResponseModifier[], setStatus: (s: number | undefined, grpcStatus?: number) => void): void {
     let us: http2.ClientHttp2Stream;
     try {
       us = session.request(headers, { endStream, waitForTrailers: !endStream });

@@ -13,7 +13,7 @@ import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { RouteBackend, RouteFilter, RouteRule } from '../../api/route.ts';
 import type { Address } from '../native/sockopt.ts';
 import { peerOf } from '../proxy/relay.ts';
-import { modifyHeaders, redirectLocation, rewritePath, type HeaderMap } from './filters.ts';
+import { modifyHeaders, UpstreamRequest, type HeaderMap } from './filters.ts';
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
@@ -131,31 +131,14 @@ export class RouteProxy {
     const headers: HeaderMap = { ...req.headers };
     for (const h of HOP_BY_HOP) delete headers[h];
     if (span) Object.assign(headers, span.headers);
-    let upstreamPath = path;
-    const responseMods: Extract<RouteFilter, { type: 'ResponseHeaderModifier' }>[] = [];
+    const upstream = new UpstreamRequest({ headers, setHost: (h) => (headers.host = h), original: { host: String(req.headers.host ?? ''), path, query }, match: entry?.match });
     const applyFilters = (filters: RouteFilter[]): boolean => {
-      for (const f of filters) {
-        switch (f.type) {
-          case 'RequestHeaderModifier':
-            modifyHeaders(headers, f.modifier);
-            break;
-          case 'ResponseHeaderModifier':
-            responseMods.push(f);
-            break;
-          case 'URLRewrite':
-            if (f.hostname !== undefined) headers.host = f.hostname;
-            if (f.path && entry) upstreamPath = rewritePath(path, f.path, entry.match);
-            break;
-          case 'RequestRedirect': {
-            req.resume();
-            const r = redirectLocation(f, { host: String(req.headers.host ?? ''), path, query }, entry?.match ?? { headers: [], queryParams: [] });
-            res.writeHead(r.status, { location: r.location, 'content-length': '0' }).end();
-            finish('', r.status);
-            return false;
-          }
-        }
-      }
-      return true;
+      const r = upstream.apply(filters);
+      if (!r) return true;
+      req.resume();
+      res.writeHead(r.status, { location: r.location, 'content-length': '0' }).end();
+      finish('', r.status);
+      return false;
     };
     if (!applyFilters(rule.filters)) return;
     const backend = pickWeighted(rule.backends, this.#random());
@@ -197,7 +180,7 @@ export class RouteProxy {
     let last: Attempt = { status: 503, failure: 'no endpoint' };
     for (let n = 1; n <= attempts; n++) {
       if (deadline.signal.aborted) break;
-      last = await this.#attempt(c, backend, { method: view.method, path: upstreamPath + (query ? `?${query}` : ''), headers, body: body ?? req, tried }, rule, deadline.signal, labels);
+      last = await this.#attempt(c, backend, { method: view.method, path: upstream.upstreamPath + (query ? `?${query}` : ''), headers, body: body ?? req, tried }, rule, deadline.signal, labels);
       const retriable = last.failure === 'connect' || last.failure === 'backend_request' || (retry?.codes.includes(last.status) ?? false);
       if (!retriable || n === attempts || last.failure === 'refused') break;
       if (!budget.tryRetry(Date.now())) {
@@ -222,7 +205,7 @@ export class RouteProxy {
     const up = last.response;
     const out: HeaderMap = { ...up.headers };
     for (const h of HOP_BY_HOP) delete out[h];
-    for (const m of responseMods) modifyHeaders(out, m.modifier);
+    for (const m of upstream.responseMods) modifyHeaders(out, m.modifier);
     res.writeHead(up.statusCode ?? 502, out as IncomingHttpHeaders);
     finish(bname, up.statusCode ?? 502);
     await new Promise<void>((resolve) => {
