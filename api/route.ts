@@ -56,6 +56,22 @@ export interface RouteBackend {
   filters: RouteFilter[];
   /** Why the controller could not resolve it (requests given to it answer 500). */
   invalid?: string;
+  /** RequestMirror filters of this backendRef (see RouteRule.mirrors). */
+  mirrors?: RouteMirror[];
+}
+
+/**
+ * A RequestMirror filter: a copy of `numerator`/`denominator` of the requests goes to the Service
+ * port, its answer discarded. Kept apart from `filters` (which an agent checks strictly) so that an
+ * agent older than mirroring routes as before, only without the copies, instead of refusing the
+ * whole update while the controller is upgraded ahead of it.
+ */
+export interface RouteMirror {
+  /** `<namespace>/<service>` */
+  service: string;
+  port: number;
+  numerator: number;
+  denominator: number;
 }
 
 export interface RouteRetry {
@@ -75,6 +91,8 @@ export interface RouteRule {
   backends: RouteBackend[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
   retry?: RouteRetry;
+  /** RequestMirror filters of the rule; a mirror whose backendRef did not resolve is left out. */
+  mirrors?: RouteMirror[];
 }
 
 export interface RouteParent {
@@ -139,6 +157,13 @@ function checkPathModifier(v: Json, p: string): void {
   need(v === undefined || (isObj(v) && (v.type === 'ReplaceFullPath' || v.type === 'ReplacePrefixMatch') && isStr(v.value)), p, 'must have type and value');
 }
 
+function checkMirrors(v: Json, p: string): void {
+  need(v === undefined || (Array.isArray(v) && v.length <= 16), p, 'must be a list of at most 16 mirrors');
+  (v ?? []).forEach((m: Json, i: number) => {
+    need(isObj(m) && isStr(m.service) && isInt(m.port) && isInt(m.numerator) && isInt(m.denominator) && m.denominator >= 1 && m.numerator <= m.denominator, `${p}[${i}]`, 'must have service, port, numerator <= denominator');
+  });
+}
+
 function checkFilter(v: Json, p: string): void {
   need(isObj(v), p, 'must be an object');
   switch (v.type) {
@@ -183,7 +208,9 @@ export function checkCompiledRoute(v: Json, p: string): CompiledRoute {
       need(isObj(b) && isStr(b.service) && isInt(b.port) && isInt(b.weight) && Array.isArray(b.filters), bp, 'must have service, port, weight, filters');
       need(b.invalid === undefined || isStr(b.invalid), `${bp}.invalid`, 'must be a string');
       b.filters.forEach((f: Json, k: number) => checkFilter(f, `${bp}.filters[${k}]`));
+      checkMirrors(b.mirrors, `${bp}.mirrors`);
     });
+    checkMirrors(r.mirrors, `${rp}.mirrors`);
     if (r.timeouts !== undefined) {
       need(isObj(r.timeouts) && (r.timeouts.requestMs === undefined || isInt(r.timeouts.requestMs)) && (r.timeouts.backendRequestMs === undefined || isInt(r.timeouts.backendRequestMs)), `${rp}.timeouts`, 'must hold millisecond counts');
     }

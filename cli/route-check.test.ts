@@ -42,7 +42,7 @@ const producer = route('shop', 'split', {
   ],
 });
 const consumer = route('other', 'mine', { parentRefs: [{ ...parent, namespace: 'shop' }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/x' } }], backendRefs: [{ name: 'v2', namespace: 'shop', port: 80 }] }] });
-const mirror = route('shop', 'mirrored', { parentRefs: [parent], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'v1', port: 80 }] }] });
+const extension = route('shop', 'extended', { parentRefs: [parent], rules: [{ filters: [{ type: 'ExtensionRef' }], backendRefs: [{ name: 'v1', port: 80 }] }] });
 
 function check(from: string, url: string, o: { method?: string; headers?: [string, string][]; routes?: RouteObject[] } = {}) {
   const objects: RouteObjects = { services, endpointSlices, httpRoutes: o.routes ?? [producer, consumer] };
@@ -110,10 +110,39 @@ t.test('no route: L4; no Service; no ready endpoint; a refused route is named', 
   t.equal(routeExitCode(none), ROUTE_EXIT.refused);
   const empty = check('shop', 'http://web.shop/only');
   t.match(empty.notes.join('\n'), /shop\/empty:80 has no ready endpoint: its share answers 503/);
-  const refused = check('shop', 'http://web.shop/', { routes: [mirror] });
+  const refused = check('shop', 'http://web.shop/', { routes: [extension] });
   t.equal(refused.outcome, 'unrouted', 'a route the controller refuses is not applied at all');
-  t.match(refused.refused[0], /HTTPRoute\/shop\/mirrored: UnsupportedValue: .*RequestMirror/);
-  t.match(formatRouteCheck(refused), /not applied: HTTPRoute\/shop\/mirrored/);
+  t.match(refused.refused[0], /HTTPRoute\/shop\/extended: UnsupportedValue: .*ExtensionRef/);
+  t.match(formatRouteCheck(refused), /not applied: HTTPRoute\/shop\/extended/);
+});
+
+t.test('gRPC calls: GRPCRoutes and HTTPRoutes together, as the agent matches a call; mirrors listed', async (t) => {
+  const grpcRoute = route('shop', 'rpc', {
+    parentRefs: [parent],
+    rules: [
+      { name: 'echo', matches: [{ method: { service: 'pkg.Echo', method: 'Hello' } }] as never, filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'v2', port: 80 }, percent: 25 } }] as never, backendRefs: [{ name: 'v2', port: 80 }] },
+    ],
+  });
+  const objects = (httpRoutes: RouteObject[]): RouteObjects => ({ services, endpointSlices, httpRoutes, grpcRoutes: [grpcRoute] });
+  const call = explainRouteCheck(objects([]), { from: 'shop', url: 'grpc://web.shop:80/pkg.Echo/Hello', method: 'GET', headers: [] });
+  t.equal(call.grpc, true);
+  t.equal(call.outcome, 'routed');
+  t.equal(call.route, 'GRPCRoute/shop/rpc');
+  t.equal(call.rule, 'echo');
+  t.same(call.backends.map((b) => b.backend), ['shop/v2:80']);
+  t.same(call.mirrors, [{ backend: 'shop/v2:80', percent: 25, readyEndpoints: 1 }]);
+  t.match(formatRouteCheck(call), /mirror: {3}a copy of 25 % to shop\/v2:80/);
+  t.match(formatRouteCheck(call), /\(gRPC call\)/);
+  const other = explainRouteCheck(objects([]), { from: 'shop', url: 'grpc://web.shop:80/pkg.Echo/Bye', method: 'GET', headers: [] });
+  t.equal(other.outcome, 'no-match', 'another method: no rule, 404 (UNIMPLEMENTED for the client)');
+  const plain = explainRouteCheck(objects([]), { from: 'shop', url: 'http://web.shop/pkg.Echo/Hello', method: 'POST', headers: [] });
+  t.equal(plain.outcome, 'unrouted', 'not a gRPC call: GRPCRoutes do not take it');
+  t.match(plain.notes.join(' '), /only GRPCRoutes apply/);
+  const byHeader = explainRouteCheck(objects([]), { from: 'shop', url: 'http://web.shop/pkg.Echo/Hello', method: 'POST', headers: [['Content-Type', 'application/grpc+proto']] });
+  t.equal(byHeader.route, 'GRPCRoute/shop/rpc', 'an http:// URL with a gRPC content-type is a gRPC call');
+  const both = explainRouteCheck(objects([producer]), { from: 'shop', url: 'grpc://web.shop:80/pkg.Echo/Hello', method: 'GET', headers: [] });
+  t.equal(both.route, 'GRPCRoute/shop/rpc', 'the exact method match beats the HTTPRoute catch-all prefix');
+  t.throws(() => explainRouteCheck(objects([]), { from: 'shop', url: 'grpc://web.shop/pkg.Echo/Hello', method: 'GET', headers: [] }), /grpc:\/\/<service>/, 'a gRPC URL needs a port');
 });
 
 t.test('arguments', async (t) => {

@@ -1,6 +1,8 @@
 // `weft route check`: where a request from a client namespace to a Service goes under the mesh's
 // Gateway API routes — which route and rule take it, what its filters do, and which backends share
-// it — without sending it.
+// it — without sending it. A gRPC call (`grpc://svc.ns:port/pkg.Service/Method`, or an http:// URL
+// with a `content-type: application/grpc` header) is matched against GRPCRoutes and HTTPRoutes,
+// as the agent matches one; any other request against HTTPRoutes only.
 //
 // Like `weft policy check`, it owns no routing logic, so it cannot disagree with the mesh: routes
 // are compiled by the controller's compile.ts (the same status verdicts), Services computed by the
@@ -14,7 +16,8 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Service } from '../api/agent-sync.ts';
 import { apiErrorSummary, httpStatus } from '../api/kube-errors.ts';
-import { GATEWAY_GROUP, type CompiledRoute, type RouteFilter } from '../api/route.ts';
+import { GATEWAY_GROUP, type CompiledRoute, type RouteFilter, type RouteKind, type RouteMirror } from '../api/route.ts';
+import { isGrpc } from '../agent/l7/request-info.ts';
 import { redirectLocation, rewritePath } from '../agent/route/filters.ts';
 import { findEntry, flatten, splitTarget } from '../agent/route/match.ts';
 import { indexRoutes, routesFor } from '../agent/route/table.ts';
@@ -25,7 +28,10 @@ import { loadKubeconfig } from './policy-check.ts';
 export interface RouteQuestion {
   /** The client's namespace (only the namespace decides which routes apply). */
   from: string;
-  /** `http://<service>[.<namespace>[.svc[.<domain>]]][:port]/path?query`, or the Service's cluster IP as host. */
+  /**
+   * `http://<service>[.<namespace>[.svc[.<domain>]]][:port]/path?query`, or the Service's cluster IP
+   * as host; or `grpc://<service>...:<port>/<package.Service>/<Method>` for a gRPC call.
+   */
   url: string;
   method: string;
   headers: [string, string][];
@@ -35,6 +41,7 @@ export interface RouteObjects {
   services: V1Service[];
   endpointSlices: V1EndpointSlice[];
   httpRoutes: RouteObject[];
+  grpcRoutes?: RouteObject[];
 }
 
 export interface RouteBackendShare {
@@ -50,6 +57,8 @@ export interface RouteBackendShare {
 export interface RouteCheck {
   service: string;
   port: number;
+  /** Whether it was checked as a gRPC call (GRPCRoutes apply to those only). */
+  grpc: boolean;
   /** routed: a rule takes it; unrouted: no route applies (plain L4 to the Service); no-match: 404; redirect. */
   outcome: 'routed' | 'unrouted' | 'no-match' | 'redirect' | 'no-service';
   /** producer or consumer routes, when routes apply. */
@@ -62,6 +71,8 @@ export interface RouteCheck {
   /** The upstream request's path after URLRewrite, and its Host. */
   upstream?: { path: string; host?: string };
   filters: string[];
+  /** RequestMirror filters that apply: where copies go, and what share of the requests. */
+  mirrors: { backend: string; percent: number; readyEndpoints: number; onlyFor?: string }[];
   backends: RouteBackendShare[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
   retry?: { codes: number[]; attempts: number; backoffMs: number };
@@ -104,10 +115,12 @@ export function explainRouteCheck(objects: RouteObjects, q: RouteQuestion): Rout
   } catch {
     throw new RouteCheckError('USAGE', `not a URL: "${q.url}"`);
   }
-  if (url.protocol !== 'http:') throw new RouteCheckError('USAGE', `only http:// URLs are routed (HTTP/1.1 between pods), not ${url.protocol}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'grpc:') throw new RouteCheckError('USAGE', `only http:// and grpc:// URLs are routed, not ${url.protocol}`);
+  if (url.protocol === 'grpc:' && (url.port === '' || !/^\/[^/]+\/[^/]+$/.test(url.pathname))) throw new RouteCheckError('USAGE', 'a gRPC call is grpc://<service>.<namespace>:<port>/<package.Service>/<Method>');
+  const grpc = url.protocol === 'grpc:' || isGrpc(q.headers.find(([k]) => k.toLowerCase() === 'content-type')?.[1]);
   const port = url.port === '' ? 80 : Number(url.port);
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const check: RouteCheck = { service: '', port, outcome: 'no-service', filters: [], backends: [], refused: [], notes: [] };
+  const check: RouteCheck = { service: '', port, grpc, outcome: 'no-service', filters: [], mirrors: [], backends: [], refused: [], notes: [] };
   const svcObject = findService(objects.services, host, q.from);
   if (!svcObject) {
     check.notes.push(`no Service answers to ${host}`);
@@ -127,11 +140,17 @@ export function explainRouteCheck(objects: RouteObjects, q: RouteQuestion): Rout
   if (!target.ports.some((p) => p.port === port && p.protocol === 'TCP')) check.notes.push(`Service ${target.key} has no TCP port ${port}`);
 
   const compiled: CompiledRoute[] = [];
-  for (const route of objects.httpRoutes) {
-    const r = compileRoute({ kind: 'HTTPRoute', route, service: (k) => services.get(k) });
-    const mine = r.parents.filter((p) => `${p.parentRef.namespace ?? route.metadata?.namespace ?? ''}/${p.parentRef.name}` === target.key);
-    for (const p of mine) if (!p.accepted.ok) check.refused.push(`HTTPRoute/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}: ${p.accepted.reason}: ${p.accepted.message}`);
-    if (r.compiled) compiled.push(r.compiled);
+  const kinds: [RouteKind, RouteObject[]][] = [
+    ['HTTPRoute', objects.httpRoutes],
+    ['GRPCRoute', objects.grpcRoutes ?? []],
+  ];
+  for (const [kind, list] of kinds) {
+    for (const route of list) {
+      const r = compileRoute({ kind, route, service: (k) => services.get(k) });
+      const mine = r.parents.filter((p) => `${p.parentRef.namespace ?? route.metadata?.namespace ?? ''}/${p.parentRef.name}` === target.key);
+      for (const p of mine) if (!p.accepted.ok) check.refused.push(`${kind}/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}: ${p.accepted.reason}: ${p.accepted.message}`);
+      if (r.compiled) compiled.push(r.compiled);
+    }
   }
   const applying = routesFor(indexRoutes(compiled).get(target.key), q.from, target.key, port);
   if (applying.routes.length === 0) {
@@ -140,10 +159,19 @@ export function explainRouteCheck(objects: RouteObjects, q: RouteQuestion): Rout
     return check;
   }
   check.routes = { kind: applying.kind, keys: applying.routes.map((r) => r.key) };
+  // As the agent's table.ts: GRPCRoutes take gRPC calls only.
+  const candidates = grpc ? applying.routes : applying.routes.filter((r) => r.kind === 'HTTPRoute');
+  if (candidates.length === 0) {
+    check.outcome = 'unrouted';
+    check.notes.push(`only GRPCRoutes apply to ${target.key}:${port} and this is not a gRPC call (no content-type: application/grpc): the agent sends it to the Service itself, unrouted`);
+    return check;
+  }
   const { path, query } = splitTarget(`${url.pathname}${url.search}`);
   const headers: Record<string, string> = { host: url.host };
+  if (url.protocol === 'grpc:') headers['content-type'] = 'application/grpc';
   for (const [k, v] of q.headers) headers[k.toLowerCase()] = headers[k.toLowerCase()] !== undefined ? `${headers[k.toLowerCase()]},${v}` : v;
-  const entry = findEntry(flatten(applying.routes), { method: q.method.toUpperCase(), path, query, headers });
+  const method = url.protocol === 'grpc:' ? 'POST' : q.method.toUpperCase();
+  const entry = findEntry(flatten(candidates), { method, path, query, headers });
   if (!entry) {
     check.outcome = 'no-match';
     check.notes.push('routes apply but no rule matches: the agent answers 404');
@@ -192,6 +220,17 @@ export function explainRouteCheck(objects: RouteObjects, q: RouteQuestion): Rout
   entry.rule.backends.forEach((b, i) => {
     for (const f of b.filters) check.filters.push(`${check.backends[i]?.backend ?? ''} only: ${describeFilter(f)}`);
   });
+  const mirror = (m: RouteMirror, onlyFor?: string) => {
+    const svc = services.get(m.service);
+    const sp = svc?.ports.find((p) => p.port === m.port && p.protocol === 'TCP');
+    return {
+      backend: `${m.service}:${m.port}`,
+      percent: Math.round((m.numerator / m.denominator) * 1000) / 10,
+      readyEndpoints: sp ? (svc?.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined).length ?? 0) : 0,
+      ...(onlyFor !== undefined ? { onlyFor } : {}),
+    };
+  };
+  check.mirrors = [...(entry.rule.mirrors ?? []).map((m) => mirror(m)), ...entry.rule.backends.flatMap((b, i) => (b.mirrors ?? []).map((m) => mirror(m, check.backends[i]?.backend ?? '')))];
   check.upstream = { path: upstreamPath + (query ? `?${query}` : ''), ...(upstreamHost !== undefined ? { host: upstreamHost } : {}) };
   check.outcome = 'routed';
   if (total === 0) check.notes.push('every backend has weight 0: the agent answers 500');
@@ -211,11 +250,12 @@ export function formatRouteCheck(c: RouteCheck): string {
     redirect: 'REDIRECT',
     'no-service': 'NO SERVICE',
   };
-  lines.push(`${verdict[c.outcome]}${c.service ? `  ${c.service}:${c.port}` : ''}`);
+  lines.push(`${verdict[c.outcome]}${c.service ? `  ${c.service}:${c.port}` : ''}${c.grpc ? '  (gRPC call)' : ''}`);
   if (c.routes) lines.push(`  ${c.routes.kind} routes: ${c.routes.keys.join(', ')}`);
   if (c.route) lines.push(`  route:    ${c.route}, rule ${c.rule ?? ''}${c.match ? ` (${c.match})` : ''}`);
   if (c.redirect) lines.push(`  redirect: ${c.redirect.status} ${c.redirect.location}`);
   for (const f of c.filters) lines.push(`  filter:   ${f}`);
+  for (const m of c.mirrors) lines.push(`  mirror:   ${m.onlyFor !== undefined ? `${m.onlyFor} only: ` : ''}a copy of ${m.percent} % to ${m.backend}, ${m.readyEndpoints} ready endpoint(s); its answer is discarded`);
   if (c.upstream) lines.push(`  upstream: ${c.upstream.path}${c.upstream.host !== undefined ? ` (Host: ${c.upstream.host})` : ''}`);
   for (const b of c.backends) lines.push(`  backend:  ${b.backend}  weight ${b.weight} (${b.share} %), ${b.readyEndpoints} ready endpoint(s)${b.invalid !== undefined ? `, INVALID: ${b.invalid}` : ''}`);
   if (c.timeouts) lines.push(`  timeouts: ${c.timeouts.requestMs !== undefined ? `request ${c.timeouts.requestMs} ms ` : ''}${c.timeouts.backendRequestMs !== undefined ? `backendRequest ${c.timeouts.backendRequestMs} ms` : ''}`.trimEnd());
@@ -291,18 +331,16 @@ async function readRouteObjects(kc: KubeConfig): Promise<RouteObjects> {
   const discovery = kc.makeApiClient(DiscoveryV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   try {
-    const [services, slices, routes] = await Promise.all([
-      core.listServiceForAllNamespaces(),
-      discovery.listEndpointSliceForAllNamespaces(),
-      custom.listClusterCustomObject({ group: GATEWAY_GROUP, version: 'v1', plural: 'httproutes' }).catch((err: unknown) => {
-        // No Gateway API CRDs: no routes, which is an answer.
+    const routes = (plural: string) =>
+      custom.listClusterCustomObject({ group: GATEWAY_GROUP, version: 'v1', plural }).catch((err: unknown) => {
+        // No such Gateway API CRD: no routes of that kind, which is an answer.
         if (httpStatus(err) === 404) return { items: [] };
         throw err;
-      }) as Promise<{ items: RouteObject[] }>,
-    ]);
-    return { services: services.items, endpointSlices: slices.items, httpRoutes: routes.items };
+      }) as Promise<{ items: RouteObject[] }>;
+    const [services, slices, http, grpc] = await Promise.all([core.listServiceForAllNamespaces(), discovery.listEndpointSliceForAllNamespaces(), routes('httproutes'), routes('grpcroutes')]);
+    return { services: services.items, endpointSlices: slices.items, httpRoutes: http.items, grpcRoutes: grpc.items };
   } catch (err) {
-    throw new RouteCheckError('API', `reading Services, EndpointSlices and HTTPRoutes: ${apiErrorSummary(err)}`, { cause: err });
+    throw new RouteCheckError('API', `reading Services, EndpointSlices, HTTPRoutes and GRPCRoutes: ${apiErrorSummary(err)}`, { cause: err });
   }
 }
 

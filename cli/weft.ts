@@ -24,7 +24,9 @@ const USAGE = `usage:
                                                               which policy and rule decide a connection (exit 0 allow, 3 deny)
   weft route check <namespace>[/<pod>] http://<service>.<namespace>[:port]/path [--method M] [-H 'name: value']...
         [-o json] [--kubeconfig PATH] [--name NAME]             which HTTPRoute, rule, filters and backends a request from that
-                                                              namespace takes (exit 0 routed or unrouted, 3 answered 404/500)`;
+                                                              namespace takes (exit 0 routed or unrouted, 3 answered 404/500);
+                                                              grpc://<service>.<namespace>:<port>/<pkg.Service>/<Method>: a gRPC
+                                                              call, matched against GRPCRoutes too`;
 
 const DEFAULT_NAME = process.env.WEFT_PLAYGROUND ?? 'weft';
 

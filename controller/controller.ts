@@ -92,7 +92,9 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
   const reconciler = new MeshStateReconciler({ sources: watches, store, trustDomain: cfg.trustDomain, log, others: [policies] });
   // Every replica serves agents; only the Lease holder writes policy status and Events.
   const leader = createLeaderElector({ kubeConfig, namespace: cfg.installNamespace, name: 'weft-controller', identity: cfg.identity, log });
-  const statusWriter = new PolicyStatusWriter({ kubeConfig, sources: watches, store, registry, reconciler: policies, leader, installNamespace: cfg.installNamespace, identity: cfg.identity, log });
+  // Routes ride in the policies' programmed reports, so that the leader counts their nodes too.
+  let routeReport: () => Record<string, { generation: number; nodes: number[] }> = () => ({});
+  const statusWriter = new PolicyStatusWriter({ kubeConfig, sources: watches, store, registry, reconciler: policies, leader, installNamespace: cfg.installNamespace, identity: cfg.identity, log, extraReport: () => routeReport() });
 
   const authenticator = new AgentAuthenticator({
     reviewer: kubeTokenReviewer(kubeConfig, { audiences: cfg.tokenAudiences }),
@@ -146,7 +148,8 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
     throw err;
   }
   watches.start();
-  const routes = new RouteController({ kubeConfig, store, leader, log });
+  const routes = new RouteController({ kubeConfig, store, leader, log, registry, remote: () => statusWriter.remote() });
+  routeReport = () => routes.localReport();
   void reconciler.whenReady.then(() => {
     routes.start();
     statusWriter.start();

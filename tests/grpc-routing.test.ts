@@ -150,13 +150,35 @@ t.test('status: Accepted and ResolvedRefs under weft.dev/mesh-controller, with t
   const orphan = await settled(NS, 'orphan');
   t.equal(orphan.Accepted?.status, 'False');
   t.equal(orphan.Accepted?.reason, 'NoMatchingParent');
-  const mirror = grpcRoute('mirror', [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: ref('echo-v2') } }], backendRefs: [ref('echo-v1')] }]);
-  await apply(mirror);
-  const m = await settled(NS, 'mirror');
-  t.equal(m.Accepted?.reason, 'UnsupportedValue', `RequestMirror is refused, not ignored: ${m.Accepted?.message ?? ''}`);
+  const ext = grpcRoute('extension', [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Thing', name: 'x' } }], backendRefs: [ref('echo-v1')] }]);
+  await apply(ext);
+  const e = await settled(NS, 'extension');
+  t.equal(e.Accepted?.reason, 'UnsupportedValue', `ExtensionRef is refused, not ignored: ${e.Accepted?.message ?? ''}`);
   const described = await kubectl(['-n', NS, 'describe', 'grpcroute', 'broken']);
   t.match(described.stdout, /Controller Name:\s+weft\.dev\/mesh-controller/, 'kubectl describe grpcroute names the controller');
-  for (const n of ['broken', 'orphan', 'mirror']) await kubectl(['-n', NS, 'delete', 'grpcroute', n]);
+  // How many nodes have it programmed: the nodes of meshed pods it applies to, once their agents acknowledged it.
+  let programmed = ok['weft.dev/Programmed'];
+  for (let i = 0; i < 100 && programmed?.status !== 'True'; i++) {
+    await sleep(200);
+    programmed = (await settled(NS, 'split'))['weft.dev/Programmed'];
+  }
+  t.equal(programmed?.status, 'True', programmed?.message ?? 'no weft.dev/Programmed condition');
+  t.match(programmed?.message, /in force on 2\/2 nodes/, 'both nodes host meshed pods, and both agents have it');
+  for (const n of ['broken', 'orphan', 'extension']) await kubectl(['-n', NS, 'delete', 'grpcroute', n]);
+});
+
+t.test('RequestMirror: every call is copied to the mirror backend, answered by its own backend only', async (t) => {
+  const sent = () => agentMetric('weft_route_mirror_requests_total', /route="GRPCRoute\/grp-a\/split",mirror_backend="grp-a\/echo-v2:7070",result="sent"/);
+  const before = await sent();
+  await route(grpcRoute('split', [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: ref('echo-v2') } }], backendRefs: [ref('echo-v1')] }]));
+  const c = await calls(clientA, 20);
+  t.same(c.versions, { v1: 20 }, `the calls were answered by echo-v1 only (${JSON.stringify(c.versions)} ${c.errors.join('; ')})`);
+  let copies = 0;
+  for (let i = 0; i < 50 && copies < 20; i++) {
+    copies = (await sent()) - before;
+    if (copies < 20) await sleep(100);
+  }
+  t.equal(copies, 20, 'echo-v2 answered a copy of each call (counted as sent by the client agent)');
 });
 
 t.test('a method match sends Echo calls to its backend; a method that does not match falls to the next rule', async (t) => {

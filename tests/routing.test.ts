@@ -117,6 +117,12 @@ t.before(async () => {
   await apply(backendPod('slow-1', 'slow'));
   await apply(backendPod('flaky-ok', 'flaky'));
   await apply(backendPod('flaky-bad', 'flaky', 503));
+  // RequestMirror: a Service to route (its own endpoint is stable-1), and three mirror backends.
+  for (const [name, app] of [['mirrored', 'stable'], ['mirror', 'mirror'], ['mirror-slow', 'mirror-slow'], ['mirror-down', 'mirror-down']]) await apply(service(A, name as string, app as string));
+  await apply(backendPod('mirror-1', 'mirror'));
+  await apply(pod(A, 'mirror-slow-1', [process.execPath, SERVER, 'mirror-slow-1', '200', '3000'], { node: 'node-1', port: 8080, labels: { app: 'mirror-slow' } }));
+  // Ready (no probe) but nothing listens on 8080: every connection to it is refused.
+  await apply(pod(A, 'mirror-down-1', ['sleep', 'infinity'], { node: 'node-1', labels: { app: 'mirror-down' } }));
   await apply(pod(A, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
   await apply(pod(B, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
   await pg.waitReady(A, ['--all']);
@@ -289,4 +295,83 @@ t.test('a route change takes effect for the next request on an already-open keep
   const switchedAt = lines.findIndex((l) => l.pod === 'canary-1');
   t.ok(lines.slice(switchedAt).every((l) => l.pod === 'canary-1'), 'and never back');
   t.ok(lines.every((l) => l.status === 200), 'no request failed across the change');
+});
+
+t.test('RequestMirror: the mirror backend gets copies (headers, path, body) at the share asked; a slow, refusing or overloaded mirror never touches the primary', async (t) => {
+  const mirroredIP = (await kubectl(['-n', A, 'get', 'svc', 'mirrored', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  const mirrorPodIP = (await kubectl(['-n', A, 'get', 'pod', 'mirror-1', '-o', 'jsonpath={.status.podIP}'])).stdout.trim();
+  type Seen = { method: string; path: string; headers: Record<string, string>; bodyLength: number; body: string }[];
+  // Read from the mirror pod directly (a pod IP: the L4 path, no route involved).
+  const seen = async (): Promise<Seen> => JSON.parse((await inPod(clientA, ['curl', '-s', '-m', '5', `http://${mirrorPodIP}:8080/__seen`], 10_000)).stdout) as Seen;
+  const mirrorMetric = (backend: string, result: string, reason = '') => agentMetric('weft_route_mirror_requests_total', new RegExp(`mirror_backend="rte-a/${backend}:80",result="${result}",reason="${reason}"`));
+  const mirror = (name: string, extra: object = {}) => ({ type: 'RequestMirror', requestMirror: { backendRef: { name, port: 80 }, ...extra } });
+
+  await route(
+    httpRoute(A, 'mirrored', { name: 'mirrored' }, [
+      { matches: [{ path: { type: 'PathPrefix', value: '/pct' } }], filters: [mirror('mirror', { percent: 50 })], backendRefs: [ref('stable')] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/bad' } }], filters: [mirror('mirror-slow'), mirror('mirror-down')], backendRefs: [ref('stable')] },
+      { filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-routed', value: 'yes' }] } }, mirror('mirror')], backendRefs: [ref('stable')] },
+    ]),
+  );
+  t.equal((await settled(A, 'mirrored')).ResolvedRefs?.status, 'True', 'the mirror backendRefs resolved');
+  let programmed = (await settled(A, 'mirrored'))['weft.dev/Programmed'];
+  for (let i = 0; i < 100 && programmed?.status !== 'True'; i++) {
+    await sleep(200);
+    programmed = (await settled(A, 'mirrored'))['weft.dev/Programmed'];
+  }
+  t.equal(programmed?.status, 'True', programmed?.message ?? 'no weft.dev/Programmed condition');
+  t.match(programmed?.message, /in force on 2\/2 nodes/, 'the route counts the nodes that have it programmed');
+
+  // A copy of a POST: method, path and query, the client's headers and the rule's, the body.
+  const sentBefore = await mirrorMetric('mirror', 'sent');
+  const post = await curl(clientA, `http://${mirroredIP}/copy/me?q=1`, ['-X', 'POST', '-H', 'x-test: mirrored', '--data-binary', 'hello mirror']);
+  t.equal(post.code, '200', 'the primary answered');
+  t.equal((JSON.parse(post.body) as { pod: string }).pod, 'stable-1', 'by the route\'s backend, not the mirror');
+  let copies: Seen = [];
+  for (let i = 0; i < 50 && copies.length === 0; i++) {
+    copies = (await seen()).filter((s) => s.path === '/copy/me?q=1');
+    if (copies.length === 0) await sleep(100);
+  }
+  t.equal(copies.length, 1, 'the mirror backend got one copy');
+  t.equal(copies[0]?.method, 'POST');
+  t.equal(copies[0]?.headers['x-test'], 'mirrored', "the client's header");
+  t.equal(copies[0]?.headers['x-routed'], 'yes', "the rule's RequestHeaderModifier applied to the copy too");
+  t.equal(copies[0]?.body, 'hello mirror', 'the body');
+  t.ok((await mirrorMetric('mirror', 'sent')) > sentBefore, 'counted as sent');
+
+  // A body over 64 KiB: the primary gets it whole, no copy is sent, and the drop is counted.
+  const bigBefore = await mirrorMetric('mirror', 'dropped', 'body_too_large');
+  const big = await sh('nsenter', [`--net=${netnsOf(...clientA)}`, '--', 'curl', '-s', '-m', '10', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', '@-', `http://${mirroredIP}/big`], { input: 'x'.repeat(100 * 1024), timeoutMs: 15_000 });
+  t.equal(big.stdout, '200', 'a 100 KiB POST passes');
+  t.equal((await mirrorMetric('mirror', 'dropped', 'body_too_large')) - bigBefore, 1, 'its copy is dropped and counted');
+  t.notOk((await seen()).some((s) => s.path === '/big'), 'and never reached the mirror');
+
+  // percent: 50 over 1,000 requests.
+  const pct = await count(clientA, `http://${mirroredIP}/pct`, 1000, 8);
+  t.same(pct.statuses, { 200: 1000 }, 'every primary request answered 200');
+  let mirrored = 0;
+  for (let i = 0, last = -1; i < 50 && mirrored !== last; i++) {
+    last = mirrored;
+    await sleep(200);
+    mirrored = (await seen()).filter((s) => s.path === '/pct').length;
+  }
+  t.ok(Math.abs(mirrored / 1000 - 0.5) <= 0.05, `percent: 50 mirrored ${(mirrored / 10).toFixed(1)}% (within 50±5)`);
+
+  // A mirror that answers after 3 s and one that refuses every connection, on every request.
+  const single = await inPod(clientA, ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code} %{time_total}', `http://${mirroredIP}/bad/one`], 10_000);
+  const [code, secs] = single.stdout.split(' ');
+  t.equal(code, '200', 'the primary answered');
+  t.ok(Number(secs) < 1, `without waiting for the slow mirror (${secs} s)`);
+  const limitBefore = await mirrorMetric('mirror-slow', 'dropped', 'limit');
+  const started = Date.now();
+  const bad = await count(clientA, `http://${mirroredIP}/bad/many`, 400, 8);
+  const took = Date.now() - started;
+  t.same(bad.statuses, { 200: 400 }, 'every primary request answered 200');
+  t.same(bad.pods, { 'stable-1': 400 }, 'by the primary backend');
+  t.ok(took < 30_000, `400 requests in ${took} ms: the 3 s mirror did not hold them (it would take over 150 s)`);
+  t.ok((await mirrorMetric('mirror-slow', 'dropped', 'limit')) > limitBefore, 'copies beyond the agent\'s limit in flight were dropped and counted');
+  const downFailed = (await mirrorMetric('mirror-down', 'failed', 'connect')) + (await mirrorMetric('mirror-down', 'failed', 'refused')) + (await mirrorMetric('mirror-down', 'failed', 'reset'));
+  t.ok(downFailed > 0, `copies to the refusing mirror were counted as failed (${downFailed})`);
+  await sleep(3500);
+  t.ok((await mirrorMetric('mirror-slow', 'sent')) > 0, 'the slow mirror did get its copies, late');
 });

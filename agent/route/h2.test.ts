@@ -17,6 +17,9 @@ import { h2Front, routeClient } from './test-fixtures.ts';
 
 const source = routeClient();
 
+/** Every request a backend got, in order (the mirror tests read what the mirror backend saw). */
+const received: { pod: string; path: string; headers: http2.IncomingHttpHeaders; body: string; trailers?: http2.IncomingHttpHeaders }[] = [];
+
 /** An h2c backend that says who it is, echoes the request's headers, and ends with gRPC trailers. */
 async function backend(t: Test, name: string): Promise<number> {
   const server = http2.createServer();
@@ -25,8 +28,11 @@ async function backend(t: Test, name: string): Promise<number> {
   server.on('stream', (stream, headers) => {
     stream.on('error', () => {});
     const chunks: Buffer[] = [];
+    let trailers: http2.IncomingHttpHeaders | undefined;
     stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('trailers', (tr: http2.IncomingHttpHeaders) => (trailers = tr));
     stream.once('end', () => {
+      received.push({ pod: name, path: String(headers[':path']), headers, body: Buffer.concat(chunks).toString(), ...(trailers ? { trailers } : {}) });
       if (headers[':path'] === '/slow') return void setTimeout(() => !stream.closed && stream.respond({ ':status': 200 }, { endStream: true }), 2000);
       const plain = Object.fromEntries(Object.entries(headers).filter(([k]) => !k.startsWith(':')));
       plain.host ??= headers[':authority'];
@@ -72,8 +78,9 @@ interface Answer {
   body: { pod?: string; path?: string; headers?: Record<string, string>; body?: string };
 }
 
-async function setup(t: Test, route: CompiledRoute): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void; port: number }> {
-  const [w, one, two] = [await backend(t, 'web'), await backend(t, 'one'), await backend(t, 'two')];
+async function setup(t: Test, route: CompiledRoute, ports: { web?: number } = {}): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void; port: number }> {
+  const [w0, one, two] = [await backend(t, 'web'), await backend(t, 'one'), await backend(t, 'two')];
+  const w = ports.web ?? w0;
   const web = svc('web', [w]);
   const store = new StateStore();
   store.apply({
@@ -286,4 +293,30 @@ t.test('a failed connect is tried on another endpoint before anything was sent: 
     statuses.push(pod);
   }
   t.same([...new Set(statuses)], ['live'], `every call reached the live endpoint (${statuses.join(',')})`);
+});
+
+t.test('RequestMirror on h2c: a gRPC call is copied (headers, body) to the mirror; a mirror that refuses leaves the call alone', async (t) => {
+  // A port nothing listens on: the Service "two" of this test is a mirror that refuses.
+  const closed = net.createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const closedPort = (closed.address() as net.AddressInfo).port;
+  closed.close();
+  const route = grpcRoute([
+    { matches: [{ method: { service: 'pkg.Echo', method: 'Hello' } }], filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'two', port: 7070 } } }], backendRefs: [{ name: 'one', port: 7070 }] },
+    { matches: [{ method: { service: 'pkg.Echo', method: 'Down' } }], filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'web', port: 7070 } } }], backendRefs: [{ name: 'one', port: 7070 }] },
+  ]);
+  const { call } = await setup(t, route, { web: closedPort });
+  const before = received.length;
+  const a = await call('/pkg.Echo/Hello', { 'x-test': 'copied' }, 'mirror me');
+  t.equal(a.body.pod, 'one', 'the call went to its backend');
+  t.equal(a.trailers['grpc-status'], '0');
+  for (let i = 0; i < 50 && !received.slice(before).some((r) => r.pod === 'two'); i++) await new Promise((r) => setTimeout(r, 20));
+  const copy = received.slice(before).find((r) => r.pod === 'two');
+  t.equal(copy?.path, '/pkg.Echo/Hello', 'the mirror got the call');
+  t.equal(copy?.headers['x-test'], 'copied', 'with its headers');
+  t.equal(copy?.body, 'mirror me', 'and its body');
+  const down = await call('/pkg.Echo/Down', {}, 'x');
+  t.equal(down.body.pod, 'one', 'a mirror that refuses: the call still answered by its backend');
+  t.equal(down.trailers['grpc-status'], '0');
 });

@@ -13,7 +13,7 @@
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
-import type { RouteBackend, RouteFilter } from '../../api/route.ts';
+import type { RouteBackend, RouteFilter, RouteMirror } from '../../api/route.ts';
 import { grpcMessage } from '../l7/responses.ts';
 import { isGrpc, joinValues } from '../l7/request-info.ts';
 import type { Address } from '../native/sockopt.ts';
@@ -22,6 +22,7 @@ import { modifyHeaders, UpstreamRequest, type HeaderMap, type ResponseModifier }
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
+import { BodyCopy, TIMEOUT_MS as MIRROR_TIMEOUT_MS, type MirrorLabels, type Mirrors } from './mirror.ts';
 import { type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import type { RouteTable } from './table.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
@@ -56,6 +57,7 @@ export interface H2RouterDeps {
   random: Random;
   outstanding: Outstanding;
   ejections: Ejections;
+  mirrors: Mirrors;
 }
 
 export class H2Router {
@@ -174,6 +176,8 @@ export class H2Router {
       : undefined;
     ds.once('close', () => clearTimeout(timer));
     ds.pause();
+    const chosen = entry ? this.#d.mirrors.choose(entry.rule.mirrors, backend.mirrors) : [];
+    if (chosen.length > 0) this.#mirror(c, ds, chosen, out, endStream, { destination_service: c.service.key, route: routeName });
     void this.#open(c, backend, ds).then((up) => {
       if (ds.closed || ds.destroyed) {
         // The client gave up while the session was opened: the endpoint's count goes back down.
@@ -187,6 +191,68 @@ export class H2Router {
         if (g !== undefined) grpcStatus = g;
       });
     });
+  }
+
+  /**
+   * The copies of a stream its RequestMirror filters ask for: its body is collected beside the
+   * primary's (the primary's own 'data' listener drives the flow; this one only looks), up to
+   * mirror.ts's BODY_MAX, and each copy sent as a stream of its own once the request ended.
+   */
+  #mirror(c: RoutedStreamConnection, ds: http2.ServerHttp2Stream, chosen: RouteMirror[], headers: HeaderMap, endStream: boolean, l: MirrorLabels): void {
+    const copy = new BodyCopy();
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    const send = () => {
+      if (copy.over) return void chosen.forEach((m) => this.#d.mirrors.drop(l, m, 'body_too_large'));
+      const body = copy.body;
+      for (const m of chosen) void this.#mirrorOne(c, m, l, { ...headers }, body, trailers);
+    };
+    if (endStream) return send();
+    let ended = false;
+    ds.on('data', (chunk: Buffer) => copy.add(chunk));
+    ds.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = t));
+    ds.once('end', () => {
+      ended = true;
+      send();
+    });
+    ds.once('close', () => {
+      if (!ended) chosen.forEach((m) => this.#d.mirrors.drop(l, m, 'aborted'));
+    });
+  }
+
+  async #mirrorOne(c: RoutedStreamConnection, m: RouteMirror, l: MirrorLabels, headers: HeaderMap, body: Buffer, trailers: http2.IncomingHttpHeaders | undefined): Promise<void> {
+    const slot = this.#d.mirrors.begin(l, m);
+    if (!slot) return;
+    const { target, release } = slot;
+    const timer = setTimeout(() => release({ result: 'failed', reason: 'timeout' }), MIRROR_TIMEOUT_MS);
+    const r = await this.#session(c, target.service, target.target);
+    if (!r.session) {
+      clearTimeout(timer);
+      return release({ result: 'failed', reason: r.refused ? 'refused' : 'connect' });
+    }
+    let us: http2.ClientHttp2Stream;
+    try {
+      us = r.session.request({ ...headers, ...(body.length > 0 ? { 'content-length': String(body.length) } : {}) }, { endStream: body.length === 0 && !trailers, waitForTrailers: trailers !== undefined });
+    } catch {
+      clearTimeout(timer);
+      return release({ result: 'failed', reason: 'request' });
+    }
+    us.on('error', ignore);
+    // A copy still waiting when its time is up is cancelled (release above already counted it).
+    const cancel = setTimeout(() => us.close(NGHTTP2_CANCEL), MIRROR_TIMEOUT_MS);
+    us.once('response', () => {
+      clearTimeout(timer);
+      clearTimeout(cancel);
+      release({ result: 'sent' });
+      // Read and dropped: an unread answer would hold the shared session's window.
+      us.resume();
+    });
+    us.once('close', () => {
+      clearTimeout(timer);
+      clearTimeout(cancel);
+      release({ result: 'failed', reason: 'reset' });
+    });
+    if (trailers) us.once('wantTrailers', () => sendTrailers(us, trailers, ignore));
+    if (body.length > 0 || trailers) us.end(body);
   }
 
   /** An upstream session to one ready endpoint of the backend; a failed connect tries another. */

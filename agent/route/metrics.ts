@@ -51,3 +51,15 @@ export const routeEjections = new Counter({
   labelNames: ['backend'],
   registers: [registry],
 });
+
+/**
+ * RequestMirror copies, by outcome: `sent` (the mirror backend answered, whatever the status),
+ * `failed` (no answer: `connect`, `refused` by policy, `reset`, `timeout`, `no_endpoint`) or
+ * `dropped` (never sent: `limit` of copies in flight, `body_too_large`, `aborted` by the client).
+ */
+export const routeMirrors = new Counter({
+  name: 'weft_route_mirror_requests_total',
+  help: 'RequestMirror copies of routed requests, by mirror backend and outcome',
+  labelNames: ['destination_service', 'route', 'mirror_backend', 'result', 'reason'],
+  registers: [registry],
+});

@@ -20,6 +20,7 @@ import { routeEjections, routeRequestDuration, routeRequests, routeRetries, rout
 import { Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { H2Router } from './h2.ts';
+import { BodyCopy, BODY_MAX, Mirrors } from './mirror.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
@@ -52,12 +53,14 @@ export class RouteProxy {
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #server = createServer({ keepAlive: true, requireHostHeader: false });
   readonly #h2: H2Router;
+  readonly mirrors: Mirrors;
 
   constructor(d: UpstreamDeps, random: Random = Math.random) {
     this.#d = d;
     this.#random = random;
     this.table = new RouteTable(d.p.store);
-    this.#h2 = new H2Router({ upstream: d, table: this.table, random, outstanding: this.#outstanding, ejections: this.#ejections });
+    this.mirrors = new Mirrors(d, random);
+    this.#h2 = new H2Router({ upstream: d, table: this.table, random, outstanding: this.#outstanding, ejections: this.#ejections, mirrors: this.mirrors });
     this.#server.keepAliveTimeout = d.p.idleTimeoutMs;
     this.#server.headersTimeout = 60_000;
     this.#server.requestTimeout = 0;
@@ -175,12 +178,14 @@ export class RouteProxy {
     if (req.headers['transfer-encoding'] === undefined && len <= MAX_RETRY_BODY) body = await readBody(req);
     else attempts = 1;
     if (body && (body.length > 0 || req.headers['content-length'] !== undefined)) headers['content-length'] = String(body.length);
+    const upstreamTarget = upstream.upstreamPath + (query ? `?${query}` : '');
+    const onPipe = this.#mirror(c, rule, backend, req, body, { method: view.method, path: upstreamTarget, headers }, { destination_service: c.service.key, route: routeName });
 
     const tried = new Set<string>();
     let last: Attempt = { status: 503, failure: 'no endpoint' };
     for (let n = 1; n <= attempts; n++) {
       if (deadline.signal.aborted) break;
-      last = await this.#attempt(c, backend, { method: view.method, path: upstream.upstreamPath + (query ? `?${query}` : ''), headers, body: body ?? req, tried }, rule, deadline.signal, labels);
+      last = await this.#attempt(c, backend, { method: view.method, path: upstreamTarget, headers, body: body ?? req, tried, onPipe }, rule, deadline.signal, labels);
       const retriable = last.failure === 'connect' || last.failure === 'backend_request' || (retry?.codes.includes(last.status) ?? false);
       if (!retriable || n === attempts || last.failure === 'refused') break;
       if (!budget.tryRetry(Date.now())) {
@@ -221,7 +226,7 @@ export class RouteProxy {
   async #attempt(
     c: RoutedConnection,
     backend: RouteBackend,
-    r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string> },
+    r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string>; onPipe?: (() => void) | undefined },
     rule: RouteRule,
     signal: AbortSignal,
     labels: { destination_service: string; route: string; rule: string },
@@ -238,7 +243,7 @@ export class RouteProxy {
   async #attemptOnce(
     c: RoutedConnection,
     backend: RouteBackend,
-    r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string> },
+    r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string>; onPipe?: (() => void) | undefined },
     rule: RouteRule,
     signal: AbortSignal,
     labels: { destination_service: string; route: string; rule: string },
@@ -307,8 +312,51 @@ export class RouteProxy {
       });
       attempt.signal.addEventListener('abort', () => up.destroy(new Error('aborted')), { once: true });
       if (Buffer.isBuffer(r.body)) up.end(r.body);
-      else r.body.pipe(up);
+      else {
+        r.body.pipe(up);
+        r.onPipe?.();
+      }
     });
+  }
+
+  /**
+   * Sends the copies of a request its rule's and its backend's RequestMirror filters ask for, as
+   * the request goes to the backend (after every filter). A buffered body is copied at once; a
+   * streamed one (chunked, small enough) is collected beside the primary's upload, from the moment
+   * that starts (the returned hook), and its copy sent when it ends.
+   */
+  #mirror(
+    c: RoutedConnection,
+    rule: RouteRule,
+    backend: RouteBackend,
+    req: IncomingMessage,
+    body: Buffer | undefined,
+    r: { method: string; path: string; headers: HeaderMap },
+    l: { destination_service: string; route: string },
+  ): (() => void) | undefined {
+    const chosen = this.mirrors.choose(rule.mirrors, backend.mirrors);
+    if (chosen.length === 0) return undefined;
+    const send = (b: Buffer) => {
+      for (const m of chosen) this.mirrors.sendHttp1(l, m, c.source, c.peer, { ...r, headers: { ...r.headers }, body: b });
+    };
+    if (body) return void send(body);
+    if (Number(req.headers['content-length'] ?? '0') > BODY_MAX) {
+      for (const m of chosen) this.mirrors.drop(l, m, 'body_too_large');
+      return undefined;
+    }
+    return () => {
+      const copy = new BodyCopy();
+      let ended = false;
+      req.on('data', (chunk: Buffer) => copy.add(chunk));
+      req.once('end', () => {
+        ended = true;
+        if (!copy.over) return send(copy.body);
+        for (const m of chosen) this.mirrors.drop(l, m, 'body_too_large');
+      });
+      req.once('close', () => {
+        if (!ended) for (const m of chosen) this.mirrors.drop(l, m, 'aborted');
+      });
+    };
   }
 
   /**

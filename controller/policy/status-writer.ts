@@ -40,6 +40,8 @@ export interface StatusWriterOptions {
   periodMs?: number;
   /** Publish and read the replicas' programmed reports (programmed-reports.ts); default true. */
   programmedReports?: boolean;
+  /** More entries for this replica's programmed report: the routes (route/controller.ts localReport). */
+  extraReport?: () => ProgrammedReport['policies'];
 }
 
 interface Selection {
@@ -229,7 +231,12 @@ export class PolicyStatusWriter {
         policies[`${kind}/${key}`] = { generation, nodes: [...nodes].sort((a, b) => a - b) };
       }
     }
-    return { nodes: connected, policies };
+    return { nodes: connected, policies: { ...this.#o.extraReport?.(), ...policies } };
+  }
+
+  /** The other replicas' reports (the route controller's evidence too). */
+  remote(): RemoteProgrammed {
+    return this.#reports?.remote() ?? this.#remote;
   }
 
   async #pass(): Promise<void> {

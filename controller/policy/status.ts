@@ -140,7 +140,7 @@ function lastAccepted(i: StatusInput): Pick<PolicyStatus, 'lastAccepted'> {
 }
 
 /** Why a node's agent does not hold `revision` yet, or '' when it does (here or, per its report, on another replica). */
-function nodeLag(agent: AgentStatus | undefined, epoch: string, revision: number, remote: RemoteEvidence): string {
+export function nodeLag(agent: AgentStatus | undefined, epoch: string, revision: number, remote: RemoteEvidence): string {
   if (agent && agent.epoch === epoch && (agent.lastAckedRevision ?? -1) >= revision) return '';
   if (remote?.held) return '';
   if (remote && (!agent || agent.streams === 0)) return `its agent, connected to replica ${remote.replica}, has not acknowledged it yet`;

@@ -63,10 +63,48 @@ t.test('a missing parent is NoMatchingParent; an unsupported filter refuses the 
   const missing = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'nope' }, { name: 'web', port: 9 }], rules: [] }) });
   t.same(missing.parents.map((p) => p.accepted.reason), ['NoMatchingParent', 'NoMatchingParent']);
   t.equal(missing.compiled, undefined, 'not sent to agents');
-  const mirror = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
-  t.equal(mirror.parents[0]?.accepted.reason, 'UnsupportedValue');
-  t.match(mirror.parents[0]?.accepted.message, /RequestMirror/);
-  t.equal(mirror.compiled, undefined);
+  const ext = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ filters: [{ type: 'ExtensionRef' }], backendRefs: [{ name: 'web', port: 80 }] }] }) });
+  t.equal(ext.parents[0]?.accepted.reason, 'UnsupportedValue');
+  t.match(ext.parents[0]?.accepted.message, /ExtensionRef/);
+  t.equal(ext.compiled, undefined);
+});
+
+t.test('RequestMirror: shares, per-backend mirrors, and a mirror that does not resolve', async (t) => {
+  const mirror = (requestMirror: object) => ({ type: 'RequestMirror', requestMirror }) as never;
+  const r = compileRoute({
+    kind: 'HTTPRoute',
+    service,
+    route: route('a', {
+      parentRefs: [{ name: 'web' }],
+      rules: [
+        {
+          filters: [mirror({ backendRef: { name: 'canary', port: 80 } }), mirror({ backendRef: { name: 'other', namespace: 'b', port: 80 }, percent: 25 }), mirror({ backendRef: { name: 'web', port: 80 }, fraction: { numerator: 1, denominator: 3 } })],
+          backendRefs: [{ name: 'web', port: 80, filters: [mirror({ backendRef: { name: 'canary', port: 80 }, fraction: { numerator: 5 } })] }],
+        },
+      ],
+    }),
+  });
+  t.equal(r.parents[0]?.accepted.ok, true, r.parents[0]?.accepted.message ?? '');
+  t.equal(r.parents[0]?.resolvedRefs.ok, true, r.parents[0]?.resolvedRefs.message ?? '');
+  t.same(r.compiled?.rules[0]?.mirrors, [
+    { service: 'a/canary', port: 80, numerator: 1, denominator: 1 },
+    { service: 'b/other', port: 80, numerator: 25, denominator: 100 },
+    { service: 'a/web', port: 80, numerator: 1, denominator: 3 },
+  ]);
+  t.same(r.compiled?.rules[0]?.filters, [], 'mirrors are not filters an older agent would refuse');
+  t.same(r.compiled?.rules[0]?.backends[0]?.mirrors, [{ service: 'a/canary', port: 80, numerator: 5, denominator: 100 }]);
+
+  const missing = compileRoute({ kind: 'HTTPRoute', service, route: route('a', { parentRefs: [{ name: 'web' }], rules: [{ filters: [mirror({ backendRef: { name: 'gone', port: 80 } })], backendRefs: [{ name: 'web', port: 80 }] }] }) });
+  t.equal(missing.parents[0]?.accepted.ok, true, 'still accepted');
+  t.equal(missing.parents[0]?.resolvedRefs.reason, 'BackendNotFound');
+  t.match(missing.parents[0]?.resolvedRefs.message, /requestMirror\.backendRef \(gone\)/);
+  t.equal(missing.compiled?.rules[0]?.mirrors, undefined, 'and the mirror left out');
+
+  for (const bad of [{ percent: 101 }, { fraction: { numerator: 3, denominator: 2 } }, { percent: 5, fraction: { numerator: 1 } }, {}]) {
+    const spec = { parentRefs: [{ name: 'web' }], rules: [{ filters: [mirror({ backendRef: 'percent' in bad || 'fraction' in bad ? { name: 'canary', port: 80 } : undefined, ...bad })], backendRefs: [{ name: 'web', port: 80 }] }] };
+    const x = compileRoute({ kind: 'HTTPRoute', service, route: route('a', spec) });
+    t.equal(x.parents[0]?.accepted.reason, 'UnsupportedValue', JSON.stringify(bad));
+  }
 });
 
 t.test('status entries keep their transition time while unchanged', async (t) => {
@@ -127,10 +165,10 @@ t.test('a GRPCRoute with a filter GRPCRoute has no business with, or an unsafe p
   const mirror = compileRoute({
     kind: 'GRPCRoute',
     service,
-    route: route('a', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'web', port: 80 }] }] }),
+    route: route('a', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'canary', port: 80 }, percent: 10 } }], backendRefs: [{ name: 'web', port: 80 }] }] }),
   });
-  t.equal(mirror.parents[0]?.accepted.reason, 'UnsupportedValue');
-  t.equal(mirror.compiled, undefined);
+  t.equal(mirror.parents[0]?.accepted.ok, true, 'RequestMirror is a GRPCRoute filter too');
+  t.same(mirror.compiled?.rules[0]?.mirrors, [{ service: 'a/canary', port: 80, numerator: 10, denominator: 100 }]);
   const redirect = compileRoute({
     kind: 'GRPCRoute',
     service,

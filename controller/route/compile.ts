@@ -13,7 +13,7 @@
 //   MeshConsumerRoute): a mesh route reaches nothing its clients could not reach directly, since
 //   the routed request goes upstream with the client pod's own identity and the destination's
 //   AccessPolicy judges that identity as it would a direct request.
-import type { CompiledRoute, HeaderModifier, RouteBackend, RouteFilter, RouteKind, RouteMatch, RouteParent, RouteRule } from '../../api/route.ts';
+import type { CompiledRoute, HeaderModifier, RouteBackend, RouteFilter, RouteKind, RouteMatch, RouteMirror, RouteParent, RouteRule } from '../../api/route.ts';
 import type { Service } from '../../api/agent-sync.ts';
 import type { Condition } from '../policy/status.ts';
 
@@ -45,6 +45,7 @@ interface BackendRef {
 
 interface RawFilter {
   type: string;
+  requestMirror?: { backendRef?: BackendRef; percent?: number; fraction?: { numerator?: number; denominator?: number } };
   requestHeaderModifier?: RawModifier;
   responseHeaderModifier?: RawModifier;
   requestRedirect?: { scheme?: string; hostname?: string; port?: number; statusCode?: number; path?: RawPathModifier };
@@ -99,6 +100,8 @@ export interface ParentVerdict {
   parentRef: ParentRef;
   accepted: { ok: boolean; reason: string; message: string };
   resolvedRefs: { ok: boolean; reason: string; message: string };
+  /** weft.dev/Programmed: on how many of the nodes that need it the route is in force (programmed.ts); only for an accepted parent. */
+  programmed?: { ok: boolean; reason: string; message: string };
 }
 
 export interface CompileResult {
@@ -131,11 +134,14 @@ export function compileRoute(i: CompileInput): CompileResult {
   const rules: RouteRule[] = (i.route.spec?.rules ?? []).map((raw, index) => {
     const rulePath = `spec.rules[${index}]`;
     const matches = (raw.matches ?? []).map((m, j) => compileMatch(i.kind, m, `${rulePath}.matches[${j}]`, unsupported));
-    const filters = compileFilters(i.kind, raw.filters ?? [], `${rulePath}.filters`, unsupported);
+    const ruleMirrors: RouteMirror[] = [];
+    const mirrorsOf = (list: RouteMirror[]) => ({ i, ns, refProblems, list });
+    const filters = compileFilters(i.kind, raw.filters ?? [], `${rulePath}.filters`, unsupported, mirrorsOf(ruleMirrors));
     const backends = (raw.backendRefs ?? []).map((b, j): RouteBackend => {
-      const bf = compileFilters(i.kind, b.filters ?? [], `${rulePath}.backendRefs[${j}].filters`, unsupported);
+      const backendMirrors: RouteMirror[] = [];
+      const bf = compileFilters(i.kind, b.filters ?? [], `${rulePath}.backendRefs[${j}].filters`, unsupported, mirrorsOf(backendMirrors));
       const bns = b.namespace ?? ns;
-      const backend: RouteBackend = { service: `${bns}/${b.name}`, port: b.port ?? 0, weight: b.weight ?? 1, filters: bf };
+      const backend: RouteBackend = { service: `${bns}/${b.name}`, port: b.port ?? 0, weight: b.weight ?? 1, filters: bf, ...(backendMirrors.length > 0 ? { mirrors: backendMirrors } : {}) };
       const problem = backendProblem(i, b, ns);
       if (problem) {
         refProblems.push({ reason: problem.reason, message: `${rulePath}.backendRefs[${j}] (${b.name}): ${problem.message}` });
@@ -143,7 +149,7 @@ export function compileRoute(i: CompileInput): CompileResult {
       }
       return backend;
     });
-    const rule: RouteRule = { name: raw.name ?? String(index), matches, filters, backends };
+    const rule: RouteRule = { name: raw.name ?? String(index), matches, filters, backends, ...(ruleMirrors.length > 0 ? { mirrors: ruleMirrors } : {}) };
     if (raw.timeouts) {
       const requestMs = raw.timeouts.request !== undefined ? parseDuration(raw.timeouts.request) : undefined;
       const backendRequestMs = raw.timeouts.backendRequest !== undefined ? parseDuration(raw.timeouts.backendRequest) : undefined;
@@ -312,9 +318,47 @@ function pathModifier(pm: RawPathModifier | undefined): { type: 'ReplaceFullPath
   return pm.type === 'ReplaceFullPath' ? { type: pm.type, value: pm.replaceFullPath ?? '/' } : { type: 'ReplacePrefixMatch', value: pm.replacePrefixMatch ?? '/' };
 }
 
-function compileFilters(kind: RouteKind, raw: RawFilter[], p: string, unsupported: string[]): RouteFilter[] {
+/** Where compileFilters puts the RequestMirror filters of one list, resolved against the Services. */
+interface MirrorSink {
+  i: CompileInput;
+  ns: string;
+  refProblems: { reason: string; message: string }[];
+  list: RouteMirror[];
+}
+
+/**
+ * A RequestMirror's share: `percent`, or `fraction` (denominator 100 unless given), or every
+ * request. A mirror whose backendRef does not resolve makes ResolvedRefs False and is left out;
+ * the route still applies (the Gateway API's rule for a backendRef that does not resolve, less the
+ * 500s: a copy's answer is never seen).
+ */
+function compileMirror(f: NonNullable<RawFilter['requestMirror']>, p: string, unsupported: string[], sink: MirrorSink): void {
+  const b = f.backendRef;
+  if (!b?.name) return void unsupported.push(`${p}.backendRef: required`);
+  let numerator = 1;
+  let denominator = 1;
+  if (f.percent !== undefined && f.fraction !== undefined) return void unsupported.push(`${p}: percent and fraction are exclusive`);
+  if (f.percent !== undefined) {
+    if (!Number.isInteger(f.percent) || f.percent < 0 || f.percent > 100) return void unsupported.push(`${p}.percent: must be 0 to 100`);
+    [numerator, denominator] = [f.percent, 100];
+  } else if (f.fraction !== undefined) {
+    const n = f.fraction.numerator ?? 0;
+    const d = f.fraction.denominator ?? 100;
+    if (!Number.isInteger(n) || !Number.isInteger(d) || n < 0 || d < 1 || n > d) return void unsupported.push(`${p}.fraction: needs 0 <= numerator <= denominator, denominator >= 1`);
+    [numerator, denominator] = [n, d];
+  }
+  const problem = backendProblem(sink.i, b, sink.ns);
+  if (problem) return void sink.refProblems.push({ reason: problem.reason, message: `${p}.backendRef (${b.name}): ${problem.message}` });
+  sink.list.push({ service: `${b.namespace ?? sink.ns}/${b.name}`, port: b.port ?? 0, numerator, denominator });
+}
+
+function compileFilters(kind: RouteKind, raw: RawFilter[], p: string, unsupported: string[], mirrors: MirrorSink): RouteFilter[] {
   const out: RouteFilter[] = [];
   raw.forEach((f, k) => {
+    if (f.type === 'RequestMirror') {
+      if (mirrors.list.length >= 16) return void unsupported.push(`${p}[${k}]: more than 16 RequestMirror filters`);
+      return compileMirror(f.requestMirror ?? {}, `${p}[${k}].requestMirror`, unsupported, mirrors);
+    }
     // GRPCRoute's schema has no redirect or rewrite; an object that has one came past no CRD.
     if (kind === 'GRPCRoute' && f.type !== 'RequestHeaderModifier' && f.type !== 'ResponseHeaderModifier') return void unsupported.push(`${p}[${k}].type: ${f.type} is not implemented by Weft for GRPCRoute`);
     switch (f.type) {
@@ -359,7 +403,9 @@ export function parentStatuses(verdicts: readonly ParentVerdict[], generation: n
       const lastTransitionTime = prev && prev.status === status ? prev.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z');
       return { type, status, reason: c.reason, message: c.message.slice(0, 1024), observedGeneration: generation, lastTransitionTime };
     };
-    return { parentRef: v.parentRef, controllerName, conditions: [cond('Accepted', v.accepted), cond('ResolvedRefs', v.resolvedRefs)] };
+    const conditions = [cond('Accepted', v.accepted), cond('ResolvedRefs', v.resolvedRefs)];
+    if (v.programmed) conditions.push(cond('weft.dev/Programmed', v.programmed));
+    return { parentRef: v.parentRef, controllerName, conditions };
   });
 }
 

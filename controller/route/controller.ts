@@ -8,15 +8,18 @@
 // are few, and compiling one is a walk over its spec), and only real differences reach the store.
 // Status is written by the leader only, and only its own entries of status.parents.
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import type { Service } from '../../api/agent-sync.ts';
+import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { Logger } from '../../api/log.ts';
 import { apiErrorSummary } from '../../api/kube-errors.ts';
-import { GATEWAY_GROUP, ROUTE_CONTROLLER_NAME, type RouteKind } from '../../api/route.ts';
+import { GATEWAY_GROUP, ROUTE_CONTROLLER_NAME, type CompiledRoute, type RouteKind } from '../../api/route.ts';
 import type { LeaderElector } from '../kube/leader.ts';
 import { watchResource, type ResourceWatch } from '../kube/resource-watch.ts';
 import { jsonEqual } from '../state/equal.ts';
 import type { RevisionedStore } from '../state/store.ts';
+import type { RemoteProgrammed } from '../policy/programmed-reports.ts';
+import type { AgentRegistry } from '../server/agent-registry.ts';
 import { compileRoute, parentStatuses, type ParentStatus, type RouteObject } from './compile.ts';
+import { routeNodes, routeProgrammed } from './programmed.ts';
 
 const PLURAL: Record<RouteKind, string> = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' };
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -29,6 +32,12 @@ export interface RouteControllerOptions {
   store: RevisionedStore;
   leader: LeaderElector;
   log: Logger;
+  /** The agents connected here: with it, each parent's status counts the nodes that have the route programmed. */
+  registry?: AgentRegistry;
+  /** The other replicas' programmed reports (the policy status writer reads them; localReport() feeds ours). */
+  remote?: () => RemoteProgrammed;
+  /** Debounce for agents' ACKs (status only counts them). */
+  agentDebounceMs?: number;
 }
 
 export class RouteController {
@@ -70,7 +79,10 @@ export class RouteController {
   }
 
   start(): void {
-    this.#unsubscribe = this.#o.store.subscribe(() => this.#schedule());
+    const unsubscribe = [this.#o.store.subscribe(() => this.#schedule())];
+    // An ACK only moves "programmed on n/N nodes": coalesce a fan-out's worth of them into one pass.
+    if (this.#o.registry) unsubscribe.push(this.#o.registry.onChange(() => this.#schedule(this.#o.agentDebounceMs ?? 1_000)));
+    this.#unsubscribe = () => unsubscribe.forEach((u) => u());
     for (const w of Object.values(this.watches)) w.start();
     this.#schedule();
   }
@@ -83,7 +95,7 @@ export class RouteController {
     await this.#running;
   }
 
-  #schedule(): void {
+  #schedule(delayMs = 50): void {
     if (this.#stopped || this.#timer) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -97,7 +109,33 @@ export class RouteController {
             this.#schedule();
           }
         });
-    }, 50);
+    }, delayMs);
+  }
+
+  /**
+   * For the other replicas' leader, in the policies' programmed report: each route in force here
+   * (keyed `Route/<kind>/<ns>/<name>`) and the nodes, among those connected here, whose agent
+   * acknowledged a revision that carries it.
+   */
+  localReport(): Record<string, { generation: number; nodes: number[] }> {
+    const { store, registry } = this.#o;
+    if (!registry) return {};
+    const connected = registry.connectedNodes();
+    const out: Record<string, { generation: number; nodes: number[] }> = {};
+    const workloads = store.values('Workload') as Workload[];
+    for (const key of store.keys('Route')) {
+      const route = store.get({ kind: 'Route', key })?.value as CompiledRoute | undefined;
+      const revision = store.revisionOf({ kind: 'Route', key });
+      if (!route || revision === undefined) continue;
+      const need = new Set(routeNodes(route, workloads));
+      const nodes: number[] = [];
+      connected.forEach((node, i) => {
+        const agent = registry.peek(node);
+        if (need.has(node) && agent && agent.epoch === store.epoch && (agent.lastAckedRevision ?? -1) >= revision) nodes.push(i);
+      });
+      out[`Route/${key}`] = { generation: route.generation, nodes };
+    }
+    return out;
   }
 
   async #pass(): Promise<void> {
@@ -105,6 +143,7 @@ export class RouteController {
     const service = (key: string) => store.get({ kind: 'Service', key })?.value as Service | undefined;
     const live = new Set<string>();
     const writes: Promise<void>[] = [];
+    const remote = this.#o.remote?.();
     for (const kind of ['HTTPRoute', 'GRPCRoute'] as const) {
       for (const route of this.watches[kind].list()) {
         const r = compileRoute({ kind, route, service });
@@ -114,12 +153,33 @@ export class RouteController {
           const before = store.get({ kind: 'Route', key });
           if (!before || !jsonEqual(before.value, r.compiled)) store.upsert({ kind: 'Route', value: r.compiled });
         } else if (store.get({ kind: 'Route', key })) store.remove({ kind: 'Route', key });
-        if (this.#o.leader.isLeader() && r.parents.length > 0) writes.push(this.#writeStatus(kind, route, r.parents));
+        if (this.#o.leader.isLeader() && r.parents.length > 0) {
+          const programmed = this.#programmed(key, remote);
+          const parents = programmed ? r.parents.map((p) => (p.accepted.ok ? { ...p, programmed } : p)) : r.parents;
+          writes.push(this.#writeStatus(kind, route, parents));
+        }
       }
     }
     for (const key of store.keys('Route')) if (!live.has(key)) store.remove({ kind: 'Route', key });
     for (const key of this.#written.keys()) if (!live.has(key)) this.#written.delete(key);
     await Promise.all(writes);
+  }
+
+  #programmed(key: string, remote: RemoteProgrammed | undefined): { ok: boolean; reason: string; message: string } | undefined {
+    const { store, registry } = this.#o;
+    if (!registry) return undefined;
+    const route = store.get({ kind: 'Route', key })?.value as CompiledRoute | undefined;
+    const revision = store.revisionOf({ kind: 'Route', key });
+    if (!route || revision === undefined) return undefined;
+    const p = routeProgrammed({
+      route,
+      revision,
+      epoch: store.epoch,
+      workloads: store.values('Workload'),
+      agents: (node) => registry.peek(node),
+      ...(remote && !remote.empty ? { remote: (node: string) => remote.evidence(`Route/${key}`, route.generation, node) } : {}),
+    });
+    return { ok: p.ok, reason: p.reason, message: p.message };
   }
 
   async #writeStatus(kind: RouteKind, route: RouteResource, verdicts: Parameters<typeof parentStatuses>[0]): Promise<void> {
