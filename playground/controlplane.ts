@@ -122,6 +122,9 @@ export function startControllerManager(p: PlaygroundPlan, files: PkiFiles, kubec
       '--leader-elect=false',
       '--profiling=false',
       '--v=1',
+      // The DaemonSet controller's decisions (each sync, each pod it waits on) at no cost to the
+      // rest of the log: the agent's rolling update is what the playground's users watch most.
+      '--vmodule=daemon_controller=4,update=5,controller_utils=4',
     ],
     logFile: log(p, 'kube-controller-manager'),
   });

@@ -165,18 +165,46 @@ function follow(pod: string): { lines: () => Record<string, unknown>[]; ended: P
 }
 
 /**
- * What a stuck roll leaves to read: every agent pod's conditions and restarts, what each agent
- * process on the nodes says of itself on the node's agent socket, and the newest pods' log tails.
+ * What a stuck roll leaves to read. `summary` is one line, for the failing assertion's own name
+ * (a CI report shows failing names whole and may cut the comments under them): the DaemonSet
+ * controller's view (status, its last decision and error on this DaemonSet) and each pod's
+ * readiness. `detail` adds what each agent process says of itself and the new pods' log tails.
  */
-async function rollDiagnostics(oldNames: Set<string>): Promise<string> {
+async function rollDiagnostics(oldNames: Set<string>): Promise<{ summary: string; detail: string }> {
   const out: string[] = [];
+  const brief: string[] = [];
+  const ds = await pg.kubectl(['-n', 'weft-system', 'get', 'ds', 'weft-agent', '-o', 'json']);
+  try {
+    const d = JSON.parse(ds.stdout) as { metadata: { generation: number }; status: Record<string, unknown> };
+    const st = d.status;
+    brief.push(`ds gen ${d.metadata.generation} observed ${String(st.observedGeneration)} desired ${String(st.desiredNumberScheduled)} ready ${String(st.numberReady)} available ${String(st.numberAvailable)} updated ${String(st.updatedNumberScheduled)}`);
+    out.push(`DaemonSet status: ${JSON.stringify(st)}`);
+  } catch {
+    brief.push(`ds: ${ds.stderr.trim()}`);
+  }
   const pods = await pg.kubectl(['-n', 'weft-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=weft-agent', '-o', 'json']);
   type P = { metadata: { name: string; deletionTimestamp?: string; creationTimestamp: string }; spec: { nodeName: string }; status: { conditions?: { type: string; status: string; lastTransitionTime: string }[]; containerStatuses?: { restartCount: number; state: Record<string, unknown> }[] } };
   const items = pods.code === 0 ? (JSON.parse(pods.stdout) as { items: P[] }).items : [];
+  const hhmmss = (ts: string | undefined) => ts?.slice(11, 19) ?? '?';
   for (const p of items) {
     const cond = (p.status.conditions ?? []).map((c) => `${c.type}=${c.status}@${c.lastTransitionTime}`).join(' ');
+    const ready = p.status.conditions?.find((c) => c.type === 'Ready');
     const cs = p.status.containerStatuses?.[0];
-    out.push(`${p.metadata.name} ${p.spec.nodeName} ${oldNames.has(p.metadata.name) ? 'old' : 'new'} created ${p.metadata.creationTimestamp}${p.metadata.deletionTimestamp ? ` deleting ${p.metadata.deletionTimestamp}` : ''} restarts=${cs?.restartCount ?? '?'} state=${JSON.stringify(cs?.state ?? {})} ${cond}`);
+    const age = oldNames.has(p.metadata.name) ? 'old' : 'new';
+    brief.push(`${p.metadata.name} ${p.spec.nodeName} ${age} created ${hhmmss(p.metadata.creationTimestamp)} ready=${ready?.status ?? '?'}@${hhmmss(ready?.lastTransitionTime)}${p.metadata.deletionTimestamp ? ` deleting@${hhmmss(p.metadata.deletionTimestamp)}` : ''} restarts=${cs?.restartCount ?? '?'}`);
+    out.push(`${p.metadata.name} ${p.spec.nodeName} ${age} created ${p.metadata.creationTimestamp}${p.metadata.deletionTimestamp ? ` deleting ${p.metadata.deletionTimestamp}` : ''} restarts=${cs?.restartCount ?? '?'} state=${JSON.stringify(cs?.state ?? {})} ${cond}`);
+  }
+  try {
+    // The playground runs the DaemonSet controller with its decisions logged (controlplane.ts).
+    const kcm = readFileSync(join(pg.dir, 'logs', 'kube-controller-manager.log'), 'utf8').split('\n').filter(Boolean);
+    const mine = kcm.filter((l) => /weft-agent/.test(l));
+    const short = (l: string | undefined) => (l ? l.replace(/^\S+ (\S+)\s+\d+ (\S+)\] /, '$1 $2 ').slice(0, 220) : 'none');
+    const decision = mine.filter((l) => /surge candidate|is available|waiting|Pods to delete|daemon pods for daemon set|expectations/i.test(l)).at(-1);
+    const error = mine.filter((l) => /^E|failed with|error/i.test(l)).at(-1);
+    brief.push(`kcm last line ${short(kcm.at(-1)).slice(0, 16)}; last decision: ${short(decision)}; last error: ${short(error)}`);
+    out.push(`kube-controller-manager on this DaemonSet (last 40 lines):\n${mine.slice(-40).join('\n')}`);
+  } catch (e) {
+    brief.push(`kcm log: ${(e as Error).message}`);
   }
   for (const n of ['node-1', 'node-2']) {
     const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-${n}`, 'curl', '-s', '-m', '3', 'http://127.0.0.1:15021/healthz/ready']);
@@ -188,15 +216,7 @@ async function rollDiagnostics(oldNames: Set<string>): Promise<string> {
     const own = logs.stdout.split('\n').filter((l) => l && !l.includes('"kind":"access"')).slice(-25).join('\n');
     out.push(`--- ${p.metadata.name} (${p.spec.nodeName}) last log lines:\n${own}${logs.stderr}`);
   }
-  try {
-    const kcm = readFileSync(join(pg.dir, 'logs', 'kube-controller-manager.log'), 'utf8').split('\n');
-    out.push(`kube-controller-manager on DaemonSets:\n${kcm.filter((l) => /daemon|weft-agent/i.test(l)).slice(-15).join('\n')}`);
-  } catch (e) {
-    out.push(`kube-controller-manager log: ${(e as Error).message}`);
-  }
-  const ds = await pg.kubectl(['-n', 'weft-system', 'get', 'ds', 'weft-agent', '-o', 'jsonpath={.status}']);
-  out.push(`DaemonSet status: ${ds.stdout}`);
-  return out.join('\n');
+  return { summary: brief.join(' | '), detail: out.join('\n') };
 }
 
 t.test('helm upgrade rolls the agent DaemonSet and drops no established connection; new connections keep working', { skip: !REAL && 'simulated nodes: weft dev restart-agent above' }, async (t) => {
@@ -230,8 +250,12 @@ t.test('helm upgrade rolls the agent DaemonSet and drops no established connecti
     const stillOld = pods.filter((p) => oldNames.has(p.metadata.name) && !p.metadata.deletionTimestamp);
     rolled = new Set(fresh.map((p) => p.spec.nodeName)).size === 2 && stillOld.length === 0;
   }
-  t.ok(rolled, 'the DaemonSet rolled: a new agent Ready on each node, the old ones terminating');
-  if (!rolled) t.comment(`why the DaemonSet did not roll:\n${await rollDiagnostics(oldNames)}`);
+  if (rolled) t.pass('the DaemonSet rolled: a new agent Ready on each node, the old ones terminating');
+  else {
+    const why = await rollDiagnostics(oldNames);
+    t.fail(`the DaemonSet rolled: a new agent Ready on each node, the old ones terminating — it did not: ${why.summary}`);
+    t.comment(`why the DaemonSet did not roll:\n${why.detail}`);
+  }
   const rolledS = (Date.now() - t0) / 1000;
   await sleep(3000);
   const ready = (await agentPods()).filter((p) => !oldNames.has(p.metadata.name) && isReady(p));
