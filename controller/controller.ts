@@ -94,7 +94,20 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
   const leader = createLeaderElector({ kubeConfig, namespace: cfg.installNamespace, name: 'weft-controller', identity: cfg.identity, log });
   // Routes ride in the policies' programmed reports, so that the leader counts their nodes too.
   let routeReport: () => Record<string, { generation: number; nodes: number[] }> = () => ({});
-  const statusWriter = new PolicyStatusWriter({ kubeConfig, sources: watches, store, registry, reconciler: policies, leader, installNamespace: cfg.installNamespace, identity: cfg.identity, log, extraReport: () => routeReport() });
+  let routesRemoteChanged = (): void => {};
+  const statusWriter = new PolicyStatusWriter({
+    kubeConfig,
+    sources: watches,
+    store,
+    registry,
+    reconciler: policies,
+    leader,
+    installNamespace: cfg.installNamespace,
+    identity: cfg.identity,
+    log,
+    extraReport: () => routeReport(),
+    onRemoteChange: () => routesRemoteChanged(),
+  });
 
   const authenticator = new AgentAuthenticator({
     reviewer: kubeTokenReviewer(kubeConfig, { audiences: cfg.tokenAudiences }),
@@ -150,6 +163,7 @@ export async function startController(cfg: ControllerConfig, opts: StartOptions)
   watches.start();
   const routes = new RouteController({ kubeConfig, store, leader, log, registry, remote: () => statusWriter.remote() });
   routeReport = () => routes.localReport();
+  routesRemoteChanged = () => routes.recount();
   void reconciler.whenReady.then(() => {
     routes.start();
     statusWriter.start();

@@ -223,8 +223,14 @@ export class H2Router {
     const slot = this.#d.mirrors.begin(l, m);
     if (!slot) return;
     const { target, release } = slot;
-    const timer = setTimeout(() => release({ result: 'failed', reason: 'timeout' }), MIRROR_TIMEOUT_MS);
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      release({ result: 'failed', reason: 'timeout' });
+    }, MIRROR_TIMEOUT_MS);
     const r = await this.#session(c, target.service, target.target);
+    // Out of time while the session opened: its slot is already given back, so nothing is sent.
+    if (late) return;
     if (!r.session) {
       clearTimeout(timer);
       return release({ result: 'failed', reason: r.refused ? 'refused' : 'connect' });

@@ -42,6 +42,8 @@ export interface StatusWriterOptions {
   programmedReports?: boolean;
   /** More entries for this replica's programmed report: the routes (route/controller.ts localReport). */
   extraReport?: () => ProgrammedReport['policies'];
+  /** Called too when another replica's report changed (the route controller recounts its nodes). */
+  onRemoteChange?: () => void;
 }
 
 interface Selection {
@@ -91,7 +93,10 @@ export class PolicyStatusWriter {
             return () => offs.forEach((off) => off());
           },
         },
-        onRemoteChange: () => this.schedule(o.agentDebounceMs ?? 1_000),
+        onRemoteChange: () => {
+          this.schedule(o.agentDebounceMs ?? 1_000);
+          o.onRemoteChange?.();
+        },
       });
     }
   }

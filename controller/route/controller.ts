@@ -47,6 +47,7 @@ export class RouteController {
   readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource> };
   readonly #written = new Map<string, ParentStatus[]>();
   #timer: NodeJS.Timeout | undefined;
+  #due = 0;
   #running: Promise<void> | undefined;
   #again = false;
   #stopped = false;
@@ -95,8 +96,15 @@ export class RouteController {
     await this.#running;
   }
 
+  /** A pass after `delayMs`, or sooner if one is already due sooner (an ACK's slow pass never delays a route change's). */
   #schedule(delayMs = 50): void {
-    if (this.#stopped || this.#timer) return;
+    if (this.#stopped) return;
+    const due = performance.now() + delayMs;
+    if (this.#timer) {
+      if (due >= this.#due) return;
+      clearTimeout(this.#timer);
+    }
+    this.#due = due;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       if (this.#running) return void (this.#again = true);
@@ -110,6 +118,11 @@ export class RouteController {
           }
         });
     }, delayMs);
+  }
+
+  /** Another replica's programmed report changed: the nodes it vouches for are counted on the next pass. */
+  recount(): void {
+    this.#schedule(this.#o.agentDebounceMs ?? 1_000);
   }
 
   /**
