@@ -123,6 +123,15 @@ t.before(async () => {
   await apply(pod(A, 'mirror-slow-1', [process.execPath, SERVER, 'mirror-slow-1', '200', '3000'], { node: 'node-1', port: 8080, labels: { app: 'mirror-slow' } }));
   // Ready (no probe) but nothing listens on 8080: every connection to it is refused.
   await apply(pod(A, 'mirror-down-1', ['sleep', 'infinity'], { node: 'node-1', labels: { app: 'mirror-down' } }));
+  // A mirror whose AccessPolicy refuses client-a (in force before any copy is sent).
+  await apply(service(A, 'mirror-guarded', 'mirror-guarded'));
+  await apply(backendPod('mirror-guarded-1', 'mirror-guarded'));
+  await apply({
+    apiVersion: 'weft.dev/v1alpha1',
+    kind: 'AccessPolicy',
+    metadata: { name: 'no-copies-from-a', namespace: A },
+    spec: { selector: { matchLabels: { app: 'mirror-guarded' } }, action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${A}/sa/default`] }] }] },
+  });
   await apply(pod(A, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
   await apply(pod(B, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
   await pg.waitReady(A, ['--all']);
@@ -320,7 +329,7 @@ t.test('RequestMirror: the mirror backend gets copies (headers, path, body) at t
     programmed = (await settled(A, 'mirrored'))['weft.dev/Programmed'];
   }
   t.equal(programmed?.status, 'True', programmed?.message ?? 'no weft.dev/Programmed condition');
-  t.match(programmed?.message, /in force on 2\/2 nodes/, 'the route counts the nodes that have it programmed');
+  t.match(programmed?.message, /in force on ([2-9])\/\1 nodes/, 'the route counts the nodes that have it programmed (clients and backends are on two nodes)');
 
   // A copy of a POST: method, path and query, the client's headers and the rule's, the body.
   const sentBefore = await mirrorMetric('mirror', 'sent');
@@ -374,4 +383,36 @@ t.test('RequestMirror: the mirror backend gets copies (headers, path, body) at t
   t.ok(downFailed > 0, `copies to the refusing mirror were counted as failed (${downFailed})`);
   await sleep(3500);
   t.ok((await mirrorMetric('mirror-slow', 'sent')) > 0, 'the slow mirror did get its copies, late');
+});
+
+t.test("RequestMirror: the mirror backend's AccessPolicy judges the copy on the client's own identity", async (t) => {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const r = await kubectl(['-n', A, 'get', 'accesspolicy', 'no-copies-from-a', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
+    if (r.stdout.trim() === 'True') break;
+    if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
+    await sleep(200);
+  }
+  const mirroredIP = (await kubectl(['-n', A, 'get', 'svc', 'mirrored', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  const guardedIP = (await kubectl(['-n', A, 'get', 'pod', 'mirror-guarded-1', '-o', 'jsonpath={.status.podIP}'])).stdout.trim();
+  const refused = () => agentMetric('weft_route_mirror_requests_total', /mirror_backend="rte-a\/mirror-guarded:80",result="failed",reason="refused"/);
+  await route(
+    httpRoute(A, 'mirrored', { name: 'mirrored' }, [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'mirror-guarded', port: 80 } } }], backendRefs: [ref('stable')] }]),
+  );
+  const before = await refused();
+  const c = await count(clientA, `http://${mirroredIP}/guarded`, 20, 2);
+  t.same(c.statuses, { 200: 20 }, 'the primary requests pass (the policy guards the mirror only)');
+  let n = 0;
+  for (let i = 0; i < 50 && n < 20; i++) {
+    n = (await refused()) - before;
+    if (n < 20) await sleep(100);
+  }
+  t.equal(n, 20, "every copy was refused at the mirror's node, on client-a's identity, and counted");
+  // Read by client-b: another identity, which the policy lets through.
+  const seen = JSON.parse((await inPod(clientB, ['curl', '-s', '-m', '5', `http://${guardedIP}:8080/__seen`], 10_000)).stdout) as { path: string }[];
+  t.notOk(
+    seen.some((s) => s.path === '/guarded'),
+    'no copy reached the guarded mirror',
+  );
+  await kubectl(['-n', A, 'delete', 'accesspolicy', 'no-copies-from-a']);
 });
