@@ -224,5 +224,9 @@ t.test("the stub's ADD passes the chain's result through, as the CNI spec asks o
     t.same(JSON.parse(pretty.stdout), prevResult, `${sh}: indented input, prevResult without its cniVersion: the netconf's is put in`);
     const last = add(shell, `{"cniVersion":"0.4.0","name":"n","type":"weft-cni","prevResult":{}}`);
     t.same(JSON.parse(last.stdout), { cniVersion: '0.4.0' }, `${sh}: an empty prevResult as the last member`);
+    // A pod with many interfaces (multus, SR-IOV): kilobytes of prevResult, commas inside strings.
+    const many = { ...prevResult, interfaces: Array.from({ length: 80 }, (_, i) => ({ name: `net${i}`, mac: '0a:58:0a:f4:01:01', sandbox: '/var/run/netns/cni-1,2' })) };
+    const big = add(shell, JSON.stringify({ ...conf, prevResult: many }));
+    t.same(JSON.parse(big.stdout), many, `${sh}: a ${JSON.stringify(many).length}-byte prevResult passes through whole`);
   }
 });

@@ -42,42 +42,55 @@ case "$CNI_COMMAND" in
 esac
 
 # member JSON KEY: the raw value of KEY at the top level of the object JSON, or nothing.
+# A character at a time, but over the pieces between commas, not the whole text: each step
+# copies what is left of the string it works on, and on all of a few kilobytes bash took seconds.
+# For the same reason the value is gathered a piece at a time.
 member() {
-  rest=$1 depth=0 str=0 esc=0 tok= key= cap=0 val=
-  while [ -n "$rest" ]; do
-    c=\${rest%"\${rest#?}"}
-    rest=\${rest#?}
-    if [ $str = 1 ]; then
-      [ $cap = 1 ] && val=$val$c
-      if [ $esc = 1 ]; then
-        esc=0 tok=$tok$c
-      elif [ "$c" = '\\' ]; then
-        esc=1 tok=$tok$c
-      elif [ "$c" = '"' ]; then
-        str=0
-        [ $depth = 1 ] && key=$tok
-      elif [ $depth = 1 ]; then
-        tok=$tok$c
+  want=$2 depth=0 str=0 esc=0 tok= key= cap=0 val= sep=
+  IFS=,
+  # shellcheck disable=SC2086 # split on commas on purpose; -f: no file names
+  set -f -- $1
+  IFS=' 	
+'
+  for piece do
+    rest=$sep$piece sep=, part=
+    while [ -n "$rest" ]; do
+      c=\${rest%"\${rest#?}"}
+      rest=\${rest#?}
+      if [ $str = 1 ]; then
+        [ $cap = 1 ] && part=$part$c
+        if [ $esc = 1 ]; then
+          esc=0 tok=$tok$c
+        elif [ "$c" = '\\' ]; then
+          esc=1 tok=$tok$c
+        elif [ "$c" = '"' ]; then
+          str=0
+          [ $depth = 1 ] && key=$tok
+        elif [ $depth = 1 ]; then
+          tok=$tok$c
+        fi
+        continue
       fi
-      continue
-    fi
-    case $c in
-      '"') str=1 tok= ;;
-      '{' | '[') depth=$((depth + 1)) ;;
-      '}' | ']') depth=$((depth - 1)) ;;
-    esac
-    if [ $cap = 1 ]; then
-      if [ $depth = 0 ] || { [ $depth = 1 ] && [ "$c" = ',' ]; }; then
-        val=\${val%"\${val##*[![:space:]]}"}
-        printf '%s' "\${val#"\${val%%[![:space:]]*}"}"
-        return 0
+      case $c in
+        '"') str=1 tok= ;;
+        '{' | '[') depth=$((depth + 1)) ;;
+        '}' | ']') depth=$((depth - 1)) ;;
+      esac
+      if [ $cap = 1 ]; then
+        if [ $depth = 0 ] || { [ $depth = 1 ] && [ "$c" = ',' ]; }; then
+          val=$val$part
+          val=\${val%"\${val##*[![:space:]]}"}
+          printf '%s' "\${val#"\${val%%[![:space:]]*}"}"
+          return 0
+        fi
+        part=$part$c
+      elif [ $depth = 1 ] && [ "$c" = ':' ] && [ "$key" = "$want" ]; then
+        cap=1
+      elif [ "$c" = ',' ]; then
+        key=
       fi
-      val=$val$c
-    elif [ $depth = 1 ] && [ "$c" = ':' ] && [ "$key" = "$2" ]; then
-      cap=1
-    elif [ "$c" = ',' ]; then
-      key=
-    fi
+    done
+    val=$val$part
   done
 }
 
