@@ -219,6 +219,29 @@ async function rollDiagnostics(oldNames: Set<string>): Promise<{ summary: string
   return { summary: brief.join(' | '), detail: out.join('\n') };
 }
 
+/**
+ * Every agent's log lines (old pods from their followers, the others from `kubectl logs`) within
+ * 2 s of the given moments, access lines only when they record a failure.
+ */
+async function agentLinesAround(moments: number[], old: { pod: string; log: { lines: () => Record<string, unknown>[] } }[]): Promise<string> {
+  const out: string[] = [];
+  const near = (e: Record<string, unknown>) => {
+    const ts = Date.parse(String(e.ts));
+    return moments.some((m) => Math.abs(ts - m) <= 2000) && (e.kind !== 'access' || /error|reset|denied|fail/i.test(JSON.stringify(e)));
+  };
+  for (const p of await agentPods()) {
+    const followed = old.find((o) => o.pod === p.metadata.name);
+    const lines = followed
+      ? followed.log.lines()
+      : (await pg.kubectl(['-n', 'weft-system', 'logs', p.metadata.name, '--tail', '20000'])).stdout
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+    out.push(`--- ${p.metadata.name} (${p.spec.nodeName}${followed ? ', old' : ''}):`, ...lines.filter(near).slice(-40).map((e) => JSON.stringify(e)));
+  }
+  return `${moments.map((m) => new Date(m).toISOString()).join(', ')}\n${out.join('\n')}`;
+}
+
 t.test('helm upgrade rolls the agent DaemonSet and drops no established connection; new connections keep working', { skip: !REAL && 'simulated nodes: weft dev restart-agent above' }, async (t) => {
   const far = hold('far', FAR);
   const near = hold('near', NEAR);
@@ -266,6 +289,8 @@ t.test('helm upgrade rolls the agent DaemonSet and drops no established connecti
   const restarts = await pg.kubectl(['-n', 'weft-system', 'get', 'pods', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} restarts={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.reason} {.status.containerStatuses[0].lastState.terminated.finishedAt}{"\\n"}{end}']);
   const events = await pg.kubectl(['-n', 'weft-system', 'get', 'events', '--sort-by=.lastTimestamp', '-o', 'jsonpath={range .items[*]}{.lastTimestamp} {.involvedObject.name} {.reason} {.message}{"\\n"}{end}']);
   t.comment(`agent pods after the roll (t0 ${new Date(t0).toISOString()}):\n${restarts.stdout}\nevents:\n${events.stdout.split('\n').filter((l) => /weft-agent/.test(l)).slice(-30).join('\n')}`);
+  const failedAt = after.flatMap((r) => r?.probes.failures.map((f) => Date.parse(f.at)) ?? []);
+  if (failedAt.length > 0) t.comment(`the agents around each failed new connection:\n${await agentLinesAround(failedAt, logs)}`);
   for (const [name, r] of [['far', after[0]], ['near', after[1]]] as const) {
     t.same(r?.dropped, [], `${name}: no held connection dropped`);
     t.equal(r?.open, r?.held, `${name}: all ${r?.held} still open`);

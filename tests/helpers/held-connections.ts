@@ -114,7 +114,7 @@ const ticker = setInterval(() => {
   }
 }, INTERVAL_MS / 4);
 
-const probes = { ok: 0, failed: 0, failures: [] as { reason: string; atMs: number }[] };
+const probes = { ok: 0, failed: 0, failures: [] as { reason: string; atMs: number; at: string }[] };
 let probing = false;
 function probe(n: number): void {
   const socket = connect({ host, port, noDelay: true });
@@ -127,7 +127,8 @@ function probe(n: number): void {
     clearTimeout(timer);
     if (error) {
       probes.failed += 1;
-      probes.failures.push({ reason: error, atMs: now() });
+      // Wall-clock time too: what the agents logged then is read by it.
+      probes.failures.push({ reason: error, atMs: now(), at: new Date().toISOString() });
       socket.destroy();
     } else {
       probes.ok += 1;

@@ -13,7 +13,7 @@ export interface Report {
   dropped: { id: number; reason: string; atMs: number }[];
   echoes: number;
   maxGapMs: number;
-  probes: { ok: number; failed: number; failures: { reason: string; atMs: number }[] };
+  probes: { ok: number; failed: number; failures: { reason: string; atMs: number; at: string }[] };
 }
 export interface Verified {
   type: 'verified';
