@@ -258,6 +258,8 @@ t.test('helm upgrade rolls the agent DaemonSet and drops no established connecti
   t.equal(old.length, 2, 'one agent pod per node before the upgrade');
   const started = Object.fromEntries(await Promise.all(['node-1', 'node-2'].map(async (n) => [n, (await admin<{ startedAt: string }>(n, '/node')).startedAt] as const)));
   const logs = old.map((p) => ({ pod: p.metadata.name, node: p.spec.nodeName, log: follow(p.metadata.name) }));
+  // An upgrade right after the install can stall in the DaemonSet controller (see the helper).
+  await pg.agentDaemonSetSettled();
   const t0 = Date.now();
   // No --wait: the rollout completes only when the old pods are gone, and they drain until the
   // held connections close. From the traffic's side the upgrade is done once a new agent is Ready

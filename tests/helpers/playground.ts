@@ -127,6 +127,34 @@ export class Playground {
   }
 
   /**
+   * Real nodes: resolves once the agent DaemonSet has settled after its last change, so that a
+   * `helm upgrade` now rolls without stalling. The DaemonSet controller (v1.36) moves a surge
+   * node on with one delayed requeue, minReadySeconds after the new pod turns Ready; its work
+   * queue keeps only the earliest pending time per DaemonSet, so that requeue is dropped if an
+   * earlier one is still pending (scheduled when the previous pods turned Ready), and the roll
+   * waits for the DaemonSet's next event. That earlier one fires at the latest two
+   * minReadySeconds after the last agent pod turned Ready. Seen: a roll stuck for 7 minutes.
+   */
+  async agentDaemonSetSettled(timeoutMs = 120_000): Promise<void> {
+    type Ds = { metadata: { generation: number }; spec: { minReadySeconds?: number }; status: { observedGeneration?: number; desiredNumberScheduled: number; numberAvailable?: number; updatedNumberScheduled?: number } };
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.kubectl(['-n', 'weft-system', 'get', 'ds', 'weft-agent', '-o', 'json']);
+      const ds = r.code === 0 ? (JSON.parse(r.stdout) as Ds) : undefined;
+      const st = ds?.status;
+      if (ds && st && st.observedGeneration === ds.metadata.generation && st.numberAvailable === st.desiredNumberScheduled && st.updatedNumberScheduled === st.desiredNumberScheduled) {
+        const readySince = Math.max(...(await this.weftPods('agent')).map((p) => Date.parse(p.status.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ?? '') || 0));
+        // +2 s: the condition's time is cut to the second.
+        const wait = readySince + (2 * (ds.spec.minReadySeconds ?? 0) + 2) * 1000 - Date.now();
+        if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`the agent DaemonSet did not settle: ${JSON.stringify(st)}`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  }
+
+  /**
    * Host PIDs of Weft's processes: the agent of `node`, or the controller(s). Simulated: the
    * supervisor's record; real: the Node processes in the pods' cgroups, as a signal from the host
    * reaches them (SIGSTOP freezes, SIGKILL is a crash the kubelet answers with a restart).
@@ -216,7 +244,7 @@ export class Playground {
 export interface WeftPod {
   metadata: { name: string; uid: string; deletionTimestamp?: string };
   spec: { nodeName: string };
-  status: { phase?: string; conditions?: { type: string; status: string }[] };
+  status: { phase?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
 }
 
 /** Host PIDs of a real pod's processes (its sandbox's excepted) whose command line names `cmd`. */
