@@ -1,13 +1,16 @@
 // HBONE tunnel microbenchmark (not a test): what the tunnel adds over plain loopback TCP.
 //
-//   node bench/hbone-micro.ts [--round-trips 20000] [--megabytes 1024] [--paths direct,tls,hbone] [--syscalls] [--idle 1000]
+//   node bench/hbone-micro.ts [--round-trips 20000] [--megabytes 1024] [--paths direct,tls,hbone,agent] [--syscalls] [--idle 1000]
 //
 // The "remote node" (tunnel servers and destinations) runs in a worker thread so that client and
 // server each have a core, as two agents would. Three paths end at the same destinations:
 //   direct  loopback TCP to the destination;
 //   tls     a TLS 1.3 relay with the same certificates and no HTTP/2 (a Node stand-in for stunnel,
 //           to tell TLS costs from HTTP/2 costs);
-//   hbone   pool -> TLS 1.3 + HTTP/2 CONNECT -> HboneServer -> TCP.
+//   hbone   pool -> TLS 1.3 + HTTP/2 CONNECT -> HboneServer -> TCP;
+//   agent   hbone as the outbound path runs it: the application connects to a local listener whose
+//           socket is spliced to the pool stream, so both ends move bytes between a socket and a
+//           stream (the client thread also carries the application's loopback socket).
 // Measured: new connections per second, ping-pong latency (64 B each way on one stream, p50/p99) and single-stream upload
 // throughput, plus how busy each thread's event loop was during the upload and the CPU seconds
 // each thread spent per GB uploaded (process.threadCpuUsage: user + system, so the kernel's share
@@ -22,6 +25,7 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import type { Http2Stream } from 'node:http2';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -31,7 +35,7 @@ import { Worker, isMainThread, parentPort, workerData, type MessagePort } from '
 import { WorkloadCertificate, type IssuedCertificate } from '../agent/identity/certificate.ts';
 import { HbonePool } from '../agent/hbone/pool.ts';
 import { HboneServer } from '../agent/hbone/server.ts';
-import { splice } from '../agent/hbone/splice.ts';
+import { splice, spliceReadStats } from '../agent/hbone/splice.ts';
 import { connectTarget } from '../agent/hbone/target.ts';
 import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
 import { startHeapTrimmer } from '../agent/native/trim.ts';
@@ -42,8 +46,8 @@ const SERVER = 'spiffe://cluster.local/ns/bench/sa/server';
 const LOOPBACK = '127.0.0.1';
 const MESSAGE_BYTES = 64;
 
-type Path = 'direct' | 'tls' | 'hbone';
-const PATHS: Path[] = ['direct', 'tls', 'hbone'];
+type Path = 'direct' | 'tls' | 'hbone' | 'agent';
+const PATHS: Path[] = ['direct', 'tls', 'hbone', 'agent'];
 /** Ports of the remote node: the destinations, and per path where the client dials for each. */
 type RemotePorts = { echo: number; sink: number; tlsEcho: number; tlsSink: number; hbone: number };
 type Latency = { p50: number; p99: number };
@@ -65,7 +69,7 @@ async function main(): Promise<void> {
     options: {
       'round-trips': { type: 'string', default: '20000' },
       megabytes: { type: 'string', default: '1024' },
-      paths: { type: 'string', default: PATHS.join(',') },
+      paths: { type: 'string', default: 'direct,tls,hbone' },
       syscalls: { type: 'boolean', default: false },
       idle: { type: 'string', default: '0' },
     },
@@ -85,9 +89,15 @@ async function main(): Promise<void> {
   const [ports] = (await once(worker, 'message')) as [RemotePorts];
 
   const pool = new HbonePool({ secureContextFor: () => client.secureContext, hbonePort: ports.hbone });
+  const openTunnel = (destination: 'echo' | 'sink'): Promise<Http2Stream> =>
+    pool.open({ source: CLIENT, destinationIdentity: SERVER, target: { ip: LOOPBACK, port: ports[destination] } });
+  const outbound = { echo: await outboundListener(() => openTunnel('echo')), sink: await outboundListener(() => openTunnel('sink')) };
   const open = async (path: Path, destination: 'echo' | 'sink'): Promise<Duplex> => {
-    if (path === 'hbone') {
-      return pool.open({ source: CLIENT, destinationIdentity: SERVER, target: { ip: LOOPBACK, port: ports[destination] } });
+    if (path === 'hbone') return openTunnel(destination);
+    if (path === 'agent') {
+      const socket = net.connect({ host: LOOPBACK, port: (outbound[destination].address() as net.AddressInfo).port, noDelay: true });
+      await once(socket, 'connect');
+      return socket;
     }
     if (path === 'tls') {
       const port = destination === 'echo' ? ports.tlsEcho : ports.tlsSink;
@@ -110,7 +120,7 @@ async function main(): Promise<void> {
   await rss('idle');
   const idle = Number(values.idle);
   if (idle > 0) {
-    const close = await idleTunnels(idle, () => open('hbone', 'echo'));
+    const close = await idleTunnels(idle, () => openTunnel('echo'));
     await rss(`${idle} idle tunnels`);
     await close();
     await rss('idle tunnels closed');
@@ -158,7 +168,12 @@ async function main(): Promise<void> {
     console.log(`\nhbone added p50 ${us(latency.hbone.p50 - latency.direct.p50).trim()} µs, added CPU ${added(throughput.hbone).toFixed(3)} s/GB (all threads)`);
     if (throughput.tls) console.log(`hbone/tls throughput ${x(throughput.hbone.gbps / throughput.tls.gbps).trim()}, tls added CPU ${added(throughput.tls).toFixed(3)} s/GB`);
   }
+  if (throughput.agent) {
+    const { gbps, processCpu } = throughput.agent;
+    console.log(`agent ${gbps.toFixed(2)} Gbit/s, ${processCpu.toFixed(3)} s/GB all threads (added ${(processCpu - throughput.direct.processCpu).toFixed(3)})`);
+  }
 
+  console.log(`\nsplice reads (client thread): ${JSON.stringify(spliceReadStats)}`);
   console.log(`\nprocess RSS, MB: ${memory.map(([label, mb]) => `${label} ${mb.toFixed(1)}`).join(', ')}`);
   if (idle > 0) {
     const [, before] = memory[0] as [string, number];
@@ -166,20 +181,31 @@ async function main(): Promise<void> {
     console.log(`per idle tunnel (both ends): ${(((held - before) * 1024) / idle).toFixed(1)} KB`);
   }
 
+  outbound.echo.close();
+  outbound.sink.close();
   await pool.close({ graceMs: 1000 });
   await worker.terminate();
+}
+
+/** A stand-in for the outbound capture listener: each accepted socket is spliced to a new tunnel. */
+async function outboundListener(openStream: () => Promise<Http2Stream>): Promise<net.Server> {
+  const listener = net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
+    openStream().then(
+      (stream) => void splice(stream, down),
+      () => down.resetAndDestroy(),
+    );
+  });
+  listener.listen(0, LOOPBACK);
+  await once(listener, 'listening');
+  return listener;
 }
 
 /**
  * Opens `count` tunnels the way the outbound path does (an application's connection to a local
  * listener, spliced to a pool stream) and leaves them idle; the returned function closes them.
  */
-async function idleTunnels(count: number, openStream: () => Promise<Duplex>): Promise<() => Promise<void>> {
-  const outbound = net.createServer({ allowHalfOpen: true, noDelay: true }, (down) => {
-    void openStream().then((stream) => splice(stream as Parameters<typeof splice>[0], down));
-  });
-  outbound.listen(0, LOOPBACK);
-  await once(outbound, 'listening');
+async function idleTunnels(count: number, openStream: () => Promise<Http2Stream>): Promise<() => Promise<void>> {
+  const outbound = await outboundListener(openStream);
   const { port } = outbound.address() as net.AddressInfo;
   const apps: net.Socket[] = [];
   for (let i = 0; i < count; i++) {

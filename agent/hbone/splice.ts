@@ -10,9 +10,10 @@
 // the RST_STREAM, and Node's only code for that is CANCEL. Receivers treat any code as a reset.
 //
 // Used on both sides of a tunnel: by the server between the stream and the destination, and by
-// the outbound path between the application's socket and the client stream. Data moves without
-// copies, and backpressure from either side holds the other (HTTP/2 flow control on the stream,
-// the TCP window on the socket).
+// the outbound path between the application's socket and the client stream. Stream -> socket moves
+// the stream's own buffers; socket -> stream copies each read once, out of a shared landing buffer
+// into recycled chunks (forwardRecycled). Backpressure from either side holds the other (HTTP/2
+// flow control on the stream, the TCP window on the socket).
 
 import http2 from 'node:http2';
 import type net from 'node:net';
@@ -86,6 +87,100 @@ function streamToSocket(stream: http2.Http2Stream, socket: net.Socket): void {
   socket.on('drain', () => stream.resume());
 }
 
+/**
+ * Socket -> stream without a fresh buffer per read. By default Node reads each chunk into a new
+ * 64 KiB allocation and, when the read is shorter, into a second one of the exact size; every
+ * chunk then lives until a collection, and that garbage was the largest CPU item on the byte path
+ * (bench/hbone-micro.ts --paths agent: V8's helper threads 0.9-1.2 s per GB). Here the socket reads
+ * into one landing buffer shared by every spliced socket on the thread (libuv allocates, reads
+ * and calls back for one socket at a time, and the callback copies out before returning), and the
+ * bytes go on in 64 KiB chunks recycled once the stream's write callback says nghttp2 has sent
+ * them: an Http2Stream keeps a written buffer until then, so a chunk is never reused early, and
+ * an idle tunnel holds no read buffer. Reads under 16 KiB are copied into a buffer of their own
+ * size, so a stream blocked by flow control holds at most 4x the bytes it carries.
+ * Node offers this (net.Socket's onread) only when a socket is created, and the outbound path's
+ * sockets are accepted ones; the same switch is made on a live socket through the internals that
+ * onread sets. Without them (another Node), or with WEFT_SPLICE_READ=data, it is plain 'data'.
+ */
+const READ_MODE = process.env.WEFT_SPLICE_READ === 'data' ? 'data' : 'recycled';
+const LANDING_BYTES = 64 * 1024;
+const CHUNK_BYTES = 64 * 1024;
+const SMALL_BYTES = 16 * 1024;
+/** Chunks kept for reuse: enough for a few busy tunnels at once; beyond that they are garbage. */
+const SPARE_MAX = 16;
+let landing: Buffer | undefined;
+const spare: Buffer[] = [];
+
+/** How the socket -> stream direction ran, for tests and the bench: tunnels per mode, chunks made. */
+export const spliceReadStats = { recycled: 0, data: 0, small: 0, chunks: 0, allocated: 0 };
+
+type OnreadInternals = { buffer: symbol; generator: symbol; callback: symbol };
+let onreadInternals: OnreadInternals | null | undefined;
+function findOnreadInternals(socket: net.Socket): OnreadInternals | null {
+  if (onreadInternals !== undefined) return onreadInternals;
+  const own = Object.getOwnPropertySymbols(socket);
+  const find = (name: string): symbol | undefined => own.find((s) => s.description === name);
+  const [buffer, generator, callback] = [find('kBuffer'), find('kBufferGen'), find('kBufferCb')];
+  onreadInternals = buffer && generator && callback ? { buffer, generator, callback } : null;
+  return onreadInternals;
+}
+
+function writeRead(stream: http2.Http2Stream, from: Buffer, nread: number): boolean {
+  if (nread < SMALL_BYTES) {
+    spliceReadStats.small++;
+    const chunk = Buffer.allocUnsafe(nread);
+    from.copy(chunk, 0, 0, nread);
+    return stream.write(chunk);
+  }
+  let ok = true;
+  for (let offset = 0; offset < nread; offset += CHUNK_BYTES) {
+    spliceReadStats.chunks++;
+    let chunk = spare.pop();
+    if (!chunk) {
+      spliceReadStats.allocated++;
+      chunk = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    }
+    const held = chunk;
+    const length = from.copy(chunk, 0, offset, Math.min(nread, offset + CHUNK_BYTES));
+    // On an error the stream may not be done with it: left to the collector, never reused.
+    ok = stream.write(chunk.subarray(0, length), (err) => {
+      if (!err && spare.length < SPARE_MAX) spare.push(held);
+    });
+  }
+  return ok;
+}
+
+/** forward(socket, stream) through the landing buffer; false when this socket cannot do it. */
+function forwardRecycled(socket: net.Socket, stream: http2.Http2Stream): boolean {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } })._handle;
+  const internals = findOnreadInternals(socket);
+  // Plain sockets only: nothing here was measured or tested on a TLS socket's cleartext reads.
+  if (!internals || typeof handle?.useUserBuffer !== 'function' || (socket as { encrypted?: boolean }).encrypted || !socket.readable) return false;
+  // What the socket read before the splice (an application speaks first, while the tunnel opens).
+  for (let early = socket.read() as Buffer | null; early !== null; early = socket.read() as Buffer | null) stream.write(early);
+  landing ??= Buffer.allocUnsafeSlow(LANDING_BYTES);
+  const fields = socket as unknown as Record<symbol, unknown>;
+  fields[internals.buffer] = landing;
+  fields[internals.generator] = null;
+  // Returning false stops reading (readStop); the socket's resume() starts it again.
+  fields[internals.callback] = (nread: number, buffer: Buffer): boolean => writeRead(stream, buffer, nread);
+  handle.useUserBuffer(landing);
+  stream.on('drain', () => socket.resume());
+  // The FIN still arrives through the Readable side, which must be flowing to emit 'end'.
+  socket.on('end', () => stream.end());
+  socket.resume();
+  return true;
+}
+
+function socketToStream(socket: net.Socket, stream: http2.Http2Stream): void {
+  if (READ_MODE === 'recycled' && forwardRecycled(socket, stream)) {
+    spliceReadStats.recycled++;
+    return;
+  }
+  spliceReadStats.data++;
+  forward(socket, stream);
+}
+
 export function splice(stream: http2.Http2Stream, socket: net.Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
   // A socket that is not half-open capable answers the peer's FIN with its own at once, cutting off
   // whatever the tunnel still has to deliver.
@@ -107,7 +202,7 @@ export function splice(stream: http2.Http2Stream, socket: net.Socket, options: S
       if (!stream.destroyed && !stream.rstCode) socket.end();
     });
     // Socket -> stream: the socket's FIN (its 'end'; a reset is an 'error') ends the stream.
-    forward(socket, stream);
+    socketToStream(socket, stream);
 
     stream.on('error', () => {
       // Reported through rstCode on 'close'.
