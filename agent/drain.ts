@@ -8,13 +8,16 @@ import type { DataPath } from './data-plane.ts';
 import type { AgentSocket, HandoverRedirector } from './handover.ts';
 import type { CertificateManager } from './identity/manager.ts';
 import type { DaemonSetWatch } from './kube/daemonset-watch.ts';
-import { decideOnStop } from './kube/stop-decision.ts';
+import { decideAfterSuccessor, decideOnStop, type SuccessorOutcome } from './kube/stop-decision.ts';
 import { log } from './log.ts';
 import type { NodeCni } from './node-cni.ts';
 import type { Readiness } from './readiness.ts';
 import type { ServiceCapture } from './redirect/service-capture.ts';
 import type { SyncClient } from './sync/client.ts';
 import { uninstall } from './uninstall.ts';
+
+/** The longest an old process waits for its successor's stop decision (kube/stop-decision.ts). */
+export const SUCCESSOR_DECISION_MS = 30_000;
 
 /** How long an agent that took Weft off its node still accepts other nodes' tunnels. */
 export const UNINSTALL_ACCEPT_MS = 5000;
@@ -39,6 +42,10 @@ export interface StoppingAgent {
 
 export async function drainAndStop(a: StoppingAgent, signal: string): Promise<void> {
   const { cfg, dataPlane } = a;
+  // What the watch knew when the signal came, before the list at stop refreshes it: whether a
+  // decision rested on the watch or on that list is the first question about a node left meshed.
+  const ds = a.ownDaemonSet?.snapshot();
+  log('info', 'stop signal', { pid: process.pid, signal, ...(ds ? { daemonSet: { state: ds.state, since: ds.since, watching: ds.watching, ...(ds.lastError ? { lastError: ds.lastError } : {}) } } : {}) });
   a.readiness.draining = true;
   a.redirector.handOver();
   a.serviceCapture.stop();
@@ -46,11 +53,22 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   // and during `helm uninstall` the successor itself may be taking the entry out right now (a
   // pod replaced by an upgrade is deleted together with its successor's when its DaemonSet goes).
   await a.cni.watcher.close();
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
   const successor = await a.agentSocket.successor();
-  // Not during an upgrade (a successor serves): the watch may lag the SIGTERM, so ask once more.
-  if (!successor) await a.ownDaemonSet?.confirm();
-  const decision = decideOnStop({ successor, daemonSet: a.ownDaemonSet?.snapshot() ?? null });
+  // The watch may lag the SIGTERM, so ask once more; with a successor too: whether the DaemonSet
+  // is going tells an upgrade from an uninstall that stops both processes of the node.
+  await a.ownDaemonSet?.confirm();
+  let decision = decideOnStop({ successor, daemonSet: a.ownDaemonSet?.snapshot() ?? null });
   await a.ownDaemonSet?.close();
+  if (decision.awaitSuccessor && successor) {
+    log('info', 'waiting for the successor to decide about the node', { pid: process.pid, successor: successor.pid, reason: decision.reason });
+    const outcome = await successorDecision(a, successor, Math.min(cfg.drainMs, SUCCESSOR_DECISION_MS));
+    decision = decideAfterSuccessor(decision, outcome);
+  }
+  // Published before it is acted on: an older process of this node may be waiting for it.
+  a.readiness.stopDecision = { uninstall: decision.uninstall, reason: decision.reason };
   if (decision.uninstall) {
     log('info', 'Weft is being removed from the cluster: taking it off the node', { pid: process.pid, reason: decision.reason });
     // A checkpoint being written would outlive the removal of the node's state.
@@ -59,9 +77,6 @@ export async function drainAndStop(a: StoppingAgent, signal: string): Promise<vo
   } else {
     log('info', 'leaving the node meshed', { pid: process.pid, reason: decision.reason });
   }
-  const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.drainMs)));
   if (!decision.uninstall) {
     const waited = await successorServing(a, cfg.drainMs);
     if (waited.ms > 0) log('info', 'kept accepting until the successor served', { pid: process.pid, ...waited });
@@ -112,5 +127,29 @@ export async function successorServing(a: { agentSocket: Pick<AgentSocket, 'succ
     if (!successor) return { ms };
     if (!successor.notReady || ms >= limitMs) return { ms, successor: `pid ${successor.pid}${successor.notReady ? ` still not ready: ${successor.notReady}` : ' ready'}` };
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Waits (up to `limitMs`) for the successor's stop decision on the agent socket. Gone means three
+ * answers in a row found no successor: one slow answer on a loaded node is not an exit.
+ */
+export async function successorDecision(a: { agentSocket: Pick<AgentSocket, 'successor'> }, first: { pid: number }, limitMs: number, pollMs = 100): Promise<SuccessorOutcome> {
+  const started = performance.now();
+  let pid = first.pid;
+  let missing = 0;
+  let last = 'no answer';
+  for (;;) {
+    const s = await a.agentSocket.successor();
+    if (s?.stopDecision) return { pid: s.pid, decided: s.stopDecision };
+    if (s) {
+      pid = s.pid;
+      missing = 0;
+      last = s.notReady ?? (s.draining ? 'draining' : 'serving');
+    } else if (++missing >= 3) {
+      return { pid, gone: true };
+    }
+    if (performance.now() - started >= limitMs) return { pid, undecided: last };
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }

@@ -264,9 +264,19 @@ t.test('agent socket: the newest process owns the path; the old one answers with
   t.match(await old.successor(), { pid: 2 }, 'and follows it');
   t.equal((await old.successor())?.notReady, undefined);
 
+  // Both stopped by one `helm uninstall`: the old one waits for the successor's stop decision.
+  const readiness: { stopDecision?: AgentStatus['stopDecision'] } = {};
+  const stopping = await AgentSocket.open(path, () => ({ ...status(3, 'draining')(), draining: true, ...(readiness.stopDecision ? { stopDecision: readiness.stopDecision } : {}) }));
+  t.equal((await old.successor())?.stopDecision, undefined, 'no decision before it is made');
+  readiness.stopDecision = { uninstall: true, reason: 'DaemonSet weft-system/weft-agent is being deleted' };
+  t.same((await old.successor())?.stopDecision, readiness.stopDecision, "the successor's decision reaches the old process");
+  await stopping.close();
+  await successor.close();
+  const successorAgain = await AgentSocket.open(path, status(2));
+
   await old.close();
   t.equal((await queryAgent(path)).pid, 2, "the old one's exit leaves the successor's socket in place");
-  await successor.close();
+  await successorAgain.close();
   await t.rejects(lstat(path), { code: 'ENOENT' }, 'the last one removes it');
 });
 

@@ -27,6 +27,11 @@ export interface AgentStatus {
   /** Why the process is not ready; absent when it is. */
   notReady?: string;
   draining: boolean;
+  /**
+   * Once it has decided at its stop (kube/stop-decision.ts): whether it takes Weft off the node.
+   * An older process stopped in the same `helm uninstall` waits for this.
+   */
+  stopDecision?: { uninstall: boolean; reason: string };
 }
 
 export class HandoverError extends CodedError<'AGENT_SOCKET_FAILED' | 'AGENT_STATUS_INVALID' | 'HANDED_OVER'> {
@@ -108,7 +113,16 @@ function parseStatus(statusCode: number | undefined, body: string): AgentStatus 
     throw invalid('missing pid, version, startedAt or draining');
   }
   if (o.notReady !== undefined && typeof o.notReady !== 'string') throw invalid('notReady is not a string');
-  return { pid: o.pid, version: o.version, startedAt: o.startedAt, draining: o.draining, ...(o.notReady !== undefined ? { notReady: o.notReady } : {}) };
+  const d = o.stopDecision as { uninstall?: unknown; reason?: unknown } | undefined | null;
+  if (d !== undefined && (typeof d !== 'object' || d === null || typeof d.uninstall !== 'boolean' || typeof d.reason !== 'string')) throw invalid('stopDecision is not { uninstall, reason }');
+  return {
+    pid: o.pid,
+    version: o.version,
+    startedAt: o.startedAt,
+    draining: o.draining,
+    ...(o.notReady !== undefined ? { notReady: o.notReady } : {}),
+    ...(d ? { stopDecision: { uninstall: d.uninstall as boolean, reason: d.reason as string } } : {}),
+  };
 }
 
 /**

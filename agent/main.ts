@@ -87,7 +87,8 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
 
   const agentSocket = await AgentSocket.open(agentSocketPath, () => {
     const why = readiness.notReady();
-    return { pid: process.pid, version: AGENT_VERSION, startedAt, draining: readiness.draining, ...(why === undefined ? {} : { notReady: why }) };
+    const decided = readiness.stopDecision;
+    return { pid: process.pid, version: AGENT_VERSION, startedAt, draining: readiness.draining, ...(why === undefined ? {} : { notReady: why }), ...(decided ? { stopDecision: decided } : {}) };
   });
 
   const planeSettings = { node: cfg.node, installNamespace: cfg.installNamespace, idleTimeoutMs: cfg.idleTimeoutMs, l7: { limits: cfg.l7Limits, path: cfg.l7Path }, tracing: cfg.tracing };

@@ -12,6 +12,8 @@ export class Readiness {
   readonly #certificates: Pick<CertificateManager, 'certificateFor'>;
   draining = false;
   serving = false;
+  /** Set at the stop, before acting on it: what an older process of the node waits for (drain.ts). */
+  stopDecision: { uninstall: boolean; reason: string } | undefined;
 
   constructor(o: { store: StateStore; node: string; certificates: Pick<CertificateManager, 'certificateFor'> }) {
     this.#store = o.store;

@@ -100,3 +100,89 @@ t.test('an agent that took Weft off its node still accepts for a while: the othe
   t.ok(uninstalled > 0, 'the table was taken down');
   t.ok(drainCalled - uninstalled >= 550, `the listeners stopped accepting only ${Math.round(drainCalled - uninstalled)} ms after (min(drainMs, ${UNINSTALL_ACCEPT_MS}) = 600 ms)`);
 });
+
+/**
+ * Both processes of one node stopped together by the DaemonSet's foreground deletion (`helm
+ * uninstall` mid-roll), each through the real drainAndStop and decision: the old one sees its
+ * successor on the agent socket (the successor's status, as main.ts serves it, from its
+ * readiness), the successor owns the socket. `oldSees` and `newSees` are what each one's
+ * DaemonSet watch and its list at SIGTERM make of the DaemonSet.
+ */
+async function stopBoth(t: Test, oldSees: 'deleting' | 'present', newSees: 'deleting' | 'unknown', drainMs = 600) {
+  const n = await node(t);
+  const cfg = stopConfig({ stateDir: n.stateDir, drainMs, binDir: n.binDir, confDir: n.confDir });
+  const removed = { old: 0, new: 0 };
+  const watch = (state: 'deleting' | 'present' | 'unknown') => ({
+    confirm: async () => state,
+    snapshot: () => ({ namespace: 'weft-system', name: 'weft-agent', state, ...(state === 'unknown' ? { lastError: 'KUBE_HTTP: list DaemonSet weft-system/weft-agent: HTTP 403' } : {}) }),
+    close: async () => undefined,
+  });
+  const newReadiness: { draining: boolean; stopDecision?: { uninstall: boolean; reason: string } } = { draining: false };
+  let newRunning = true;
+  const newAgent = stoppingAgent(cfg, {
+    readiness: newReadiness,
+    redirector: { handOver: () => undefined, remove: async () => void removed.new++ },
+    ownDaemonSet: watch(newSees),
+  });
+  const oldAgent = stoppingAgent(cfg, {
+    redirector: { handOver: () => undefined, remove: async () => void removed.old++ },
+    ownDaemonSet: watch(oldSees),
+    agentSocket: {
+      successor: async () =>
+        newRunning ? { pid: 2, version: 'new', startedAt: '', draining: newReadiness.draining, ...(newReadiness.draining ? { notReady: 'draining' } : {}), ...(newReadiness.stopDecision ? { stopDecision: newReadiness.stopDecision } : {}) } : undefined,
+      close: async () => undefined,
+    },
+  });
+  const started = performance.now();
+  // The old process is signalled first: it looks at its successor before that one has decided.
+  const oldStopped = drainAndStop(oldAgent, 'SIGTERM');
+  await sleep(150);
+  const newStopped = drainAndStop(newAgent, 'SIGTERM').then(() => void (newRunning = false));
+  await Promise.all([oldStopped, newStopped]);
+  return { n, removed, ms: performance.now() - started };
+}
+
+t.test('helm uninstall mid-roll, the successor not knowing the DaemonSet is going: the old process takes Weft off', async (t) => {
+  const { n, removed } = await stopBoth(t, 'deleting', 'unknown');
+  t.same(removed, { old: 1, new: 0 }, 'exactly one process took the table down: the old one, which saw the deletion');
+  t.equal(await readFile(n.primary, 'utf8'), PRIMARY, 'weft-cni is out of the chain');
+  t.equal(await readFile(join(n.binDir, 'weft-cni'), 'utf8'), UNINSTALLED_STUB, 'the plugin is the stub');
+});
+
+t.test('helm uninstall mid-roll, the successor seeing the deletion: it alone takes Weft off', async (t) => {
+  const { n, removed } = await stopBoth(t, 'deleting', 'deleting');
+  t.same(removed, { old: 0, new: 1 }, 'exactly one process took the table down: the successor');
+  t.equal(await readFile(n.primary, 'utf8'), PRIMARY, 'weft-cni is out of the chain');
+  t.equal(await readFile(join(n.binDir, 'weft-cni'), 'utf8'), UNINSTALLED_STUB, 'the plugin is the stub');
+});
+
+t.test('an upgrade (the DaemonSet stays): the old process leaves the node to its successor at once', async (t) => {
+  const n = await node(t);
+  const cfg = stopConfig({ stateDir: n.stateDir, drainMs: 5000, binDir: n.binDir, confDir: n.confDir });
+  let removed = 0;
+  const agent = stoppingAgent(cfg, {
+    redirector: { handOver: () => undefined, remove: async () => void removed++ },
+    ownDaemonSet: { confirm: async () => 'present', snapshot: () => ({ namespace: 'weft-system', name: 'weft-agent', state: 'present' }), close: async () => undefined },
+    agentSocket: { successor: async () => ({ pid: 2, version: 'new', startedAt: '', draining: false }), close: async () => undefined },
+  });
+  const started = performance.now();
+  await drainAndStop(agent, 'SIGTERM');
+  t.equal(removed, 0, 'the node stays meshed');
+  t.ok(performance.now() - started < 1000, `without waiting for a decision the successor never makes (${Math.round(performance.now() - started)} ms)`);
+  t.ok(isChained(await readFile(n.primary, 'utf8')), 'weft-cni stays chained');
+});
+
+t.test('a successor that stays undecided: the old process keeps the node meshed after its wait (fail closed)', async (t) => {
+  const n = await node(t);
+  const cfg = stopConfig({ stateDir: n.stateDir, drainMs: 400, binDir: n.binDir, confDir: n.confDir });
+  let removed = 0;
+  const agent = stoppingAgent(cfg, {
+    redirector: { handOver: () => undefined, remove: async () => void removed++ },
+    ownDaemonSet: { confirm: async () => 'deleting', snapshot: () => ({ namespace: 'weft-system', name: 'weft-agent', state: 'deleting' }), close: async () => undefined },
+    agentSocket: { successor: async () => ({ pid: 2, version: 'new', startedAt: '', draining: false, notReady: 'no state from the controller yet' }), close: async () => undefined },
+  });
+  await drainAndStop(agent, 'SIGTERM');
+  t.equal(removed, 0, 'the node stays meshed: the successor may still decide');
+  t.equal(agent.readiness.stopDecision?.uninstall, false);
+  t.match(agent.readiness.stopDecision?.reason, /not decided yet/, `the reason says so: ${agent.readiness.stopDecision?.reason}`);
+});
