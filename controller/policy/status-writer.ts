@@ -22,6 +22,7 @@ import { ProgrammedReports, RemoteProgrammed } from './programmed-reports.ts';
 import type { ProgrammedReport } from './programmed-reports.ts';
 import { computeStatus, sameStatus } from './status.ts';
 import type { PolicyStatus } from './status.ts';
+import { PassScheduler } from '../kube/pass-scheduler.ts';
 
 export interface StatusWriterOptions {
   kubeConfig: KubeConfig;
@@ -61,12 +62,8 @@ export class PolicyStatusWriter {
   readonly #log: Logger;
   readonly #custom: CustomObjectsApi;
   readonly #core: CoreV1Api;
-  #timer: NodeJS.Timeout | undefined;
-  #due = 0;
   #periodic: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
-  #again = false;
-  #stopped = false;
+  readonly #passes: PassScheduler;
   readonly #unsubscribe: (() => void)[] = [];
   /** What this replica last wrote, per object uid: the cache may lag behind our own writes. */
   readonly #written = new Map<string, PolicyStatus>();
@@ -76,6 +73,7 @@ export class PolicyStatusWriter {
 
   constructor(o: StatusWriterOptions) {
     this.#o = o;
+    this.#passes = new PassScheduler(() => this.#pass(), o.debounceMs ?? 100);
     this.#log = o.log.child({ component: 'policy-status' });
     this.#custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     this.#core = o.kubeConfig.makeApiClient(CoreV1Api);
@@ -121,37 +119,16 @@ export class PolicyStatusWriter {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
+    const passes = this.#passes.stop();
     clearInterval(this.#periodic);
     for (const u of this.#unsubscribe) u();
-    await this.#running;
+    await passes;
     await this.#reports?.stop();
   }
 
   /** A pass after `delayMs` (default: the debounce), or sooner if one is already due sooner. */
-  schedule(delayMs = this.#o.debounceMs ?? 100): void {
-    if (this.#stopped) return;
-    const due = performance.now() + delayMs;
-    if (this.#timer) {
-      if (due >= this.#due) return;
-      clearTimeout(this.#timer);
-    }
-    this.#due = due;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (this.#running) {
-        this.#again = true;
-        return;
-      }
-      this.#running = this.#pass().finally(() => {
-        this.#running = undefined;
-        if (this.#again) {
-          this.#again = false;
-          this.schedule();
-        }
-      });
-    }, delayMs);
+  schedule(delayMs?: number): void {
+    this.#passes.schedule(delayMs);
   }
 
   /**

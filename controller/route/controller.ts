@@ -13,6 +13,7 @@ import type { Logger } from '../../api/log.ts';
 import { apiErrorSummary } from '../../api/kube-errors.ts';
 import { GATEWAY_GROUP, ROUTE_CONTROLLER_NAME, type CompiledRoute, type RouteKind } from '../../api/route.ts';
 import type { LeaderElector } from '../kube/leader.ts';
+import { PassScheduler } from '../kube/pass-scheduler.ts';
 import { watchResource, type ResourceWatch } from '../kube/resource-watch.ts';
 import { jsonEqual } from '../state/equal.ts';
 import type { RevisionedStore } from '../state/store.ts';
@@ -46,16 +47,13 @@ export class RouteController {
   readonly #custom: CustomObjectsApi;
   readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource> };
   readonly #written = new Map<string, ParentStatus[]>();
-  #timer: NodeJS.Timeout | undefined;
-  #due = 0;
-  #running: Promise<void> | undefined;
-  #again = false;
-  #stopped = false;
   #unsubscribe: (() => void) | undefined;
+  readonly #passes: PassScheduler;
 
   constructor(o: RouteControllerOptions) {
     this.#o = o;
     this.#log = o.log.child({ component: 'routes' });
+    this.#passes = new PassScheduler(() => this.#pass().catch((err: unknown) => this.#log.warn('route pass failed', { error: err })), 50);
     this.#custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
     const watch = <T extends KubernetesObject>(plural: string, version: string) =>
       watchResource<T>({
@@ -89,35 +87,15 @@ export class RouteController {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
+    const passes = this.#passes.stop();
     this.#unsubscribe?.();
     await Promise.all(Object.values(this.watches).map((w) => w.stop()));
-    await this.#running;
+    await passes;
   }
 
   /** A pass after `delayMs`, or sooner if one is already due sooner (an ACK's slow pass never delays a route change's). */
-  #schedule(delayMs = 50): void {
-    if (this.#stopped) return;
-    const due = performance.now() + delayMs;
-    if (this.#timer) {
-      if (due >= this.#due) return;
-      clearTimeout(this.#timer);
-    }
-    this.#due = due;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (this.#running) return void (this.#again = true);
-      this.#running = this.#pass()
-        .catch((err: unknown) => this.#log.warn('route pass failed', { error: err }))
-        .finally(() => {
-          this.#running = undefined;
-          if (this.#again) {
-            this.#again = false;
-            this.#schedule();
-          }
-        });
-    }, delayMs);
+  #schedule(delayMs?: number): void {
+    this.#passes.schedule(delayMs);
   }
 
   /** Another replica's programmed report changed: the nodes it vouches for are counted on the next pass. */
