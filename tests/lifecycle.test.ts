@@ -46,15 +46,71 @@ let logKeeper: NodeJS.Timeout | undefined;
 function keepAgentLogs(): void {
   for (const node of ['node-1', 'node-2']) {
     const base = `${dir}/nodes/${node}/var-log/pods`;
-    const pods = existsSync(base) ? readdirSync(base).filter((d) => d.startsWith(`${SYSTEM}_weft-agent-`)) : [];
+    // The pre-delete hook's Job pod too: when it stopped waiting for the agents matters as much.
+    const pods = existsSync(base) ? readdirSync(base).filter((d) => d.startsWith(`${SYSTEM}_weft-agent-`) || d.startsWith(`${SYSTEM}_weft-uninstall-`)) : [];
     for (const pod of pods) {
+      const container = pod.startsWith(`${SYSTEM}_weft-agent-`) ? 'agent' : 'uninstall';
       try {
-        for (const f of readdirSync(join(base, pod, 'agent'))) keptLogs.set(`${node} ${pod}/agent/${f}`, readFileSync(join(base, pod, 'agent', f), 'utf8'));
+        for (const f of readdirSync(join(base, pod, container))) keptLogs.set(`${node} ${pod}/${container}/${f}`, readFileSync(join(base, pod, container, f), 'utf8'));
       } catch {
         // The pod and its log went between the listing and the read: its last copy stays.
       }
     }
   }
+}
+
+type LogLine = { ts?: string; msg?: string; reason?: string; state?: string; was?: string; error?: string; errors?: string[]; rechained?: string[]; daemonSet?: unknown; successor?: unknown };
+const logLines = (text: string): LogLine[] =>
+  text.split('\n').flatMap((l) => {
+    try {
+      return [JSON.parse(l.slice(l.indexOf('{'))) as LogLine];
+    } catch {
+      return [];
+    }
+  });
+const hms = (ts?: string) => ts?.slice(11, 23) ?? '?';
+
+/**
+ * Real nodes, for the uninstall checks' own messages (a CI report keeps a failing assertion's
+ * name whole and may cut what follows): for each agent process of `node` that was running when
+ * `helm uninstall` began, when it got its stop signal and what its DaemonSet watch knew then,
+ * when its watch saw the DaemonSet go, and its stop decision with the reason; then when the
+ * pre-delete hook stopped waiting.
+ */
+function stopFacts(node: string, since: string): string {
+  if (!REAL) return '';
+  keepAgentLogs();
+  const out: string[] = [];
+  for (const [name, text] of keptLogs) {
+    if (!name.startsWith(`${node} `) || !name.includes('/agent/')) continue;
+    const lines = logLines(text);
+    if (lines.some((l) => l.msg === 'drained' && (l.ts ?? '') < since)) continue;
+    const pod = /weft-agent-([a-z0-9]+)_/.exec(name)?.[1] ?? name;
+    const at = (msg: string) => lines.find((l) => l.msg === msg);
+    const signal = at('stop signal');
+    const seen = lines.filter((l) => l.msg === 'agent DaemonSet' && (l.state === 'deleting' || l.state === 'deleted'))[0];
+    const decision = lines.find((l) => l.msg === 'leaving the node meshed' || l.msg === 'Weft is being removed from the cluster: taking it off the node');
+    const waited = at('waiting for the successor to decide about the node');
+    const confirmFailed = at('checking the agent DaemonSet at stop failed; the watch state stands');
+    const done = at('uninstalled: Weft is off this node');
+    out.push(
+      `[agent ${pod} started ${hms(at('agent started')?.ts)}: ` +
+        (signal ? `SIGTERM ${hms(signal.ts)} with watch ${JSON.stringify(signal.daemonSet)}` : 'no stop signal logged') +
+        `; watch saw the DaemonSet ${seen ? `${seen.state} at ${hms(seen.ts)}` : 'never go'}` +
+        (confirmFailed ? `; list at stop failed (${confirmFailed.error})` : '') +
+        (waited ? `; waited for its successor from ${hms(waited.ts)}` : '') +
+        `; decided ${decision ? `${hms(decision.ts)} ${decision.msg === 'leaving the node meshed' ? 'LEAVE MESHED' : 'UNINSTALL'} (${decision.reason})` : 'nothing'}` +
+        (done ? `; uninstalled ${hms(done.ts)} errors ${JSON.stringify(done.errors)} rechained ${JSON.stringify(done.rechained)}` : '') +
+        ']',
+    );
+  }
+  for (const [name, text] of keptLogs) {
+    if (!name.includes('/uninstall/')) continue;
+    const end = logLines(text).find((l) => /every agent pod|gave up waiting/.test(l.msg ?? ''));
+    const deleted = logLines(text).find((l) => (l.msg ?? '').startsWith('agent DaemonSet deleted'));
+    out.push(`[hook: DaemonSet deleted ${hms(deleted?.ts)}, ended ${end ? `${hms(end.ts)} '${end.msg}'` : 'not yet'}]`);
+  }
+  return `${node}: ${out.join(' ') || '(no agent log kept)'}`;
 }
 
 const NS = 'lifecycle';
@@ -218,10 +274,17 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     // Uninstalled in the middle of a roll, as a CI run once did right after the upgrade above:
     // the first node's new agent has taken the node over while its old pod still waits out
     // minReadySeconds, so the garbage collector deletes both, and the old process, which sees a
-    // successor, leaves the node meshed while that successor takes Weft off. Its chain watcher
-    // once put weft-cni back (agent/uninstall-race.test.ts); the checks below catch that.
+    // successor, waits for that successor's decision (agent/kube/stop-decision.ts): exactly one
+    // of them takes Weft off. Its chain watcher once put weft-cni back, and both once left the
+    // node meshed (agent/uninstall-race.test.ts); the checks below catch either.
+    // minReadySeconds=600 holds the roll there, as a stalled surge roll does (both pods Ready side
+    // by side): the old pods, not available under the new spec, are replaced at once, and in
+    // each of 3 runs both nodes had an old agent and its successor at the uninstall.
+    // Without it the roll moved on during a slow helm uninstall once, and the replaced agent's
+    // own 20 s drain ended before the checks and reset the held connections it carried, which
+    // says nothing about the uninstall.
     const before = { 'node-1': await agentOf('node-1'), 'node-2': await agentOf('node-2') };
-    const roll = await helm(['upgrade', 'weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '--reuse-values', '--set-string', `agent.podAnnotations.weft-test-roll=${Date.now()}`]);
+    const roll = await helm(['upgrade', 'weft', join(REPO, 'helm/weft'), '-n', SYSTEM, '--reuse-values', '--set', 'agent.minReadySeconds=600', '--set-string', `agent.podAnnotations.weft-test-roll=${Date.now()}`]);
     t.equal(roll.code, 0, `helm upgrade to start a roll: ${roll.stderr.trim()}`);
     let first = '';
     for (const deadline = Date.now() + 90_000; !first && Date.now() < deadline; await sleep(200)) {
@@ -232,14 +295,17 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     }
     t.ok(first, `a new agent took a node over (${first}): helm uninstall now, mid-roll`);
   }
+  const uninstallAt = new Date().toISOString();
+  const facts = () => `${stopFacts('node-1', uninstallAt)} ${stopFacts('node-2', uninstallAt)}`.trim();
   const r = await helm(['uninstall', 'weft', '-n', SYSTEM]);
   t.equal(r.code, 0, `helm uninstall: ${r.stderr.trim()}`);
   // New connections work throughout, through the mesh and then directly; the ones the agents
   // carried are still carried while the agents drain (20 s since the upgrade above; on real nodes
   // helm's pre-delete hook has already waited up to 10 s of it).
   const during = await far.report();
-  t.equal(during.probes.failed, 0, `no new connection failed during the uninstall (${during.probes.ok} ok; ${JSON.stringify(during.probes.failures)})`);
-  t.same(during.dropped, [], 'the connections the agents carried are still open while they drain');
+  const duringFacts = during.probes.failed > 0 || during.dropped.length > 0 ? ` — ${facts()}` : '';
+  t.equal(during.probes.failed, 0, `no new connection failed during the uninstall (${during.probes.ok} ok; ${JSON.stringify(during.probes.failures)})${duringFacts}`);
+  t.same(during.dropped, [], `the connections the agents carried are still open while they drain${duringFacts}`);
   await far.close();
   if (REAL) {
     // The hook (agent/pre-delete.ts) ran: its Job is deleted once it succeeds, its events stay.
@@ -247,8 +313,12 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     t.match(events.stdout, /Completed/, `helm ran the pre-delete hook Job to completion (events: ${events.stdout.trim()})`);
   }
   for (const node of ['node-1', 'node-2']) {
-    t.equal(await eventually(async () => String(await weftTable(node)), 'false', 30_000), 'false', `${node}: the inet weft nftables table is gone`);
-    t.notOk(conflist(node).plugins.some((p) => p.type === 'weft-cni'), `${node}: weft-cni is out of the CNI chain`);
+    const tableGone = await eventually(async () => String(await weftTable(node)), 'false', 30_000);
+    const chained = conflist(node).plugins.some((p) => p.type === 'weft-cni');
+    // The decisive facts first, in the failing assertion's own message.
+    const why = tableGone !== 'false' || chained ? ` — ${stopFacts(node, uninstallAt)}` : '';
+    t.equal(tableGone, 'false', `${node}: the inet weft nftables table is gone${why}`);
+    t.notOk(chained, `${node}: weft-cni is out of the CNI chain${why}`);
     t.same(
       conflist(node).plugins.map((p) => p.type),
       ['ptp'],
@@ -259,7 +329,8 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     // the assertion's diff (a quarter of a million lines of a binary in the log).
     const found = existsSync(plugin) ? readFileSync(plugin) : undefined;
     const what = found ? `${found.length} bytes, sha256 ${createHash('sha256').update(found).digest('hex').slice(0, 16)}` : 'missing';
-    t.ok(found?.toString('utf8') === UNINSTALLED_STUB, `${node}: the weft-cni executable is replaced by its tear-down stub (found: ${what})`);
+    const stub = found?.toString('utf8') === UNINSTALLED_STUB;
+    t.ok(stub, `${node}: the weft-cni executable is replaced by its tear-down stub (found: ${what})${stub ? '' : ` — ${stopFacts(node, uninstallAt)}`}`);
   }
   for (const node of ['node-1', 'node-2']) {
     const ip = status.nodes.find((n) => n.name === node)?.ip ?? '';
@@ -271,12 +342,15 @@ t.test('helm uninstall cleans every node, and meshed pods keep their networking'
     // node can have two (the replaced one still waiting out minReadySeconds, and its successor).
     keepAgentLogs();
     for (const [name, text] of keptLogs) {
+      if (!name.includes('/agent/')) continue;
       const stops = text
         .split('\n')
         .map((l) => l.slice(l.indexOf('{')))
-        .filter((l) => /"msg":"(leaving the node meshed|Weft is being removed from the cluster: taking it off the node|uninstalled: Weft is off this node)"/.test(l));
+        .filter((l) => /"msg":"(stop signal|waiting for the successor to decide about the node|leaving the node meshed|Weft is being removed from the cluster: taking it off the node|uninstalled: Weft is off this node)"/.test(l));
       t.comment(`stop of ${name}: ${stops.join(' ') || '(no stop logged)'}`);
     }
+    // The same, as a failing check above would have named it.
+    t.comment(`stop facts: ${facts()}`);
   } else {
     t.equal(await eventually(async () => String(await healthy(`http://${new URL(status.apiServer).hostname}:15014/readyz`)), 'false', 20_000), 'false', 'the controller has exited');
     t.equal(await eventually(async () => JSON.stringify((await pg.status()).weft), '[]', 10_000), '[]', 'and weft dev status lists no Weft process');
