@@ -15,11 +15,9 @@ import { createTestMesh } from './test-fixtures.ts';
 const TUNNELS = Number(process.env.SPLICE_GC_TUNNELS ?? 4);
 const BYTES = Number(process.env.SPLICE_GC_BYTES ?? 2 * 1024 * 1024);
 /**
- * Rounds of TUNNELS tunnels at once, 8 MiB in flight per round. 4-6 tunnels with 15 MB or more at
- * once through the one pooled connection stalled, with or without the recycled reads: the
- * server's streams each held a 64 KiB write that never completed, with the session's outbound
- * queue empty and 10 MB of window left (one tunnel of 40 MB, or 8 of 1.5 MB, did not). Not
- * understood yet; kept below it here so that this test checks bytes, not that.
+ * Rounds of TUNNELS tunnels at once, 8 MiB in flight per round. With 16 MiB HBONE windows, 4-6
+ * tunnels of 3 MB or more at once stalled for good (each side's session stops reading while its
+ * own write is stuck: settings.ts); duplex-bulk.test.ts runs this child with such loads.
  */
 const ROUNDS = Number(process.env.SPLICE_GC_ROUNDS ?? 8);
 const LOOPBACK = '127.0.0.1';
