@@ -23,7 +23,7 @@ import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
 import { BodyCopy, TIMEOUT_MS as MIRROR_TIMEOUT_MS, type MirrorLabels, type Mirrors } from './mirror.ts';
-import { type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
+import { backendEndpoints, type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import type { RouteTable } from './table.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
@@ -263,23 +263,17 @@ export class H2Router {
 
   /** An upstream session to one ready endpoint of the backend; a failed connect tries another. */
   async #open(c: RoutedStreamConnection, backend: RouteBackend, ds: http2.ServerHttp2Stream): Promise<{ session?: http2.ClientHttp2Session; done: () => void; refused?: boolean; reason: string }> {
-    const { p } = this.#d.upstream;
-    const svc = p.store.services().find((s) => s.key === backend.service);
-    const sp = svc?.ports.find((x) => x.port === backend.port && x.protocol === 'TCP');
-    if (!svc || !sp) return { done: ignore, reason: 'backend not found' };
-    const addrOf = (e: Service['endpoints'][number]) => `${e.ip}:${e.ports[sp.name]}`;
+    const b = backendEndpoints(this.#d.upstream.p.store, backend.service, backend.port);
+    if (!b) return { done: ignore, reason: 'backend not found' };
+    const { svc, addrOf } = b;
     const tried = new Set<string>();
     let reason = 'no ready endpoint';
     for (let n = 0; n < CONNECT_TRIES && !ds.closed; n++) {
-      const ready = this.#d.ejections.usable(
-        svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined),
-        addrOf,
-        Date.now(),
-      );
+      const ready = this.#d.ejections.usable(b.ready, addrOf, Date.now());
       const fresh = ready.filter((e) => !tried.has(addrOf(e)));
       const ep = pickP2C(fresh.length > 0 ? fresh : ready, (e) => this.#d.outstanding.get(addrOf(e)), this.#d.random);
       if (!ep) break;
-      const target: Address = { ip: ep.ip, port: ep.ports[sp.name] as number };
+      const target = b.target(ep);
       const addr = `${target.ip}:${target.port}`;
       tried.add(addr);
       const done = this.#d.outstanding.begin(addr);

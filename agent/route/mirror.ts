@@ -19,7 +19,7 @@ import type { Address } from '../native/sockopt.ts';
 import type { HeaderMap } from './filters.ts';
 import { routeMirrors } from './metrics.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
-import { Outstanding, pickP2C, type Random } from './select.ts';
+import { backendEndpoints, Outstanding, pickP2C, type Random } from './select.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
 /** Request bodies up to this size are mirrored; a request with a larger one is not. */
@@ -80,21 +80,18 @@ export class Mirrors {
       count(l, m, { result: 'dropped', reason: 'limit' });
       return undefined;
     }
-    const svc = this.#d.p.store.services().find((s) => s.key === m.service);
-    const sp = svc?.ports.find((p) => p.port === m.port && p.protocol === 'TCP');
-    const ready = svc && sp ? svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined) : [];
-    const addrOf = (e: Service['endpoints'][number]) => `${e.ip}:${e.ports[sp?.name ?? ''] ?? 0}`;
-    const ep = pickP2C(ready, (e) => this.#outstanding.get(addrOf(e)), this.#random);
-    if (!svc || !sp || !ep) {
+    const b = backendEndpoints(this.#d.p.store, m.service, m.port);
+    const ep = b && pickP2C(b.ready, (e) => this.#outstanding.get(b.addrOf(e)), this.#random);
+    if (!b || !ep) {
       count(l, m, { result: 'failed', reason: 'no_endpoint' });
       return undefined;
     }
-    const addr = addrOf(ep);
+    const addr = b.addrOf(ep);
     const done = this.#outstanding.begin(addr);
     this.#inFlight++;
     let released = false;
     return {
-      target: { service: svc, target: { ip: ep.ip, port: ep.ports[sp.name] as number }, addr },
+      target: { service: b.svc, target: b.target(ep), addr },
       release: (r) => {
         if (released) return;
         released = true;

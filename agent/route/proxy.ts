@@ -17,7 +17,7 @@ import { modifyHeaders, UpstreamRequest, type HeaderMap } from './filters.ts';
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
-import { Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
+import { backendEndpoints, Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { H2Router } from './h2.ts';
 import { BodyCopy, BODY_MAX, Mirrors } from './mirror.ts';
@@ -248,20 +248,15 @@ export class RouteProxy {
     signal: AbortSignal,
     labels: { destination_service: string; route: string; rule: string },
   ): Promise<Attempt> {
-    const svc = this.#d.p.store.services().find((s) => s.key === backend.service);
-    const sp = svc?.ports.find((p) => p.port === backend.port && p.protocol === 'TCP');
-    if (!svc || !sp) return { status: 500, failure: 'backend not found' };
-    const addrOf = (e: Service['endpoints'][number]) => `${e.ip}:${e.ports[sp.name]}`;
+    const b = backendEndpoints(this.#d.p.store, backend.service, backend.port);
+    if (!b) return { status: 500, failure: 'backend not found' };
+    const { svc, addrOf } = b;
     // Ejected endpoints are skipped while others are left; a retry prefers an endpoint not tried yet.
-    const ready = this.#ejections.usable(
-      svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined),
-      addrOf,
-      Date.now(),
-    );
+    const ready = this.#ejections.usable(b.ready, addrOf, Date.now());
     const fresh = ready.filter((e) => !r.tried.has(addrOf(e)));
     const ep = pickP2C(fresh.length > 0 ? fresh : ready, (e) => this.#outstanding.get(addrOf(e)), this.#random);
     if (!ep) return { status: 503, failure: 'no ready endpoint' };
-    const target: Address = { ip: ep.ip, port: ep.ports[sp.name] as number };
+    const target = b.target(ep);
     const addr = `${target.ip}:${target.port}`;
     r.tried.add(addr);
     const done = this.#outstanding.begin(addr);

@@ -1,7 +1,9 @@
 // Choices made per request: which backendRef (by weight), which endpoint of its Service (power of
 // two choices on the fewest outstanding requests), and whether one more retry fits the budget.
 // Randomness comes in as a function so that tests can drive it.
+import type { Service } from '../../api/agent-sync.ts';
 import type { RouteBackend } from '../../api/route.ts';
+import type { Address } from '../native/sockopt.ts';
 
 export type Random = () => number;
 
@@ -39,6 +41,24 @@ export function pickP2C<T>(candidates: readonly T[], outstanding: (c: T) => numb
   const a = candidates[i] as T;
   const b = candidates[j] as T;
   return outstanding(b) < outstanding(a) ? b : a;
+}
+
+type Endpoint = Service['endpoints'][number];
+
+/**
+ * A backendRef's (or a mirror's) Service port and its ready endpoints, looked up by key; undefined
+ * when the Service or the port is not known. `addrOf` is the `ip:port` an endpoint is counted by.
+ */
+export function backendEndpoints(
+  store: { service(key: string): Service | undefined },
+  service: string,
+  port: number,
+): { svc: Service; ready: Endpoint[]; target: (e: Endpoint) => Address; addrOf: (e: Endpoint) => string } | undefined {
+  const svc = store.service(service);
+  const sp = svc?.ports.find((p) => p.port === port && p.protocol === 'TCP');
+  if (!svc || !sp) return undefined;
+  const target = (e: Endpoint): Address => ({ ip: e.ip, port: e.ports[sp.name] as number });
+  return { svc, ready: svc.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined), target, addrOf: (e) => `${e.ip}:${e.ports[sp.name]}` };
 }
 
 /** Outstanding requests per endpoint address, shared by every routed connection of the agent. */

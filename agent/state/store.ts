@@ -193,6 +193,10 @@ export class StateStore {
     return [...this.#services.values()];
   }
 
+  service(key: string): Service | undefined {
+    return this.#services.get(key);
+  }
+
   accessPolicies(): CompiledAccessPolicy[] {
     return [...this.#accessPolicies.values()];
   }
