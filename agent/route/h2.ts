@@ -22,7 +22,7 @@ import { modifyHeaders, UpstreamRequest, type HeaderMap, type ResponseModifier }
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
-import { BodyCopy, TIMEOUT_MS as MIRROR_TIMEOUT_MS, type MirrorLabels, type Mirrors } from './mirror.ts';
+import { TIMEOUT_MS as MIRROR_TIMEOUT_MS, type MirrorLabels, type Mirrors } from './mirror.ts';
 import { backendEndpoints, type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import type { RouteTable } from './table.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
@@ -199,24 +199,13 @@ export class H2Router {
    * mirror.ts's BODY_MAX, and each copy sent as a stream of its own once the request ended.
    */
   #mirror(c: RoutedStreamConnection, ds: http2.ServerHttp2Stream, chosen: RouteMirror[], headers: HeaderMap, endStream: boolean, l: MirrorLabels): void {
-    const copy = new BodyCopy();
     let trailers: http2.IncomingHttpHeaders | undefined;
-    const send = () => {
-      if (copy.over) return void chosen.forEach((m) => this.#d.mirrors.drop(l, m, 'body_too_large'));
-      const body = copy.body;
+    const send = (body: Buffer) => {
       for (const m of chosen) void this.#mirrorOne(c, m, l, { ...headers }, body, trailers);
     };
-    if (endStream) return send();
-    let ended = false;
-    ds.on('data', (chunk: Buffer) => copy.add(chunk));
+    if (endStream) return send(Buffer.alloc(0));
     ds.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = t));
-    ds.once('end', () => {
-      ended = true;
-      send();
-    });
-    ds.once('close', () => {
-      if (!ended) chosen.forEach((m) => this.#d.mirrors.drop(l, m, 'aborted'));
-    });
+    this.#d.mirrors.collect(l, chosen, ds, send);
   }
 
   async #mirrorOne(c: RoutedStreamConnection, m: RouteMirror, l: MirrorLabels, headers: HeaderMap, body: Buffer, trailers: http2.IncomingHttpHeaders | undefined): Promise<void> {

@@ -66,9 +66,28 @@ export class Mirrors {
     return out;
   }
 
-  /** Counts a copy that was never sent. */
-  drop(l: MirrorLabels, m: RouteMirror, reason: string): void {
-    count(l, m, { result: 'dropped', reason });
+  /** Counts copies that were never sent. */
+  drop(l: MirrorLabels, chosen: readonly RouteMirror[], reason: string): void {
+    for (const m of chosen) count(l, m, { result: 'dropped', reason });
+  }
+
+  /**
+   * Collects a streamed request body beside the primary's upload (this 'data' listener only looks;
+   * the primary's own reader drives the flow) and hands it to `send` when the request has ended.
+   * A body past BODY_MAX drops every chosen copy, and so does a request that goes before its end.
+   */
+  collect(l: MirrorLabels, chosen: readonly RouteMirror[], body: NodeJS.EventEmitter, send: (b: Buffer) => void): void {
+    const copy = new BodyCopy();
+    let ended = false;
+    body.on('data', (chunk: Buffer) => copy.add(chunk));
+    body.once('end', () => {
+      ended = true;
+      if (copy.over) this.drop(l, chosen, 'body_too_large');
+      else send(copy.body);
+    });
+    body.once('close', () => {
+      if (!ended) this.drop(l, chosen, 'aborted');
+    });
   }
 
   /**

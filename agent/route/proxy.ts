@@ -20,7 +20,7 @@ import { routeEjections, routeRequestDuration, routeRequests, routeRetries, rout
 import { backendEndpoints, Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { H2Router } from './h2.ts';
-import { BodyCopy, BODY_MAX, Mirrors } from './mirror.ts';
+import { BODY_MAX, Mirrors } from './mirror.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
@@ -335,23 +335,8 @@ export class RouteProxy {
       for (const m of chosen) this.mirrors.sendHttp1(l, m, c.source, c.peer, { ...r, headers: { ...r.headers }, body: b });
     };
     if (body) return void send(body);
-    if (Number(req.headers['content-length'] ?? '0') > BODY_MAX) {
-      for (const m of chosen) this.mirrors.drop(l, m, 'body_too_large');
-      return undefined;
-    }
-    return () => {
-      const copy = new BodyCopy();
-      let ended = false;
-      req.on('data', (chunk: Buffer) => copy.add(chunk));
-      req.once('end', () => {
-        ended = true;
-        if (!copy.over) return send(copy.body);
-        for (const m of chosen) this.mirrors.drop(l, m, 'body_too_large');
-      });
-      req.once('close', () => {
-        if (!ended) for (const m of chosen) this.mirrors.drop(l, m, 'aborted');
-      });
-    };
+    if (Number(req.headers['content-length'] ?? '0') > BODY_MAX) return void this.mirrors.drop(l, chosen, 'body_too_large');
+    return () => this.mirrors.collect(l, chosen, req, send);
   }
 
   /**
