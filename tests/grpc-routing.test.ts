@@ -69,7 +69,7 @@ async function calls(from: [string, string], n: number, headers: string[] = []):
   return out;
 }
 
-const { routeStatus, settled, agentRoutes } = routeReader({ kind: 'grpcroute', kubectl: (args) => kubectl(args), playground: pg.name });
+const { routeStatus, settled, agentRoutes, policyProgrammed } = routeReader({ kind: 'grpcroute', kubectl: (args) => kubectl(args), playground: pg.name });
 
 async function agentMetric(name: string, match: RegExp): Promise<number> {
   const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15020/metrics']);
@@ -251,13 +251,7 @@ t.test("AccessPolicy still decides at the destination, on the routed gRPC client
     metadata: { name: 'no-echo', namespace: NS },
     spec: { selector: { matchLabels: { app: 'echo-v2' } }, action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${NS}/sa/default`] }], to: [{ paths: ['/proto.EchoTestService/Echo'] }] }] },
   });
-  const until = Date.now() + 30_000;
-  for (;;) {
-    const r = await kubectl(['-n', NS, 'get', 'accesspolicy', 'no-echo', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
-    if (r.stdout.trim() === 'True') break;
-    if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
-    await sleep(200);
-  }
+  await policyProgrammed(NS, 'no-echo');
   const denied = await calls(clientA, 3);
   t.same(denied.versions, {}, 'no call was answered by the backend');
   t.match(denied.errors.join('\n'), /PermissionDenied/, `echo-v2's agent denied client-a's identity with gRPC PERMISSION_DENIED (${denied.errors.join('; ')})`);

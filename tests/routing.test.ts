@@ -56,7 +56,7 @@ async function curl(from: [string, string], url: string, extra: string[] = []): 
   return { code: /^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 'refused', headers: head.toLowerCase(), body };
 }
 
-const { routeStatus, settled, agentRoutes } = routeReader({ kind: 'httproute', kubectl: (args) => kubectl(args), playground: pg.name });
+const { routeStatus, settled, agentRoutes, policyProgrammed } = routeReader({ kind: 'httproute', kubectl: (args) => kubectl(args), playground: pg.name });
 
 /** Applies a route and waits until node-2's agent holds this generation of it. */
 async function route(manifest: { metadata: { name: string; namespace: string } }): Promise<void> {
@@ -278,13 +278,7 @@ t.test("AccessPolicy still decides at the destination, on the routed client's ow
     metadata: { name: 'no-secret', namespace: A },
     spec: { selector: { matchLabels: { app: 'canary' } }, action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${A}/sa/default`] }], to: [{ paths: ['/secret'] }] }] },
   });
-  const until = Date.now() + 30_000;
-  for (;;) {
-    const r = await kubectl(['-n', A, 'get', 'accesspolicy', 'no-secret', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
-    if (r.stdout.trim() === 'True') break;
-    if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
-    await sleep(200);
-  }
+  await policyProgrammed(A, 'no-secret');
   t.equal((await curl(clientA, `http://${webIP}/secret`)).code, '403', "the canary's agent denied the routed request from client-a's identity");
   t.equal((await curl(clientA, `http://${webIP}/open`)).code, '200', 'other paths pass');
   await kubectl(['-n', A, 'delete', 'accesspolicy', 'no-secret']);
@@ -386,13 +380,7 @@ t.test('RequestMirror: the mirror backend gets copies (headers, path, body) at t
 });
 
 t.test("RequestMirror: the mirror backend's AccessPolicy judges the copy on the client's own identity", async (t) => {
-  const until = Date.now() + 30_000;
-  for (;;) {
-    const r = await kubectl(['-n', A, 'get', 'accesspolicy', 'no-copies-from-a', '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
-    if (r.stdout.trim() === 'True') break;
-    if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
-    await sleep(200);
-  }
+  await policyProgrammed(A, 'no-copies-from-a');
   const mirroredIP = (await kubectl(['-n', A, 'get', 'svc', 'mirrored', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
   const guardedIP = (await kubectl(['-n', A, 'get', 'pod', 'mirror-guarded-1', '-o', 'jsonpath={.status.podIP}'])).stdout.trim();
   const refused = () => agentMetric('weft_route_mirror_requests_total', /mirror_backend="rte-a\/mirror-guarded:80",result="failed",reason="refused"/);

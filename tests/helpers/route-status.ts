@@ -1,5 +1,6 @@
 // Reading a Gateway API route as the routing suites check it: its status as the API server has it,
-// Weft's conditions once they describe the route's generation, and the routes a node's agent holds.
+// Weft's conditions once they describe the route's generation, the routes a node's agent holds,
+// and when an AccessPolicy the suites add is in force.
 import { sh, type Result } from './playground.ts';
 
 export interface RouteStatus {
@@ -38,5 +39,15 @@ export function routeReader(o: { kind: 'httproute' | 'grpcroute'; kubectl: (args
       return {};
     }
   };
-  return { routeStatus, settled, agentRoutes };
+  /** Waits until an AccessPolicy reports Programmed (in force on the nodes it selects). */
+  const policyProgrammed = async (ns: string, name: string, timeoutMs = 30_000): Promise<void> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await o.kubectl(['-n', ns, 'get', 'accesspolicy', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
+      if (r.stdout.trim() === 'True') return;
+      if (Date.now() > until) throw new Error(`policy never programmed: ${r.stdout} ${r.stderr}`);
+      await sleep(200);
+    }
+  };
+  return { routeStatus, settled, agentRoutes, policyProgrammed };
 }
