@@ -1,12 +1,14 @@
 // The chart's Grafana dashboards against a real Prometheus scraping a real playground. The chart's
 // own scrape jobs (templates/prometheus-scrape.yaml) collect the agents' and the controller's
 // metrics while meshed pods on two nodes exchange HTTP, gRPC and TCP traffic — allowed, denied at
-// L7 and at L4, failed upstream, and a connection cut by a policy change — and then every PromQL
+// L7 and at L4, failed upstream, a connection cut by a policy change, and requests routed by an
+// HTTPRoute (split, retried, timed out) — and then every PromQL
 // expression of both dashboards, as the chart ships them (the rendered ConfigMaps), must return
 // data. A misspelt metric must not: the check can fail.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -33,6 +35,8 @@ t.teardown(async () => {
 let status: DevStatusJson;
 let promURL = '';
 let serverIP = '';
+/** The server Service's cluster IP: routes apply to traffic for a Service. */
+let serviceIP = '';
 let rendered: K8sObject[] = [];
 /** The instant every dashboard query is evaluated at: just after the traffic. */
 let evalAt = 0;
@@ -268,6 +272,13 @@ async function grpc(method: string): Promise<string> {
   return /^grpc-status:\s*(\d+)/im.exec(r.stdout)?.[1] ?? 'none';
 }
 
+/** The HTTP statuses of `n` GETs of one path through the server Service's port 80, in one curl run. */
+async function viaService(path: string, n: number): Promise<string[]> {
+  const url = `http://${serviceIP}${path}`;
+  const r = await inClient(['curl', '-s', '-m', '3', '-w', '%{http_code}\\n', ...Array.from({ length: n }, () => ['-o', '/dev/null', url]).flat()], 20_000);
+  return r.stdout.trim().split('\n');
+}
+
 /** `ok` when the TCP echo answered, else `refused`. */
 async function echo(port = 9000): Promise<string> {
   const r = await inClient(['sh', '-c', `echo weft-ping | socat -T2 - TCP:${serverIP}:${port},connect-timeout=3`]);
@@ -313,6 +324,17 @@ async function meshWorkloads(): Promise<void> {
   await pg.waitReady(NS, ['--all']);
   status = await pg.status();
   serverIP = status.pods.find((p) => p.namespace === NS && p.name === SERVER)?.ip ?? '';
+  serviceIP = (await kubectl(['-n', NS, 'get', 'service', SERVER, '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+}
+
+/** The Gateway API CRDs as the chart pins them (the experimental channel: HTTPRoute retry). */
+async function gatewayAPI(): Promise<void> {
+  const dir = join(REPO, 'helm/weft/gateway-api/experimental');
+  for (const f of readdirSync(dir)) {
+    const r = await kubectl(['apply', '--server-side', '-f', join(dir, f)]);
+    if (r.code !== 0) throw new Error(`CRD ${f}: ${r.stderr}`);
+  }
+  await kubectl(['wait', '--for=condition=Established', 'crd/httproutes.gateway.networking.k8s.io', '--timeout=30s']);
 }
 
 t.before(async () => {
@@ -321,6 +343,7 @@ t.before(async () => {
   status = await pg.status();
   rendered = await renderChart();
   await startPrometheus(prometheusConfig(scrapeJobs()));
+  await gatewayAPI();
   await meshWorkloads();
   await targetsUp(weftTargets().length);
   setupSeconds = (Date.now() - started) / 1000;
@@ -413,7 +436,7 @@ t.test('the scrape jobs keep exactly the metrics ports and label each agent with
   t.same(got, want, 'one target per agent and per controller; health, HBONE and agent-API ports dropped');
 });
 
-t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream, cut by a policy change', async (t) => {
+t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream, cut by a policy change, routed', async (t) => {
   const began = Date.now();
   // DENY on paths: the HTTP and gRPC ports become L7-inspected, so requests are counted.
   await apply(
@@ -439,7 +462,24 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
   await apply(accessPolicy('cut', { action: 'DENY', rules: [{ from: [{ identities: [`spiffe://cluster.local/ns/${NS}/sa/${CLIENT}`] }], to: [{ ports: [9001] }] }] }));
   t.equal(await eventually(() => echo(), 'ok'), 'ok', 'the echo on 9000 is allowed again');
 
-  const want = { ok: '200', admin: '403', upstreamDown: '5xx', grpcOk: '0', grpcDenied: '7', echo: 'ok', l4Denied: 'refused' };
+  // An HTTPRoute on the server Service: /sleep/ times out; the rest is split evenly between the
+  // Service's port 80 and its port 82, where nothing listens, so half the requests are retried
+  // (a failed connect) and, the one endpoint failing again, answered 503.
+  await apply({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'dash-route', namespace: NS },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: SERVER, port: 80 }],
+      rules: [
+        { matches: [{ path: { type: 'PathPrefix', value: '/sleep/' } }], timeouts: { request: '200ms' }, backendRefs: [{ name: SERVER, port: 80 }] },
+        { retry: { attempts: 2 }, backendRefs: [{ name: SERVER, port: 80, weight: 1 }, { name: SERVER, port: 82, weight: 1 }] },
+      ],
+    },
+  });
+  t.equal(await eventually(async () => (await viaService('/sleep/1000', 1)).join(), '504'), '504', 'the route is in force on the client agent (a 200 ms timeout answers 504)');
+
+  const want = { ok: '200', admin: '403', upstreamDown: '5xx', grpcOk: '0', grpcDenied: '7', echo: 'ok', l4Denied: 'refused', routed: '200,503', timedOut: '504' };
   const burst = Date.now();
   let rounds = 0;
   // At least 10 rounds, spread over at least 3 s: rate() needs a series to grow between two of the
@@ -454,9 +494,12 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
       grpcDenied: await grpc('Denied'),
       echo: await echo(),
       l4Denied: await echo(9001),
+      // Four per round: over the rounds both backends are all but certain to be picked.
+      routed: [...new Set(await viaService('/public/routed', 4))].sort().join(),
+      timedOut: (await viaService('/sleep/1000', 1)).join(),
     };
     if (rounds++ === 0) {
-      const kinds = { ...got, upstreamDown: got.upstreamDown.replace(/^5\d\d$/, '5xx') };
+      const kinds = { ...got, upstreamDown: got.upstreamDown.replace(/^5\d\d$/, '5xx'), routed: want.routed.includes(got.routed) ? want.routed : got.routed };
       t.same(kinds, want, `each kind of request gets the answer the panels expect (upstream down: ${got.upstreamDown})`);
     }
   }
@@ -471,9 +514,9 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
  * least one series, and a value above zero — the traffic above makes every panel non-zero except
  * those named in `mayBeZero` (gauges for which 0 is the healthy reading).
  */
-async function everyExpression(t: Test, d: Dashboard, vars: Record<string, string>, mayBeZero: string[]): Promise<number> {
+async function everyExpression(t: Test, d: Dashboard, vars: Record<string, string>, mayBeZero: string[], panels = panelsOf(d)): Promise<number> {
   let n = 0;
-  for (const p of panelsOf(d)) {
+  for (const p of panels) {
     for (const target of p.targets ?? []) {
       const expr = substitute(target.expr, vars);
       const result = await query(expr, evalAt);
@@ -521,11 +564,21 @@ t.test('the dashboards are importable Grafana models on a ${datasource} variable
   }
 });
 
-t.test('node dashboard: every expression returns data for the server node', async (t) => {
+/** The node dashboard's routing row: routes are applied, and counted, by the client's agent. */
+const ROUTING_PANELS = ['Routed requests by backend', 'Routed request errors by backend', 'Retries and timeouts'];
+
+t.test('node dashboard: every expression returns data for the server node, the routing panels for the client node', async (t) => {
   const d = dashboard('weft-dashboard-node');
   await variables(t, d, {}, { node: 'node-1' });
-  const n = await everyExpression(t, d, { node: 'node-1' }, ['Open connections', 'Config revision lag']);
+  const routing = panelsOf(d).filter((p) => ROUTING_PANELS.includes(p.title));
+  t.equal(routing.length, ROUTING_PANELS.length, 'the routing row has its panels');
+  const n = await everyExpression(t, d, { node: 'node-1' }, ['Open connections', 'Config revision lag'], panelsOf(d).filter((p) => !routing.includes(p)));
   t.ok(n >= 14, `${n} expressions checked`);
+  const r = await everyExpression(t, d, { node: 'node-2' }, [], routing);
+  t.equal(r, 4, 'split, errors, retries and timeouts checked on node-2');
+  // The split's two backends each have a series of their own.
+  const split = await query(substitute(routing[0]?.targets?.[0]?.expr ?? '', { node: 'node-2' }), evalAt);
+  t.same(split.map((s) => s.metric.backend).sort(), [`${NS}/${SERVER}:80`, `${NS}/${SERVER}:82`], `one series per backend (${JSON.stringify(split.map((s) => s.metric))})`);
   // All nodes selected (Grafana sends the values as one regex): one series per node.
   const all = status.nodes.map((x) => x.name).join('|');
   for (const title of ['Agent CPU', 'Agent memory (RSS)']) {

@@ -1,6 +1,7 @@
 // A test workload for the policy suites, run inside a playground pod:
 //   :8080  HTTP/1.1 — 200 for any method and path; the body echoes `METHOD path`, except
-//          /bytes/<n>, which answers n bytes (a response long enough to be cut in the middle)
+//          /bytes/<n>, which answers n bytes (a response long enough to be cut in the middle),
+//          and /sleep/<ms>, which answers after that long (for route timeouts)
 //   :8081  h2c — a gRPC-shaped endpoint: any POST answers one empty message and grpc-status 0
 //   :9000  TCP echo
 // Usage: node tests/helpers/policy-server.ts
@@ -12,8 +13,13 @@ createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
   req.resume();
   req.on('end', () => {
     const size = /^\/bytes\/(\d{1,9})$/.exec(req.url ?? '')?.[1];
-    res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end(size ? Buffer.alloc(Number(size), 120) : `${req.method} ${req.url}\n`);
+    const sleep = /^\/sleep\/(\d{1,5})$/.exec(req.url ?? '')?.[1];
+    const answer = () => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(size ? Buffer.alloc(Number(size), 120) : `${req.method} ${req.url}\n`);
+    };
+    if (sleep) setTimeout(answer, Number(sleep));
+    else answer();
   });
   res.on('error', () => {});
 }).listen(8080);
