@@ -12,6 +12,7 @@ import { compileRoute, type RouteObject } from '../../controller/route/compile.t
 import { PolicyEnforcer } from '../proxy/enforcer.ts';
 import { ConnectionReporter } from '../proxy/report.ts';
 import { StateStore } from '../state/store.ts';
+import { routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
 import { RouteProxy } from './proxy.ts';
 import { h2Front, routeClient } from './test-fixtures.ts';
 
@@ -76,6 +77,7 @@ interface Answer {
   headers: http2.IncomingHttpHeaders;
   trailers: http2.IncomingHttpHeaders;
   body: { pod?: string; path?: string; headers?: Record<string, string>; body?: string };
+  text: string;
 }
 
 async function setup(t: Test, route: CompiledRoute, ports: { web?: number } = {}): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void; port: number }> {
@@ -109,7 +111,12 @@ async function setup(t: Test, route: CompiledRoute, ports: { web?: number } = {}
     front.close();
   };
   t.teardown(close);
-  const call = (path: string, headers: Record<string, string> = {}, body = 'hello') =>
+  return { call: callOn(client), close, port };
+}
+
+/** A POST (gRPC-shaped unless the headers say otherwise) on an h2c session to the routed path. */
+function callOn(client: http2.ClientHttp2Session): (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer> {
+  return (path, headers = {}, body = 'hello') =>
     new Promise<Answer>((resolve, reject) => {
       const s = client.request({ ':method': 'POST', ':path': path, ':authority': 'web.a:7070', 'content-type': 'application/grpc', te: 'trailers', ...headers });
       let head: http2.IncomingHttpHeaders = {};
@@ -126,11 +133,10 @@ async function setup(t: Test, route: CompiledRoute, ports: { web?: number } = {}
         } catch {
           // a local answer has no JSON body
         }
-        resolve({ status: Number(head[':status'] ?? 0), headers: head, trailers, body: parsed });
+        resolve({ status: Number(head[':status'] ?? 0), headers: head, trailers, body: parsed, text: data });
       });
       s.end(body);
     });
-  return { call, close, port };
 }
 
 t.test('GRPCRoute: method match, header match with a request header filter, response filter, trailers carried', async (t) => {
@@ -319,4 +325,196 @@ t.test('RequestMirror on h2c: a gRPC call is copied (headers, body) to the mirro
   const down = await call('/pkg.Echo/Down', {}, 'x');
   t.equal(down.body.pod, 'one', 'a mirror that refuses: the call still answered by its backend');
   t.equal(down.trailers['grpc-status'], '0');
+});
+
+/** What a scripted backend got: each call's body size, and the stream's reset code once it closed. */
+interface Seen {
+  body: string;
+  rst?: number;
+}
+
+/**
+ * An h2c backend whose `answer` decides each call's response: after the whole body (or, `early`,
+ * at its first bytes). `n` counts the calls from 1.
+ */
+async function scripted(t: Test, answer: (s: http2.ServerHttp2Stream, n: number, body: string) => void, o: { early?: (n: number) => boolean } = {}): Promise<{ port: number; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = http2.createServer();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => (sessions.add(s), s.once('close', () => sessions.delete(s))));
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    const entry: Seen = { body: '' };
+    seen.push(entry);
+    const n = seen.length;
+    stream.once('close', () => (entry.rst = stream.rstCode));
+    stream.on('data', (c: Buffer) => (entry.body += c.toString()));
+    if (o.early?.(n)) return void stream.once('data', () => answer(stream, n, entry.body));
+    stream.once('end', () => answer(stream, n, entry.body));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of sessions) s.destroy();
+    server.close();
+  });
+  return { port: (server.address() as net.AddressInfo).port, seen };
+}
+
+const echo = (s: http2.ServerHttp2Stream, n: number, body: string) => {
+  if (s.closed) return;
+  s.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-attempt': String(n) }, { waitForTrailers: true });
+  s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+  s.end(JSON.stringify({ pod: 'scripted', body }));
+};
+const unavailable = (s: http2.ServerHttp2Stream, n: number) => {
+  if (!s.closed) s.respond({ ':status': 503, 'x-attempt': String(n) }, { endStream: true });
+};
+
+/** The routed path for one HTTPRoute rule (its backend the Service "one" with these endpoints). */
+async function ruleFront(t: Test, rule: object, ports: number[]): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; client: http2.ClientHttp2Session }> {
+  const route = grpcRoute([{ ...rule, backendRefs: [{ name: 'one', port: 7070 }] }], 'HTTPRoute');
+  const web = svc('web', [1]);
+  const store = new StateStore();
+  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', ports) }, { kind: 'Route', value: route }] });
+  const client = await h2Front(t, store, source, web, 7070);
+  return { call: callOn(client), client };
+}
+
+/** A counter's total over the series whose labels include `match`. */
+async function total(c: { get(): Promise<{ values: { value: number; labels: Record<string, string | number> }[] }> }, match: Record<string, string>): Promise<number> {
+  const { values } = await c.get();
+  return values.filter((v) => Object.entries(match).every(([k, x]) => v.labels[k] === x)).reduce((sum, v) => sum + v.value, 0);
+}
+
+const ROUTE = { destination_service: 'a/web', route: 'HTTPRoute/a/r' };
+const plain = { 'content-type': 'text/plain' };
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+}
+
+t.test('retry on h2c: a 503 from one endpoint is tried again on the other, its body sent again whole; counted', async (t) => {
+  const bad = await scripted(t, unavailable);
+  const good = await scripted(t, echo);
+  // The backoff lets the failed attempt's stream close first, so both endpoints have nothing
+  // outstanding at the retry and only the preference for an untried one steers it.
+  const { call } = await ruleFront(t, { retry: { codes: [503], attempts: 1, backoff: '5ms' } }, [bad.port, good.port]);
+  const before = await total(routeRetries, { ...ROUTE, reason: '503' });
+  const statuses: number[] = [];
+  // Each call's first endpoint is drawn at random: go on until the failing one was drawn often.
+  for (let i = 0; i < 100 && bad.seen.length < 10; i++) {
+    const a = await call('/pkg.Echo/Hello', {}, `call-${i}`);
+    statuses.push(a.status);
+    t.equal(a.body.body, `call-${i}`, `call ${i}: the body the answering endpoint got`);
+    t.equal(a.trailers['grpc-status'], '0', `call ${i}: the answer's trailers came back`);
+  }
+  t.ok(bad.seen.length >= 10, `the failing endpoint was drawn ${bad.seen.length} times`);
+  t.same([...new Set(statuses)], [200], 'every call was answered 200: a retry goes to the endpoint not tried yet');
+  t.ok(bad.seen.every((s) => s.body.startsWith('call-')), 'the failing endpoint got the bodies too');
+  t.equal((await total(routeRetries, { ...ROUTE, reason: '503' })) - before, bad.seen.length, 'each 503 was one retry in weft_route_retries_total');
+});
+
+t.test('retry on h2c: the body streams to the first attempt as it comes, and a retry gets all of it', async (t) => {
+  // The first attempt is answered 503 at its first bytes, while the client still has more to send.
+  const b = await scripted(t, (s, n, body) => (n === 1 ? unavailable(s, n) : echo(s, n, body)), { early: (n) => n === 1 });
+  const { client } = await ruleFront(t, { retry: { codes: [503], attempts: 1 } }, [b.port]);
+  const s = client.request({ ':method': 'POST', ':path': '/pkg.Echo/Stream', 'content-type': 'application/grpc' });
+  s.on('error', () => {});
+  let head: http2.IncomingHttpHeaders = {};
+  let data = '';
+  s.on('response', (h) => (head = h));
+  s.on('data', (d: Buffer) => (data += d.toString()));
+  s.write('first half, ');
+  await until(() => b.seen.length === 2);
+  t.equal(b.seen[0]?.body, 'first half, ', 'the first attempt got the first half before the body ended');
+  t.equal(b.seen.length, 2, 'and was retried before the body ended');
+  s.end('second half');
+  await new Promise((resolve) => s.once('close', resolve));
+  t.equal(head[':status'], 200, 'answered by the second attempt');
+  t.equal(head['x-attempt'], '2');
+  t.equal((JSON.parse(data) as { body: string }).body, 'first half, second half', 'which got all of the body: what was kept, then the rest');
+});
+
+t.test('retry on h2c: when every attempt fails the last answer is the one passed on', async (t) => {
+  const bad = await scripted(t, unavailable);
+  const { call } = await ruleFront(t, { retry: { codes: [503], attempts: 2, backoff: '20ms' } }, [bad.port]);
+  const before = await total(routeRetries, { ...ROUTE, reason: '503' });
+  const started = performance.now();
+  const a = await call('/x', plain);
+  const ms = performance.now() - started;
+  t.ok(ms >= 58, `the backoff doubled: 20 ms, then 40 (${Math.round(ms)} ms in all)`);
+  t.equal(a.status, 503, 'the status of the last attempt');
+  t.equal(a.headers['x-attempt'], '3', 'and its headers: three attempts, the first included');
+  t.equal(bad.seen.length, 3);
+  t.equal((await total(routeRetries, { ...ROUTE, reason: '503' })) - before, 2, 'two retries counted');
+});
+
+t.test('timeouts.backendRequest on h2c: the attempt is cancelled upstream and answered 504, DEADLINE_EXCEEDED to gRPC', async (t) => {
+  const slow = await scripted(t, (s) => void setTimeout(() => !s.closed && s.respond({ ':status': 200 }, { endStream: true }), 3000));
+  const { call } = await ruleFront(t, { timeouts: { backendRequest: '100ms' } }, [slow.port]);
+  const before = await total(routeTimeouts, { ...ROUTE, timeout: 'backend_request' });
+  const started = performance.now();
+  const a = await call('/x', plain);
+  t.equal(a.status, 504, 'a plain h2c request: 504');
+  t.ok(performance.now() - started < 1500, `answered at the timeout, not when the backend would have (${Math.round(performance.now() - started)} ms)`);
+  const g = await call('/pkg.Echo/Hello');
+  t.equal(g.status, 200);
+  t.equal(g.headers['grpc-status'], '4', 'a gRPC call: DEADLINE_EXCEEDED');
+  await until(() => slow.seen.every((s) => s.rst !== undefined));
+  t.same(
+    slow.seen.map((s) => s.rst),
+    [http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_CANCEL],
+    'the backend saw both attempts cancelled',
+  );
+  t.equal((await total(routeTimeouts, { ...ROUTE, timeout: 'backend_request' })) - before, 2, 'counted as backend_request timeouts');
+});
+
+t.test('timeouts.backendRequest on h2c with a retry: the attempt out of time is tried again', async (t) => {
+  const b = await scripted(t, (s, n, body) => (n === 1 ? undefined : echo(s, n, body)));
+  const { call } = await ruleFront(t, { timeouts: { backendRequest: '100ms' }, retry: { codes: [503], attempts: 1 } }, [b.port]);
+  const before = await total(routeRetries, { ...ROUTE, reason: 'backend_request' });
+  const a = await call('/pkg.Echo/Hello', {}, 'again');
+  t.equal(a.status, 200);
+  t.equal(a.headers['x-attempt'], '2', 'answered by the second attempt');
+  t.equal(a.body.body, 'again', 'which got the body');
+  t.equal(a.trailers['grpc-status'], '0');
+  await until(() => b.seen[0]?.rst !== undefined);
+  t.equal(b.seen[0]?.rst, http2.constants.NGHTTP2_CANCEL, 'the first attempt was cancelled');
+  t.equal((await total(routeRetries, { ...ROUTE, reason: 'backend_request' })) - before, 1, 'one retry for the timeout');
+});
+
+t.test('retry on h2c: a body over 64 KiB is sent once, whole, and not retried; one under it is', async (t) => {
+  const bad = await scripted(t, unavailable);
+  const { call } = await ruleFront(t, { retry: { codes: [503], attempts: 2 } }, [bad.port]);
+  const big = 'b'.repeat(100 * 1024);
+  const a = await call('/x', plain, big);
+  t.equal(a.status, 503);
+  t.equal(bad.seen.length, 1, 'one attempt');
+  t.equal(bad.seen[0]?.body.length, big.length, 'with the whole body');
+  const small = 's'.repeat(60 * 1024);
+  const b = await call('/x', plain, small);
+  t.equal(b.status, 503);
+  t.same(
+    bad.seen.slice(1).map((s) => s.body.length),
+    [small.length, small.length, small.length],
+    'a body within the bound: three attempts, each with the whole body',
+  );
+});
+
+t.test('retry on h2c: the retry budget stops retries', async (t) => {
+  const bad = await scripted(t, unavailable);
+  const { call } = await ruleFront(t, { retry: { codes: [503], attempts: 1 } }, [bad.port]);
+  const retried = await total(routeRetries, ROUTE);
+  const refused = await total(routeRetriesRefused, ROUTE);
+  // The budget (select.ts): 20 % of the requests of the last 10 s plus 10 a second, so 100 to
+  // start with; 200 calls that all fail want 200 retries.
+  const N = 200;
+  for (let i = 0; i < N; i += 20) await Promise.all(Array.from({ length: 20 }, () => call('/x', plain)));
+  const r = (await total(routeRetries, ROUTE)) - retried;
+  const f = (await total(routeRetriesRefused, ROUTE)) - refused;
+  t.equal(r + f, N, `each call retried (${r}) or refused by the budget (${f})`);
+  t.ok(r >= 100 && r <= 100 + 0.2 * N, `retries within the budget: ${r}`);
+  t.ok(f > 0, 'and some refused');
+  t.equal(bad.seen.length, N + r, 'the backend saw the calls and only the retries the budget allowed');
 });

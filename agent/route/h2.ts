@@ -8,8 +8,19 @@
 //
 // A stream's end is always an explicit step on both sides (trailers, or an empty END_STREAM), and
 // a failure on one side resets the other, so a truncated body never arrives as a complete one.
-// Not here yet: a rule's retry (a stream is not buffered for a second attempt; only a failed
-// connect is tried again, on another endpoint, before anything was sent) and timeouts.backendRequest.
+//
+// Timeouts and retries are the HTTP/1.1 path's (proxy.ts; the decision and the budget are
+// retry.ts's): timeouts.backendRequest bounds each attempt until its response's headers (the
+// attempt is then cancelled, and retried or answered 504, DEADLINE_EXCEEDED to gRPC); a rule's
+// retry tries a failed connect, a timed-out attempt or a status in its codes again, on an endpoint
+// not tried yet if there is one, after its backoff, within the budget. Only while nothing of the
+// response went to the client, and only while the request's body so far fits in MAX_RETRY_BODY:
+// the body streams to the attempt as it comes (h2-replay.ts) and is kept for the next one up to
+// that bound; past it the stream goes on, once, where it is. Only the HTTP status decides: a gRPC
+// error is usually a 200 whose grpc-status comes in the trailers, after the response began, so it
+// is not retried (as the Gateway API's HTTPRoute retry reads: HTTP codes). A failed connect is
+// also tried on other endpoints within the attempt (CONNECT_TRIES, with or without a rule retry):
+// nothing was sent, so that is safe.
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
@@ -21,8 +32,10 @@ import { peerOf } from '../proxy/relay.ts';
 import { modifyHeaders, UpstreamRequest, type HeaderMap, type ResponseModifier } from './filters.ts';
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
+import { ReplayBody, sendTrailers } from './h2-replay.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
 import { TIMEOUT_MS as MIRROR_TIMEOUT_MS, type MirrorLabels, type Mirrors } from './mirror.ts';
+import { type AttemptResult, backoffAfter, MAX_RETRY_BODY, type RetryBudgets, retryAfter, type RetryLabels } from './retry.ts';
 import { backendEndpoints, type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import type { RouteTable } from './table.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
@@ -58,6 +71,52 @@ export interface H2RouterDeps {
   outstanding: Outstanding;
   ejections: Ejections;
   mirrors: Mirrors;
+  /** The agent's, shared with the HTTP/1.1 path: a rule's budget is the same whatever its clients speak. */
+  budgets: RetryBudgets;
+}
+
+/** One routed stream on its way through its attempts. */
+interface Call {
+  c: RoutedStreamConnection;
+  ds: http2.ServerHttp2Stream;
+  backend: RouteBackend;
+  headers: HeaderMap;
+  body: ReplayBody;
+  backendMs: number | undefined;
+  labels: RetryLabels;
+  /** Endpoints this call was sent to: a retry prefers another. */
+  tried: Set<string>;
+  /** The current attempt's stream to the backend. */
+  current?: http2.ClientHttp2Stream | undefined;
+  /** A 1xx went to the client: no other attempt may answer. */
+  forwarded: boolean;
+  /** Trailers of either direction could not be passed on. */
+  failed: boolean;
+  /** The response passed on ended cleanly. */
+  complete: boolean;
+}
+
+/** A response whose headers arrived; its trailers, if they came already. */
+interface UpstreamResponse {
+  us: http2.ClientHttp2Stream;
+  head: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
+  flags: number;
+  trailers?: http2.IncomingHttpHeaders;
+}
+
+/** How an attempt ended: a response, or a failure and the status the agent would answer with. */
+interface Outcome extends AttemptResult {
+  reason: string;
+  response?: UpstreamResponse;
+}
+
+interface Opened {
+  session?: http2.ClientHttp2Session;
+  done: () => void;
+  addr: string;
+  /** Without a session: connect, refused, no ready endpoint, backend not found. */
+  failure?: string;
+  reason: string;
 }
 
 export class H2Router {
@@ -113,6 +172,7 @@ export class H2Router {
     let backendLabel = '';
     let status = 0;
     let grpcStatus: number | undefined;
+    let retries = 0;
     // The client span (tracing on), as on HTTP/1.1 (proxy.ts): the destination's server span becomes its child.
     const tracing = this.#d.upstream.p.tracing;
     const span = tracing?.startClientSpan(
@@ -126,7 +186,7 @@ export class H2Router {
     ds.once('close', () => {
       routeRequests.inc({ ...labels, backend: backendLabel, response_code: String(status || 502) });
       routeRequestDuration.observe({ destination_service: c.service.key, route: routeName, backend: backendLabel }, (performance.now() - started) / 1000);
-      span?.setAttributes({ 'weft.route.backend': backendLabel, 'weft.route.retries': 0 });
+      span?.setAttributes({ 'weft.route.backend': backendLabel, 'weft.route.retries': retries });
       span?.end({ status: ds.rstCode === NGHTTP2_NO_ERROR ? status : 0, grpcStatus });
     });
     const local = (code: number, text: string) => {
@@ -166,7 +226,7 @@ export class H2Router {
     if (authority !== undefined) out[':authority'] = authority;
     else delete out[':authority'];
 
-    const requestMs = entry?.rule.timeouts?.requestMs;
+    const requestMs = rule.timeouts?.requestMs;
     const timer = requestMs
       ? setTimeout(() => {
           routeTimeouts.inc({ destination_service: labels.destination_service, route: routeName, rule: ruleName, timeout: 'request' });
@@ -178,19 +238,61 @@ export class H2Router {
     ds.pause();
     const chosen = entry ? this.#d.mirrors.choose(entry.rule.mirrors, backend.mirrors) : [];
     if (chosen.length > 0) this.#mirror(c, ds, chosen, out, endStream, { destination_service: c.service.key, route: routeName });
-    void this.#open(c, backend, ds).then((up) => {
-      if (ds.closed || ds.destroyed) {
-        // The client gave up while the session was opened: the endpoint's count goes back down.
-        up.done();
-        return;
-      }
-      if (!up.session) return local(up.refused ? 403 : 503, up.reason);
-      // undefined: the status stays (trailers bring only the gRPC status).
-      this.#forward(ds, up.session, up.done, out, endStream, upstream.responseMods, (s, g) => {
-        if (s !== undefined) status = s;
-        if (g !== undefined) grpcStatus = g;
-      });
+
+    const retry = rule.retry;
+    const attempts = retry ? Math.max(1, retry.attempts) : 1;
+    const retryLabels = { destination_service: c.service.key, route: routeName, rule: ruleName };
+    const budget = this.#d.budgets.of(retryLabels);
+    budget.request(Date.now());
+    const call: Call = {
+      c,
+      ds,
+      backend,
+      headers: out,
+      backendMs: rule.timeouts?.backendRequestMs,
+      labels: retryLabels,
+      tried: new Set(),
+      forwarded: false,
+      failed: false,
+      complete: false,
+      body: new ReplayBody(ds, { empty: endStream, bound: attempts > 1 ? MAX_RETRY_BODY : 0, declaredLength: Number(headers['content-length'] ?? 0), onFail: () => (call.failed = true) }),
+    };
+    ds.once('close', () => {
+      const us = call.current;
+      if (!us || us.closed || us.destroyed) return;
+      const ok = ds.rstCode === NGHTTP2_NO_ERROR && call.complete && !call.failed;
+      us.close(ok ? NGHTTP2_NO_ERROR : ds.rstCode || NGHTTP2_CANCEL);
     });
+    // undefined: the status stays (trailers bring only the gRPC status).
+    const setStatus = (s: number | undefined, g?: number) => {
+      if (s !== undefined) status = s;
+      if (g !== undefined) grpcStatus = g;
+    };
+    const run = (n: number): void =>
+      void this.#attempt(call, (o) => {
+        if (ds.closed || ds.destroyed) return void o.response?.us.close(NGHTTP2_CANCEL);
+        // Nothing is tried again once the client has had part of an answer or the body outgrew what is kept.
+        const more = call.body.replayable && !call.forwarded ? attempts : n;
+        if (retryAfter(o, { retry, n, attempts: more, budget, labels: retryLabels, backend: backendLabel })) {
+          retries++;
+          call.current = undefined;
+          call.body.detach();
+          o.response?.us.close(NGHTTP2_CANCEL);
+          const backoff = backoffAfter(retry, n);
+          if (backoff === 0) return run(n + 1);
+          const wait = setTimeout(() => !ds.closed && run(n + 1), backoff);
+          ds.once('close', () => clearTimeout(wait));
+          return;
+        }
+        if (!o.response) {
+          call.current = undefined;
+          call.body.detach();
+          return local(o.status, o.reason);
+        }
+        call.body.settle();
+        this.#deliver(call, o.response, upstream.responseMods, setStatus);
+      });
+    run(1);
   }
 
   /**
@@ -250,13 +352,16 @@ export class H2Router {
     if (body.length > 0 || trailers) us.end(body);
   }
 
-  /** An upstream session to one ready endpoint of the backend; a failed connect tries another. */
-  async #open(c: RoutedStreamConnection, backend: RouteBackend, ds: http2.ServerHttp2Stream): Promise<{ session?: http2.ClientHttp2Session; done: () => void; refused?: boolean; reason: string }> {
+  /**
+   * An upstream session to one ready endpoint of the backend, preferring one this stream has not
+   * tried; a failed connect tries another (up to CONNECT_TRIES, not a retry of the rule's: nothing
+   * was sent) and counts towards ejecting the endpoint.
+   */
+  async #open(c: RoutedStreamConnection, backend: RouteBackend, ds: http2.ServerHttp2Stream, tried: Set<string>): Promise<Opened> {
     const b = backendEndpoints(this.#d.upstream.p.store, backend.service, backend.port);
-    if (!b) return { done: ignore, reason: 'backend not found' };
+    if (!b) return { done: ignore, addr: '', failure: 'backend not found', reason: 'backend not found' };
     const { svc, addrOf } = b;
-    const tried = new Set<string>();
-    let reason = 'no ready endpoint';
+    let failed: Opened = { done: ignore, addr: '', failure: 'no ready endpoint', reason: 'no ready endpoint' };
     for (let n = 0; n < CONNECT_TRIES && !ds.closed; n++) {
       const ready = this.#d.ejections.usable(b.ready, addrOf, Date.now());
       const fresh = ready.filter((e) => !tried.has(addrOf(e)));
@@ -267,16 +372,13 @@ export class H2Router {
       tried.add(addr);
       const done = this.#d.outstanding.begin(addr);
       const r = await this.#session(c, svc, target);
-      if (r.session) {
-        this.#d.ejections.success(addr);
-        return { session: r.session, done, reason: '' };
-      }
+      if (r.session) return { session: r.session, done, addr, reason: '' };
       done();
-      if (r.refused) return { done: ignore, refused: true, reason: r.reason };
+      if (r.refused) return { done: ignore, addr, failure: 'refused', reason: r.reason };
       if (this.#d.ejections.failure(addr, Date.now())) routeEjections.inc({ backend: backendName(backend) });
-      reason = r.reason;
+      failed = { done: ignore, addr, failure: 'connect', reason: r.reason };
     }
-    return { done: ignore, reason };
+    return failed;
   }
 
   /** The shared session of this client identity to one endpoint, opened on first use. */
@@ -315,110 +417,114 @@ export class H2Router {
     return { session, reason: '' };
   }
 
-  #forward(ds: http2.ServerHttp2Stream, session: http2.ClientHttp2Session, done: () => void, headers: HeaderMap, endStream: boolean, responseMods: ResponseModifier[], setStatus: (s: number | undefined, grpcStatus?: number) => void): void {
-    let us: http2.ClientHttp2Stream;
+  /**
+   * One attempt of a call: a session, the request on it, until the response's headers, a failure,
+   * or the end of timeouts.backendRequest (the attempt is then cancelled). `settle` hears the
+   * outcome once, from the event that decided it, so that trailers or a reset arriving right
+   * after the headers find the listeners of whatever it decides.
+   */
+  async #attempt(k: Call, settle: (o: Outcome) => void): Promise<void> {
+    let settled = false;
+    let timedOut = false;
+    let us: http2.ClientHttp2Stream | undefined;
+    const once = (o: Outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      settle(o);
+    };
+    const timer = k.backendMs
+      ? setTimeout(() => {
+          timedOut = true;
+          routeTimeouts.inc({ ...k.labels, timeout: 'backend_request' });
+          once({ status: 504, failure: 'backend_request', reason: 'upstream request timeout' });
+          us?.close(NGHTTP2_CANCEL);
+        }, k.backendMs)
+      : undefined;
+    const up = await this.#open(k.c, k.backend, k.ds, k.tried);
+    if (settled || k.ds.closed || k.ds.destroyed) {
+      settled = true;
+      clearTimeout(timer);
+      return up.done();
+    }
+    if (!up.session) return once({ status: up.failure === 'refused' ? 403 : 503, failure: up.failure, reason: up.reason });
     try {
-      us = session.request(headers, { endStream, waitForTrailers: !endStream });
+      us = up.session.request(k.headers, k.body.options);
     } catch {
-      done();
-      setStatus(502);
-      return answer(ds, 502, 'upstream refused the request', isGrpc(String(headers['content-type'] ?? '')));
+      up.done();
+      return once({ status: 502, failure: 'reset', reason: 'upstream refused the request' });
     }
-    let failed = false;
-    let complete = false;
-    let requestTrailers: http2.IncomingHttpHeaders | undefined;
-    let responseTrailers: http2.IncomingHttpHeaders | undefined;
-    us.on('error', ignore);
-    us.once('close', done);
-
-    // Request direction.
-    if (!endStream) {
-      ds.on('trailers', (t: http2.IncomingHttpHeaders) => (requestTrailers = t));
-      ds.on('data', (chunk: Buffer) => {
-        if (!us.write(chunk)) ds.pause();
-      });
-      us.on('drain', () => ds.resume());
-      const end = () => {
-        // A stream that closed ended because it was reset: that must not reach the backend as a complete request.
-        if (!failed && !ds.closed) us.end();
-      };
-      if (ds.readableEnded) end();
-      else ds.once('end', end);
-      us.on('wantTrailers', () => sendTrailers(us, requestTrailers, () => (failed = true)));
-    }
-    ds.resume();
-
-    // Response direction.
-    us.on('headers', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
-      if ((h[':status'] ?? 0) >= 200 || ds.headersSent || ds.closed) return;
+    const s = us;
+    k.current = s;
+    s.on('error', ignore);
+    s.once('close', up.done);
+    const response: UpstreamResponse = { us: s, head: {}, flags: 0 };
+    // Trailers are announced as they arrive, not in turn with the body: kept from the start.
+    s.on('trailers', (t: http2.IncomingHttpHeaders) => (response.trailers = t));
+    s.on('headers', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) => {
+      if ((h[':status'] ?? 0) >= 200 || settled || k.ds.headersSent || k.ds.closed) return;
       try {
-        ds.additionalHeaders(h);
+        k.ds.additionalHeaders(h);
+        k.forwarded = true;
       } catch {
         // a 1xx Node will not send is dropped; the final response still goes
       }
     });
-    us.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
-      const respEnd = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-      const out = { ...h } as HeaderMap;
-      for (const m of responseMods) modifyHeaders(out, m.modifier);
-      setStatus(h[':status'] ?? 0, grpcStatusOf(h['grpc-status']));
-      if (respEnd) complete = true;
-      if (ds.closed || ds.destroyed) return;
-      try {
-        ds.respond(out, { endStream: respEnd, waitForTrailers: !respEnd });
-      } catch {
-        failed = true;
-        setStatus(502);
-        return void ds.close(NGHTTP2_INTERNAL_ERROR);
-      }
-      if (respEnd) return;
-      ds.on('wantTrailers', () => sendTrailers(ds, responseTrailers, () => (failed = true)));
-      ds.on('drain', () => us.resume());
-      us.on('data', (chunk: Buffer) => {
-        if (!ds.destroyed && !ds.write(chunk)) us.pause();
-      });
-      us.once('end', () => {
-        if (us.closed && us.rstCode !== NGHTTP2_NO_ERROR) return;
-        complete = true;
-        if (!ds.closed && !ds.destroyed) ds.end();
-      });
+    s.once('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
+      this.#d.ejections.success(up.addr);
+      response.head = h;
+      response.flags = flags;
+      once({ status: h[':status'] ?? 0, reason: '', response });
     });
-    us.on('trailers', (t: http2.IncomingHttpHeaders) => {
-      responseTrailers = t;
-      const g = grpcStatusOf(t['grpc-status']);
-      if (g !== undefined) setStatus(undefined, g);
-    });
+    s.once('close', () => once({ status: 502, failure: timedOut ? 'backend_request' : 'reset', reason: 'upstream reset' }));
+    k.body.attach(s);
+  }
+
+  /** The response of the attempt that answers the call, passed on to the client. */
+  #deliver(k: Call, r: UpstreamResponse, responseMods: ResponseModifier[], setStatus: (s: number | undefined, grpcStatus?: number) => void): void {
+    const ds = k.ds;
+    const us = r.us;
+    const grpc = isGrpc(String(k.headers['content-type'] ?? ''));
+    const respEnd = (r.flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+    const out = { ...r.head } as HeaderMap;
+    for (const m of responseMods) modifyHeaders(out, m.modifier);
+    setStatus(r.head[':status'] ?? 0, grpcStatusOf(r.head['grpc-status']));
+    const trailed = (t: http2.IncomingHttpHeaders) => setStatus(undefined, grpcStatusOf(t['grpc-status']));
+    if (r.trailers) trailed(r.trailers);
+    us.on('trailers', trailed);
+    if (respEnd) k.complete = true;
 
     us.once('close', () => {
-      if (complete && us.rstCode === NGHTTP2_NO_ERROR) {
+      if (k.complete && us.rstCode === NGHTTP2_NO_ERROR) {
         // Answered before the whole upload arrived: the rest is read and dropped.
         if (!ds.readableEnded && !ds.destroyed) ds.resume();
         return;
       }
-      failed = true;
+      k.failed = true;
       if (ds.closed || ds.destroyed) return;
-      if (!ds.headersSent) {
-        setStatus(502);
-        return answer(ds, 502, 'upstream reset', isGrpc(String(headers['content-type'] ?? '')));
-      }
       setStatus(502);
+      if (!ds.headersSent) return answer(ds, 502, 'upstream reset', grpc);
       ds.close(us.rstCode && us.rstCode !== NGHTTP2_NO_ERROR ? us.rstCode : NGHTTP2_INTERNAL_ERROR);
     });
-    ds.once('close', () => {
-      if (us.closed || us.destroyed) return;
-      const ok = ds.rstCode === NGHTTP2_NO_ERROR && complete && !failed;
-      us.close(ok ? NGHTTP2_NO_ERROR : ds.rstCode || NGHTTP2_CANCEL);
+    if (ds.closed || ds.destroyed) return;
+    try {
+      ds.respond(out, { endStream: respEnd, waitForTrailers: !respEnd });
+    } catch {
+      k.failed = true;
+      setStatus(502);
+      return void ds.close(NGHTTP2_INTERNAL_ERROR);
+    }
+    if (respEnd) return;
+    ds.on('wantTrailers', () => sendTrailers(ds, r.trailers, () => (k.failed = true)));
+    ds.on('drain', () => us.resume());
+    us.on('data', (chunk: Buffer) => {
+      if (!ds.destroyed && !ds.write(chunk)) us.pause();
     });
-  }
-}
-
-function sendTrailers(stream: http2.Http2Stream, trailers: http2.IncomingHttpHeaders | undefined, fail: () => void): void {
-  if (stream.closed || stream.destroyed) return;
-  try {
-    stream.sendTrailers((trailers ?? {}));
-  } catch {
-    fail();
-    stream.close(NGHTTP2_INTERNAL_ERROR);
+    us.once('end', () => {
+      if (us.closed && us.rstCode !== NGHTTP2_NO_ERROR) return;
+      k.complete = true;
+      if (!ds.closed && !ds.destroyed) ds.end();
+    });
   }
 }
 

@@ -16,16 +16,15 @@ import { peerOf } from '../proxy/relay.ts';
 import { modifyHeaders, UpstreamRequest, type HeaderMap } from './filters.ts';
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
-import { routeEjections, routeRequestDuration, routeRequests, routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
-import { backendEndpoints, Ejections, Outstanding, pickP2C, pickWeighted, RetryBudget, type Random } from './select.ts';
+import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
+import { backoffAfter, MAX_RETRY_BODY, RetryBudgets, retryAfter } from './retry.ts';
+import { backendEndpoints, Ejections, Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { H2Router } from './h2.ts';
 import { BODY_MAX, Mirrors } from './mirror.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
-/** Bodies up to this size are read whole (a retry can send them again; the connection can be pooled); larger ones are streamed. */
-const MAX_RETRY_BODY = 64 * 1024;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
 
 interface RoutedConnection {
@@ -49,7 +48,7 @@ export class RouteProxy {
   readonly #random: Random;
   readonly #outstanding = new Outstanding();
   readonly #ejections = new Ejections();
-  readonly #budgets = new Map<string, RetryBudget>();
+  readonly #budgets = new RetryBudgets();
   readonly #pools = new Map<string, UpstreamPool>();
   readonly #server = createServer({ keepAlive: true, requireHostHeader: false });
   readonly #h2: H2Router;
@@ -60,7 +59,7 @@ export class RouteProxy {
     this.#random = random;
     this.table = new RouteTable(d.p.store);
     this.mirrors = new Mirrors(d, random);
-    this.#h2 = new H2Router({ upstream: d, table: this.table, random, outstanding: this.#outstanding, ejections: this.#ejections, mirrors: this.mirrors });
+    this.#h2 = new H2Router({ upstream: d, table: this.table, random, outstanding: this.#outstanding, ejections: this.#ejections, mirrors: this.mirrors, budgets: this.#budgets });
     this.#server.keepAliveTimeout = d.p.idleTimeoutMs;
     this.#server.headersTimeout = 60_000;
     this.#server.requestTimeout = 0;
@@ -170,9 +169,10 @@ export class RouteProxy {
     });
 
     const retry = rule.retry;
-    const budget = this.#budget(`${c.service.key}|${routeName}|${ruleName}`);
+    const budget = this.#budgets.of(labels);
     budget.request(Date.now());
     let attempts = retry ? Math.max(1, retry.attempts) : 1;
+    // Bodies up to MAX_RETRY_BODY are read whole (a retry can send them again; the connection can be pooled); larger ones are streamed.
     let body: Buffer | undefined;
     const len = Number(req.headers['content-length'] ?? '0');
     if (req.headers['transfer-encoding'] === undefined && len <= MAX_RETRY_BODY) body = await readBody(req);
@@ -186,17 +186,11 @@ export class RouteProxy {
     for (let n = 1; n <= attempts; n++) {
       if (deadline.signal.aborted) break;
       last = await this.#attempt(c, backend, { method: view.method, path: upstreamTarget, headers, body: body ?? req, tried, onPipe }, rule, deadline.signal, labels);
-      const retriable = last.failure === 'connect' || last.failure === 'backend_request' || (retry?.codes.includes(last.status) ?? false);
-      if (!retriable || n === attempts || last.failure === 'refused') break;
-      if (!budget.tryRetry(Date.now())) {
-        routeRetriesRefused.inc(pick(labels));
-        break;
-      }
-      routeRetries.inc({ ...pick(labels), backend: bname, reason: last.failure ?? String(last.status) });
+      if (!retryAfter(last, { retry, n, attempts, budget, labels, backend: bname })) break;
       retries++;
       last.response?.destroy();
-      const backoff = (retry?.backoffMs ?? 0) * 2 ** (n - 1);
-      if (backoff > 0) await sleep(Math.min(backoff, 10_000), deadline.signal);
+      const backoff = backoffAfter(retry, n);
+      if (backoff > 0) await sleep(backoff, deadline.signal);
     }
     if (timedOut || (deadline.signal.aborted && !last.response && !res.destroyed)) {
       last.response?.destroy();
@@ -268,7 +262,7 @@ export class RouteProxy {
     const timer = backendMs
       ? setTimeout(() => {
           attemptTimedOut = true;
-          routeTimeouts.inc({ ...labels, timeout: 'backend_request' });
+          routeTimeouts.inc({ ...pick(labels), timeout: 'backend_request' });
           attempt.abort();
         }, backendMs)
       : undefined;
@@ -386,12 +380,6 @@ export class RouteProxy {
       signal.addEventListener('abort', () => up.destroy(new Error('aborted')), { once: true });
       up.end(r.body);
     });
-  }
-
-  #budget(key: string): RetryBudget {
-    let b = this.#budgets.get(key);
-    if (!b) this.#budgets.set(key, (b = new RetryBudget()));
-    return b;
   }
 }
 

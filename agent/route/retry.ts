@@ -1,0 +1,57 @@
+// A rule's retry, as both routed paths decide it (HTTP/1.1 in proxy.ts, HTTP/2 in h2.ts): which
+// failed attempt is tried again, within the budget of its (Service, route, rule), counted the same
+// way whichever protocol the client speaks.
+import type { RouteRetry } from '../../api/route.ts';
+import { routeRetries, routeRetriesRefused } from './metrics.ts';
+import { RetryBudget } from './select.ts';
+
+/** Request bodies up to this size are kept for a retry to send again; a larger one is sent once. */
+export const MAX_RETRY_BODY = 64 * 1024;
+/** The longest wait between two attempts, however far the doubling got. */
+const MAX_BACKOFF_MS = 10_000;
+
+export interface RetryLabels {
+  destination_service: string;
+  route: string;
+  rule: string;
+}
+
+/** One failed or answered attempt. `failure`: why there is no response (connect, refused, backend_request, reset, ...). */
+export interface AttemptResult {
+  status: number;
+  failure?: string | undefined;
+}
+
+/** Retry budgets per (Service, route, rule), shared by the HTTP/1.1 and HTTP/2 paths of an agent. */
+export class RetryBudgets {
+  readonly #budgets = new Map<string, RetryBudget>();
+
+  of(l: RetryLabels): RetryBudget {
+    const key = `${l.destination_service}|${l.route}|${l.rule}`;
+    let b = this.#budgets.get(key);
+    if (!b) this.#budgets.set(key, (b = new RetryBudget()));
+    return b;
+  }
+}
+
+/**
+ * Whether attempt `n` of `attempts` is tried again: a failed connect, an attempt out of time
+ * (timeouts.backendRequest) or a status the rule lists, never one refused by policy, and only if
+ * the budget has a retry left. Counts the retry, or the refusal by the budget.
+ */
+export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined; n: number; attempts: number; budget: RetryBudget; labels: RetryLabels; backend: string }): boolean {
+  const retriable = a.failure === 'connect' || a.failure === 'backend_request' || (o.retry?.codes.includes(a.status) ?? false);
+  if (!retriable || o.n >= o.attempts || a.failure === 'refused') return false;
+  const l = { destination_service: o.labels.destination_service, route: o.labels.route, rule: o.labels.rule };
+  if (!o.budget.tryRetry(Date.now())) {
+    routeRetriesRefused.inc(l);
+    return false;
+  }
+  routeRetries.inc({ ...l, backend: o.backend, reason: a.failure ?? String(a.status) });
+  return true;
+}
+
+/** The wait before attempt n + 1: the rule's backoff, doubled per retry. */
+export function backoffAfter(retry: RouteRetry | undefined, n: number): number {
+  return Math.min((retry?.backoffMs ?? 0) * 2 ** (n - 1), MAX_BACKOFF_MS);
+}
