@@ -43,8 +43,16 @@ import { openUpstream, type UpstreamDeps } from './upstream.ts';
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 const SETTINGS: http2.Settings = { enablePush: false, initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000 };
-/** Receive window of a whole session (the streams' own are 1 MiB), as agent/l7/http2.ts has it. */
-const SESSION_WINDOW = 8 * 1024 * 1024;
+/**
+ * Receive window of a whole session (the streams' own are 1 MiB). Not more: Node's HTTP/2 session
+ * stops reading its socket while a write of its own is in progress, so when the agent and a peer
+ * (a client, or a backend; with windows sized for bulk traffic, as gRPC's are) both have more in
+ * flight to each other than the kernel buffers between them hold, each waits for the other to read,
+ * for good. What a peer can have in flight to the agent is this window: with 8 MiB, 24 streams of
+ * 6 MB echoed both ways at once stalled on every run against peers with 16 MiB/64 MiB windows; with
+ * 4 MiB none did (h2-duplex.test.ts). HBONE came to the same bound (agent/hbone/settings.ts).
+ */
+const SESSION_WINDOW = 4 * 1024 * 1024;
 /** Idle upstream sessions are closed after this long, as the HTTP/1.1 pool's connections are. */
 const IDLE_MS = 30_000;
 /** Endpoints tried for one stream when connecting fails (nothing was sent yet, so this is safe). */

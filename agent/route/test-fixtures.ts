@@ -39,18 +39,35 @@ export function oneRouteState(endpointPorts: number[], routeName: string): { ser
 
 /**
  * A RouteProxy serving `source`'s connections to `service`:`port` (no tunnels: every backend is
- * local), behind a TCP front on loopback, and an h2c session to that front; closed at teardown.
+ * local), behind a TCP front on loopback, and an h2c session to that front (with `session`'s
+ * settings, session window and memory, else Node's); closed at teardown.
  */
-export async function h2Front(t: Test, store: StateStore, source: Workload, service: Service, port: number, tracing?: RequestTracing): Promise<http2.ClientHttp2Session> {
+export async function h2Front(
+  t: Test,
+  store: StateStore,
+  source: Workload,
+  service: Service,
+  port: number,
+  tracing?: RequestTracing,
+  session?: { settings: http2.Settings; window: number; maxSessionMemory: number },
+): Promise<http2.ClientHttp2Session> {
   const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000, ...(tracing ? { tracing } : {}) };
   const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
-  const front = net.createServer({ allowHalfOpen: true }, (down) => proxy.serve(down, source, service, port, () => down.destroy()));
+  const downs = new Set<net.Socket>();
+  const front = net.createServer({ allowHalfOpen: true }, (down) => {
+    downs.add(down);
+    down.once('close', () => downs.delete(down));
+    proxy.serve(down, source, service, port, () => down.destroy());
+  });
   front.listen(0, '127.0.0.1');
   await once(front, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`);
+  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`, session ? { settings: session.settings, maxSessionMemory: session.maxSessionMemory } : {});
   client.on('error', () => {});
+  if (session) client.once('connect', () => client.setLocalWindowSize(session.window));
   t.teardown(() => {
     client.destroy();
+    // A session stuck in a write does not end on the client's FIN: its connection goes too.
+    for (const d of downs) d.destroy();
     front.close();
   });
   return client;

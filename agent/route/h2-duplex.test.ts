@@ -1,0 +1,135 @@
+// Bulk traffic both ways at once through the routed h2 path must not stall. Node's HTTP/2 session
+// stops reading its socket while a write of its own is in progress, so two sessions that both
+// have more in flight to each other than the kernel buffers between them hold each wait for the
+// other to read, for good: the HBONE tunnel stalled so with 16 MiB windows (agent/hbone/settings.ts).
+// The router has two such links per call (client to agent, agent to backend) and advertises an
+// 8 MiB session window on both; its peers here advertise large windows too, as gRPC
+// implementations that size their windows to the bandwidth-delay product do. Every stream's bytes
+// are echoed by the backend as they arrive and compared with what was sent.
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import t, { type Test } from 'tap';
+import type { Service } from '../../api/agent-sync.ts';
+import type { CompiledRoute } from '../../api/route.ts';
+import { StateStore } from '../state/store.ts';
+import { h2Front, routeClient } from './test-fixtures.ts';
+
+/** Far above what these take when nothing stalls. */
+const STALLED_MS = Number(process.env.H2_DUPLEX_STALLED_MS ?? 20_000);
+/** The peers' windows: a stream's, and the session's. */
+const PEER_STREAM_WINDOW = Number(process.env.H2_DUPLEX_PEER_STREAM_WINDOW ?? 16 * 1024 * 1024);
+const PEER_SESSION_WINDOW = Number(process.env.H2_DUPLEX_PEER_SESSION_WINDOW ?? 64 * 1024 * 1024);
+const PEER_SETTINGS: http2.Settings = { initialWindowSize: PEER_STREAM_WINDOW, maxConcurrentStreams: 1000 };
+/** MiB; Node's default of 10 refuses streams (ENHANCE_YOUR_CALM) once a client has queued that much to send. */
+const PEER_MEMORY = 256;
+
+async function echoBackend(t: Test): Promise<number> {
+  const server = http2.createServer({ settings: PEER_SETTINGS, maxSessionMemory: PEER_MEMORY });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+    s.setLocalWindowSize(PEER_SESSION_WINDOW);
+  });
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' });
+    stream.pipe(stream);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of sessions) s.destroy();
+    server.close();
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+function routed(backendPort: number): { store: StateStore; web: Service } {
+  const service = (name: string, port: number): Service => ({
+    key: `a/${name}`,
+    namespace: 'a',
+    name,
+    clusterIPs: ['10.96.0.20'],
+    ports: [{ name: 'grpc', port: 7070, protocol: 'TCP', appProtocol: 'kubernetes.io/h2c' }],
+    endpoints: [{ ip: '127.0.0.1', ports: { grpc: port }, ready: true }],
+  });
+  const web = service('web', 1);
+  const route: CompiledRoute = {
+    key: 'HTTPRoute/a/bulk',
+    kind: 'HTTPRoute',
+    namespace: 'a',
+    name: 'bulk',
+    generation: 1,
+    created: '2026-01-01T00:00:00Z',
+    parents: [{ service: 'a/web' }],
+    rules: [{ name: '0', matches: [], filters: [], backends: [{ service: 'a/echo', port: 7070, weight: 1, filters: [] }] }],
+  };
+  const store = new StateStore();
+  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: service('echo', backendPort) }, { kind: 'Route', value: route }] });
+  return { store, web };
+}
+
+/**
+ * One stream: `times` copies of `block` queued at once (the same buffer each time, so a load of
+ * several hundred MB holds a few MB), its echo compared as it comes.
+ */
+function echoed(client: http2.ClientHttp2Session, block: Buffer, times: number, progress: { bytes: number }): Promise<{ same: boolean; length: number }> {
+  return new Promise((resolve) => {
+    const s = client.request({ ':method': 'POST', ':path': '/bulk', 'content-type': 'application/octet-stream' });
+    let length = 0;
+    let same = true;
+    s.on('error', () => {});
+    s.on('data', (c: Buffer) => {
+      for (let i = 0; i < c.length && same; ) {
+        const at = (length + i) % block.length;
+        const n = Math.min(c.length - i, block.length - at);
+        same = c.subarray(i, i + n).equals(block.subarray(at, at + n));
+        i += n;
+      }
+      length += c.length;
+      progress.bytes += c.length;
+    });
+    s.once('close', () => resolve({ same, length }));
+    for (let i = 0; i < times; i++) s.write(block);
+    s.end();
+  });
+}
+
+/** Bytes of a stream's repeated block. */
+const BLOCK = 1_000_003;
+const LOADS = (process.env.H2_DUPLEX_LOADS ?? '5x3000000,24x6000000,32x6000000').split(',').map((l) => l.split('x').map(Number) as [number, number]);
+
+for (const [streams, bytes] of LOADS) {
+  t.test(`${streams} streams of ${bytes / 1e6} MB echoed at once through the routed h2 path complete`, async (t) => {
+    const port = await echoBackend(t);
+    const { store, web } = routed(port);
+    const client = await h2Front(t, store, routeClient(), web, 7070, undefined, { settings: PEER_SETTINGS, window: PEER_SESSION_WINDOW, maxSessionMemory: PEER_MEMORY });
+    const progress = { bytes: 0 };
+    // A block of a different length per stream: bytes delivered to the wrong stream do not match.
+    const blocks = Array.from({ length: streams }, (_, i) => randomBytes(BLOCK + i));
+    const times = Math.ceil(bytes / BLOCK);
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), STALLED_MS)));
+    const r = await Promise.race([Promise.all(blocks.map((b) => echoed(client, b, times, progress))), stalled]);
+    clearTimeout(timer);
+    if (r === 'stalled') {
+      t.fail(`stalled: ${progress.bytes} of ${streams * times * BLOCK} bytes back after ${STALLED_MS / 1000} s`);
+      client.destroy();
+      return;
+    }
+    t.pass(`done in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+    t.same(
+      r.map((x) => x.length),
+      blocks.map((b) => b.length * times),
+      'every byte came back',
+    );
+    t.ok(
+      r.every((x) => x.same),
+      'and the same bytes, on the same stream',
+    );
+  });
+}
