@@ -221,13 +221,14 @@ async function rollDiagnostics(oldNames: Set<string>): Promise<{ summary: string
 
 /**
  * Every agent's log lines (old pods from their followers, the others from `kubectl logs`) within
- * 2 s of the given moments, access lines only when they record a failure.
+ * 2 s of the given moments, access lines only when they record a failure or a refusal (an agent
+ * that resets a connection it could not carry logs it as `"result":"refused"`).
  */
 async function agentLinesAround(moments: number[], old: { pod: string; log: { lines: () => Record<string, unknown>[] } }[]): Promise<string> {
   const out: string[] = [];
   const near = (e: Record<string, unknown>) => {
     const ts = Date.parse(String(e.ts));
-    return moments.some((m) => Math.abs(ts - m) <= 2000) && (e.kind !== 'access' || /error|reset|denied|fail/i.test(JSON.stringify(e)));
+    return moments.some((m) => Math.abs(ts - m) <= 2000) && (e.kind !== 'access' || /error|reset|denied|fail|refused/i.test(JSON.stringify(e)));
   };
   for (const p of await agentPods()) {
     const followed = old.find((o) => o.pod === p.metadata.name);
@@ -240,6 +241,32 @@ async function agentLinesAround(moments: number[], old: { pod: string; log: { li
     out.push(`--- ${p.metadata.name} (${p.spec.nodeName}${followed ? ', old' : ''}):`, ...lines.filter(near).slice(-40).map((e) => JSON.stringify(e)));
   }
   return `${moments.map((m) => new Date(m).toISOString()).join(', ')}\n${out.join('\n')}`;
+}
+
+/**
+ * Each agent's own lines (not the access log) as offsets from `t0`: when every process started,
+ * bound its listeners, got its stop signal and drained, to set a failure's moment against. Printed
+ * on passing runs too, so that a rare failure has normal runs to be compared with.
+ */
+async function agentTimeline(t0: number, old: { pod: string; log: { lines: () => Record<string, unknown>[] } }[]): Promise<string> {
+  const out: string[] = [];
+  for (const p of await agentPods()) {
+    const followed = old.find((o) => o.pod === p.metadata.name);
+    const lines = followed
+      ? followed.log.lines()
+      : (await pg.kubectl(['-n', 'weft-system', 'logs', p.metadata.name, '--tail', '20000'])).stdout
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const e of lines) {
+      if (e.kind === 'access' || /^(certificate issued|pod enrolled|probe ports)/.test(String(e.msg))) continue;
+      const at = (Date.parse(String(e.ts)) - t0) / 1000;
+      if (!(at >= -5)) continue; // the old processes' start, long before
+      const { ts: _ts, msg, level: _level, ...rest } = e;
+      out.push(`${at >= 0 ? '+' : ''}${at.toFixed(3)}s ${p.spec.nodeName} ${followed ? 'old' : 'new'} ${String(msg)} ${JSON.stringify(rest).slice(0, 200)}`);
+    }
+  }
+  return out.sort((a, b) => parseFloat(a) - parseFloat(b)).join('\n');
 }
 
 t.test('helm upgrade rolls the agent DaemonSet and drops no established connection; new connections keep working', { skip: !REAL && 'simulated nodes: weft dev restart-agent above' }, async (t) => {
@@ -293,6 +320,7 @@ t.test('helm upgrade rolls the agent DaemonSet and drops no established connecti
   t.comment(`agent pods after the roll (t0 ${new Date(t0).toISOString()}):\n${restarts.stdout}\nevents:\n${events.stdout.split('\n').filter((l) => /weft-agent/.test(l)).slice(-30).join('\n')}`);
   const failedAt = after.flatMap((r) => r?.probes.failures.map((f) => Date.parse(f.at)) ?? []);
   if (failedAt.length > 0) t.comment(`the agents around each failed new connection:\n${await agentLinesAround(failedAt, logs)}`);
+  t.comment(`agent timeline (seconds from t0):\n${await agentTimeline(t0, logs)}`);
   for (const [name, r] of [['far', after[0]], ['near', after[1]]] as const) {
     t.same(r?.dropped, [], `${name}: no held connection dropped`);
     t.equal(r?.open, r?.held, `${name}: all ${r?.held} still open`);
