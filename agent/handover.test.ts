@@ -2,6 +2,8 @@
 // 127.0.0.1: two "agent processes" (two sets of servers in this process, as the kernel treats two
 // SO_REUSEPORT listeners of one user alike) share the ports; the old one drains while the new one
 // takes new connections. The end-to-end proof on a playground is tests/upgrade.test.ts.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, lstat } from 'node:fs/promises';
 import type http2 from 'node:http2';
@@ -222,6 +224,65 @@ t.test('HBONE: a connection that arrives while the server drains is served, then
   t.equal(pool.snapshot().length, 0, 'then GOAWAY took it out of the pool');
   t.equal(await roundTrip(late, 'still'), 'still', 'and its stream still runs');
   late.end();
+});
+
+t.test('HBONE: a new tunnel connection reset before its handshake (the old listener closed with it queued) is retried', async (t) => {
+  // On a node without net.ipv4.tcp_migrate_req, the old agent process closing its 15008 listener
+  // resets the connections still in its accept queue; the next connection reaches the successor.
+  // Here one listener plays both: it resets the first connection and serves the next.
+  const echoPort = await startEcho(t);
+  const port = await freePort();
+  const hbone = new HboneServer({
+    certificateFor: (ip) => (ip === LOOPBACK ? serverCert : undefined),
+    handler: async (req) => {
+      const r = await connectTarget(req.target, { signal: req.signal });
+      return r.ok ? { action: 'connect', socket: r.socket } : { action: 'unreachable', reason: r.reason };
+    },
+  });
+  let accepted = 0;
+  const listener = new CaptureListener(
+    net.createServer((s) => {
+      s.on('error', () => {});
+      if (++accepted === 1) return void s.resetAndDestroy();
+      hbone.handleConnection(s, { ip: LOOPBACK, port });
+    }),
+  );
+  await listener.listen(LOOPBACK, port);
+  t.teardown(async () => {
+    await hbone.close({ graceMs: 0 });
+    await listener.close();
+  });
+  const pool = startPool(t, port);
+  const stream = await open(pool, echoPort);
+  t.equal(await roundTrip(stream, 'retried'), 'retried', 'the tunnel opens, its application bytes untouched by the reset');
+  t.equal(accepted, 2, 'on a second connection');
+  stream.end();
+});
+
+t.test('the kernel: without tcp_migrate_req a closing listener resets what it queued, and the pool retries its tunnel', async (t) => {
+  // Real sockets in a namespace of their own (testdata/queued-tunnel-harness.ts): the window the
+  // test above stands in for, and what the sysctl changes.
+  const harness = new URL('./testdata/queued-tunnel-harness.ts', import.meta.url).pathname;
+  const run = (migrate: 0 | 1): { plain: string; pool: string; accepted: number } => {
+    const ns = `hov-${randomBytes(3).toString('hex')}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    try {
+      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv4.tcp_migrate_req=${migrate}`]);
+      const out = execFileSync('ip', ['netns', 'exec', ns, process.execPath, harness], { encoding: 'utf8', timeout: 60_000 });
+      return JSON.parse(out.trim().split('\n').pop() ?? '') as { plain: string; pool: string; accepted: number };
+    } finally {
+      execFileSync('ip', ['netns', 'del', ns]);
+    }
+  };
+  const off = run(0);
+  t.equal(off.plain, 'ECONNRESET', 'tcp_migrate_req=0: a connection queued at the old listener is reset when it closes');
+  t.equal(off.pool, 'echoed through', 'the pool retried its reset tunnel connection, which reached the successor');
+  t.equal(off.accepted, 1, 'the successor accepted only the retry');
+  const on = run(1);
+  t.equal(on.plain, 'FIN', 'tcp_migrate_req=1: the queued connection moved to the successor instead');
+  t.equal(on.pool, 'echoed through', 'and so did the tunnel connection');
+  t.equal(on.accepted, 2, 'the successor accepted both');
 });
 
 t.test('pool drain: no new streams on the old connections, the open ones continue', async (t) => {

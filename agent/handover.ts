@@ -163,7 +163,9 @@ const MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
 /**
  * Lets the kernel move connections that completed their handshake on a closing SO_REUSEPORT
  * listener, but were not accepted yet, to another listener of the group (Linux 5.14+). Without it,
- * the few connections caught in the old process's accept queue when it stops accepting are reset.
+ * the few connections caught in the old process's accept queue when it stops accepting are reset:
+ * another node's tunnel connection is then retried by its agent's pool (hbone/pool.ts), but a
+ * pod's own connection to 15001 or 15006 reaches its client as a reset.
  * Per network namespace; a container with a read-only /proc/sys cannot set it, and the node's
  * configuration must (the chart's agent DaemonSet says so). Returns what happened, for the log.
  */

@@ -15,7 +15,12 @@
 // open keep their connection: the handshake that authenticated them stands.
 //
 // open() resolves only after the server has answered 200, so no application byte has been sent
-// when it fails: a stream refused because its connection was going away is retried once.
+// when it fails. Two failures are what a peer agent handing its node over causes, and are retried
+// on a new connection: a stream refused because its connection was going away (GOAWAY, REFUSED_STREAM),
+// and a new connection reset before its TLS handshake completed — the old agent process closed
+// its listener with the connection still in its accept queue (a node without
+// net.ipv4.tcp_migrate_req; handover.ts), or refused it while closing. The kernel sends the next
+// connection to a listener still open: the successor's.
 
 import type http2 from 'node:http2';
 import type tls from 'node:tls';
@@ -125,7 +130,8 @@ export class HbonePool {
         return stream;
       } catch (err) {
         this.#release(pooled);
-        if (attempt === 1 && err instanceof HboneError && err.code === 'STREAM_REFUSED') continue;
+        // Twice at most: a refused stream's retry can meet the same handover's closing listener.
+        if (attempt <= 2 && handoverFailure(err)) continue;
         throw err;
       }
     }
@@ -266,4 +272,16 @@ export class HbonePool {
     if (group.length === 0) this.#groups.delete(pooled.key);
     if (pooled.streams === 0) pooled.connection?.close();
   }
+}
+
+/**
+ * Whether the stream failed before the peer agent can have connected it to its destination, in a
+ * way a handover causes: refused on its connection, or its new connection reset before TLS
+ * completed (ECONNRESET). A refused or timed-out connect, or a failed identity check, is not
+ * retried: the next attempt would meet the same.
+ */
+function handoverFailure(err: unknown): boolean {
+  if (!(err instanceof HboneError)) return false;
+  if (err.code === 'STREAM_REFUSED') return true;
+  return err.code === 'CONNECT_FAILED' && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
 }
