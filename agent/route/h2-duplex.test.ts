@@ -12,13 +12,12 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import type net from 'node:net';
 import t, { type Test } from 'tap';
 import type { Service } from '../../api/agent-sync.ts';
 import type { CompiledRoute } from '../../api/route.ts';
 import { startFront } from '../l7/test-fixtures.ts';
 import { StateStore } from '../state/store.ts';
-import { h2Front, routeClient } from './test-fixtures.ts';
+import { h2Backend, h2Front, routeClient } from './test-fixtures.ts';
 
 /** Far above what these take when nothing stalls. */
 const STALLED_MS = Number(process.env.H2_DUPLEX_STALLED_MS ?? 20_000);
@@ -29,26 +28,15 @@ const PEER_SETTINGS: http2.Settings = { initialWindowSize: PEER_STREAM_WINDOW, m
 /** MiB; Node's default of 10 refuses streams (ENHANCE_YOUR_CALM) once a client has queued that much to send. */
 const PEER_MEMORY = 256;
 
-async function echoBackend(t: Test): Promise<number> {
-  const server = http2.createServer({ settings: PEER_SETTINGS, maxSessionMemory: PEER_MEMORY });
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => {
-    sessions.add(s);
-    s.once('close', () => sessions.delete(s));
-    s.setLocalWindowSize(PEER_SESSION_WINDOW);
-  });
-  server.on('stream', (stream) => {
-    stream.on('error', () => {});
-    stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' });
-    stream.pipe(stream);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const s of sessions) s.destroy();
-    server.close();
-  });
-  return (server.address() as net.AddressInfo).port;
+function echoBackend(t: Test): Promise<number> {
+  return h2Backend(
+    t,
+    (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' });
+      stream.pipe(stream);
+    },
+    { options: { settings: PEER_SETTINGS, maxSessionMemory: PEER_MEMORY }, sessionWindow: PEER_SESSION_WINDOW },
+  );
 }
 
 function routed(backendPort: number): { store: StateStore; web: Service } {

@@ -14,7 +14,7 @@ import { ConnectionReporter } from '../proxy/report.ts';
 import { StateStore } from '../state/store.ts';
 import { routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
 import { RouteProxy } from './proxy.ts';
-import { h2Front, routeClient } from './test-fixtures.ts';
+import { h2Backend, h2Front, routeClient } from './test-fixtures.ts';
 
 const source = routeClient();
 
@@ -22,12 +22,8 @@ const source = routeClient();
 const received: { pod: string; path: string; headers: http2.IncomingHttpHeaders; body: string; trailers?: http2.IncomingHttpHeaders }[] = [];
 
 /** An h2c backend that says who it is, echoes the request's headers, and ends with gRPC trailers. */
-async function backend(t: Test, name: string): Promise<number> {
-  const server = http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => (sessions.add(s), s.once('close', () => sessions.delete(s))));
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => {});
+function backend(t: Test, name: string): Promise<number> {
+  return h2Backend(t, (stream, headers) => {
     const chunks: Buffer[] = [];
     let trailers: http2.IncomingHttpHeaders | undefined;
     stream.on('data', (c: Buffer) => chunks.push(c));
@@ -42,13 +38,6 @@ async function backend(t: Test, name: string): Promise<number> {
       stream.end(JSON.stringify({ pod: name, path: headers[':path'], headers: plain, body: Buffer.concat(chunks).toString() }));
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const s of sessions) s.destroy();
-    server.close();
-  });
-  return (server.address() as net.AddressInfo).port;
 }
 
 const svc = (name: string, ports: number[]): Service => ({
@@ -339,11 +328,7 @@ interface Seen {
  */
 async function scripted(t: Test, answer: (s: http2.ServerHttp2Stream, n: number, body: string) => void, o: { early?: (n: number) => boolean } = {}): Promise<{ port: number; seen: Seen[] }> {
   const seen: Seen[] = [];
-  const server = http2.createServer();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => (sessions.add(s), s.once('close', () => sessions.delete(s))));
-  server.on('stream', (stream) => {
-    stream.on('error', () => {});
+  const port = await h2Backend(t, (stream) => {
     const entry: Seen = { body: '' };
     seen.push(entry);
     const n = seen.length;
@@ -352,13 +337,7 @@ async function scripted(t: Test, answer: (s: http2.ServerHttp2Stream, n: number,
     if (o.early?.(n)) return void stream.once('data', () => answer(stream, n, entry.body));
     stream.once('end', () => answer(stream, n, entry.body));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    for (const s of sessions) s.destroy();
-    server.close();
-  });
-  return { port: (server.address() as net.AddressInfo).port, seen };
+  return { port, seen };
 }
 
 const echo = (s: http2.ServerHttp2Stream, n: number, body: string) => {

@@ -89,3 +89,29 @@ export function routeClient(name = 'client-1'): Workload {
     namedPorts: {},
   };
 }
+
+/** An h2c server on loopback handing each stream to `onStream`; its sessions are destroyed at teardown. */
+export async function h2Backend(
+  t: Test,
+  onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void,
+  o: { options?: http2.ServerOptions; sessionWindow?: number } = {},
+): Promise<number> {
+  const server = http2.createServer(o.options ?? {});
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+    if (o.sessionWindow) s.setLocalWindowSize(o.sessionWindow);
+  });
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    onStream(stream, headers);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const s of sessions) s.destroy();
+    server.close();
+  });
+  return (server.address() as net.AddressInfo).port;
+}
