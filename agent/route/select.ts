@@ -94,6 +94,7 @@ export class RetryBudget {
   readonly #windowMs: number;
   #requests: number[] = [];
   #retries: number[] = [];
+  #trimmed = 0;
 
   constructor(o: { ratio?: number; minPerSecond?: number; windowMs?: number } = {}) {
     this.#ratio = o.ratio ?? 0.2;
@@ -103,6 +104,12 @@ export class RetryBudget {
 
   request(now: number): void {
     this.#requests.push(now);
+    // Only a retry trimmed the window before: a rule that never failed kept every request's time.
+    // At most once a second, so that a busy rule does not copy its window on every request.
+    if (now - this.#trimmed >= 1000) {
+      this.#trimmed = now;
+      this.#requests = dropBefore(this.#requests, now - this.#windowMs);
+    }
   }
 
   /** Takes one retry from the budget if there is one left. */
