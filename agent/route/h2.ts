@@ -16,11 +16,12 @@
 // not tried yet if there is one, after its backoff, within the budget. Only while nothing of the
 // response went to the client, and only while the request's body so far fits in MAX_RETRY_BODY:
 // the body streams to the attempt as it comes (h2-replay.ts) and is kept for the next one up to
-// that bound; past it the stream goes on, once, where it is. Only the HTTP status decides: a gRPC
-// error is usually a 200 whose grpc-status comes in the trailers, after the response began, so it
-// is not retried (as the Gateway API's HTTPRoute retry reads: HTTP codes). A failed connect is
-// also tried on other endpoints within the attempt (CONNECT_TRIES, with or without a rule retry):
-// nothing was sent, so that is safe.
+// that bound; past it the stream goes on, once, where it is (not counted: nor is a large body on
+// HTTP/1.1, which is not retried either). Only the HTTP status decides: a gRPC error is usually a
+// 200 whose grpc-status comes in the trailers, after the response began, so it is not retried (as
+// the Gateway API's HTTPRoute retry reads: HTTP codes). A failed connect is also tried on other
+// endpoints within the attempt (CONNECT_TRIES, with or without a rule retry): nothing was sent, so
+// that is safe.
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
