@@ -219,25 +219,29 @@ async function rollDiagnostics(oldNames: Set<string>): Promise<{ summary: string
   return { summary: brief.join(' | '), detail: out.join('\n') };
 }
 
+type FollowedLogs = { pod: string; log: { lines: () => Record<string, unknown>[] } }[];
+
+/** An agent pod's JSON log lines: from the log followed since before the roll, else from the API server. */
+async function agentLines(pod: string, old: FollowedLogs): Promise<{ followed: boolean; lines: Record<string, unknown>[] }> {
+  const f = old.find((o) => o.pod === pod);
+  if (f) return { followed: true, lines: f.log.lines() };
+  const r = await pg.kubectl(['-n', 'weft-system', 'logs', pod, '--tail', '20000']);
+  return { followed: false, lines: r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
 /**
  * Every agent's log lines (old pods from their followers, the others from `kubectl logs`) within
  * 2 s of the given moments, access lines only when they record a failure or a refusal (an agent
  * that resets a connection it could not carry logs it as `"result":"refused"`).
  */
-async function agentLinesAround(moments: number[], old: { pod: string; log: { lines: () => Record<string, unknown>[] } }[]): Promise<string> {
+async function agentLinesAround(moments: number[], old: FollowedLogs): Promise<string> {
   const out: string[] = [];
   const near = (e: Record<string, unknown>) => {
     const ts = Date.parse(String(e.ts));
     return moments.some((m) => Math.abs(ts - m) <= 2000) && (e.kind !== 'access' || /error|reset|denied|fail|refused/i.test(JSON.stringify(e)));
   };
   for (const p of await agentPods()) {
-    const followed = old.find((o) => o.pod === p.metadata.name);
-    const lines = followed
-      ? followed.log.lines()
-      : (await pg.kubectl(['-n', 'weft-system', 'logs', p.metadata.name, '--tail', '20000'])).stdout
-          .split('\n')
-          .filter((l) => l.startsWith('{'))
-          .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const { followed, lines } = await agentLines(p.metadata.name, old);
     out.push(`--- ${p.metadata.name} (${p.spec.nodeName}${followed ? ', old' : ''}):`, ...lines.filter(near).slice(-40).map((e) => JSON.stringify(e)));
   }
   return `${moments.map((m) => new Date(m).toISOString()).join(', ')}\n${out.join('\n')}`;
@@ -248,16 +252,10 @@ async function agentLinesAround(moments: number[], old: { pod: string; log: { li
  * bound its listeners, got its stop signal and drained, to set a failure's moment against. Printed
  * on passing runs too, so that a rare failure has normal runs to be compared with.
  */
-async function agentTimeline(t0: number, old: { pod: string; log: { lines: () => Record<string, unknown>[] } }[]): Promise<string> {
+async function agentTimeline(t0: number, old: FollowedLogs): Promise<string> {
   const out: string[] = [];
   for (const p of await agentPods()) {
-    const followed = old.find((o) => o.pod === p.metadata.name);
-    const lines = followed
-      ? followed.log.lines()
-      : (await pg.kubectl(['-n', 'weft-system', 'logs', p.metadata.name, '--tail', '20000'])).stdout
-          .split('\n')
-          .filter((l) => l.startsWith('{'))
-          .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const { followed, lines } = await agentLines(p.metadata.name, old);
     for (const e of lines) {
       if (e.kind === 'access' || /^(certificate issued|pod enrolled|probe ports)/.test(String(e.msg))) continue;
       const at = (Date.parse(String(e.ts)) - t0) / 1000;
