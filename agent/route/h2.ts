@@ -251,8 +251,7 @@ export class H2Router {
     const retry = rule.retry;
     const attempts = retry ? Math.max(1, retry.attempts) : 1;
     const retryLabels = { destination_service: c.service.key, route: routeName, rule: ruleName };
-    const budget = this.#d.budgets.of(retryLabels);
-    budget.request(Date.now());
+    const budget = this.#d.budgets.request(retryLabels, retry);
     const call: Call = {
       c,
       ds,

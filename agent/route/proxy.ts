@@ -169,8 +169,7 @@ export class RouteProxy {
     });
 
     const retry = rule.retry;
-    const budget = this.#budgets.of(labels);
-    budget.request(Date.now());
+    const budget = this.#budgets.request(labels, retry);
     let attempts = retry ? Math.max(1, retry.attempts) : 1;
     // Bodies up to MAX_RETRY_BODY are read whole (a retry can send them again; the connection can be pooled); larger ones are streamed.
     let body: Buffer | undefined;

@@ -26,10 +26,16 @@ export interface AttemptResult {
 export class RetryBudgets {
   readonly #budgets = new Map<string, RetryBudget>();
 
-  of(l: RetryLabels): RetryBudget {
+  /**
+   * Records a request of the rule in its budget, and returns the budget; undefined when the rule
+   * does not retry, which then needs no budget (and a routed request no bookkeeping).
+   */
+  request(l: RetryLabels, retry: RouteRetry | undefined): RetryBudget | undefined {
+    if (!retry) return undefined;
     const key = `${l.destination_service}|${l.route}|${l.rule}`;
     let b = this.#budgets.get(key);
     if (!b) this.#budgets.set(key, (b = new RetryBudget()));
+    b.request(Date.now());
     return b;
   }
 }
@@ -39,9 +45,9 @@ export class RetryBudgets {
  * (timeouts.backendRequest) or a status the rule lists, never one refused by policy, and only if
  * the budget has a retry left. Counts the retry, or the refusal by the budget.
  */
-export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined; n: number; attempts: number; budget: RetryBudget; labels: RetryLabels; backend: string }): boolean {
+export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined; n: number; attempts: number; budget: RetryBudget | undefined; labels: RetryLabels; backend: string }): boolean {
   const retriable = a.failure === 'connect' || a.failure === 'backend_request' || (o.retry?.codes.includes(a.status) ?? false);
-  if (!retriable || o.n >= o.attempts || a.failure === 'refused') return false;
+  if (!retriable || o.n >= o.attempts || a.failure === 'refused' || !o.budget) return false;
   const l = { destination_service: o.labels.destination_service, route: o.labels.route, rule: o.labels.rule };
   if (!o.budget.tryRetry(Date.now())) {
     routeRetriesRefused.inc(l);
