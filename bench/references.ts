@@ -6,6 +6,8 @@
 //            nftables table in that pod's namespace; the server pods' ztunnels take HBONE on 15008.
 //   stunnel  a TLS 1.3 client in the client pod and a server in the server pod: what TLS alone
 //            costs per byte, with no HTTP/2 and no mesh logic.
+//   Node TLS the same relay written in Node (bench/node-tls-relay.ts): what TLS alone costs per byte
+//            and in memory once the bytes go through Node's TLS and streams.
 //
 // Every process is a child of the bench, started with nsenter into the pod's network namespace,
 // so its pid is the proxy's own (nsenter execs it) and /proc/<pid>/stat gives its CPU and RSS.
@@ -255,37 +257,87 @@ export class Ztunnels {
 
 export const STUNNEL_CLIENT_PORT = 15201;
 const STUNNEL_SERVER_PORT = 15443;
+export const NODE_TLS_CLIENT_PORT = 15202;
+const NODE_TLS_SERVER_PORT = 15444;
+
+interface RelayOptions {
+  client: PodRef;
+  server: PodRef;
+  /** The TCP port of the server pod the relay stands in front of. */
+  port: number;
+  clientCert: WorkloadCertificate;
+  serverCert: WorkloadCertificate;
+}
 
 /**
- * stunnel between two pods, in front of one TCP port of the server pod: the client pod connects
- * to 127.0.0.1:STUNNEL_CLIENT_PORT. Mutual TLS 1.3 with AES-128-GCM and P-256 certificates, as
- * HBONE between Weft agents uses.
+ * A TLS relay between two pods, in front of one TCP port of the server pod: the client pod
+ * connects to a port on its own loopback. Mutual TLS 1.3 with AES-128-GCM and P-256 certificates,
+ * as HBONE between Weft agents uses. Each end's key, chain and CA bundle are written to
+ * <dir>/<side>.key|crt|ca.
  */
-export class Stunnel {
+abstract class TlsRelay {
   readonly dir: string;
   readonly #children: Child[] = [];
 
-  private constructor(dir: string) {
+  protected constructor(dir: string) {
     this.dir = dir;
   }
 
-  static async start(o: { bin: string; client: PodRef; server: PodRef; port: number; clientCert: WorkloadCertificate; serverCert: WorkloadCertificate }): Promise<Stunnel> {
-    const s = new Stunnel(await mkdtemp(join(tmpdir(), 'weft-bench-stunnel-')));
+  protected static async begin<T extends TlsRelay>(relay: T, o: RelayOptions): Promise<T> {
     try {
-      await s.#start(o);
-      return s;
+      for (const [side, cert] of [['client', o.clientCert], ['server', o.serverCert]] as const) {
+        const { key, cert: chain, ca } = cert.tlsCredentials();
+        await writeFile(join(relay.dir, `${side}.key`), key, { mode: 0o600 });
+        await writeFile(join(relay.dir, `${side}.crt`), chain);
+        await writeFile(join(relay.dir, `${side}.ca`), ca);
+      }
+      await relay.start(o);
+      return relay;
     } catch (err) {
-      await s.stop();
+      await relay.stop();
       throw err;
     }
   }
 
-  async #start(o: { bin: string; client: PodRef; server: PodRef; port: number; clientCert: WorkloadCertificate; serverCert: WorkloadCertificate }): Promise<void> {
-    const conf = async (side: 'client' | 'server', cert: WorkloadCertificate, service: string[]): Promise<string> => {
-      const { key, cert: chain, ca } = cert.tlsCredentials();
-      await writeFile(join(this.dir, `${side}.key`), key, { mode: 0o600 });
-      await writeFile(join(this.dir, `${side}.crt`), chain);
-      await writeFile(join(this.dir, `${side}.ca`), ca);
+  protected abstract start(o: RelayOptions): Promise<void>;
+
+  /** Starts the server end, waits for its port, then the client end. */
+  protected async startPair(o: RelayOptions, name: string, serverPort: number, server: string[], client: string[]): Promise<void> {
+    const s = await Child.start(`${name} server`, o.server.netns, server, {}, join(this.dir, 'server.log'));
+    this.#children.push(s);
+    await waitForPort(o.server.ip, serverPort, s);
+    const c = await Child.start(`${name} client`, o.client.netns, client, {}, join(this.dir, 'client.log'));
+    this.#children.push(c);
+    // The client listens on the pod's loopback, out of the bench's reach: give it its moment.
+    await new Promise((r) => setTimeout(r, 500));
+    if (c.exited !== undefined) throw new Error(`${name} client ${c.exited}:\n${await tail(c.log)}`);
+  }
+
+  pids(): number[] {
+    return this.#children.map((c) => c.pid);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#children.map((c) => c.stop()));
+    if (!process.env.BENCH_KEEP) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** stunnel (C, OpenSSL): what TLS alone costs per byte in a native relay. Client port STUNNEL_CLIENT_PORT. */
+export class Stunnel extends TlsRelay {
+  readonly #bin: string;
+
+  private constructor(dir: string, bin: string) {
+    super(dir);
+    this.#bin = bin;
+  }
+
+  static async start(o: RelayOptions & { bin: string }): Promise<Stunnel> {
+    return TlsRelay.begin(new Stunnel(await mkdtemp(join(tmpdir(), 'weft-bench-stunnel-')), o.bin), o);
+  }
+
+  protected async start(o: RelayOptions): Promise<void> {
+    const conf = async (side: 'client' | 'server', service: string[]): Promise<string> => {
       const file = join(this.dir, `${side}.conf`);
       await writeFile(
         file,
@@ -309,25 +361,32 @@ export class Stunnel {
       );
       return file;
     };
-    const serverConf = await conf('server', o.serverCert, [`accept = ${o.server.ip}:${STUNNEL_SERVER_PORT}`, `connect = 127.0.0.1:${o.port}`]);
-    const clientConf = await conf('client', o.clientCert, ['client = yes', `accept = 127.0.0.1:${STUNNEL_CLIENT_PORT}`, `connect = ${o.server.ip}:${STUNNEL_SERVER_PORT}`]);
-    const server = await Child.start('stunnel server', o.server.netns, [o.bin, serverConf], {}, join(this.dir, 'server.log'));
-    this.#children.push(server);
-    await waitForPort(o.server.ip, STUNNEL_SERVER_PORT, server);
-    const client = await Child.start('stunnel client', o.client.netns, [o.bin, clientConf], {}, join(this.dir, 'client.log'));
-    this.#children.push(client);
-    // The client listens on the pod's loopback, out of the bench's reach: give it its moment.
-    await new Promise((r) => setTimeout(r, 500));
-    if (client.exited !== undefined) throw new Error(`stunnel client ${client.exited}:\n${await tail(client.log)}`);
+    const serverConf = await conf('server', [`accept = ${o.server.ip}:${STUNNEL_SERVER_PORT}`, `connect = 127.0.0.1:${o.port}`]);
+    const clientConf = await conf('client', ['client = yes', `accept = 127.0.0.1:${STUNNEL_CLIENT_PORT}`, `connect = ${o.server.ip}:${STUNNEL_SERVER_PORT}`]);
+    await this.startPair(o, 'stunnel', STUNNEL_SERVER_PORT, [this.#bin, serverConf], [this.#bin, clientConf]);
+  }
+}
+
+/**
+ * The same relay in Node (bench/node-tls-relay.ts, pipe() both ways, on the pinned runtime): the
+ * per-byte and memory floor of any data path whose bytes pass through Node's TLS and streams.
+ * Client port NODE_TLS_CLIENT_PORT.
+ */
+export class NodeTlsRelay extends TlsRelay {
+  static async start(o: RelayOptions): Promise<NodeTlsRelay> {
+    return TlsRelay.begin(new NodeTlsRelay(await mkdtemp(join(tmpdir(), 'weft-bench-node-tls-'))), o);
   }
 
-  pids(): number[] {
-    return this.#children.map((c) => c.pid);
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(this.#children.map((c) => c.stop()));
-    if (!process.env.BENCH_KEEP) await rm(this.dir, { recursive: true, force: true });
+  protected async start(o: RelayOptions): Promise<void> {
+    const script = join(import.meta.dirname, 'node-tls-relay.ts');
+    const cmd = (role: string, listen: string, connect: string) => [process.execPath, script, role, '--listen', listen, '--connect', connect, '--dir', this.dir];
+    await this.startPair(
+      o,
+      'Node TLS relay',
+      NODE_TLS_SERVER_PORT,
+      cmd('server', `${o.server.ip}:${NODE_TLS_SERVER_PORT}`, `127.0.0.1:${o.port}`),
+      cmd('client', `127.0.0.1:${NODE_TLS_CLIENT_PORT}`, `${o.server.ip}:${NODE_TLS_SERVER_PORT}`),
+    );
   }
 }
 

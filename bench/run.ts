@@ -19,6 +19,9 @@
 //            namespace (bench/references.ts), the namespace not enrolled; before any measurement,
 //            HBONE interop both ways (Weft client → ztunnel, ztunnel → Weft server) must pass;
 //   stunnel  TLS 1.3 alone, between the direct pods, for throughput and CPU per GB.
+//   Node TLS the same relay in Node (bench/node-tls-relay.ts, on the pinned runtime), between the
+//            direct pods: the floor, per byte and in memory, of a data path whose bytes pass
+//            through Node's TLS and streams, however little it does with them.
 //
 // Each metric runs BENCH_ROUNDS times (default 3) with the sides interleaved, the order rotating
 // each round so that a drift in the machine's load favours no side; the table shows min and
@@ -41,7 +44,7 @@ import { loadavg } from 'node:os';
 import { createTestMesh } from '../agent/hbone/test-fixtures.ts';
 import { Playground, pod, type DevStatusJson } from '../tests/helpers/playground.ts';
 import { runTracingBench } from './tracing.ts';
-import { HBONE_PORT, STUNNEL_CLIENT_PORT, Stunnel, Ztunnels, runInPod, sampleAll, spiffeId, startInPod, type PodRef } from './references.ts';
+import { HBONE_PORT, NODE_TLS_CLIENT_PORT, NodeTlsRelay, STUNNEL_CLIENT_PORT, Stunnel, Ztunnels, runInPod, sampleAll, spiffeId, startInPod, type PodRef } from './references.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const QPS = Number(process.env.BENCH_QPS ?? 1000);
@@ -54,11 +57,12 @@ const pg = new Playground(process.env.BENCH_PLAYGROUND ?? 'bench');
 /** kubectl set env arguments of the second Weft configuration (see above); empty: none. */
 const WEFT_B = (process.env.BENCH_WEFT_B ?? '').split(/\s+/).filter((x) => x.length > 0);
 
-type Side = 'direct' | 'weft' | 'weftB' | 'ztunnel' | 'stunnel';
+type Side = 'direct' | 'weft' | 'weftB' | 'ztunnel' | 'stunnel' | 'nodetls';
+type Relay = 'stunnel' | 'nodetls';
 type Proxy = Exclude<Side, 'direct'>;
 type WeftSide = 'weft' | 'weftB';
-const NAMESPACE: Record<Exclude<Side, 'stunnel'>, string> = { direct: 'direct', weft: 'meshed', weftB: 'meshed', ztunnel: 'ztunnel' };
-const LABEL: Record<Side, string> = { direct: 'direct', weft: 'Weft', weftB: 'Weft B', ztunnel: 'ztunnel', stunnel: 'stunnel' };
+const NAMESPACE: Record<Exclude<Side, Relay>, string> = { direct: 'direct', weft: 'meshed', weftB: 'meshed', ztunnel: 'ztunnel' };
+const LABEL: Record<Side, string> = { direct: 'direct', weft: 'Weft', weftB: 'Weft B', ztunnel: 'ztunnel', stunnel: 'stunnel', nodetls: 'Node TLS' };
 
 interface Row {
   metric: string;
@@ -258,18 +262,23 @@ async function main(): Promise<void> {
   await warmUp('weft');
   const warmedAt = performance.now();
   const restoreA = WEFT_B.length > 0 ? await restoreArguments() : [];
-  if (stunnelBin) {
+  {
     const mesh = await createTestMesh();
-    const stunnel = await Stunnel.start({
-      bin: stunnelBin,
+    const relay = {
       client: podRef('direct', 'client'),
       server: podRef('direct', 'iperf'),
       port: 5201,
       clientCert: await mesh.issue('spiffe://cluster.local/ns/direct/sa/client'),
       serverCert: await mesh.issue('spiffe://cluster.local/ns/direct/sa/iperf'),
-    });
-    cleanups.push(() => stunnel.stop());
-    pids.stunnel = stunnel.pids();
+    };
+    if (stunnelBin) {
+      const stunnel = await Stunnel.start({ ...relay, bin: stunnelBin });
+      cleanups.push(() => stunnel.stop());
+      pids.stunnel = stunnel.pids();
+    }
+    const nodeTls = await NodeTlsRelay.start(relay);
+    cleanups.push(() => nodeTls.stop());
+    pids.nodetls = nodeTls.pids();
   }
   let ztunnels: Ztunnels | undefined;
   if (ZTUNNEL_BIN && ztunnelSrc) {
@@ -350,8 +359,9 @@ async function main(): Promise<void> {
   }
 
   async function measureRound(round: number, meshSides: (WeftSide | 'ztunnel')[], withOthers: boolean): Promise<void> {
-    const echoSides: Exclude<Side, 'stunnel'>[] = [...(withOthers ? (['direct'] as const) : []), ...meshSides];
-    const streamSides: Side[] = [...echoSides, ...(withOthers && pids.stunnel ? (['stunnel'] as const) : [])];
+    const echoSides: Exclude<Side, Relay>[] = [...(withOthers ? (['direct'] as const) : []), ...meshSides];
+    const relays = (['stunnel', 'nodetls'] as const).filter((r) => withOthers && pids[r]);
+    const streamSides: Side[] = [...echoSides, ...relays];
     for (const side of ordered(echoSides, round)) {
       const l = await latency(NAMESPACE[side], ip(NAMESPACE[side], 'echo'));
       record(`latency p50 @${QPS} rps`, 'µs', side, l.p50);
@@ -363,7 +373,10 @@ async function main(): Promise<void> {
     for (const side of ordered(streamSides, round)) {
       const proxies = side === 'direct' ? [] : (pids[side] ?? []);
       const before = await sampleAll(proxies);
-      const t = side === 'stunnel' ? await throughput('direct', '127.0.0.1', STUNNEL_CLIENT_PORT) : await throughput(NAMESPACE[side], ip(NAMESPACE[side], 'iperf'));
+      const t =
+        side === 'stunnel' || side === 'nodetls'
+          ? await throughput('direct', '127.0.0.1', side === 'stunnel' ? STUNNEL_CLIENT_PORT : NODE_TLS_CLIENT_PORT)
+          : await throughput(NAMESPACE[side], ip(NAMESPACE[side], 'iperf'));
       const after = await sampleAll(proxies);
       record('single-stream throughput', 'Gbit/s', side, t.gbits);
       if (side === 'direct') continue;
@@ -371,6 +384,8 @@ async function main(): Promise<void> {
       // A proxy that used next to no CPU for gigabytes was not on the path: the figures would lie.
       if (cpuPerGB < 0.05) throw new Error(`${LABEL[side]}: ${(t.bytes / 1e9).toFixed(1)} GB took ${(after.cpuSeconds - before.cpuSeconds).toFixed(2)} CPU s in its proxies: the traffic bypassed them`);
       record('proxy CPU per GB, both ends', 's/GB', side, cpuPerGB);
+      // The relays' memory, the largest end just after its stream (the mesh sides' is the table below).
+      if (side === 'stunnel' || side === 'nodetls') record('relay RSS after its stream', 'MB', side, Math.max(...after.rssMB));
       const m = memory[side];
       if (m) m.underLoadMB = Math.max(m.underLoadMB, ...after.rssMB);
       if (WEFT_B.length > 0 && (side === 'weft' || side === 'weftB')) {
@@ -405,6 +420,7 @@ async function main(): Promise<void> {
         weftB: WEFT_B.length > 0 ? WEFT_B : undefined,
         ztunnel: ZTUNNEL_BIN ? { bin: ZTUNNEL_BIN, mode: 'dedicated', workerThreads: 1, interop: 'ok' } : 'skipped',
         stunnel: stunnelBin ?? 'skipped',
+        nodeTls: 'bench/node-tls-relay.ts',
         rows: Object.values(rows),
         memory,
       },
@@ -467,7 +483,7 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
   const f = (n: number) => (Number.isNaN(n) ? '–' : n >= 100 ? n.toFixed(0) : n.toFixed(2));
   const cell = (xs: number[] | undefined) => (xs && xs.length > 0 ? `${f(Math.min(...xs))} / ${f(median(xs))}` : '–');
   const ratio = (a: number[] | undefined, b: number[] | undefined) => (a && b ? (median(a) / median(b)).toFixed(2) : '–');
-  const sides: Side[] = ['direct', 'weft', ...(WEFT_B.length > 0 ? (['weftB'] as const) : []), 'ztunnel', 'stunnel'];
+  const sides: Side[] = ['direct', 'weft', ...(WEFT_B.length > 0 ? (['weftB'] as const) : []), 'ztunnel', 'stunnel', 'nodetls'];
   console.log(`\n${ROUNDS} interleaved rounds of ${SECONDS} s per measurement, order rotating each round; fortio histogram buckets ${Number(RESOLUTION) * 1e6} µs`);
   console.log(`load average (1 min) at the start of each round: ${loads.map((l) => l.toFixed(2)).join(', ')}`);
   for (const s of skipped) console.log(s);
@@ -493,6 +509,10 @@ function printTable(rows: Row[], loads: number[], memory: Partial<Record<Proxy, 
     const zt = r.values.ztunnel ? `, ztunnel ${f(added('ztunnel'))} µs, Weft÷ztunnel ${(added('weft') / added('ztunnel')).toFixed(2)}` : '';
     const b = r.values.weftB ? `, Weft B ${f(added('weftB'))} µs` : '';
     console.log(`added ${r.metric} (medians over direct): Weft ${f(added('weft'))} µs${b}${zt}`);
+  }
+  // The Node relay is the floor of a data path in Node: what of Weft's cost is the runtime's own.
+  for (const r of rows.filter((x) => x.values.nodetls && (x.values.ztunnel || x.values.weft))) {
+    console.log(`${r.metric} (medians): Node TLS÷ztunnel ${ratio(r.values.nodetls, r.values.ztunnel)}, Weft÷Node TLS ${ratio(r.values.weft, r.values.nodetls)}`);
   }
   const proxies = (['weft', 'ztunnel'] as const).filter((p) => memory[p]);
   const mem: [string, keyof Memory, string][] = [
