@@ -335,6 +335,11 @@ async function main(): Promise<void> {
     rows[metric] ??= { metric, unit, values: {} };
     (rows[metric].values[side] ??= []).push(value);
   };
+  // The relays have carried nothing yet: their idle memory, beside the mesh sides' below.
+  for (const relay of ['stunnel', 'nodetls'] as const) {
+    const p = pids[relay];
+    if (p) record('relay RSS idle, before any stream', 'MB', relay, Math.max(...(await sampleAll(p)).rssMB));
+  }
   const loads: number[] = [];
   const ordered = <T>(xs: T[], round: number): T[] => [...xs.slice(round % xs.length), ...xs.slice(0, round % xs.length)];
   const configurations: WeftSide[] = WEFT_B.length > 0 ? ['weft', 'weftB'] : ['weft'];
