@@ -254,7 +254,8 @@ async function targetsUp(count: number): Promise<Sample[]> {
 // --- Traffic -----------------------------------------------------------------------------------
 
 const netnsOf = (name: string) => status.pods.find((p) => p.namespace === NS && p.name === name)?.netnsPath ?? '';
-const inClient = (cmd: string[], timeoutMs = 10_000) => sh('nsenter', [`--net=${netnsOf(CLIENT)}`, '--', ...cmd], { timeoutMs });
+const inPod = (name: string, cmd: string[], timeoutMs = 10_000) => sh('nsenter', [`--net=${netnsOf(name)}`, '--', ...cmd], { timeoutMs });
+const inClient = (cmd: string[], timeoutMs = 10_000) => inPod(CLIENT, cmd, timeoutMs);
 
 /** The HTTP status of a GET from the client pod, or `refused`. */
 async function http(path: string, port = 8080): Promise<string> {
@@ -272,10 +273,10 @@ async function grpc(method: string): Promise<string> {
   return /^grpc-status:\s*(\d+)/im.exec(r.stdout)?.[1] ?? 'none';
 }
 
-/** The HTTP statuses of `n` GETs of one path through the server Service's port 80, in one curl run. */
-async function viaService(path: string, n: number): Promise<string[]> {
+/** The HTTP statuses of `n` GETs of one path through the server Service's port 80, in one curl run from the client pod (or `from`). */
+async function viaService(path: string, n: number, from = CLIENT): Promise<string[]> {
   const url = `http://${serviceIP}${path}`;
-  const r = await inClient(['curl', '-s', '-m', '3', '-w', '%{http_code}\\n', ...Array.from({ length: n }, () => ['-o', '/dev/null', url]).flat()], 20_000);
+  const r = await inPod(from, ['curl', '-s', '-m', '3', '-w', '%{http_code}\\n', ...Array.from({ length: n }, () => ['-o', '/dev/null', url]).flat()], 20_000);
   return r.stdout.trim().split('\n');
 }
 
@@ -464,7 +465,9 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
 
   // An HTTPRoute on the server Service: /sleep/ times out; the rest is split evenly between the
   // Service's port 80 and its port 82, where nothing listens, so half the requests are retried
-  // (a failed connect) and, the one endpoint failing again, answered 503.
+  // and, the one endpoint failing again, answered 503. Each attempt there is answered 503 by the
+  // server's agent, which inspects 8082 at L7 (deny-admin's paths) and cannot connect to it: the
+  // retries are counted with reason 503, not connect.
   await apply({
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'HTTPRoute',
@@ -478,8 +481,12 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
     },
   });
   t.equal(await eventually(async () => (await viaService('/sleep/1000', 1)).join(), '504'), '504', 'the route is in force on the client agent (a 200 ms timeout answers 504)');
+  // The server workload sends through the same route too (to its own Service, from node-1): the
+  // workload dashboard's routing row shows the requests a workload sent, and the server is the
+  // workload its variables offer (they list workloads that receive traffic; the client receives none).
+  t.equal(await eventually(async () => (await viaService('/sleep/1000', 1, SERVER)).join(), '504'), '504', "the route is in force on the server's agent too");
 
-  const want = { ok: '200', admin: '403', upstreamDown: '5xx', grpcOk: '0', grpcDenied: '7', echo: 'ok', l4Denied: 'refused', routed: '200,503', timedOut: '504' };
+  const want = { ok: '200', admin: '403', upstreamDown: '5xx', grpcOk: '0', grpcDenied: '7', echo: 'ok', l4Denied: 'refused', routed: '200,503', timedOut: '504', serverRouted: '200,503', serverTimedOut: '504' };
   const burst = Date.now();
   let rounds = 0;
   // At least 10 rounds, spread over at least 3 s: rate() needs a series to grow between two of the
@@ -497,9 +504,12 @@ t.test('traffic through the mesh: allowed, denied at L7 and L4, failed upstream,
       // Four per round: over the rounds both backends are all but certain to be picked.
       routed: [...new Set(await viaService('/public/routed', 4))].sort().join(),
       timedOut: (await viaService('/sleep/1000', 1)).join(),
+      serverRouted: [...new Set(await viaService('/public/routed', 4, SERVER))].sort().join(),
+      serverTimedOut: (await viaService('/sleep/1000', 1, SERVER)).join(),
     };
     if (rounds++ === 0) {
-      const kinds = { ...got, upstreamDown: got.upstreamDown.replace(/^5\d\d$/, '5xx'), routed: want.routed.includes(got.routed) ? want.routed : got.routed };
+      const split = (x: string) => (want.routed.includes(x) ? want.routed : x);
+      const kinds = { ...got, upstreamDown: got.upstreamDown.replace(/^5\d\d$/, '5xx'), routed: split(got.routed), serverRouted: split(got.serverRouted) };
       t.same(kinds, want, `each kind of request gets the answer the panels expect (upstream down: ${got.upstreamDown})`);
     }
   }
@@ -564,21 +574,71 @@ t.test('the dashboards are importable Grafana models on a ${datasource} variable
   }
 });
 
-/** The node dashboard's routing row: routes are applied, and counted, by the client's agent. */
-const ROUTING_PANELS = ['Routed requests by backend', 'Routed request errors by backend', 'Retries and timeouts'];
+/** A dashboard's routing row, by what each panel shows. Routes are applied, and counted, by the client's agent. */
+interface RoutingRow {
+  requests: string;
+  errors: string;
+  retries: string;
+  /** Each backend's share of its route (the workload dashboard's). */
+  share?: string;
+}
+const NODE_ROUTING: RoutingRow = { requests: 'Routed requests by backend', errors: 'Routed request errors by backend', retries: 'Retries and timeouts' };
+const WORKLOAD_ROUTING: RoutingRow = {
+  requests: 'Routed requests sent, by backend',
+  share: "Split: each backend's share of its route",
+  errors: 'Routed request errors, by backend',
+  retries: 'Retries and timeouts of its routed requests',
+};
+const ROUTE = `HTTPRoute/${NS}/dash-route`;
+
+const titlesOf = (row: RoutingRow): string[] => [row.requests, row.share, row.errors, row.retries].filter((x) => x !== undefined);
+
+function routingPanelsOf(d: Dashboard, row: RoutingRow): Panel[] {
+  return panelsOf(d).filter((p) => titlesOf(row).includes(p.title));
+}
+
+/**
+ * Checks a dashboard's routing row against dash-route's traffic as `vars` select it: every
+ * expression returns data, the split has one series per backend, the errors include the backend
+ * where nothing listens, the retries are the 503s from there and the timeouts the /sleep/ rule's;
+ * the shares of a route add up to 1. Returns the number of expressions checked.
+ */
+async function routingRow(t: Test, d: Dashboard, row: RoutingRow, vars: Record<string, string>): Promise<number> {
+  const panels = routingPanelsOf(d, row);
+  t.same(panels.map((p) => p.title).sort(), titlesOf(row).sort(), `${d.title}: the routing row has its panels`);
+  const shown = Object.entries(vars).map(([k, v]) => `${k}=${v}`).join(' ');
+  const n = await everyExpression(t, d, vars, [], panels);
+  const series = async (title: string, refId = 'A'): Promise<Sample[]> => {
+    const expr = panels.find((p) => p.title === title)?.targets?.find((x) => x.refId === refId)?.expr ?? '';
+    return query(substitute(expr, vars), evalAt);
+  };
+  const backends = [`${NS}/${SERVER}:80`, `${NS}/${SERVER}:82`];
+  const split = await series(row.requests);
+  t.same(split.map((s) => s.metric.backend).sort(), backends, `${shown}: one series per backend (${JSON.stringify(split.map((s) => s.metric))})`);
+  t.ok(split.every((s) => s.metric.route === ROUTE), `${shown}: all of them dash-route's`);
+  const errors = await series(row.errors);
+  t.ok(errors.some((s) => s.metric.backend === backends[1]), `${shown}: errors for the backend where nothing listens (${JSON.stringify(errors.map((s) => s.metric))})`);
+  const retries = await series(row.retries, 'A');
+  t.same(retries.map((s) => `${s.metric.route} ${s.metric.reason}`), [`${ROUTE} 503`], `${shown}: the retries are dash-route's, of the 503s of the backend where nothing listens`);
+  const timeouts = await series(row.retries, 'B');
+  t.same(timeouts.map((s) => `${s.metric.route} ${s.metric.timeout}`), [`${ROUTE} request`], `${shown}: the timeouts are its request timeouts`);
+  if (row.share) {
+    const shares = await series(row.share);
+    const sum = shares.reduce((a, s) => a + Number(s.value[1]), 0);
+    t.same(shares.map((s) => s.metric.backend).sort(), backends, `${shown}: a share per backend`);
+    t.ok(Math.abs(sum - 1) < 1e-9 && shares.every((s) => Number(s.value[1]) > 0 && Number(s.value[1]) < 1), `${shown}: shares between 0 and 1 that add up to 1 (${shares.map((s) => Number(s.value[1]).toFixed(3)).join(', ')})`);
+  }
+  return n;
+}
 
 t.test('node dashboard: every expression returns data for the server node, the routing panels for the client node', async (t) => {
   const d = dashboard('weft-dashboard-node');
   await variables(t, d, {}, { node: 'node-1' });
-  const routing = panelsOf(d).filter((p) => ROUTING_PANELS.includes(p.title));
-  t.equal(routing.length, ROUTING_PANELS.length, 'the routing row has its panels');
+  const routing = routingPanelsOf(d, NODE_ROUTING);
   const n = await everyExpression(t, d, { node: 'node-1' }, ['Open connections', 'Config revision lag'], panelsOf(d).filter((p) => !routing.includes(p)));
   t.ok(n >= 14, `${n} expressions checked`);
-  const r = await everyExpression(t, d, { node: 'node-2' }, [], routing);
+  const r = await routingRow(t, d, NODE_ROUTING, { node: 'node-2' });
   t.equal(r, 4, 'split, errors, retries and timeouts checked on node-2');
-  // The split's two backends each have a series of their own.
-  const split = await query(substitute(routing[0]?.targets?.[0]?.expr ?? '', { node: 'node-2' }), evalAt);
-  t.same(split.map((s) => s.metric.backend).sort(), [`${NS}/${SERVER}:80`, `${NS}/${SERVER}:82`], `one series per backend (${JSON.stringify(split.map((s) => s.metric))})`);
   // All nodes selected (Grafana sends the values as one regex): one series per node.
   const all = status.nodes.map((x) => x.name).join('|');
   for (const title of ['Agent CPU', 'Agent memory (RSS)']) {
@@ -588,12 +648,24 @@ t.test('node dashboard: every expression returns data for the server node, the r
   }
 });
 
-t.test('workload dashboard: every expression returns data for the server workload', async (t) => {
+t.test('workload dashboard: every expression returns data for the server workload; the routing row is the requests a workload sent', async (t) => {
   const d = dashboard('weft-dashboard-workload');
   const vars = { namespace: NS, workload: SERVER };
   await variables(t, d, vars, vars);
-  const n = await everyExpression(t, d, vars, ['Open TCP connections']);
+  const routing = routingPanelsOf(d, WORKLOAD_ROUTING);
+  const n = await everyExpression(t, d, vars, ['Open TCP connections'], panelsOf(d).filter((p) => !routing.includes(p)));
   t.ok(n >= 11, `${n} expressions checked`);
+  // Both workloads sent through dash-route, each from its own node: each one's row shows its own.
+  const r = await routingRow(t, d, WORKLOAD_ROUTING, vars);
+  t.equal(r, 5, 'requests, split, errors, retries and timeouts checked for the server');
+  await routingRow(t, d, WORKLOAD_ROUTING, { namespace: NS, workload: CLIENT });
+  // Scoped by the workload, not the node or the route: one that sent nothing routed has no series.
+  for (const p of routing) {
+    for (const target of p.targets ?? []) {
+      const none = await query(substitute(target.expr, { namespace: NS, workload: 'no-such-workload' }), evalAt);
+      t.same(none, [], `${p.title} › ${target.legendFormat ?? target.refId}: nothing for a workload that sent no routed request`);
+    }
+  }
 });
 
 t.test('mutation: a misspelt metric or an unknown workload returns nothing', async (t) => {

@@ -238,7 +238,7 @@ export class H2Router {
     const requestMs = rule.timeouts?.requestMs;
     const timer = requestMs
       ? setTimeout(() => {
-          routeTimeouts.inc({ destination_service: labels.destination_service, route: routeName, rule: ruleName, timeout: 'request' });
+          routeTimeouts.inc({ ...labels, timeout: 'request' });
           if (!ds.headersSent) local(504, 'upstream request timeout');
           else ds.close(NGHTTP2_CANCEL);
         }, requestMs)
@@ -250,15 +250,14 @@ export class H2Router {
 
     const retry = rule.retry;
     const attempts = retry ? Math.max(1, retry.attempts) : 1;
-    const retryLabels = { destination_service: c.service.key, route: routeName, rule: ruleName };
-    const budget = this.#d.budgets.request(retryLabels, retry);
+    const budget = this.#d.budgets.request(labels, retry);
     const call: Call = {
       c,
       ds,
       backend,
       headers: out,
       backendMs: rule.timeouts?.backendRequestMs,
-      labels: retryLabels,
+      labels,
       tried: new Set(),
       forwarded: false,
       failed: false,
@@ -281,7 +280,7 @@ export class H2Router {
         if (ds.closed || ds.destroyed) return void o.response?.us.close(NGHTTP2_CANCEL);
         // Nothing is tried again once the client has had part of an answer or the body outgrew what is kept.
         const more = call.body.replayable && !call.forwarded ? attempts : n;
-        if (retryAfter(o, { retry, n, attempts: more, budget, labels: retryLabels, backend: backendLabel })) {
+        if (retryAfter(o, { retry, n, attempts: more, budget, labels, backend: backendLabel })) {
           retries++;
           call.current = undefined;
           call.body.detach();

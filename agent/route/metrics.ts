@@ -22,11 +22,15 @@ export const routeRequestDuration = new Histogram({
   registers: [registry],
 });
 
-/** `reason`: the status code that was retried, or `connect` for a connection that failed. */
+/**
+ * `reason`: the status code that was retried, or `connect` for a connection that failed. The
+ * source workload labels are the client's, as on weft_route_requests_total, so that a workload's
+ * retries can be shown beside its routed requests (the workload dashboard does).
+ */
 export const routeRetries = new Counter({
   name: 'weft_route_retries_total',
   help: 'Retries of routed requests, by the reason for retrying',
-  labelNames: ['destination_service', 'route', 'rule', 'backend', 'reason'],
+  labelNames: ['source_workload', 'source_workload_namespace', 'destination_service', 'route', 'rule', 'backend', 'reason'],
   registers: [registry],
 });
 
@@ -37,11 +41,11 @@ export const routeRetriesRefused = new Counter({
   registers: [registry],
 });
 
-/** `timeout`: `request` (timeouts.request) or `backend_request` (timeouts.backendRequest, per attempt). */
+/** `timeout`: `request` (timeouts.request) or `backend_request` (timeouts.backendRequest, per attempt); source labels as on retries. */
 export const routeTimeouts = new Counter({
   name: 'weft_route_timeouts_total',
   help: 'Routed requests or attempts that ran out of time',
-  labelNames: ['destination_service', 'route', 'rule', 'timeout'],
+  labelNames: ['source_workload', 'source_workload_namespace', 'destination_service', 'route', 'rule', 'timeout'],
   registers: [registry],
 });
 

@@ -17,7 +17,7 @@ import { modifyHeaders, UpstreamRequest, type HeaderMap } from './filters.ts';
 import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget, type MatchEntry } from './match.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
-import { backoffAfter, MAX_RETRY_BODY, RetryBudgets, retryAfter } from './retry.ts';
+import { backoffAfter, MAX_RETRY_BODY, RetryBudgets, retryAfter, type RetryLabels } from './retry.ts';
 import { backendEndpoints, Ejections, Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { H2Router } from './h2.ts';
@@ -222,7 +222,7 @@ export class RouteProxy {
     r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string>; onPipe?: (() => void) | undefined },
     rule: RouteRule,
     signal: AbortSignal,
-    labels: { destination_service: string; route: string; rule: string },
+    labels: RetryLabels,
   ): Promise<Attempt> {
     const a = await this.#attemptOnce(c, backend, r, rule, signal, labels);
     if (a.endpoint !== undefined) {
@@ -239,7 +239,7 @@ export class RouteProxy {
     r: { method: string; path: string; headers: HeaderMap; body: Buffer | IncomingMessage; tried: Set<string>; onPipe?: (() => void) | undefined },
     rule: RouteRule,
     signal: AbortSignal,
-    labels: { destination_service: string; route: string; rule: string },
+    labels: RetryLabels,
   ): Promise<Attempt> {
     const b = backendEndpoints(this.#d.p.store, backend.service, backend.port);
     if (!b) return { status: 500, failure: 'backend not found' };
@@ -386,8 +386,9 @@ function backendName(b: RouteBackend): string {
   return `${b.service}:${b.port}`;
 }
 
-function pick(l: { destination_service: string; route: string; rule: string }): { destination_service: string; route: string; rule: string } {
-  return { destination_service: l.destination_service, route: l.route, rule: l.rule };
+/** The labels a retry or timeout count takes (a counter throws on labels it does not have). */
+function pick(l: RetryLabels): RetryLabels {
+  return { source_workload: l.source_workload, source_workload_namespace: l.source_workload_namespace, destination_service: l.destination_service, route: l.route, rule: l.rule };
 }
 
 function reply(res: ServerResponse, status: number, text: string): void {

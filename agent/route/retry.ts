@@ -10,7 +10,10 @@ export const MAX_RETRY_BODY = 64 * 1024;
 /** The longest wait between two attempts, however far the doubling got. */
 const MAX_BACKOFF_MS = 10_000;
 
+/** The client workload's labels and its rule's; the budget is the rule's, shared by every client. */
 export interface RetryLabels {
+  source_workload: string;
+  source_workload_namespace: string;
   destination_service: string;
   route: string;
   rule: string;
@@ -53,7 +56,8 @@ export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined;
     routeRetriesRefused.inc(l);
     return false;
   }
-  routeRetries.inc({ ...l, backend: o.backend, reason: a.failure ?? String(a.status) });
+  const source = { source_workload: o.labels.source_workload, source_workload_namespace: o.labels.source_workload_namespace };
+  routeRetries.inc({ ...source, ...l, backend: o.backend, reason: a.failure ?? String(a.status) });
   return true;
 }
 
