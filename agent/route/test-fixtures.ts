@@ -1,6 +1,6 @@
 // The routed-path tests' state: Service a/web (HTTP port 80) whose endpoints are 127.0.0.1 on the
 // given ports, one HTTPRoute in namespace a sending everything to it, both in a real StateStore;
-// and a RouteProxy behind a local TCP front with an h2c client session to it.
+// and a RouteProxy behind a local TCP front (with an h2c client session to it).
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -39,18 +39,10 @@ export function oneRouteState(endpointPorts: number[], routeName: string): { ser
 
 /**
  * A RouteProxy serving `source`'s connections to `service`:`port` (no tunnels: every backend is
- * local), behind a TCP front on loopback, and an h2c session to that front (with `session`'s
- * settings, session window and memory, else Node's); closed at teardown.
+ * local), behind a TCP front on loopback; its port, and a teardown that closes the front and every
+ * connection it accepted (a session stuck in a write does not end on the client's FIN).
  */
-export async function h2Front(
-  t: Test,
-  store: StateStore,
-  source: Workload,
-  service: Service,
-  port: number,
-  tracing?: RequestTracing,
-  session?: { settings: http2.Settings; window: number; maxSessionMemory: number },
-): Promise<http2.ClientHttp2Session> {
+export async function routeFront(store: StateStore, source: Workload, service: Service, port: number, tracing?: RequestTracing): Promise<{ port: number; close: () => void }> {
   const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000, ...(tracing ? { tracing } : {}) };
   const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('no tunnel')) });
   const downs = new Set<net.Socket>();
@@ -61,13 +53,34 @@ export async function h2Front(
   });
   front.listen(0, '127.0.0.1');
   await once(front, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(front.address() as net.AddressInfo).port}`, session ? { settings: session.settings, maxSessionMemory: session.maxSessionMemory } : {});
+  return {
+    port: (front.address() as net.AddressInfo).port,
+    close: () => {
+      for (const d of downs) d.destroy();
+      front.close();
+    },
+  };
+}
+
+/**
+ * routeFront() and an h2c session to it (with `session`'s settings, session window and memory,
+ * else Node's); closed at teardown.
+ */
+export async function h2Front(
+  t: Test,
+  store: StateStore,
+  source: Workload,
+  service: Service,
+  port: number,
+  tracing?: RequestTracing,
+  session?: { settings: http2.Settings; window: number; maxSessionMemory: number },
+): Promise<http2.ClientHttp2Session> {
+  const front = await routeFront(store, source, service, port, tracing);
+  const client = http2.connect(`http://127.0.0.1:${front.port}`, session ? { settings: session.settings, maxSessionMemory: session.maxSessionMemory } : {});
   client.on('error', () => {});
   if (session) client.once('connect', () => client.setLocalWindowSize(session.window));
   t.teardown(() => {
     client.destroy();
-    // A session stuck in a write does not end on the client's FIN: its connection goes too.
-    for (const d of downs) d.destroy();
     front.close();
   });
   return client;
