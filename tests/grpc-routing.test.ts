@@ -4,7 +4,8 @@
 // pinned module. The client makes all of a run's calls on one gRPC channel (one HTTP/2
 // connection), so a split can only come from balancing per call. Clients run on node-2, backends
 // on node-1, so routed calls cross nodes through HBONE tunnels. Simulated nodes only: the echo
-// programs run as host programs in the pods' network namespaces.
+// programs run as host programs in the pods' network namespaces. The retry case adds a backend
+// that fails calls: tests/helpers/route-server.ts on h2c, answering HTTP 503 (UNAVAILABLE to grpc-go).
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,9 +50,9 @@ interface Calls {
   responseHeaders: string[][];
 }
 
-/** `n` unary Echo calls on one gRPC channel from a pod, with the Istio echo client. */
-async function calls(from: [string, string], n: number, headers: string[] = []): Promise<Calls> {
-  const r = await inPod(from, [client, `grpc://${echoIP}:7070`, `--count=${n}`, '--timeout=10s', ...headers.flatMap((h) => ['-H', h])], 120_000);
+/** `n` unary Echo calls on one gRPC channel from a pod, with the Istio echo client, to the echo Service (or `to`). */
+async function calls(from: [string, string], n: number, headers: string[] = [], to = echoIP): Promise<Calls> {
+  const r = await inPod(from, [client, `grpc://${to}:7070`, `--count=${n}`, '--timeout=10s', ...headers.flatMap((h) => ['-H', h])], 120_000);
   const out: Calls = { versions: {}, errors: [], requestHeaders: [], responseHeaders: [] };
   for (const line of `${r.stdout}\n${r.stderr}`.split('\n')) {
     const m = /^\[(\d+)(?: body)?\] (\w+)=(.*)$/.exec(line);
@@ -70,6 +71,7 @@ async function calls(from: [string, string], n: number, headers: string[] = []):
 }
 
 const { routeStatus, settled, agentRoutes, policyProgrammed } = routeReader({ kind: 'grpcroute', kubectl: (args) => kubectl(args), playground: pg.name });
+const httpRoutes = routeReader({ kind: 'httproute', kubectl: (args) => kubectl(args), playground: pg.name });
 
 async function agentMetric(name: string, match: RegExp): Promise<number> {
   const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15020/metrics']);
@@ -86,14 +88,16 @@ const grpcRoute = (name: string, rules: object[], ns = NS) => ({
 });
 const ref = (name: string, weight?: number) => ({ name, namespace: NS, port: 7070, ...(weight !== undefined ? { weight } : {}) });
 
-/** Applies a GRPCRoute and waits until node-2's agent holds this generation of it. */
-async function route(manifest: { metadata: { name: string; namespace: string } }): Promise<void> {
+/** Applies a GRPCRoute (or an HTTPRoute) and waits until node-2's agent holds this generation of it. */
+async function route(manifest: { kind?: string; metadata: { name: string; namespace: string } }): Promise<void> {
   await apply(manifest);
   const { name, namespace } = manifest.metadata;
-  const gen = (await routeStatus(namespace, name)).metadata.generation;
+  const kind = manifest.kind ?? 'GRPCRoute';
+  const status = kind === 'HTTPRoute' ? httpRoutes.routeStatus : routeStatus;
+  const gen = (await status(namespace, name)).metadata.generation;
   const until = Date.now() + 30_000;
-  while ((await agentRoutes())[`GRPCRoute/${namespace}/${name}`] !== gen) {
-    if (Date.now() > until) throw new Error(`node-2's agent never got ${namespace}/${name} generation ${gen}: ${JSON.stringify(await agentRoutes())} ${JSON.stringify((await routeStatus(namespace, name)).status)}`);
+  while ((await agentRoutes())[`${kind}/${namespace}/${name}`] !== gen) {
+    if (Date.now() > until) throw new Error(`node-2's agent never got ${kind} ${namespace}/${name} generation ${gen}: ${JSON.stringify(await agentRoutes())} ${JSON.stringify((await status(namespace, name)).status)}`);
     await sleep(100);
   }
 }
@@ -109,8 +113,9 @@ t.before(async () => {
   if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
   status = await pg.status();
   await pg.oneController(); // the AccessPolicy case waits for Programmed (helpers/playground.ts says why)
-  for (const f of ['gateway.networking.k8s.io_grpcroutes.yaml', 'gateway.networking.k8s.io_httproutes.yaml']) {
-    const c = await kubectl(['apply', '--server-side', '-f', join(REPO, 'helm/weft/gateway-api/standard', f)], undefined, 60_000);
+  // HTTPRoute from the experimental channel: its rules' `retry` (the retry case) is not in standard.
+  for (const [channel, f] of [['standard', 'gateway.networking.k8s.io_grpcroutes.yaml'], ['experimental', 'gateway.networking.k8s.io_httproutes.yaml']] as const) {
+    const c = await kubectl(['apply', '--server-side', '-f', join(REPO, 'helm/weft/gateway-api', channel, f)], undefined, 60_000);
     if (c.code !== 0) throw new Error(`CRD ${f}: ${c.stderr}`);
   }
   await kubectl(['wait', '--for=condition=Established', 'crd/grpcroutes.gateway.networking.k8s.io', '--timeout=30s'], undefined, 40_000);
@@ -120,6 +125,10 @@ t.before(async () => {
     await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: NS }, spec: { selector: { app }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
   }
   for (const v of ['v1', 'v2']) await apply(pod(NS, `echo-${v}`, [server, '--port=8080', '--grpc=7070', '--tcp=9090', `--version=${v}`], { node: 'node-1', port: 7070, labels: { app: `echo-${v}` } }));
+  // `flaky` (the retry case): one endpoint is the echo server, the other answers every call 503.
+  await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'flaky', namespace: NS }, spec: { selector: { app: 'flaky' }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
+  await apply(pod(NS, 'flaky-ok', [server, '--port=8080', '--grpc=7070', '--tcp=9090', '--version=ok'], { node: 'node-1', port: 7070, labels: { app: 'flaky' } }));
+  await apply(pod(NS, 'flaky-bad', [process.execPath, join(REPO, 'tests/helpers/route-server.ts'), 'flaky-bad', '503', '--h2c=7070'], { node: 'node-1', port: 7070, labels: { app: 'flaky' } }));
   await apply(pod(NS, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
   await apply(pod(CLIENT_NS, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
   await pg.waitReady(NS, ['--all']);
@@ -246,6 +255,53 @@ t.test('a consumer GRPCRoute applies to its own namespace only', async (t) => {
   const a = await calls(clientA, 10);
   t.same(a.versions, { v1: 10 }, "the producer namespace's client does not see it");
   await kubectl(['-n', CLIENT_NS, 'delete', 'grpcroute', 'mine']);
+});
+
+t.test('retry: an HTTPRoute rule retries the gRPC calls an endpoint answers 503 (UNAVAILABLE to grpc-go) and counts them; without it the client gets the failures', async (t) => {
+  // Two endpoints behind `flaky`, picked per call: the Istio echo server and route-server.ts,
+  // which answers every call HTTP 503 without a gRPC status (a gRPC backend behind something that
+  // sheds load; grpc-go reads it as UNAVAILABLE). The rule retries 503 once, on the endpoint not
+  // tried yet. 60 calls: each picks the failing endpoint first with some chance (~1/2), so it is
+  // all but certain to be hit (P(never) < 1e-17), and the retry budget (100 per 10 s + 20 %)
+  // covers a retry for every call.
+  const N = 60;
+  const flakyIP = (await kubectl(['-n', NS, 'get', 'svc', 'flaky', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  /** Echo calls the failing endpoint has received (route-server.ts records each stream). */
+  const failed = async (): Promise<number> => {
+    const r = await inPod([NS, 'flaky-bad'], ['curl', '-s', '-m', '5', 'http://127.0.0.1:8080/__seen'], 10_000);
+    return (JSON.parse(r.stdout) as { path: string }[]).filter((x) => x.path === '/proto.EchoTestService/Echo').length;
+  };
+  const retries = () => agentMetric('weft_route_retries_total', /route="HTTPRoute\/grp-a\/flaky".*reason="503"/);
+  const routed = (code: number) => agentMetric('weft_route_requests_total', new RegExp(`route="HTTPRoute/grp-a/flaky".*response_code="${code}"`));
+  // The CRD refuses attempts: 0 (minimum 1), so the case without retries is a rule without `retry`.
+  const flaky = (retry?: object) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'flaky', namespace: NS },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'flaky', port: 7070 }], rules: [{ ...(retry ? { retry } : {}), backendRefs: [{ name: 'flaky', port: 7070 }] }] },
+  });
+
+  await route(flaky({ codes: [503], attempts: 1 }));
+  const before = { failed: await failed(), retries: await retries(), ok: await routed(200) };
+  const c = await calls(clientA, N, [], flakyIP);
+  t.same(c.errors, [], 'no call failed');
+  t.same(c.versions, { ok: N }, `every call answered by the echo server (${JSON.stringify(c.versions)})`);
+  const hit = (await failed()) - before.failed;
+  t.ok(hit > 0 && hit <= N, `the failing endpoint answered ${hit} of the ${N} calls 503 first`);
+  t.equal((await retries()) - before.retries, hit, 'each of those was retried once, and counted in weft_route_retries_total (reason 503)');
+  t.equal((await routed(200)) - before.ok, N, 'the agent counted every call as routed and answered 200');
+
+  await route(flaky());
+  const before0 = { failed: await failed(), retries: await retries(), unavailable: await routed(503) };
+  const c0 = await calls(clientA, N, [], flakyIP);
+  const hit0 = (await failed()) - before0.failed;
+  const summary = /(\d+)\/(\d+) requests had errors; first error: (.*)/.exec(c0.errors.join('\n'));
+  t.ok(hit0 > 0, `without retries the failing endpoint answered ${hit0} of the ${N} calls`);
+  t.same([Number(summary?.[1]), Number(summary?.[2])], [hit0, N], `each of them failed at the client (${c0.errors.join('; ').slice(0, 300)})`);
+  t.match(summary?.[3] ?? '', /code = Unavailable/, 'as gRPC UNAVAILABLE');
+  t.equal((await retries()) - before0.retries, 0, 'nothing retried');
+  t.equal((await routed(503)) - before0.unavailable, hit0, 'and the agent counted them routed with their 503');
+  await kubectl(['-n', NS, 'delete', 'httproute', 'flaky']);
 });
 
 t.test("AccessPolicy still decides at the destination, on the routed gRPC client's own identity", async (t) => {
