@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { DEFAULT_CNI_SETTINGS, type WeftCniSettings } from '../api/cni.ts';
 import { DEFAULT_L7_LIMITS, DEFAULT_PATH_OPTIONS, type L7Limits, type PathOptions } from './l7/index.ts';
 import { inClusterServer, type KubeAccess } from './kube/access.ts';
+import { DEFAULT_MIRROR_LIMITS, MIRROR_LIMIT_BOUNDS, type MirrorLimits } from './route/mirror-limits.ts';
 import { tracingFromEnv, type TracingSettings } from './tracing/settings.ts';
 
 export const AGENT_VERSION = '0.1.0';
@@ -58,7 +59,14 @@ export interface AgentConfig {
   dataPlaneWorkers: number;
   /** OTLP export of request spans (WEFT_TRACING_*, chart values tracing.*); null: off. */
   tracing: TracingSettings | null;
+  /**
+   * Bounds on RequestMirror copies (WEFT_ROUTE_MIRROR_*, chart values agent.routes.mirror): the
+   * largest request body copied, copies in flight per data-plane thread, and how long a copy may
+   * wait for its answer (route/mirror-limits.ts).
+   */
+  routeMirror: MirrorLimits;
 }
+
 
 /** Checkpoints in the state directory that a later install must not restore. */
 export const CHECKPOINT_FILE = 'state.json';
@@ -93,6 +101,22 @@ function flag(name: string, fallback: boolean): boolean {
   if (v === 'true') return true;
   if (v === 'false') return false;
   throw Object.assign(new Error(`${name} must be true or false, not "${process.env[name]}"`), { code: 'CONFIG' });
+}
+
+/** A whole number from `min` to `max`. */
+function wholeIn(name: string, fallback: number, b: { min: number; max: number }): number {
+  const raw = process.env[name];
+  const v = raw === undefined || raw.trim() === '' ? fallback : Number(raw);
+  if (!Number.isInteger(v) || v < b.min || v > b.max) throw Object.assign(new Error(`${name} must be a whole number from ${b.min} to ${b.max}, not "${raw}"`), { code: 'CONFIG' });
+  return v;
+}
+
+/** Seconds (fractions allowed) from `min` to `max`, in ms. */
+function secondsIn(name: string, fallbackMs: number, b: { min: number; max: number }): number {
+  const raw = process.env[name];
+  const v = raw === undefined || raw.trim() === '' ? fallbackMs / 1000 : Number(raw);
+  if (!Number.isFinite(v) || v < b.min || v > b.max) throw Object.assign(new Error(`${name} must be a number of seconds from ${b.min} to ${b.max}, not "${raw}"`), { code: 'CONFIG' });
+  return Math.round(v * 1000);
 }
 
 function workers(name: string, fallback: string): number {
@@ -146,6 +170,11 @@ export function configFromEnv(): AgentConfig {
     captureNodeTraffic: flag('WEFT_CAPTURE_NODE_TRAFFIC', true),
     dataPlaneWorkers: workers('WEFT_DATA_PLANE_WORKERS', '0'),
     tracing: tracingFromEnv(process.env),
+    routeMirror: {
+      maxBodyBytes: wholeIn('WEFT_ROUTE_MIRROR_MAX_BODY_BYTES', DEFAULT_MIRROR_LIMITS.maxBodyBytes, MIRROR_LIMIT_BOUNDS.maxBodyBytes),
+      maxInFlight: wholeIn('WEFT_ROUTE_MIRROR_MAX_IN_FLIGHT', DEFAULT_MIRROR_LIMITS.maxInFlight, MIRROR_LIMIT_BOUNDS.maxInFlight),
+      timeoutMs: secondsIn('WEFT_ROUTE_MIRROR_TIMEOUT_SECONDS', DEFAULT_MIRROR_LIMITS.timeoutMs, MIRROR_LIMIT_BOUNDS.timeoutSeconds),
+    },
     daemonSet: daemonSet ? { name: daemonSet, namespace: installNamespace, access: { server: inClusterServer(process.env), caFile: kubeCaFile, tokenFile } } : null,
   };
 }

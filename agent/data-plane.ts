@@ -5,6 +5,7 @@
 import type { CertificateManager } from './identity/manager.ts';
 import type { L7Limits, PathOptions } from './l7/index.ts';
 import type { Log } from './log.ts';
+import type { MirrorLimits } from './route/mirror-limits.ts';
 import { HbonePool } from './hbone/pool.ts';
 import { PolicyEnforcer } from './proxy/enforcer.ts';
 import { InboundProxy } from './proxy/inbound.ts';
@@ -41,6 +42,8 @@ export interface DataPlaneOptions {
   installNamespace: string;
   idleTimeoutMs: number;
   l7: { limits: L7Limits; path: PathOptions };
+  /** Bounds on RequestMirror copies; route/mirror-limits.ts's defaults when absent. */
+  routeMirror?: MirrorLimits;
   /** OTLP export of request spans; null or absent: tracing off. */
   tracing?: TracingSettings | null;
   log: Log;
@@ -77,6 +80,7 @@ export class DataPlane implements DataPath {
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       idleTimeoutMs: o.idleTimeoutMs,
       l7: o.l7,
+      ...(o.routeMirror ? { routeMirror: o.routeMirror } : {}),
     };
     this.#inputs = inputs;
     this.#inbound = new InboundProxy(inputs, certificates);

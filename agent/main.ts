@@ -91,7 +91,7 @@ export async function runAgent(cfg: AgentConfig): Promise<(signal: string) => Pr
     return { pid: process.pid, version: AGENT_VERSION, startedAt, draining: readiness.draining, ...(why === undefined ? {} : { notReady: why }), ...(decided ? { stopDecision: decided } : {}) };
   });
 
-  const planeSettings = { node: cfg.node, installNamespace: cfg.installNamespace, idleTimeoutMs: cfg.idleTimeoutMs, l7: { limits: cfg.l7Limits, path: cfg.l7Path }, tracing: cfg.tracing };
+  const planeSettings = { node: cfg.node, installNamespace: cfg.installNamespace, idleTimeoutMs: cfg.idleTimeoutMs, l7: { limits: cfg.l7Limits, path: cfg.l7Path }, tracing: cfg.tracing, routeMirror: cfg.routeMirror };
   // The data plane on the main thread, or on worker threads that share the capture ports.
   const dataWorkers = (workers =
     cfg.dataPlaneWorkers > 0

@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { configFromEnv } from '../agent/config.ts';
+import { DEFAULT_MIRROR_LIMITS } from '../agent/route/mirror-limits.ts';
 import { loadRoot } from '../controller/ca/root.ts';
 import { Playground, REPO, sh } from './helpers/playground.ts';
 import type { Result } from './helpers/playground.ts';
@@ -193,6 +195,38 @@ t.test('the accepted workloads carry the promised security and wiring', async (t
   t.ok(get('PodDisruptionBudget', 'weft-controller'), 'controller: a PodDisruptionBudget');
   const svc = get('Service', 'weft-controller') as unknown as { spec: { ports: { port: number }[] } } | undefined;
   t.same(svc?.spec.ports.map((p) => p.port), [15012, 15014], 'Service weft-controller on 15012 and 15014');
+});
+
+/**
+ * The agent's configuration as a chart rendered with `args` gives it: the agent container's env,
+ * as the API server accepted it (server dry run), read by the agent's own configFromEnv().
+ */
+async function agentConfig(args: string[]): Promise<ReturnType<typeof configFromEnv>> {
+  const r = await render([...args, '--show-only', 'templates/agent-daemonset.yaml']);
+  if (r.code !== 0) throw new Error(`helm template ${args.join(' ')}: ${r.stderr}`);
+  const applied = await kubectl(['apply', '--dry-run=server', '--validate=strict', '-o', 'json', '-f', '-'], r.stdout);
+  if (applied.code !== 0) throw new Error(`the API server refused the agent DaemonSet: ${applied.stderr}`);
+  const ds = items(applied.stdout).find((o) => o.kind === 'DaemonSet') as Workload | undefined;
+  const env = ds?.spec.template.spec.containers[0]?.env ?? [];
+  const saved = process.env;
+  process.env = { ...Object.fromEntries(env.flatMap((e) => (e.value !== undefined ? [[e.name, e.value]] : []))), NODE_NAME: 'node-a' };
+  try {
+    return configFromEnv();
+  } finally {
+    process.env = saved;
+  }
+}
+
+t.test('agent.routes.mirror reaches the agent: its env, and the limits the agent reads from it', async (t) => {
+  t.same((await agentConfig([])).routeMirror, DEFAULT_MIRROR_LIMITS, 'defaults: 64 KiB, 128 copies, 10 s');
+  t.same(DEFAULT_MIRROR_LIMITS, { maxBodyBytes: 65536, maxInFlight: 128, timeoutMs: 10_000 }, 'as before they were values');
+  const set = ['--set', 'agent.routes.mirror.maxBodyBytes=1048576', '--set', 'agent.routes.mirror.maxInFlight=16', '--set-json', 'agent.routes.mirror.timeoutSeconds=2.5'];
+  t.same((await agentConfig(set)).routeMirror, { maxBodyBytes: 1_048_576, maxInFlight: 16, timeoutMs: 2500 }, 'set values are what the agent uses');
+  for (const bad of ['agent.routes.mirror.maxInFlight=0', 'agent.routes.mirror.maxInFlight=4097', 'agent.routes.mirror.maxBodyBytes=4194305', 'agent.routes.mirror.maxBodyBytes=-1', 'agent.routes.mirror.timeoutSeconds=0', 'agent.routes.mirror.timeoutSeconds=301', 'agent.routes.mirror.timeout=5']) {
+    const r = await render(['--set-json', bad]);
+    t.not(r.code, 0, `values.schema.json refuses ${bad}`);
+    t.match(r.stderr, /agent\/routes\/mirror/, 'and names the value');
+  }
 });
 
 interface Container {

@@ -6,6 +6,7 @@ import type { PolicyEnforcer } from './enforcer.ts';
 import type { InspectSettings } from './inspected.ts';
 import type { ConnectionReporter } from './report.ts';
 import type { RequestTracing } from '../tracing/tracer.ts';
+import type { MirrorLimits } from '../route/mirror-limits.ts';
 
 export interface ProxyInputs {
   store: StateStore;
@@ -21,6 +22,8 @@ export interface ProxyInputs {
   l7?: InspectSettings;
   /** Request spans; absent when tracing is off. */
   tracing?: RequestTracing | undefined;
+  /** Bounds on RequestMirror copies (route/mirror.ts); route/mirror-limits.ts's defaults when absent. */
+  routeMirror?: MirrorLimits;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;

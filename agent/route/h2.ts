@@ -35,7 +35,7 @@ import { routedSpanAttributes } from './span.ts';
 import { findEntry, splitTarget } from './match.ts';
 import { ReplayBody, sendTrailers } from './h2-replay.ts';
 import { routeEjections, routeRequestDuration, routeRequests, routeTimeouts } from './metrics.ts';
-import { TIMEOUT_MS as MIRROR_TIMEOUT_MS, type MirrorLabels, type Mirrors } from './mirror.ts';
+import type { MirrorLabels, Mirrors } from './mirror.ts';
 import { type AttemptResult, backoffAfter, MAX_RETRY_BODY, type RetryBudgets, retryAfter, type RetryLabels } from './retry.ts';
 import { backendEndpoints, type Ejections, type Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import type { RouteTable } from './table.ts';
@@ -305,7 +305,7 @@ export class H2Router {
   /**
    * The copies of a stream its RequestMirror filters ask for: its body is collected beside the
    * primary's (the primary's own 'data' listener drives the flow; this one only looks), up to
-   * mirror.ts's BODY_MAX, and each copy sent as a stream of its own once the request ended.
+   * the mirrors' maxBodyBytes, and each copy sent as a stream of its own once the request ended.
    */
   #mirror(c: RoutedStreamConnection, ds: http2.ServerHttp2Stream, chosen: RouteMirror[], headers: HeaderMap, endStream: boolean, l: MirrorLabels): void {
     let trailers: http2.IncomingHttpHeaders | undefined;
@@ -325,7 +325,7 @@ export class H2Router {
     const timer = setTimeout(() => {
       late = true;
       release({ result: 'failed', reason: 'timeout' });
-    }, MIRROR_TIMEOUT_MS);
+    }, this.#d.mirrors.limits.timeoutMs);
     const r = await this.#session(c, target.service, target.target);
     // Out of time while the session opened: its slot is already given back, so nothing is sent.
     if (late) return;
@@ -342,7 +342,7 @@ export class H2Router {
     }
     us.on('error', ignore);
     // A copy still waiting when its time is up is cancelled (release above already counted it).
-    const cancel = setTimeout(() => us.close(NGHTTP2_CANCEL), MIRROR_TIMEOUT_MS);
+    const cancel = setTimeout(() => us.close(NGHTTP2_CANCEL), this.#d.mirrors.limits.timeoutMs);
     us.once('response', () => {
       clearTimeout(timer);
       clearTimeout(cancel);

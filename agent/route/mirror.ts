@@ -4,12 +4,14 @@
 // - it gets an endpoint of its own Service by power of two choices on its own outstanding count
 //   (mirrors do not skew the primaries' balancing), and a connection of its own (a pool apart from
 //   the primaries', so a slow mirror backend cannot hold connections a primary would reuse);
-// - the agent runs at most MAX_IN_FLIGHT copies at once; beyond that a copy is dropped and counted
+// - the agent runs at most maxInFlight copies at once; beyond that a copy is dropped and counted
 //   (a mirror backend that hangs would otherwise pile up sockets and memory without bound);
-// - a copy that has no answer within TIMEOUT_MS is cancelled and counted as failed;
-// - its body is copied only up to BODY_MAX (the size proxy.ts buffers for retries anyway): a larger
-//   request is not mirrored at all (counted as dropped), rather than mirrored truncated, which a
-//   backend would see as a different request.
+// - a copy that has no answer within timeoutMs is cancelled and counted as failed;
+// - its body is copied only up to maxBodyBytes (by default the size proxy.ts buffers for retries
+//   anyway): a larger request is not mirrored at all (counted as dropped), rather than mirrored
+//   truncated, which a backend would see as a different request.
+// The three bounds are agent configuration (MirrorLimits: WEFT_ROUTE_MIRROR_*, chart values
+// agent.routes.mirror; mirror-limits.ts).
 // It goes upstream the way a primary does (upstream.ts: HBONE with the client pod's certificate,
 // so the mirror backend's AccessPolicy judges the real client, and the HTTP/1 write guard).
 import { request as httpRequest } from 'node:http';
@@ -17,17 +19,12 @@ import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { RouteMirror } from '../../api/route.ts';
 import type { Address } from '../native/sockopt.ts';
 import type { HeaderMap } from './filters.ts';
+import { DEFAULT_MIRROR_LIMITS, type MirrorLimits } from './mirror-limits.ts';
 import { routeMirrors } from './metrics.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { backendEndpoints, Outstanding, pickP2C, type Random } from './select.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
-/** Request bodies up to this size are mirrored; a request with a larger one is not. */
-export const BODY_MAX = 64 * 1024;
-/** Copies in flight per agent. */
-export const MAX_IN_FLIGHT = 128;
-/** A copy without response headers by then is cancelled. */
-export const TIMEOUT_MS = 10_000;
 
 export interface MirrorLabels {
   destination_service: string;
@@ -44,6 +41,7 @@ export interface MirrorTarget {
 }
 
 export class Mirrors {
+  readonly limits: Readonly<MirrorLimits>;
   readonly #d: UpstreamDeps;
   readonly #random: Random;
   readonly #outstanding = new Outstanding();
@@ -53,6 +51,7 @@ export class Mirrors {
   constructor(d: UpstreamDeps, random: Random) {
     this.#d = d;
     this.#random = random;
+    this.limits = d.p.routeMirror ?? DEFAULT_MIRROR_LIMITS;
   }
 
   get inFlight(): number {
@@ -74,10 +73,10 @@ export class Mirrors {
   /**
    * Collects a streamed request body beside the primary's upload (this 'data' listener only looks;
    * the primary's own reader drives the flow) and hands it to `send` when the request has ended.
-   * A body past BODY_MAX drops every chosen copy, and so does a request that goes before its end.
+   * A body past maxBodyBytes drops every chosen copy, and so does a request that goes before its end.
    */
   collect(l: MirrorLabels, chosen: readonly RouteMirror[], body: NodeJS.EventEmitter, send: (b: Buffer) => void): void {
-    const copy = new BodyCopy();
+    const copy = new BodyCopy(this.limits.maxBodyBytes);
     let ended = false;
     body.on('data', (chunk: Buffer) => copy.add(chunk));
     body.once('end', () => {
@@ -95,7 +94,7 @@ export class Mirrors {
    * limit or the Service has no ready endpoint. `release` must be called once, with the outcome.
    */
   begin(l: MirrorLabels, m: RouteMirror): { target: MirrorTarget; release: (r: MirrorResult) => void } | undefined {
-    if (this.#inFlight >= MAX_IN_FLIGHT) {
+    if (this.#inFlight >= this.limits.maxInFlight) {
       count(l, m, { result: 'dropped', reason: 'limit' });
       return undefined;
     }
@@ -130,7 +129,7 @@ export class Mirrors {
     if (!pool) this.#pools.set(source.identity, (pool = new UpstreamPool()));
     const headers: HeaderMap = { ...r.headers };
     if (r.body.length > 0 || headers['content-length'] !== undefined) headers['content-length'] = String(r.body.length);
-    const signal = AbortSignal.timeout(TIMEOUT_MS);
+    const signal = AbortSignal.timeout(this.limits.timeoutMs);
     const options: PoolRequestOptions = {
       host: target.target.ip,
       port: target.target.port,
@@ -165,16 +164,21 @@ export class Mirrors {
   }
 }
 
-/** Collects a request body for a copy, up to BODY_MAX; `over` once it went past. */
+/** Collects a request body for a copy, up to `max` bytes; `over` once it went past. */
 export class BodyCopy {
   readonly #chunks: Buffer[] = [];
+  readonly #max: number;
   #size = 0;
   over = false;
+
+  constructor(max: number = DEFAULT_MIRROR_LIMITS.maxBodyBytes) {
+    this.#max = max;
+  }
 
   add(chunk: Buffer): void {
     if (this.over) return;
     this.#size += chunk.length;
-    if (this.#size > BODY_MAX) {
+    if (this.#size > this.#max) {
       this.over = true;
       this.#chunks.length = 0;
       return;

@@ -21,7 +21,7 @@ import { backoffAfter, MAX_RETRY_BODY, RetryBudgets, retryAfter, type RetryLabel
 import { backendEndpoints, Ejections, Outstanding, pickP2C, pickWeighted, type Random } from './select.ts';
 import { RouteTable } from './table.ts';
 import { H2Router } from './h2.ts';
-import { BODY_MAX, Mirrors } from './mirror.ts';
+import { Mirrors } from './mirror.ts';
 import { UpstreamOpenError, UpstreamPool, type PoolRequestOptions } from './pool.ts';
 import { openUpstream, type UpstreamDeps } from './upstream.ts';
 
@@ -328,7 +328,7 @@ export class RouteProxy {
       for (const m of chosen) this.mirrors.sendHttp1(l, m, c.source, c.peer, { ...r, headers: { ...r.headers }, body: b });
     };
     if (body) return void send(body);
-    if (Number(req.headers['content-length'] ?? '0') > BODY_MAX) return void this.mirrors.drop(l, chosen, 'body_too_large');
+    if (Number(req.headers['content-length'] ?? '0') > this.mirrors.limits.maxBodyBytes) return void this.mirrors.drop(l, chosen, 'body_too_large');
     return () => this.mirrors.collect(l, chosen, req, send);
   }
 
