@@ -77,6 +77,12 @@ export interface RouteMirror {
 export interface RouteRetry {
   /** HTTP status codes that are retried; connection failures always are. */
   codes: number[];
+  /**
+   * gRPC status codes that are retried when a call fails before any of its answer (a
+   * trailers-only response: the status in the response's only HEADERS frame). From the route's
+   * `retry.weft.dev/grpc-codes` annotation; an agent older than it ignores the field.
+   */
+  grpcCodes?: number[];
   /** Attempts in total, the first included. */
   attempts: number;
   backoffMs: number;
@@ -216,6 +222,7 @@ export function checkCompiledRoute(v: Json, p: string): CompiledRoute {
     }
     if (r.retry !== undefined) {
       need(isObj(r.retry) && Array.isArray(r.retry.codes) && r.retry.codes.every(isInt) && isInt(r.retry.attempts) && isInt(r.retry.backoffMs), `${rp}.retry`, 'must have codes, attempts, backoffMs');
+      need(r.retry.grpcCodes === undefined || (Array.isArray(r.retry.grpcCodes) && r.retry.grpcCodes.every(isInt)), `${rp}.retry.grpcCodes`, 'must be gRPC status codes');
     }
   });
   return v as unknown as CompiledRoute;

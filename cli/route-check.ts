@@ -75,7 +75,7 @@ export interface RouteCheck {
   mirrors: { backend: string; percent: number; readyEndpoints: number; onlyFor?: string }[];
   backends: RouteBackendShare[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
-  retry?: { codes: number[]; attempts: number; backoffMs: number };
+  retry?: { codes: number[]; attempts: number; backoffMs: number; grpcCodes?: number[] };
   /** Routes for this Service that the controller would not apply, and why. */
   refused: string[];
   notes: string[];
@@ -259,7 +259,10 @@ export function formatRouteCheck(c: RouteCheck): string {
   if (c.upstream) lines.push(`  upstream: ${c.upstream.path}${c.upstream.host !== undefined ? ` (Host: ${c.upstream.host})` : ''}`);
   for (const b of c.backends) lines.push(`  backend:  ${b.backend}  weight ${b.weight} (${b.share} %), ${b.readyEndpoints} ready endpoint(s)${b.invalid !== undefined ? `, INVALID: ${b.invalid}` : ''}`);
   if (c.timeouts) lines.push(`  timeouts: ${c.timeouts.requestMs !== undefined ? `request ${c.timeouts.requestMs} ms ` : ''}${c.timeouts.backendRequestMs !== undefined ? `backendRequest ${c.timeouts.backendRequestMs} ms` : ''}`.trimEnd());
-  if (c.retry) lines.push(`  retry:    ${c.retry.attempts - 1} retries on ${c.retry.codes.join(', ')} and connect failures, backoff ${c.retry.backoffMs} ms doubling`);
+  if (c.retry) {
+    const on = [...c.retry.codes.map(String), ...(c.retry.grpcCodes ?? []).map((g) => `grpc-status ${g} (trailers-only)`), 'connect failures'];
+    lines.push(`  retry:    ${c.retry.attempts - 1} retries on ${on.join(', ')}, backoff ${c.retry.backoffMs} ms doubling`);
+  }
   for (const r of c.refused) lines.push(`  not applied: ${r}`);
   for (const n of c.notes) lines.push(`  note: ${n}`);
   return lines.join('\n');

@@ -4,9 +4,10 @@
 // pinned module. The client makes all of a run's calls on one gRPC channel (one HTTP/2
 // connection), so a split can only come from balancing per call. Clients run on node-2, backends
 // on node-1, so routed calls cross nodes through HBONE tunnels. Simulated nodes only: the echo
-// programs run as host programs in the pods' network namespaces. The retry case adds a backend
-// that fails calls: tests/helpers/route-server.ts on h2c, answering HTTP 503 (UNAVAILABLE to grpc-go).
-import t from 'tap';
+// programs run as host programs in the pods' network namespaces. The retry cases add backends
+// that fail calls: tests/helpers/route-server.ts on h2c, answering HTTP 503 (UNAVAILABLE to grpc-go),
+// or grpc-status 14 trailers-only.
+import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goTool } from './helpers/go-tool.ts';
@@ -127,8 +128,11 @@ t.before(async () => {
   for (const v of ['v1', 'v2']) await apply(pod(NS, `echo-${v}`, [server, '--port=8080', '--grpc=7070', '--tcp=9090', `--version=${v}`], { node: 'node-1', port: 7070, labels: { app: `echo-${v}` } }));
   // `flaky` (the retry case): one endpoint is the echo server, the other answers every call 503.
   await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'flaky', namespace: NS }, spec: { selector: { app: 'flaky' }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
-  await apply(pod(NS, 'flaky-ok', [server, '--port=8080', '--grpc=7070', '--tcp=9090', '--version=ok'], { node: 'node-1', port: 7070, labels: { app: 'flaky' } }));
+  // `flaky-g` (the gRPC status case): the same echo server, and one that fails every call UNAVAILABLE, trailers-only.
+  await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'flaky-g', namespace: NS }, spec: { selector: { flakyg: 'yes' }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
+  await apply(pod(NS, 'flaky-ok', [server, '--port=8080', '--grpc=7070', '--tcp=9090', '--version=ok'], { node: 'node-1', port: 7070, labels: { app: 'flaky', flakyg: 'yes' } }));
   await apply(pod(NS, 'flaky-bad', [process.execPath, join(REPO, 'tests/helpers/route-server.ts'), 'flaky-bad', '503', '--h2c=7070'], { node: 'node-1', port: 7070, labels: { app: 'flaky' } }));
+  await apply(pod(NS, 'flaky-grpc', [process.execPath, join(REPO, 'tests/helpers/route-server.ts'), 'flaky-grpc', '200', '--h2c=7070', '--grpc-status=14'], { node: 'node-1', port: 7070, labels: { flakyg: 'yes' } }));
   await apply(pod(NS, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
   await apply(pod(CLIENT_NS, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
   await pg.waitReady(NS, ['--all']);
@@ -257,51 +261,84 @@ t.test('a consumer GRPCRoute applies to its own namespace only', async (t) => {
   await kubectl(['-n', CLIENT_NS, 'delete', 'grpcroute', 'mine']);
 });
 
-t.test('retry: an HTTPRoute rule retries the gRPC calls an endpoint answers 503 (UNAVAILABLE to grpc-go) and counts them; without it the client gets the failures', async (t) => {
-  // Two endpoints behind `flaky`, picked per call: the Istio echo server and route-server.ts,
-  // which answers every call HTTP 503 without a gRPC status (a gRPC backend behind something that
-  // sheds load; grpc-go reads it as UNAVAILABLE). The rule retries 503 once, on the endpoint not
-  // tried yet. 60 calls: each picks the failing endpoint first with some chance (~1/2), so it is
-  // all but certain to be hit (P(never) < 1e-17), and the retry budget (100 per 10 s + 20 %)
-  // covers a retry for every call.
+/**
+ * One retry case: `service` has two endpoints picked per call, the Istio echo server and
+ * route-server.ts (`badPod`), which fails every call. 60 calls: each picks the failing endpoint
+ * first with some chance (~1/2), so it is all but certain to be hit (P(never) < 1e-17), and the
+ * retry budget (100 per 10 s + 20 %) covers a retry for every call. With `retrying` in force, every
+ * call succeeds and each call the failing endpoint took is one retry counted with `reason`; with
+ * `plain`, those calls fail at the client as UNAVAILABLE and nothing is retried.
+ */
+async function retryCase(
+  t: Test,
+  o: { service: string; badPod: string; kind: 'HTTPRoute' | 'GRPCRoute'; reason: string; retrying: Parameters<typeof route>[0]; plain: Parameters<typeof route>[0]; failedCode: number },
+): Promise<void> {
   const N = 60;
-  const flakyIP = (await kubectl(['-n', NS, 'get', 'svc', 'flaky', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  const ip = (await kubectl(['-n', NS, 'get', 'svc', o.service, '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
   /** Echo calls the failing endpoint has received (route-server.ts records each stream). */
   const failed = async (): Promise<number> => {
-    const r = await inPod([NS, 'flaky-bad'], ['curl', '-s', '-m', '5', 'http://127.0.0.1:8080/__seen'], 10_000);
+    const r = await inPod([NS, o.badPod], ['curl', '-s', '-m', '5', 'http://127.0.0.1:8080/__seen'], 10_000);
     return (JSON.parse(r.stdout) as { path: string }[]).filter((x) => x.path === '/proto.EchoTestService/Echo').length;
   };
-  const retries = () => agentMetric('weft_route_retries_total', /route="HTTPRoute\/grp-a\/flaky".*reason="503"/);
-  const routed = (code: number) => agentMetric('weft_route_requests_total', new RegExp(`route="HTTPRoute/grp-a/flaky".*response_code="${code}"`));
-  // The CRD refuses attempts: 0 (minimum 1), so the case without retries is a rule without `retry`.
+  const key = `${o.kind}/${NS}/${o.service}`;
+  const retries = () => agentMetric('weft_route_retries_total', new RegExp(`route="${key}".*reason="${o.reason}"`));
+  const routed = (code: number) => agentMetric('weft_route_requests_total', new RegExp(`route="${key}".*response_code="${code}"`));
+
+  await route(o.retrying);
+  const before = { failed: await failed(), retries: await retries(), ok: await routed(200) };
+  const c = await calls(clientA, N, [], ip);
+  t.same(c.errors, [], 'no call failed');
+  t.same(c.versions, { ok: N }, `every call answered by the echo server (${JSON.stringify(c.versions)})`);
+  const hit = (await failed()) - before.failed;
+  t.ok(hit > 0 && hit <= N, `the failing endpoint failed ${hit} of the ${N} calls first`);
+  t.equal((await retries()) - before.retries, hit, `each of those was retried once, and counted in weft_route_retries_total (reason ${o.reason})`);
+  t.equal((await routed(200)) - before.ok, N, 'the agent counted every call as routed and answered 200');
+
+  await route(o.plain);
+  const before0 = { failed: await failed(), retries: await retries(), failures: await routed(o.failedCode) };
+  const c0 = await calls(clientA, N, [], ip);
+  const hit0 = (await failed()) - before0.failed;
+  const summary = /(\d+)\/(\d+) requests had errors; first error: (.*)/.exec(c0.errors.join('\n'));
+  t.ok(hit0 > 0, `without retries the failing endpoint took ${hit0} of the ${N} calls`);
+  t.same([Number(summary?.[1]), Number(summary?.[2])], [hit0, N], `each of them failed at the client (${c0.errors.join('; ').slice(0, 300)})`);
+  t.match(summary?.[3] ?? '', /code = Unavailable/, 'as gRPC UNAVAILABLE');
+  t.equal((await retries()) - before0.retries, 0, 'nothing retried');
+  // A gRPC failure is an HTTP 200 (its status is gRPC's): then every call counts under 200.
+  const counted = o.failedCode === 200 ? N : hit0;
+  t.equal((await routed(o.failedCode)) - before0.failures, counted, `and the agent counted ${counted} routed with ${o.failedCode}`);
+  await kubectl(['-n', NS, 'delete', o.kind.toLowerCase(), o.service]);
+}
+
+t.test('retry: an HTTPRoute rule retries the gRPC calls an endpoint answers 503 (UNAVAILABLE to grpc-go) and counts them; without it the client gets the failures', async (t) => {
+  // route-server.ts answers every call HTTP 503 without a gRPC status (a gRPC backend behind
+  // something that sheds load; grpc-go reads it as UNAVAILABLE). The rule retries 503 once, on the
+  // endpoint not tried yet. The CRD refuses attempts: 0 (minimum 1), so the case without retries
+  // is a rule without `retry`.
   const flaky = (retry?: object) => ({
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'HTTPRoute',
     metadata: { name: 'flaky', namespace: NS },
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'flaky', port: 7070 }], rules: [{ ...(retry ? { retry } : {}), backendRefs: [{ name: 'flaky', port: 7070 }] }] },
   });
+  await retryCase(t, { service: 'flaky', badPod: 'flaky-bad', kind: 'HTTPRoute', reason: '503', retrying: flaky({ codes: [503], attempts: 1 }), plain: flaky(), failedCode: 503 });
+});
 
-  await route(flaky({ codes: [503], attempts: 1 }));
-  const before = { failed: await failed(), retries: await retries(), ok: await routed(200) };
-  const c = await calls(clientA, N, [], flakyIP);
-  t.same(c.errors, [], 'no call failed');
-  t.same(c.versions, { ok: N }, `every call answered by the echo server (${JSON.stringify(c.versions)})`);
-  const hit = (await failed()) - before.failed;
-  t.ok(hit > 0 && hit <= N, `the failing endpoint answered ${hit} of the ${N} calls 503 first`);
-  t.equal((await retries()) - before.retries, hit, 'each of those was retried once, and counted in weft_route_retries_total (reason 503)');
-  t.equal((await routed(200)) - before.ok, N, 'the agent counted every call as routed and answered 200');
-
-  await route(flaky());
-  const before0 = { failed: await failed(), retries: await retries(), unavailable: await routed(503) };
-  const c0 = await calls(clientA, N, [], flakyIP);
-  const hit0 = (await failed()) - before0.failed;
-  const summary = /(\d+)\/(\d+) requests had errors; first error: (.*)/.exec(c0.errors.join('\n'));
-  t.ok(hit0 > 0, `without retries the failing endpoint answered ${hit0} of the ${N} calls`);
-  t.same([Number(summary?.[1]), Number(summary?.[2])], [hit0, N], `each of them failed at the client (${c0.errors.join('; ').slice(0, 300)})`);
-  t.match(summary?.[3] ?? '', /code = Unavailable/, 'as gRPC UNAVAILABLE');
-  t.equal((await retries()) - before0.retries, 0, 'nothing retried');
-  t.equal((await routed(503)) - before0.unavailable, hit0, 'and the agent counted them routed with their 503');
-  await kubectl(['-n', NS, 'delete', 'httproute', 'flaky']);
+t.test('retry.weft.dev/grpc-codes: a GRPCRoute retries the calls an endpoint fails UNAVAILABLE (trailers-only) and counts them; without it the client gets the failures', async (t) => {
+  // route-server.ts fails every call with grpc-status 14 in a trailers-only response, as a gRPC
+  // server does when it fails a call before any answer. GRPCRoute has no retry field: the route's
+  // annotation names the gRPC statuses, and the rule retries twice (the HTTPRoute default). The
+  // route without it also matches on the service, only so that its spec, and so its generation,
+  // changes (an annotation alone does not change a generation, which is what route() waits for).
+  const flakyG = (annotations?: Record<string, string>) => ({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'GRPCRoute',
+    metadata: { name: 'flaky-g', namespace: NS, ...(annotations ? { annotations } : {}) },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'flaky-g', port: 7070 }],
+      rules: [{ ...(annotations ? {} : { matches: [{ method: { service: 'proto.EchoTestService' } }] }), backendRefs: [{ name: 'flaky-g', port: 7070 }] }],
+    },
+  });
+  await retryCase(t, { service: 'flaky-g', badPod: 'flaky-grpc', kind: 'GRPCRoute', reason: 'grpc_14', retrying: flakyG({ 'retry.weft.dev/grpc-codes': 'unavailable' }), plain: flakyG(), failedCode: 200 });
 });
 
 t.test("AccessPolicy still decides at the destination, on the routed gRPC client's own identity", async (t) => {

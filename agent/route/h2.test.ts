@@ -49,9 +49,9 @@ const svc = (name: string, ports: number[]): Service => ({
   endpoints: ports.map((port) => ({ ip: '127.0.0.1', ports: { grpc: port }, ready: true })),
 });
 
-function grpcRoute(rules: object[], kind: 'GRPCRoute' | 'HTTPRoute' = 'GRPCRoute'): CompiledRoute {
+function grpcRoute(rules: object[], kind: 'GRPCRoute' | 'HTTPRoute' = 'GRPCRoute', annotations?: Record<string, string>): CompiledRoute {
   const raw: RouteObject = {
-    metadata: { name: 'r', namespace: 'a', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
+    metadata: { name: 'r', namespace: 'a', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z', ...(annotations ? { annotations } : {}) },
     spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 7070 }], rules: rules },
   };
   const services = new Map<string, Service>();
@@ -351,8 +351,13 @@ const unavailable = (s: http2.ServerHttp2Stream, n: number) => {
 };
 
 /** The routed path for one HTTPRoute rule (its backend the Service "one" with these endpoints). */
-async function ruleFront(t: Test, rule: object, ports: number[]): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; client: http2.ClientHttp2Session }> {
-  const route = grpcRoute([{ ...rule, backendRefs: [{ name: 'one', port: 7070 }] }], 'HTTPRoute');
+async function ruleFront(
+  t: Test,
+  rule: object,
+  ports: number[],
+  o: { kind?: 'GRPCRoute' | 'HTTPRoute'; annotations?: Record<string, string> } = {},
+): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; client: http2.ClientHttp2Session }> {
+  const route = grpcRoute([{ ...rule, backendRefs: [{ name: 'one', port: 7070 }] }], o.kind ?? 'HTTPRoute', o.annotations);
   const web = svc('web', [1]);
   const store = new StateStore();
   store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', ports) }, { kind: 'Route', value: route }] });
@@ -392,6 +397,53 @@ t.test('retry on h2c: a 503 from one endpoint is tried again on the other, its b
   t.same([...new Set(statuses)], [200], 'every call was answered 200: a retry goes to the endpoint not tried yet');
   t.ok(bad.seen.every((s) => s.body.startsWith('call-')), 'the failing endpoint got the bodies too');
   t.equal((await total(routeRetries, { ...ROUTE, reason: '503' })) - before, bad.seen.length, 'each 503 was one retry in weft_route_retries_total');
+});
+
+/** A gRPC call that fails before any answer: trailers-only, the status in the only HEADERS frame. */
+const grpcFailure = (code: number) => (s: http2.ServerHttp2Stream, n: number) => {
+  if (!s.closed) s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'x-attempt': String(n) }, { endStream: true });
+};
+const GRPC_ROUTE = { destination_service: 'a/web', route: 'GRPCRoute/a/r' };
+
+t.test('retry.weft.dev/grpc-codes on a GRPCRoute: a trailers-only UNAVAILABLE is tried again on the other endpoint; counted as grpc_14', async (t) => {
+  const bad = await scripted(t, grpcFailure(14));
+  const good = await scripted(t, echo);
+  const { call } = await ruleFront(t, {}, [bad.port, good.port], { kind: 'GRPCRoute', annotations: { 'retry.weft.dev/grpc-codes': 'unavailable' } });
+  const before = await total(routeRetries, { ...GRPC_ROUTE, reason: 'grpc_14' });
+  const answers: string[] = [];
+  for (let i = 0; i < 100 && bad.seen.length < 10; i++) {
+    const a = await call('/pkg.Echo/Hello', {}, `call-${i}`);
+    answers.push(`${a.status}/${String(a.trailers['grpc-status'] ?? a.headers['grpc-status'])}`);
+  }
+  t.ok(bad.seen.length >= 10, `the failing endpoint was drawn ${bad.seen.length} times`);
+  t.same([...new Set(answers)], ['200/0'], 'every call succeeded: each UNAVAILABLE was retried on the endpoint not tried yet');
+  t.equal((await total(routeRetries, { ...GRPC_ROUTE, reason: 'grpc_14' })) - before, bad.seen.length, 'each one a retry in weft_route_retries_total, reason grpc_14');
+});
+
+t.test('gRPC statuses not named are not retried, nor any without the annotation, nor a failure after messages', async (t) => {
+  // Named: unavailable only. A trailers-only INTERNAL (13) goes to the client as it is.
+  const internal = await scripted(t, grpcFailure(13));
+  const named = await ruleFront(t, {}, [internal.port], { kind: 'GRPCRoute', annotations: { 'retry.weft.dev/grpc-codes': 'unavailable' } });
+  const a = await named.call('/pkg.Echo/Hello', {}, 'x');
+  t.equal(a.headers['grpc-status'], '13', 'INTERNAL reached the client');
+  t.equal(internal.seen.length, 1, 'tried once');
+  // Without the annotation a GRPCRoute rule has no retry at all.
+  const unavailable14 = await scripted(t, grpcFailure(14));
+  const plainRoute = await ruleFront(t, {}, [unavailable14.port], { kind: 'GRPCRoute' });
+  const b = await plainRoute.call('/pkg.Echo/Hello', {}, 'x');
+  t.equal(b.headers['grpc-status'], '14', 'UNAVAILABLE reached the client');
+  t.equal(unavailable14.seen.length, 1, 'tried once');
+  // UNAVAILABLE in trailers after a message: the client has part of the answer, so no retry.
+  const late = await scripted(t, (s, n) => {
+    if (s.closed) return;
+    s.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-attempt': String(n) }, { waitForTrailers: true });
+    s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '14' }));
+    s.end('partial');
+  });
+  const lateRoute = await ruleFront(t, {}, [late.port], { kind: 'GRPCRoute', annotations: { 'retry.weft.dev/grpc-codes': '14' } });
+  const c = await lateRoute.call('/pkg.Echo/Hello', {}, 'x');
+  t.equal(c.trailers['grpc-status'], '14', 'the status in the trailers reached the client');
+  t.equal(late.seen.length, 1, 'tried once');
 });
 
 t.test('retry on h2c: the body streams to the first attempt as it comes, and a retry gets all of it', async (t) => {

@@ -17,9 +17,11 @@
 // response went to the client, and only while the request's body so far fits in MAX_RETRY_BODY:
 // the body streams to the attempt as it comes (h2-replay.ts) and is kept for the next one up to
 // that bound; past it the stream goes on, once, where it is (not counted: nor is a large body on
-// HTTP/1.1, which is not retried either). Only the HTTP status decides: a gRPC error is usually a
-// 200 whose grpc-status comes in the trailers, after the response began, so it is not retried (as
-// the Gateway API's HTTPRoute retry reads: HTTP codes). A failed connect is also tried on other
+// HTTP/1.1, which is not retried either). The HTTP status decides (the Gateway API's HTTPRoute
+// retry reads HTTP codes), and a gRPC status only where the route names it (the
+// retry.weft.dev/grpc-codes annotation, rule.retry.grpcCodes) and the call failed before any
+// answer: a trailers-only response, its status in the only HEADERS frame. A gRPC error in trailers
+// after messages came is not retried: part of the answer is the client's already. A failed connect is also tried on other
 // endpoints within the attempt (CONNECT_TRIES, with or without a rule retry): nothing was sent, so
 // that is safe.
 import http2 from 'node:http2';
@@ -481,7 +483,9 @@ export class H2Router {
       this.#d.ejections.success(up.addr);
       response.head = h;
       response.flags = flags;
-      once({ status: h[':status'] ?? 0, reason: '', response });
+      // Trailers-only (the status in the only HEADERS frame): a gRPC call that failed before any answer.
+      const trailersOnly = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      once({ status: h[':status'] ?? 0, reason: '', response, grpcStatus: trailersOnly ? grpcStatusOf(h['grpc-status']) : undefined });
     });
     s.once('close', () => once({ status: 502, failure: timedOut ? 'backend_request' : 'reset', reason: 'upstream reset' }));
     k.body.attach(s);

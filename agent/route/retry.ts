@@ -23,6 +23,8 @@ export interface RetryLabels {
 export interface AttemptResult {
   status: number;
   failure?: string | undefined;
+  /** A gRPC call that failed before any answer: the status of its trailers-only response. */
+  grpcStatus?: number | undefined;
 }
 
 /** Retry budgets per (Service, route, rule), shared by the HTTP/1.1 and HTTP/2 paths of an agent. */
@@ -45,11 +47,12 @@ export class RetryBudgets {
 
 /**
  * Whether attempt `n` of `attempts` is tried again: a failed connect, an attempt out of time
- * (timeouts.backendRequest) or a status the rule lists, never one refused by policy, and only if
+ * (timeouts.backendRequest), a status the rule lists or a gRPC status it lists (reason grpc_<code>), never one refused by policy, and only if
  * the budget has a retry left. Counts the retry, or the refusal by the budget.
  */
 export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined; n: number; attempts: number; budget: RetryBudget | undefined; labels: RetryLabels; backend: string }): boolean {
-  const retriable = a.failure === 'connect' || a.failure === 'backend_request' || (o.retry?.codes.includes(a.status) ?? false);
+  const grpc = a.grpcStatus !== undefined && (o.retry?.grpcCodes?.includes(a.grpcStatus) ?? false);
+  const retriable = a.failure === 'connect' || a.failure === 'backend_request' || (o.retry?.codes.includes(a.status) ?? false) || grpc;
   if (!retriable || o.n >= o.attempts || a.failure === 'refused' || !o.budget) return false;
   const l = { destination_service: o.labels.destination_service, route: o.labels.route, rule: o.labels.rule };
   if (!o.budget.tryRetry(Date.now())) {
@@ -57,7 +60,7 @@ export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined;
     return false;
   }
   const source = { source_workload: o.labels.source_workload, source_workload_namespace: o.labels.source_workload_namespace };
-  routeRetries.inc({ ...source, ...l, backend: o.backend, reason: a.failure ?? String(a.status) });
+  routeRetries.inc({ ...source, ...l, backend: o.backend, reason: a.failure ?? (grpc ? `grpc_${a.grpcStatus}` : String(a.status)) });
   return true;
 }
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Service } from '../../api/agent-sync.ts';
-import { compileRoute, parentStatuses, parseDuration, validRegex, type RouteObject } from './compile.ts';
+import { compileRoute, parseGrpcCodes, parentStatuses, parseDuration, validRegex, type RouteObject } from './compile.ts';
 
 const svc = (ns: string, name: string, ports = [80]): Service => ({
   key: `${ns}/${name}`,
@@ -41,6 +41,25 @@ t.test('a producer route compiles, with timeouts and retry', async (t) => {
   t.same(rule?.matches[0]?.headers, [{ type: 'Exact', name: 'x-a', value: '1' }], 'header names lower-cased');
   t.same(rule?.timeouts, { requestMs: 2000, backendRequestMs: 500 });
   t.same(rule?.retry, { codes: [503], attempts: 3, backoffMs: 10 }, 'attempts counts the first try too');
+});
+
+t.test('retry.weft.dev/grpc-codes: every rule retries those gRPC statuses; a rule with retry keeps its attempts; a bad code refuses the route', async (t) => {
+  const annotated = (annotations: Record<string, string>, rules: object[]): RouteObject => ({ ...route('a', { parentRefs: [{ name: 'web', port: 80 }], rules }), metadata: { name: 'r', namespace: 'a', annotations } });
+  t.same(parseGrpcCodes(' unavailable, RESOURCE_EXHAUSTED,4,unavailable'), { codes: [14, 8, 4], problems: [] }, 'names either way, numbers, no repeats');
+  t.match(parseGrpcCodes('0, 17, nope').problems, [/"0"/, /"17"/, /"nope"/], 'OK and what is not a code are refused');
+  t.match(parseGrpcCodes(' , ').problems, [/names no gRPC status code/]);
+  const ok = compileRoute({
+    kind: 'HTTPRoute',
+    service,
+    route: annotated({ 'retry.weft.dev/grpc-codes': 'unavailable,cancelled' }, [{ backendRefs: [{ name: 'web', port: 80 }] }, { retry: { codes: [503], attempts: 4, backoff: '10ms' }, backendRefs: [{ name: 'web', port: 80 }] }]),
+  });
+  t.equal(ok.parents[0]?.accepted.ok, true);
+  t.same(ok.compiled?.rules[0]?.retry, { codes: [], attempts: 3, backoffMs: 0, grpcCodes: [14, 1] }, 'a rule without retry: two retries, gRPC statuses only');
+  t.same(ok.compiled?.rules[1]?.retry, { codes: [503], attempts: 5, backoffMs: 10, grpcCodes: [14, 1] }, 'a rule with retry keeps its codes, attempts and backoff');
+  const bad = compileRoute({ kind: 'GRPCRoute', service, route: annotated({ 'retry.weft.dev/grpc-codes': 'unavailabel' }, [{ backendRefs: [{ name: 'web', port: 80 }] }]) });
+  t.equal(bad.parents[0]?.accepted.ok, false, 'a misspelt code: not in force');
+  t.equal(bad.parents[0]?.accepted.reason, 'UnsupportedValue');
+  t.match(bad.parents[0]?.accepted.message, /retry\.weft\.dev\/grpc-codes.*"unavailabel" is not a gRPC status code/, 'and the status says which annotation and value');
 });
 
 t.test('backend problems: InvalidKind, BackendNotFound; another namespace needs no ReferenceGrant', async (t) => {

@@ -19,7 +19,7 @@ import type { Condition } from '../policy/status.ts';
 
 /** The subset of a Gateway API route object read here (both HTTPRoute and GRPCRoute). */
 export interface RouteObject {
-  metadata?: { name?: string; namespace?: string; generation?: number; creationTimestamp?: Date | string; uid?: string; resourceVersion?: string };
+  metadata?: { name?: string; namespace?: string; generation?: number; creationTimestamp?: Date | string; uid?: string; resourceVersion?: string; annotations?: Record<string, string> };
   spec?: { parentRefs?: ParentRef[]; rules?: RawRule[]; hostnames?: string[] };
   status?: { parents?: ParentStatus[] };
 }
@@ -123,6 +123,32 @@ export function parseDuration(d: string): number | undefined {
 const DEFAULT_RETRY_CODES = [500, 502, 503, 504];
 const DEFAULT_RETRY_ATTEMPTS = 2;
 
+/**
+ * The route annotation that retries gRPC calls by their status. The Gateway API has no field for it
+ * (GRPCRoute has no retry at all, HTTPRoute's retry reads HTTP codes), and a gRPC error is a 200
+ * whose status comes in the trailers, so users of Linkerd and Istio name gRPC codes in their own
+ * way; this is Weft's. Every rule of the route gets it: a rule with a `retry` keeps its attempts and
+ * backoff, a rule without one retries twice (HTTPRoute's default) with no backoff, on these codes,
+ * failed connects and backendRequest timeouts only.
+ */
+export const GRPC_RETRY_ANNOTATION = 'retry.weft.dev/grpc-codes';
+/** gRPC status codes by name (grpc.io), 1-16: OK is never a failure. */
+const GRPC_CODES = ['cancelled', 'unknown', 'invalid-argument', 'deadline-exceeded', 'not-found', 'already-exists', 'permission-denied', 'resource-exhausted', 'failed-precondition', 'aborted', 'out-of-range', 'unimplemented', 'internal', 'unavailable', 'data-loss', 'unauthenticated'];
+
+/** "unavailable, RESOURCE_EXHAUSTED, 4" -> [14, 8, 4]; a problem for each name that is not a code. */
+export function parseGrpcCodes(value: string): { codes: number[]; problems: string[] } {
+  const codes: number[] = [];
+  const problems: string[] = [];
+  for (const raw of value.split(',').map((x) => x.trim()).filter((x) => x.length > 0)) {
+    const n = /^\d+$/.test(raw) ? Number(raw) : GRPC_CODES.indexOf(raw.toLowerCase().replaceAll('_', '-')) + 1;
+    if (n >= 1 && n <= 16) {
+      if (!codes.includes(n)) codes.push(n);
+    } else problems.push(`"${raw}" is not a gRPC status code (a name such as unavailable, or 1-16)`);
+  }
+  if (codes.length === 0 && problems.length === 0) problems.push('names no gRPC status code');
+  return { codes, problems };
+}
+
 export function compileRoute(i: CompileInput): CompileResult {
   const meta = i.route.metadata ?? {};
   const ns = meta.namespace ?? '';
@@ -130,6 +156,9 @@ export function compileRoute(i: CompileInput): CompileResult {
   const generation = meta.generation ?? 0;
   const unsupported: string[] = [];
   const refProblems: { reason: string; message: string }[] = [];
+  const grpcRetry = meta.annotations?.[GRPC_RETRY_ANNOTATION];
+  const grpcCodes = grpcRetry === undefined ? undefined : parseGrpcCodes(grpcRetry);
+  for (const p of grpcCodes?.problems ?? []) unsupported.push(`metadata.annotations[${GRPC_RETRY_ANNOTATION}]: ${p}`);
 
   const rules: RouteRule[] = (i.route.spec?.rules ?? []).map((raw, index) => {
     const rulePath = `spec.rules[${index}]`;
@@ -163,6 +192,7 @@ export function compileRoute(i: CompileInput): CompileResult {
       if (backoffMs === undefined) unsupported.push(`${rulePath}.retry.backoff: not a duration`);
       rule.retry = { codes: raw.retry.codes ?? DEFAULT_RETRY_CODES, attempts: 1 + (raw.retry.attempts ?? DEFAULT_RETRY_ATTEMPTS), backoffMs: backoffMs ?? 0 };
     }
+    if (grpcCodes && grpcCodes.codes.length > 0) rule.retry = { ...(rule.retry ?? { codes: [], attempts: 1 + DEFAULT_RETRY_ATTEMPTS, backoffMs: 0 }), grpcCodes: grpcCodes.codes };
     return rule;
   });
 

@@ -14,6 +14,9 @@
 //                 call's failure (503: UNAVAILABLE) — a gRPC backend behind something that sheds
 //                 load. No body: grpc-go 1.82 takes a non-gRPC body whose stream ends with an empty
 //                 DATA frame (as Node ends one) for INTERNAL "closed without trailers" instead.
+//   --grpc-status=<code>  with --h2c: every stream is answered trailers-only with that gRPC status
+//                 (HTTP 200, the status in the only HEADERS frame), as a gRPC server fails a call
+//                 before any answer (14: UNAVAILABLE).
 import { createServer } from 'node:http';
 import { createServer as createH2Server } from 'node:http2';
 
@@ -23,6 +26,7 @@ const name = args[0] ?? 'unnamed';
 const status = Number(args[1] ?? '200');
 const everyDelay = Number(args[2] ?? '0');
 const h2cPort = flags.map((f) => /^--h2c=(\d+)$/.exec(f)?.[1]).find((p) => p !== undefined);
+const grpcStatus = flags.map((f) => /^--grpc-status=(\d+)$/.exec(f)?.[1]).find((p) => p !== undefined);
 const seen: { method?: string; path?: string; headers: object; bodyLength: number; body: string }[] = [];
 
 function record(r: (typeof seen)[number]): void {
@@ -61,7 +65,10 @@ if (h2cPort !== undefined) {
     stream.on('end', () => {
       const body = Buffer.concat(chunks);
       record({ method: String(headers[':method']), path: String(headers[':path']), headers, bodyLength: body.length, body: body.subarray(0, 1024).toString() });
-      if (status === 200 && String(headers['content-type'] ?? '').startsWith('application/grpc')) {
+      if (grpcStatus !== undefined) {
+        // Trailers-only: the call failed before any answer, its status in the only HEADERS frame.
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': grpcStatus, 'x-pod': name }, { endStream: true });
+      } else if (status === 200 && String(headers['content-type'] ?? '').startsWith('application/grpc')) {
         stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-pod': name }, { waitForTrailers: true });
         stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
         stream.end(Buffer.from([0, 0, 0, 0, 0]));
