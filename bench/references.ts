@@ -17,6 +17,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { stripTypeScriptTypes } from 'node:module';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -378,7 +379,10 @@ export class NodeTlsRelay extends TlsRelay {
   }
 
   protected async start(o: RelayOptions): Promise<void> {
-    const script = join(import.meta.dirname, 'node-tls-relay.ts');
+    // Run as JavaScript: Node's type stripping alone adds ~17 MB of RSS to a process (its
+    // TypeScript parser), which the agent, shipped as a bundle, does not pay either.
+    const script = join(this.dir, 'node-tls-relay.mjs');
+    await writeFile(script, stripTypeScriptTypes(await readFile(join(import.meta.dirname, 'node-tls-relay.ts'), 'utf8')));
     const cmd = (role: string, listen: string, connect: string) => [process.execPath, script, role, '--listen', listen, '--connect', connect, '--dir', this.dir];
     await this.startPair(
       o,
