@@ -14,7 +14,8 @@ import { ConnectionReporter } from '../proxy/report.ts';
 import { StateStore } from '../state/store.ts';
 import { routeRetries, routeRetriesRefused, routeTimeouts } from './metrics.ts';
 import { RouteProxy } from './proxy.ts';
-import { h2Backend, h2Front, routeClient } from './test-fixtures.ts';
+import { CLIENT_START, FLAG, FRAME, frame, headerBlock, rawH2Exchange, type RawH2Answer } from '../l7/h2-raw.ts';
+import { h2Backend, h2Front, routeClient, routeFront } from './test-fixtures.ts';
 
 const source = routeClient();
 
@@ -221,6 +222,38 @@ t.test('a client that sends the preface and then garbage loses its connection; t
   }
   const a = await call('/pkg.Echo/Hello');
   t.equal(a.body.pod, 'one', 'a well-formed client is served after the malformed ones');
+});
+
+t.test('a request header list over 16 KiB is refused; the backend never sees it and the agent serves on', async (t) => {
+  const b = await scripted(t, echo);
+  const web = svc('web', [1]);
+  const store = new StateStore();
+  store.apply({
+    type: 'snapshot',
+    epoch: 'e1',
+    revision: 1,
+    config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' },
+    resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', [b.port]) }, { kind: 'Route', value: grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }] }]) }],
+  });
+  const front = await routeFront(store, source, web, 7070);
+  t.teardown(front.close);
+  // A HEADERS frame and a CONTINUATION (each under the 16 KiB frame size), sent once the client has
+  // acknowledged the agent's SETTINGS: before that, RFC 9113 has the protocol's defaults in force
+  // and Node applies its own 64 KiB (checked by hand: 20 and 40 KB pass then, 70 KB is a GOAWAY).
+  const fields = (big: number): [string, string][] => [[':method', 'POST'], [':scheme', 'http'], [':path', '/pkg.Echo/Hello'], [':authority', 'web.a:7070'], ['content-type', 'application/grpc'], ['x-big', 'a'.repeat(big)]];
+  const request = (big: number): Promise<RawH2Answer> => {
+    const block = headerBlock(fields(big));
+    return rawH2Exchange(front.port, CLIENT_START, 500, Buffer.concat([frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, 8000)), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(8000))]));
+  };
+  const small = await request(10_000);
+  t.equal(small.status, 200, 'a 10 KB header list is served (the same frames)');
+  const seen = b.seen.length;
+  const big = await request(20_000);
+  t.not(big.status, 200, `a 20 KB header list is not answered 200 (frames: ${big.frames.map((f) => f.type).join(',')})`);
+  t.ok(big.frames.some((f) => f.type === FRAME.RST_STREAM), 'its stream is reset');
+  t.equal(b.seen.length, seen, 'and never reached the backend');
+  const after = await request(100);
+  t.equal(after.status, 200, 'a new connection is served after it');
 });
 
 t.test('HTTPRoute on h2c: path matches per stream, timeouts.request, redirect and rewrite', async (t) => {

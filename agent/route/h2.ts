@@ -28,6 +28,7 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
 import type { RouteBackend, RouteFilter, RouteMirror } from '../../api/route.ts';
+import { DEFAULT_L7_LIMITS } from '../l7/limits.ts';
 import { grpcMessage } from '../l7/responses.ts';
 import { isGrpc, joinValues } from '../l7/request-info.ts';
 import type { Address } from '../native/sockopt.ts';
@@ -46,6 +47,12 @@ import { openUpstream, type UpstreamDeps } from './upstream.ts';
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
 const SETTINGS: http2.Settings = { enablePush: false, initialWindowSize: 1024 * 1024, maxConcurrentStreams: 1000 };
+/**
+ * Toward clients, also the request header list a client may send (uncompressed, RFC 9113
+ * SETTINGS_MAX_HEADER_LIST_SIZE): the L7 path's 16 KiB, which HTTP/1.1 on the routed path has too
+ * (Node's maxHeaderSize), instead of Node's 64 KiB per stream times 1000 streams.
+ */
+const CLIENT_SETTINGS: http2.Settings = { ...SETTINGS, maxHeaderListSize: DEFAULT_L7_LIMITS.maxHeaderBytes };
 /**
  * Receive window of a whole session (the streams' own are 1 MiB). Not more: Node's HTTP/2 session
  * stops reading its socket while a write of its own is in progress, so when the agent and a peer
@@ -139,7 +146,7 @@ export class H2Router {
 
   constructor(d: H2RouterDeps) {
     this.#d = d;
-    this.#server = http2.createServer({ settings: SETTINGS, maxSessionMemory: 64 });
+    this.#server = http2.createServer({ settings: CLIENT_SETTINGS, maxSessionMemory: 64 });
     this.#server.on('session', (session: http2.ServerHttp2Session) => {
       const h = this.#handover;
       if (!h) return void session.destroy();
