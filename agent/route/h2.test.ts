@@ -70,18 +70,24 @@ interface Answer {
   text: string;
 }
 
-async function setup(t: Test, route: CompiledRoute, ports: { web?: number } = {}): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void; port: number }> {
-  const [w0, one, two] = [await backend(t, 'web'), await backend(t, 'one'), await backend(t, 'two')];
-  const w = ports.web ?? w0;
-  const web = svc('web', [w]);
+/** A node's state holding these Services and one route. */
+function storeOf(services: Service[], route: CompiledRoute): StateStore {
   const store = new StateStore();
   store.apply({
     type: 'snapshot',
     epoch: 'e1',
     revision: 1,
     config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' },
-    resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', [one]) }, { kind: 'Service', value: svc('two', [two]) }, { kind: 'Route', value: route }],
+    resources: [...services.map((value) => ({ kind: 'Service' as const, value })), { kind: 'Route', value: route }],
   });
+  return store;
+}
+
+async function setup(t: Test, route: CompiledRoute, ports: { web?: number } = {}): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; close: () => void; port: number }> {
+  const [w0, one, two] = [await backend(t, 'web'), await backend(t, 'one'), await backend(t, 'two')];
+  const w = ports.web ?? w0;
+  const web = svc('web', [w]);
+  const store = storeOf([web, svc('one', [one]), svc('two', [two])], route);
   const p = { store, node: 'node-a', report: new ConnectionReporter(() => {}), enforcer: new PolicyEnforcer({ store, installNamespace: 'weft-system', log: () => {} }), connectTimeoutMs: 2000, idleTimeoutMs: 10_000 };
   const proxy = new RouteProxy({ p, openTunnel: () => Promise.reject(new Error('the backend is not meshed: no tunnel')) });
   t.ok(proxy.routes(source, web, 7070), 'a port with only a GRPCRoute is parsed');
@@ -227,14 +233,7 @@ t.test('a client that sends the preface and then garbage loses its connection; t
 t.test('a request header list over 16 KiB is refused; the backend never sees it and the agent serves on', async (t) => {
   const b = await scripted(t, echo);
   const web = svc('web', [1]);
-  const store = new StateStore();
-  store.apply({
-    type: 'snapshot',
-    epoch: 'e1',
-    revision: 1,
-    config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' },
-    resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', [b.port]) }, { kind: 'Route', value: grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }] }]) }],
-  });
+  const store = storeOf([web, svc('one', [b.port])], grpcRoute([{ backendRefs: [{ name: 'one', port: 7070 }] }]));
   const front = await routeFront(store, source, web, 7070);
   t.teardown(front.close);
   // A HEADERS frame and a CONTINUATION (each under the 16 KiB frame size), sent once the client has
@@ -392,8 +391,7 @@ async function ruleFront(
 ): Promise<{ call: (path: string, headers?: Record<string, string>, body?: string) => Promise<Answer>; client: http2.ClientHttp2Session }> {
   const route = grpcRoute([{ ...rule, backendRefs: [{ name: 'one', port: 7070 }] }], o.kind ?? 'HTTPRoute', o.annotations);
   const web = svc('web', [1]);
-  const store = new StateStore();
-  store.apply({ type: 'snapshot', epoch: 'e1', revision: 1, config: { trustDomain: 'cluster.local', mtlsMode: 'PERMISSIVE' }, resources: [{ kind: 'Service', value: web }, { kind: 'Service', value: svc('one', ports) }, { kind: 'Route', value: route }] });
+  const store = storeOf([web, svc('one', ports)], route);
   const client = await h2Front(t, store, source, web, 7070);
   return { call: callOn(client), client };
 }
