@@ -47,8 +47,9 @@ export class RetryBudgets {
 
 /**
  * Whether attempt `n` of `attempts` is tried again: a failed connect, an attempt out of time
- * (timeouts.backendRequest), a status the rule lists or a gRPC status it lists (reason grpc_<code>), never one refused by policy, and only if
- * the budget has a retry left. Counts the retry, or the refusal by the budget.
+ * (timeouts.backendRequest), a status the rule lists or a gRPC status it lists (reason
+ * grpc_<code>), never one refused by policy, and only if the budget has a retry left. Counts the
+ * retry, or the refusal by the budget.
  */
 export function retryAfter(a: AttemptResult, o: { retry: RouteRetry | undefined; n: number; attempts: number; budget: RetryBudget | undefined; labels: RetryLabels; backend: string }): boolean {
   const grpc = a.grpcStatus !== undefined && (o.retry?.grpcCodes?.includes(a.grpcStatus) ?? false);
