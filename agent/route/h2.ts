@@ -21,9 +21,9 @@
 // retry reads HTTP codes), and a gRPC status only where the route names it (the
 // retry.weft.dev/grpc-codes annotation, rule.retry.grpcCodes) and the call failed before any
 // answer: a trailers-only response, its status in the only HEADERS frame. A gRPC error in trailers
-// after messages came is not retried: part of the answer is the client's already. A failed connect is also tried on other
-// endpoints within the attempt (CONNECT_TRIES, with or without a rule retry): nothing was sent, so
-// that is safe.
+// after messages came is not retried: part of the answer is the client's already. A failed
+// connect is also tried on other endpoints within the attempt (CONNECT_TRIES, with or without a
+// rule retry): nothing was sent, so that is safe.
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Service, Workload } from '../../api/agent-sync.ts';
