@@ -3,21 +3,23 @@
 // programs of the Gateway API conformance suite's echo image, built from tests/gateway-api/echo's
 // pinned module. The client makes all of a run's calls on one gRPC channel (one HTTP/2
 // connection), so a split can only come from balancing per call. Clients run on node-2, backends
-// on node-1, so routed calls cross nodes through HBONE tunnels. Simulated nodes only: the echo
-// programs run as host programs in the pods' network namespaces. The retry cases add backends
-// that fail calls: tests/helpers/route-server.ts on h2c, answering HTTP 503 (UNAVAILABLE to grpc-go),
-// or grpc-status 14 trailers-only.
+// on node-1, so routed calls cross nodes through HBONE tunnels. Either runtime
+// (WEFT_TEST_RUNTIME; tests/grpc-routing-real.test.ts is the real one): on real nodes the echo pods
+// run the conformance suite's echo image (echoAdvancedImage, loaded with `weft dev up --image`) and
+// the client is exec'd in a client pod of that image through the API server, as the conformance
+// suite drives it; on simulated nodes the same programs run as host programs in the pods' network
+// namespaces. The retry cases add backends that fail calls: tests/helpers/route-server.ts on h2c
+// (a testbox pod running the checkout's helper, as the other suites run theirs), answering HTTP 503
+// (UNAVAILABLE to grpc-go), or grpc-status 14 trailers-only.
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goTool } from './helpers/go-tool.ts';
-import { ECHO_MODULE } from './helpers/gateway-conformance.ts';
+import { ECHO_MODULE, echoAdvancedImage } from './helpers/gateway-conformance.ts';
 import { routeReader } from './helpers/route-status.ts';
 import { Playground, REPO, pod, sh, uniqueName, type DevStatusJson, type Result } from './helpers/playground.ts';
 
-// Simulated whatever WEFT_TEST_RUNTIME says: the echo programs are host binaries, and the agents'
-// admin endpoints are read in the simulated nodes' network namespaces.
-const pg = new Playground(uniqueName('grp'), { runtime: 'simulated' });
+const pg = new Playground(uniqueName('grp'));
 // ~3 min on a quiet machine, most of it the playground's start (and, once per machine, ~2 min to build the echo programs).
 t.setTimeout(900_000);
 t.teardown(async () => {
@@ -27,11 +29,15 @@ t.teardown(async () => {
 const NS = 'grp-a';
 const CLIENT_NS = 'grp-b';
 let status: DevStatusJson;
-let server = '';
-let client = '';
+/** The echo programs as a pod runs them: host binaries (simulated), or the echo image's (real, with its ref). */
+let echo: { server: string; client: string; image?: string } = { server: '', client: '' };
 let echoIP = '';
 const netnsOf = (ns: string, name: string) => status.pods.find((p) => p.namespace === ns && p.name === name)?.netnsPath ?? '';
+/** A host program in a pod's network namespace, on either runtime. */
 const inPod = (from: [string, string], cmd: string[], timeoutMs: number) => sh('nsenter', [`--net=${netnsOf(...from)}`, '--', ...cmd], { timeoutMs });
+/** An echo pod: the echo server (reporting `version` as its ServiceVersion) on 8080 (HTTP), 7070 (gRPC) and 9090 (TCP). */
+const echoPod = (ns: string, name: string, version: string, opts: { node: string; port?: number; labels?: Record<string, string> }) =>
+  pod(ns, name, [echo.server, '--port=8080', '--grpc=7070', '--tcp=9090', `--version=${version}`], { ...opts, ...(echo.image ? { image: echo.image } : {}) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<Result> {
@@ -53,7 +59,9 @@ interface Calls {
 
 /** `n` unary Echo calls on one gRPC channel from a pod, with the Istio echo client, to the echo Service (or `to`). */
 async function calls(from: [string, string], n: number, headers: string[] = [], to = echoIP): Promise<Calls> {
-  const r = await inPod(from, [client, `grpc://${to}:7070`, `--count=${n}`, '--timeout=10s', ...headers.flatMap((h) => ['-H', h])], 120_000);
+  const args = [`grpc://${to}:7070`, `--count=${n}`, '--timeout=10s', ...headers.flatMap((h) => ['-H', h])];
+  // Real nodes: the client pod's own program, exec'd through the API server; simulated: the host binary in its network namespace.
+  const r = pg.runtime === 'real' ? await kubectl(['-n', from[0], 'exec', from[1], '-c', 'main', '--', echo.client, ...args], undefined, 120_000) : await inPod(from, [echo.client, ...args], 120_000);
   const out: Calls = { versions: {}, errors: [], requestHeaders: [], responseHeaders: [] };
   for (const line of `${r.stdout}\n${r.stderr}`.split('\n')) {
     const m = /^\[(\d+)(?: body)?\] (\w+)=(.*)$/.exec(line);
@@ -106,13 +114,23 @@ async function route(manifest: { kind?: string; metadata: { name: string; namesp
 const clientA: [string, string] = [NS, 'client-a'];
 
 t.before(async () => {
-  [server, client] = await Promise.all([
-    goTool(ECHO_MODULE, 'istio.io/istio/pkg/test/echo/cmd/server', 'istio-echo-server'),
-    goTool(ECHO_MODULE, 'istio.io/istio/pkg/test/echo/cmd/client', 'istio-echo-client'),
-  ]);
-  const r = await pg.up(2);
+  let r: Result;
+  if (pg.runtime === 'real') {
+    // The conformance suite's echo image (the same programs), loaded on every node.
+    const image = await echoAdvancedImage();
+    echo = { server: '/usr/local/bin/server', client: '/usr/local/bin/client', image: image.ref };
+    r = await pg.up(2, ['--image', image.tarball]);
+  } else {
+    const [server, client] = await Promise.all([
+      goTool(ECHO_MODULE, 'istio.io/istio/pkg/test/echo/cmd/server', 'istio-echo-server'),
+      goTool(ECHO_MODULE, 'istio.io/istio/pkg/test/echo/cmd/client', 'istio-echo-client'),
+    ]);
+    echo = { server, client };
+    r = await pg.up(2);
+  }
   if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
   status = await pg.status();
+  t.comment(`${pg.name}: ${pg.runtime} nodes`);
   await pg.oneController(); // the AccessPolicy case waits for Programmed (helpers/playground.ts says why)
   // HTTPRoute from the experimental channel: its rules' `retry` (the retry case) is not in standard.
   for (const [channel, f] of [['standard', 'gateway.networking.k8s.io_grpcroutes.yaml'], ['experimental', 'gateway.networking.k8s.io_httproutes.yaml']] as const) {
@@ -125,16 +143,17 @@ t.before(async () => {
   for (const [name, app] of [['echo', 'echo-v1'], ['echo-v1', 'echo-v1'], ['echo-v2', 'echo-v2']] as const) {
     await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: NS }, spec: { selector: { app }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
   }
-  for (const v of ['v1', 'v2']) await apply(pod(NS, `echo-${v}`, [server, '--port=8080', '--grpc=7070', '--tcp=9090', `--version=${v}`], { node: 'node-1', port: 7070, labels: { app: `echo-${v}` } }));
+  for (const v of ['v1', 'v2']) await apply(echoPod(NS, `echo-${v}`, v, { node: 'node-1', port: 7070, labels: { app: `echo-${v}` } }));
   // `flaky` (the retry case): one endpoint is the echo server, the other answers every call 503.
   await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'flaky', namespace: NS }, spec: { selector: { app: 'flaky' }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
   // `flaky-g` (the gRPC status case): the same echo server, and one that fails every call UNAVAILABLE, trailers-only.
   await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'flaky-g', namespace: NS }, spec: { selector: { flakyg: 'yes' }, ports: [{ name: 'grpc', port: 7070, targetPort: 7070, appProtocol: 'kubernetes.io/h2c' }] } });
-  await apply(pod(NS, 'flaky-ok', [server, '--port=8080', '--grpc=7070', '--tcp=9090', '--version=ok'], { node: 'node-1', port: 7070, labels: { app: 'flaky', flakyg: 'yes' } }));
+  await apply(echoPod(NS, 'flaky-ok', 'ok', { node: 'node-1', port: 7070, labels: { app: 'flaky', flakyg: 'yes' } }));
   await apply(pod(NS, 'flaky-bad', [process.execPath, join(REPO, 'tests/helpers/route-server.ts'), 'flaky-bad', '503', '--h2c=7070'], { node: 'node-1', port: 7070, labels: { app: 'flaky' } }));
   await apply(pod(NS, 'flaky-grpc', [process.execPath, join(REPO, 'tests/helpers/route-server.ts'), 'flaky-grpc', '200', '--h2c=7070', '--grpc-status=14'], { node: 'node-1', port: 7070, labels: { flakyg: 'yes' } }));
-  await apply(pod(NS, 'client-a', ['sleep', 'infinity'], { node: 'node-2' }));
-  await apply(pod(CLIENT_NS, 'client-b', ['sleep', 'infinity'], { node: 'node-2' }));
+  // The clients: echo pods too, as the conformance suite's are (on real nodes the client program is in their image).
+  await apply(echoPod(NS, 'client-a', 'client-a', { node: 'node-2' }));
+  await apply(echoPod(CLIENT_NS, 'client-b', 'client-b', { node: 'node-2' }));
   await pg.waitReady(NS, ['--all']);
   await pg.waitReady(CLIENT_NS, ['--all']);
   status = await pg.status();
@@ -369,7 +388,7 @@ function cpuMs(pid: number): number {
 // round both ways in turn: through the routed h2c path (a GRPCRoute sending everything to echo-v1)
 // and on L4 (no route: the parent Service, whose pods are echo-v1). CPU is both agents' processes.
 t.test('cost of the routed h2c path against L4 (measured with WEFT_GRPC_COST=1)', { skip: process.env.WEFT_GRPC_COST !== '1' && 'set WEFT_GRPC_COST=1 to measure' }, async (t) => {
-  const agents = () => status.weft.filter((w) => w.process.includes('agent')).map((w) => w.pid);
+  const agents = async () => (await Promise.all(status.nodes.map((n) => pg.weftPids('agent', n.name)))).flat();
   const N = 2000;
   const rows: string[] = [];
   const noRoute = async () => {
@@ -381,7 +400,7 @@ t.test('cost of the routed h2c path against L4 (measured with WEFT_GRPC_COST=1)'
       if (mode === 'routed') await route(grpcRoute('split', [{ backendRefs: [ref('echo-v1')] }]));
       else await noRoute();
       await calls(clientA, 50); // warm: the channel, the tunnel, the upstream session
-      const pids = agents();
+      const pids = await agents();
       const cpu0 = pids.reduce((a, p) => a + cpuMs(p), 0);
       const t0 = performance.now();
       const c = await calls(clientA, N);
