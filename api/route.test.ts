@@ -15,7 +15,7 @@ const route: CompiledRoute = {
       name: '0',
       matches: [{ path: { type: 'RegularExpression', value: '/v[0-9]+' }, headers: [], queryParams: [] }],
       filters: [{ type: 'RequestHeaderModifier', modifier: { set: [], add: [{ name: 'x', value: 'y' }], remove: [] } }],
-      backends: [{ service: 'a/web', port: 80, weight: 1, filters: [] }],
+      backends: [{ service: 'a/web', port: 80, weight: 1, filters: [], retryBudget: { policy: 'a/p', percent: 20, intervalMs: 10_000, minCount: 10, minIntervalMs: 1000 } }],
       timeouts: { requestMs: 100 },
       retry: { codes: [503], attempts: 3, backoffMs: 10 },
     },
@@ -34,6 +34,9 @@ t.test('a malformed route is a protocol error, never half-applied', async (t) =>
   t.throws(() => parseSyncMessage(snapshot(bad)), ProtocolError, 'a regular expression that does not compile');
   t.throws(() => parseSyncMessage(snapshot({ ...route, rules: [{ ...route.rules[0], filters: [{ type: 'RequestMirror' }] }] })), ProtocolError, 'an unknown filter');
   t.throws(() => parseSyncMessage(snapshot({ ...route, kind: 'TCPRoute' })), ProtocolError);
+  const budget = (retryBudget: object) => ({ ...route, rules: [{ ...route.rules[0], backends: [{ service: 'a/web', port: 80, weight: 1, filters: [], retryBudget }] }] });
+  t.throws(() => parseSyncMessage(snapshot(budget({ policy: 'a/p', percent: 101, intervalMs: 1, minCount: 1, minIntervalMs: 1 }))), ProtocolError, 'a budget over 100 %');
+  t.throws(() => parseSyncMessage(snapshot(budget({ policy: 'a/p', percent: 20, intervalMs: 1000, minCount: 1, minIntervalMs: 0 }))), ProtocolError, 'a floor over no time');
 });
 
 t.test('the hello announces features; a long list is refused', async (t) => {

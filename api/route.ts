@@ -58,6 +58,26 @@ export interface RouteBackend {
   invalid?: string;
   /** RequestMirror filters of this backendRef (see RouteRule.mirrors). */
   mirrors?: RouteMirror[];
+  /**
+   * The retry budget an XBackendTrafficPolicy sets for the Service: one budget per client agent
+   * for every route and rule that sends to it, in place of the rule's own. An agent older than
+   * the field keeps the rule's.
+   */
+  retryBudget?: RouteRetryBudget;
+}
+
+/**
+ * An XBackendTrafficPolicy's `retryConstraint`: retries to the Service may be `percent` % of the
+ * requests sent to it in the last `intervalMs`, plus `minCount` per `minIntervalMs` (scaled to
+ * `intervalMs`) however few requests there were.
+ */
+export interface RouteRetryBudget {
+  /** `<namespace>/<name>` of the policy. */
+  policy: string;
+  percent: number;
+  intervalMs: number;
+  minCount: number;
+  minIntervalMs: number;
 }
 
 /**
@@ -170,6 +190,12 @@ function checkMirrors(v: Json, p: string): void {
   });
 }
 
+function checkRetryBudget(v: Json, p: string): void {
+  if (v === undefined) return;
+  need(isObj(v) && isStr(v.policy) && isInt(v.percent) && v.percent <= 100, p, 'must have policy and percent 0-100');
+  need(isInt(v.intervalMs) && v.intervalMs >= 1 && isInt(v.minCount) && isInt(v.minIntervalMs) && v.minIntervalMs >= 1, p, 'must have intervalMs, minCount, minIntervalMs');
+}
+
 function checkFilter(v: Json, p: string): void {
   need(isObj(v), p, 'must be an object');
   switch (v.type) {
@@ -215,6 +241,7 @@ export function checkCompiledRoute(v: Json, p: string): CompiledRoute {
       need(b.invalid === undefined || isStr(b.invalid), `${bp}.invalid`, 'must be a string');
       b.filters.forEach((f: Json, k: number) => checkFilter(f, `${bp}.filters[${k}]`));
       checkMirrors(b.mirrors, `${bp}.mirrors`);
+      checkRetryBudget(b.retryBudget, `${bp}.retryBudget`);
     });
     checkMirrors(r.mirrors, `${rp}.mirrors`);
     if (r.timeouts !== undefined) {

@@ -259,7 +259,7 @@ export class H2Router {
 
     const retry = rule.retry;
     const attempts = retry ? Math.max(1, retry.attempts) : 1;
-    const budget = this.#d.budgets.request(labels, retry);
+    const budget = this.#d.budgets.request(labels, retry, backend);
     const call: Call = {
       c,
       ds,
@@ -289,7 +289,14 @@ export class H2Router {
         if (ds.closed || ds.destroyed) return void o.response?.us.close(NGHTTP2_CANCEL);
         // Nothing is tried again once the client has had part of an answer or the body outgrew what is kept.
         const more = call.body.replayable && !call.forwarded ? attempts : n;
-        if (retryAfter(o, { retry, n, attempts: more, budget, labels, backend: backendLabel })) {
+        const next = retryAfter(o, { retry, n, attempts: more, budget, labels, backend: backendLabel });
+        if (next === 'exhausted') {
+          call.current = undefined;
+          call.body.detach();
+          o.response?.us.close(NGHTTP2_CANCEL);
+          return local(503, 'retry budget exhausted');
+        }
+        if (next === 'retry') {
           retries++;
           call.current = undefined;
           call.body.detach();

@@ -169,7 +169,7 @@ export class RouteProxy {
     });
 
     const retry = rule.retry;
-    const budget = this.#budgets.request(labels, retry);
+    const budget = this.#budgets.request(labels, retry, backend);
     let attempts = retry ? Math.max(1, retry.attempts) : 1;
     // Bodies up to MAX_RETRY_BODY are read whole (a retry can send them again; the connection can be pooled); larger ones are streamed.
     let body: Buffer | undefined;
@@ -185,7 +185,12 @@ export class RouteProxy {
     for (let n = 1; n <= attempts; n++) {
       if (deadline.signal.aborted) break;
       last = await this.#attempt(c, backend, { method: view.method, path: upstreamTarget, headers, body: body ?? req, tried, onPipe }, rule, deadline.signal, labels);
-      if (!retryAfter(last, { retry, n, attempts, budget, labels, backend: bname })) break;
+      const next = retryAfter(last, { retry, n, attempts, budget, labels, backend: bname });
+      if (next === 'exhausted') {
+        last.response?.destroy();
+        last = { status: 503, failure: 'retry budget exhausted' };
+      }
+      if (next !== 'retry') break;
       retries++;
       last.response?.destroy();
       const backoff = backoffAfter(retry, n);
