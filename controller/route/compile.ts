@@ -13,7 +13,7 @@
 //   MeshConsumerRoute): a mesh route reaches nothing its clients could not reach directly, since
 //   the routed request goes upstream with the client pod's own identity and the destination's
 //   AccessPolicy judges that identity as it would a direct request.
-import type { CompiledRoute, HeaderModifier, RouteBackend, RouteFilter, RouteKind, RouteMatch, RouteMirror, RouteParent, RouteRule } from '../../api/route.ts';
+import type { CompiledRoute, HeaderModifier, RouteBackend, RouteFilter, RouteKind, RouteMatch, RouteMirror, RouteParent, RouteRetryBudget, RouteRule } from '../../api/route.ts';
 import type { Service } from '../../api/agent-sync.ts';
 import type { Condition } from '../policy/status.ts';
 
@@ -93,6 +93,8 @@ export interface CompileInput {
   kind: RouteKind;
   route: RouteObject;
   service: (key: string) => Service | undefined;
+  /** The retry budget an XBackendTrafficPolicy sets for a Service (backend-policy.ts), by its key. */
+  retryBudget?: (key: string) => RouteRetryBudget | undefined;
 }
 
 /** What a parent's conditions say, before timestamps. */
@@ -175,6 +177,9 @@ export function compileRoute(i: CompileInput): CompileResult {
       if (problem) {
         refProblems.push({ reason: problem.reason, message: `${rulePath}.backendRefs[${j}] (${b.name}): ${problem.message}` });
         backend.invalid = `${problem.reason}: ${problem.message}`;
+      } else {
+        const budget = i.retryBudget?.(backend.service);
+        if (budget) backend.retryBudget = budget;
       }
       return backend;
     });
@@ -423,16 +428,25 @@ function compileFilters(kind: RouteKind, raw: RawFilter[], p: string, unsupporte
   return out;
 }
 
+export interface Verdict {
+  ok: boolean;
+  reason: string;
+  message: string;
+}
+
+/** A condition of `type` saying `c`; its lastTransitionTime kept from `previous` if its status did not change. */
+export function condition(type: string, c: Verdict, generation: number, previous: readonly Condition[] | undefined, now: Date): Condition {
+  const status = c.ok ? 'True' : 'False';
+  const prev = previous?.find((x) => x.type === type);
+  const lastTransitionTime = prev && prev.status === status ? prev.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z');
+  return { type, status, reason: c.reason, message: c.message.slice(0, 1024), observedGeneration: generation, lastTransitionTime };
+}
+
 /** The status entries Weft owns, with timestamps kept where a condition did not change. */
 export function parentStatuses(verdicts: readonly ParentVerdict[], generation: number, controllerName: string, previous: readonly ParentStatus[], now: Date): ParentStatus[] {
   return verdicts.map((v) => {
     const before = previous.find((p) => p.controllerName === controllerName && sameRef(p.parentRef, v.parentRef));
-    const cond = (type: string, c: { ok: boolean; reason: string; message: string }): Condition => {
-      const status = c.ok ? 'True' : 'False';
-      const prev = before?.conditions.find((x) => x.type === type);
-      const lastTransitionTime = prev && prev.status === status ? prev.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z');
-      return { type, status, reason: c.reason, message: c.message.slice(0, 1024), observedGeneration: generation, lastTransitionTime };
-    };
+    const cond = (type: string, c: Verdict): Condition => condition(type, c, generation, before?.conditions, now);
     const conditions = [cond('Accepted', v.accepted), cond('ResolvedRefs', v.resolvedRefs)];
     if (v.programmed) conditions.push(cond('weft.dev/Programmed', v.programmed));
     return { parentRef: v.parentRef, controllerName, conditions };

@@ -19,6 +19,7 @@ import { jsonEqual } from '../state/equal.ts';
 import type { RevisionedStore } from '../state/store.ts';
 import type { RemoteProgrammed } from '../policy/programmed-reports.ts';
 import type { AgentRegistry } from '../server/agent-registry.ts';
+import { ancestorStatuses, compileBackendPolicies, POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, type AncestorStatus, type AncestorVerdict, type BackendPolicyObject } from './backend-policy.ts';
 import { compileRoute, parentStatuses, type ParentStatus, type RouteObject } from './compile.ts';
 import { routeNodes, routeProgrammed } from './programmed.ts';
 
@@ -26,6 +27,7 @@ const PLURAL: Record<RouteKind, string> = { HTTPRoute: 'httproutes', GRPCRoute: 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 type RouteResource = RouteObject & KubernetesObject;
+type PolicyResource = BackendPolicyObject & KubernetesObject;
 
 export interface RouteControllerOptions {
   kubeConfig: KubeConfig;
@@ -45,8 +47,9 @@ export class RouteController {
   readonly #o: RouteControllerOptions;
   readonly #log: Logger;
   readonly #custom: CustomObjectsApi;
-  readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource> };
-  readonly #written = new Map<string, ParentStatus[]>();
+  readonly watches: { HTTPRoute: ResourceWatch<RouteResource>; GRPCRoute: ResourceWatch<RouteResource>; XBackendTrafficPolicy: ResourceWatch<PolicyResource> };
+  /** What was last written of each object's status entries (`parents` of a route, `ancestors` of a policy), by `<kind>/<ns>/<name>`. */
+  readonly #written = new Map<string, unknown[]>();
   #unsubscribe: (() => void) | undefined;
   readonly #passes: PassScheduler;
 
@@ -55,19 +58,21 @@ export class RouteController {
     this.#log = o.log.child({ component: 'routes' });
     this.#passes = new PassScheduler(() => this.#pass().catch((err: unknown) => this.#log.warn('route pass failed', { error: err })), 50);
     this.#custom = o.kubeConfig.makeApiClient(CustomObjectsApi);
-    const watch = <T extends KubernetesObject>(plural: string, version: string) =>
+    const watch = <T extends KubernetesObject>(group: string, version: string, plural: string) =>
       watchResource<T>({
         kubeConfig: o.kubeConfig,
         log: this.#log,
         resource: plural,
-        path: `/apis/${GATEWAY_GROUP}/${version}/${plural}`,
+        path: `/apis/${group}/${version}/${plural}`,
         // A CRD installed after the controller started is picked up within seconds.
         backoff: { initialMs: 1000, maxMs: 10_000 },
-        list: async () => (await this.#custom.listClusterCustomObject({ group: GATEWAY_GROUP, version, plural })) as KubernetesListObject<T>,
+        list: async () => (await this.#custom.listClusterCustomObject({ group, version, plural })) as KubernetesListObject<T>,
       });
     this.watches = {
-      HTTPRoute: watch<RouteResource>(PLURAL.HTTPRoute, 'v1'),
-      GRPCRoute: watch<RouteResource>(PLURAL.GRPCRoute, 'v1'),
+      HTTPRoute: watch<RouteResource>(GATEWAY_GROUP, 'v1', PLURAL.HTTPRoute),
+      GRPCRoute: watch<RouteResource>(GATEWAY_GROUP, 'v1', PLURAL.GRPCRoute),
+      // Experimental channel only; most clusters do not have its CRD, and then no budget is set.
+      XBackendTrafficPolicy: watch<PolicyResource>(POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL),
     };
     const poke = (): void => this.#schedule();
     for (const w of Object.values(this.watches)) w.onChange(poke);
@@ -135,16 +140,25 @@ export class RouteController {
     const live = new Set<string>();
     const writes: Promise<void>[] = [];
     const remote = this.#o.remote?.();
+    const leader = this.#o.leader.isLeader();
+    const policies = compileBackendPolicies(this.watches.XBackendTrafficPolicy.list(), service);
+    for (const policy of this.watches.XBackendTrafficPolicy.list()) {
+      const key = `XBackendTrafficPolicy/${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`;
+      live.add(key);
+      const verdicts = policies.verdicts.get(`${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`);
+      if (leader && verdicts) writes.push(this.#writePolicyStatus(key, policy, verdicts));
+    }
+    const retryBudget = (key: string) => policies.budgets.get(key);
     for (const kind of ['HTTPRoute', 'GRPCRoute'] as const) {
       for (const route of this.watches[kind].list()) {
-        const r = compileRoute({ kind, route, service });
+        const r = compileRoute({ kind, route, service, retryBudget });
         const key = `${kind}/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}`;
         live.add(key);
         if (r.compiled) {
           const before = store.get({ kind: 'Route', key });
           if (!before || !jsonEqual(before.value, r.compiled)) store.upsert({ kind: 'Route', value: r.compiled });
         } else if (store.get({ kind: 'Route', key })) store.remove({ kind: 'Route', key });
-        if (this.#o.leader.isLeader() && r.parents.length > 0) {
+        if (leader && r.parents.length > 0) {
           const programmed = this.#programmed(key, remote);
           const parents = programmed ? r.parents.map((p) => (p.accepted.ok ? { ...p, programmed } : p)) : r.parents;
           writes.push(this.#writeStatus(kind, route, parents));
@@ -152,6 +166,7 @@ export class RouteController {
       }
     }
     for (const key of store.keys('Route')) if (!live.has(key)) store.remove({ kind: 'Route', key });
+    // (Route keys are `<kind>/<ns>/<name>` like the written ones, so a policy's key never matches a route's.)
     for (const key of this.#written.keys()) if (!live.has(key)) this.#written.delete(key);
     await Promise.all(writes);
   }
@@ -174,31 +189,45 @@ export class RouteController {
   }
 
   async #writeStatus(kind: RouteKind, route: RouteResource, verdicts: Parameters<typeof parentStatuses>[0]): Promise<void> {
-    const ns = route.metadata?.namespace ?? '';
-    const name = route.metadata?.name ?? '';
-    const key = `${kind}/${ns}/${name}`;
+    const key = `${kind}/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}`;
     const all = route.status?.parents ?? [];
-    const mine = this.#written.get(key) ?? all.filter((p) => p.controllerName === ROUTE_CONTROLLER_NAME);
+    const mine = (this.#written.get(key) as ParentStatus[] | undefined) ?? all.filter((p) => p.controllerName === ROUTE_CONTROLLER_NAME);
     const next = parentStatuses(verdicts, route.metadata?.generation ?? 0, ROUTE_CONTROLLER_NAME, mine, new Date());
-    if (jsonEqual(mine, next)) return;
-    // status.parents is one list shared by every implementation: keep the others' entries, and
-    // let the resourceVersion refuse the write if someone changed it meanwhile (the next pass retries).
-    const others = all.filter((p) => p.controllerName !== ROUTE_CONTROLLER_NAME);
+    await this.#writeOwned({ key, group: GATEWAY_GROUP, version: 'v1', plural: PLURAL[kind], object: route, field: 'parents', all, mine, next });
+  }
+
+  async #writePolicyStatus(key: string, policy: PolicyResource, verdicts: AncestorVerdict[]): Promise<void> {
+    const all = policy.status?.ancestors ?? [];
+    const mine = (this.#written.get(key) as AncestorStatus[] | undefined) ?? all.filter((a) => a.controllerName === ROUTE_CONTROLLER_NAME);
+    const next = ancestorStatuses(verdicts, policy.metadata?.generation ?? 0, ROUTE_CONTROLLER_NAME, mine, new Date());
+    await this.#writeOwned({ key, group: POLICY_GROUP, version: POLICY_VERSION, plural: POLICY_PLURAL, object: policy, field: 'ancestors', all, mine, next });
+  }
+
+  /**
+   * Writes Weft's entries of a status list (`status.parents` of a route, `status.ancestors` of a
+   * policy) if they changed. The list is shared by every implementation: the others' entries are
+   * kept, and the resourceVersion refuses the write if someone changed it meanwhile (the next pass
+   * retries).
+   */
+  async #writeOwned<T extends { controllerName: string }>(o: { key: string; group: string; version: string; plural: string; object: KubernetesObject; field: 'parents' | 'ancestors'; all: T[]; mine: T[]; next: T[] }): Promise<void> {
+    if (jsonEqual(o.mine, o.next)) return;
+    const others = o.all.filter((p) => p.controllerName !== ROUTE_CONTROLLER_NAME);
+    const meta = o.object.metadata;
     try {
       await this.#custom.patchNamespacedCustomObjectStatus(
         {
-          group: GATEWAY_GROUP,
-          version: 'v1',
-          namespace: ns,
-          plural: PLURAL[kind],
-          name,
-          body: { metadata: { resourceVersion: route.metadata?.resourceVersion }, status: { parents: [...others, ...next] } },
+          group: o.group,
+          version: o.version,
+          namespace: meta?.namespace ?? '',
+          plural: o.plural,
+          name: meta?.name ?? '',
+          body: { metadata: { resourceVersion: meta?.resourceVersion }, status: { [o.field]: [...others, ...o.next] } },
         },
         mergePatch,
       );
-      this.#written.set(key, next);
+      this.#written.set(o.key, o.next);
     } catch (err) {
-      this.#log.warn('route status write failed', { route: key, error: apiErrorSummary(err) });
+      this.#log.warn('status write failed', { object: o.key, error: apiErrorSummary(err) });
       setTimeout(() => this.#schedule(), 1000).unref();
     }
   }
