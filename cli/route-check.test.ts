@@ -70,6 +70,22 @@ t.test('the catch-all rule: weights as shares, ready endpoints, timeouts and ret
   t.match(formatRouteCheck(c), /ROUTED {2}shop\/web:80[\s\S]*backend: {2}shop\/v1:80 {2}weight 90 \(90 %\), 2 ready endpoint/);
 });
 
+t.test("retry budgets: an XBackendTrafficPolicy's for the backend it targets, the rule's own for the others", async (t) => {
+  const policy = { metadata: { name: 'tight', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'v2' }], retryConstraint: { budget: { percent: 5, interval: '30s' } } } };
+  const objects: RouteObjects = { services, endpointSlices, httpRoutes: [producer, consumer], backendPolicies: [policy] };
+  const c = explainRouteCheck(objects, { from: 'shop', url: 'http://web.shop/cart', method: 'GET', headers: [] });
+  t.same(
+    c.backends.map((b) => [b.backend, b.retryBudget?.policy, b.retryBudget?.percent]),
+    [
+      ['shop/v1:80', undefined, undefined],
+      ['shop/v2:80', 'shop/tight', 5],
+    ],
+  );
+  const text = formatRouteCheck(c);
+  t.match(text, /budget: {3}shop\/v1:80: this rule's own: 20 % of its requests in 10 s \+ 10 per s/);
+  t.match(text, /budget: {3}shop\/v2:80: 5 % of its requests in 30 s \+ 10 per 1 s \(XBackendTrafficPolicy shop\/tight\), shared by every route to it; beyond it, 503/);
+});
+
 t.test('a header match takes precedence over the prefix, by the agent\'s own precedence', async (t) => {
   const c = check('shop', 'http://10.96.0.10/anything', { headers: [['x-canary', 'yes']] });
   t.equal(c.service, 'shop/web', 'the cluster IP names the Service');

@@ -16,11 +16,12 @@ import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Service } from '../api/agent-sync.ts';
 import { apiErrorSummary, httpStatus } from '../api/kube-errors.ts';
-import { GATEWAY_GROUP, type CompiledRoute, type RouteFilter, type RouteKind, type RouteMirror } from '../api/route.ts';
+import { GATEWAY_GROUP, type CompiledRoute, type RouteFilter, type RouteKind, type RouteMirror, type RouteRetryBudget } from '../api/route.ts';
 import { isGrpc } from '../agent/l7/request-info.ts';
 import { redirectLocation, rewritePath } from '../agent/route/filters.ts';
 import { findEntry, flatten, splitTarget } from '../agent/route/match.ts';
 import { indexRoutes, routesFor } from '../agent/route/table.ts';
+import { compileBackendPolicies, POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, type BackendPolicyObject } from '../controller/route/backend-policy.ts';
 import { compileRoute, type RouteObject } from '../controller/route/compile.ts';
 import { computeService } from '../controller/state/compute.ts';
 import { loadKubeconfig } from './policy-check.ts';
@@ -42,6 +43,8 @@ export interface RouteObjects {
   endpointSlices: V1EndpointSlice[];
   httpRoutes: RouteObject[];
   grpcRoutes?: RouteObject[];
+  /** XBackendTrafficPolicies: the retry budgets of backend Services. */
+  backendPolicies?: BackendPolicyObject[];
 }
 
 export interface RouteBackendShare {
@@ -52,6 +55,8 @@ export interface RouteBackendShare {
   readyEndpoints: number;
   /** Why requests given to it answer 500 (the controller could not resolve it). */
   invalid?: string;
+  /** The retry budget an XBackendTrafficPolicy sets for it (else the rule's own, Weft's default). */
+  retryBudget?: RouteRetryBudget;
 }
 
 export interface RouteCheck {
@@ -144,9 +149,10 @@ export function explainRouteCheck(objects: RouteObjects, q: RouteQuestion): Rout
     ['HTTPRoute', objects.httpRoutes],
     ['GRPCRoute', objects.grpcRoutes ?? []],
   ];
+  const { budgets } = compileBackendPolicies(objects.backendPolicies ?? [], (k) => services.get(k));
   for (const [kind, list] of kinds) {
     for (const route of list) {
-      const r = compileRoute({ kind, route, service: (k) => services.get(k) });
+      const r = compileRoute({ kind, route, service: (k) => services.get(k), retryBudget: (k) => budgets.get(k) });
       const mine = r.parents.filter((p) => `${p.parentRef.namespace ?? route.metadata?.namespace ?? ''}/${p.parentRef.name}` === target.key);
       for (const p of mine) if (!p.accepted.ok) check.refused.push(`${kind}/${route.metadata?.namespace ?? ''}/${route.metadata?.name ?? ''}: ${p.accepted.reason}: ${p.accepted.message}`);
       if (r.compiled) compiled.push(r.compiled);
@@ -214,6 +220,7 @@ export function explainRouteCheck(objects: RouteObjects, q: RouteQuestion): Rout
       share: total > 0 ? Math.round((Math.max(0, b.weight) / total) * 1000) / 10 : 0,
       readyEndpoints: sp ? (svc?.endpoints.filter((e) => e.ready && e.ports[sp.name] !== undefined).length ?? 0) : 0,
       ...(b.invalid !== undefined ? { invalid: b.invalid } : {}),
+      ...(b.retryBudget ? { retryBudget: b.retryBudget } : {}),
     };
   });
   // Backend-level filters apply only to requests given to that backend: listed with it.
@@ -262,6 +269,13 @@ export function formatRouteCheck(c: RouteCheck): string {
   if (c.retry) {
     const on = [...c.retry.codes.map(String), ...(c.retry.grpcCodes ?? []).map((g) => `grpc-status ${g} (trailers-only)`), 'connect failures'];
     lines.push(`  retry:    ${c.retry.attempts - 1} retries on ${on.join(', ')}, backoff ${c.retry.backoffMs} ms doubling`);
+    for (const b of c.backends) {
+      const p = b.retryBudget;
+      const budget = p
+        ? `${p.percent} % of its requests in ${p.intervalMs / 1000} s + ${p.minCount} per ${p.minIntervalMs / 1000} s (XBackendTrafficPolicy ${p.policy}), shared by every route to it`
+        : "this rule's own: 20 % of its requests in 10 s + 10 per s (Weft's default)";
+      lines.push(`  budget:   ${b.backend}: ${budget}; beyond it, 503`);
+    }
   }
   for (const r of c.refused) lines.push(`  not applied: ${r}`);
   for (const n of c.notes) lines.push(`  note: ${n}`);
@@ -334,16 +348,22 @@ async function readRouteObjects(kc: KubeConfig): Promise<RouteObjects> {
   const discovery = kc.makeApiClient(DiscoveryV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   try {
-    const routes = (plural: string) =>
-      custom.listClusterCustomObject({ group: GATEWAY_GROUP, version: 'v1', plural }).catch((err: unknown) => {
-        // No such Gateway API CRD: no routes of that kind, which is an answer.
+    const list = <T>(group: string, version: string, plural: string) =>
+      custom.listClusterCustomObject({ group, version, plural }).catch((err: unknown) => {
+        // No such Gateway API CRD: no objects of that kind, which is an answer.
         if (httpStatus(err) === 404) return { items: [] };
         throw err;
-      }) as Promise<{ items: RouteObject[] }>;
-    const [services, slices, http, grpc] = await Promise.all([core.listServiceForAllNamespaces(), discovery.listEndpointSliceForAllNamespaces(), routes('httproutes'), routes('grpcroutes')]);
-    return { services: services.items, endpointSlices: slices.items, httpRoutes: http.items, grpcRoutes: grpc.items };
+      }) as Promise<{ items: T[] }>;
+    const [services, slices, http, grpc, policies] = await Promise.all([
+      core.listServiceForAllNamespaces(),
+      discovery.listEndpointSliceForAllNamespaces(),
+      list<RouteObject>(GATEWAY_GROUP, 'v1', 'httproutes'),
+      list<RouteObject>(GATEWAY_GROUP, 'v1', 'grpcroutes'),
+      list<BackendPolicyObject>(POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL),
+    ]);
+    return { services: services.items, endpointSlices: slices.items, httpRoutes: http.items, grpcRoutes: grpc.items, backendPolicies: policies.items };
   } catch (err) {
-    throw new RouteCheckError('API', `reading Services, EndpointSlices, HTTPRoutes and GRPCRoutes: ${apiErrorSummary(err)}`, { cause: err });
+    throw new RouteCheckError('API', `reading Services, EndpointSlices, HTTPRoutes, GRPCRoutes and XBackendTrafficPolicies: ${apiErrorSummary(err)}`, { cause: err });
   }
 }
 
