@@ -117,6 +117,9 @@ t.before(async () => {
   await apply(backendPod('slow-1', 'slow'));
   await apply(backendPod('flaky-ok', 'flaky'));
   await apply(backendPod('flaky-bad', 'flaky', 503));
+  // Retry budgets: a Service whose only endpoint answers 503, and a second Service on the same pod.
+  for (const name of ['broken', 'broken-alias']) await apply(service(A, name, 'broken'));
+  await apply(backendPod('broken-1', 'broken', 503));
   // RequestMirror: a Service to route (its own endpoint is stable-1), and three mirror backends.
   for (const [name, app] of [['mirrored', 'stable'], ['mirror', 'mirror'], ['mirror-slow', 'mirror-slow'], ['mirror-down', 'mirror-down']]) await apply(service(A, name as string, app as string));
   await apply(backendPod('mirror-1', 'mirror'));
@@ -218,6 +221,85 @@ t.test("a retry turns one endpoint's 503 into a 200, and is counted", async (t) 
   t.same(Object.keys(withRetry.pods), ['flaky-ok'], 'answered by the good endpoint');
   const retries = (await agentMetric('weft_route_retries_total', /route="HTTPRoute\/rte-a\/flaky".*reason="503"/)) - before;
   t.ok(retries > 20 && retries <= 200, `the retries were counted (${retries})`);
+});
+
+t.test('XBackendTrafficPolicy: its retry budget bounds the retries to its Service across routes; a refused retry answers 503; status per target', async (t) => {
+  const exhausted = () => agentMetric('weft_route_retry_budget_exhausted_total', /route="HTTPRoute\/rte-a\/broken(-alias)?"/);
+  const retried = () => agentMetric('weft_route_retries_total', /route="HTTPRoute\/rte-a\/broken(-alias)?"/);
+  const ip = async (name: string) => (await kubectl(['-n', A, 'get', 'svc', name, '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+  const brokenURL = `http://${await ip('broken')}/`;
+  const aliasURL = `http://${await ip('broken-alias')}/`;
+  // Two routes, each on its own parent, both sending to Service broken, each retrying a 503 once.
+  const retryOnce = [{ retry: { codes: [503], attempts: 1 }, backendRefs: [ref('broken')] }];
+  await route(httpRoute(A, 'broken', { name: 'broken' }, retryOnce));
+  await route(httpRoute(A, 'broken-alias', { name: 'broken-alias' }, retryOnce));
+
+  // Control: Weft's default budget (per rule, 100 retries to start with) retries every request.
+  let r0 = await retried();
+  const e0 = await exhausted();
+  const free = await count(clientA, brokenURL, 30, 3);
+  t.same(free.statuses, { 503: 30 }, "without a policy every request is retried and ends with the retry's 503");
+  t.equal((await retried()) - r0, 30, 'every request retried');
+  t.equal((await exhausted()) - e0, 0, 'none refused');
+
+  // One retry an hour: percent 0, and a floor of 1 per 1h.
+  const policy = (name: string, targets: string[], retryConstraint: object) => ({
+    apiVersion: 'gateway.networking.x-k8s.io/v1alpha1',
+    kind: 'XBackendTrafficPolicy',
+    metadata: { name, namespace: A },
+    spec: { targetRefs: targets.map((n) => ({ group: '', kind: 'Service', name: n })), retryConstraint },
+  });
+  await kubectl(['wait', '--for=condition=Established', 'crd/xbackendtrafficpolicies.gateway.networking.x-k8s.io', '--timeout=30s'], undefined, 40_000);
+  await apply(policy('tight', ['broken'], { budget: { percent: 0, interval: '1h' }, minRetryRate: { count: 1, interval: '1h' } }));
+  const ancestors = async (name: string): Promise<string[]> => {
+    const r = await kubectl(['-n', A, 'get', 'xbackendtrafficpolicy', name, '-o', 'json']);
+    const st = (JSON.parse(r.stdout || '{}') as { status?: { ancestors?: { ancestorRef: { name: string }; controllerName: string; conditions: { type: string; status: string; reason: string; message: string }[] }[] } }).status;
+    return (st?.ancestors ?? []).filter((a) => a.controllerName === 'weft.dev/mesh-controller').map((a) => `${a.ancestorRef.name} ${a.conditions.map((c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`).join(', ')}`);
+  };
+  const statusIs = async (name: string, want: RegExp[]): Promise<string[]> => {
+    let got: string[] = [];
+    for (const until = Date.now() + 30_000; Date.now() < until; await sleep(200)) {
+      got = await ancestors(name);
+      if (got.length === want.length && want.every((w, i) => w.test(got[i] ?? ''))) break;
+    }
+    return got;
+  };
+  t.match(await statusIs('tight', [/^broken Accepted=True Accepted/]), [/^broken Accepted=True Accepted: retry budget in force for Service rte-a\/broken/], 'Accepted for its Service');
+  // Until node-2's agent has the budget in both routes (a policy leaves the routes' generations as they were).
+  const budgets = async () => {
+    const r = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-node-2`, 'curl', '-s', 'http://127.0.0.1:15000/routes']);
+    const routes = JSON.parse(r.stdout || '[]') as { key: string; rules: { backends: { retryBudget?: { policy: string } }[] }[] }[];
+    return routes.filter((x) => /broken/.test(x.key)).map((x) => x.rules[0]?.backends[0]?.retryBudget?.policy ?? 'none');
+  };
+  for (const until = Date.now() + 30_000; (await budgets()).join() !== `${A}/tight,${A}/tight`; await sleep(200)) if (Date.now() > until) throw new Error(`node-2's agent never got the budget: ${JSON.stringify(await budgets())}`);
+
+  const check = await weft(['route', 'check', `${A}/client-a`, `http://broken.${A}/`, '-o', 'json', '--name', pg.name]);
+  t.same((JSON.parse(check.stdout || '{}') as { backends?: { retryBudget?: { policy: string } }[] }).backends?.map((b) => b.retryBudget?.policy), [`${A}/tight`], `weft route check names the budget in force (${check.stderr})`);
+  r0 = await retried();
+  const e1 = await exhausted();
+  const first = await curl(clientA, brokenURL);
+  t.equal(first.code, '503', 'the first request is retried (the one retry of the hour), and ends 503');
+  t.equal((await retried()) - r0, 1, 'one retry');
+  const tight = await count(clientA, brokenURL, 20, 2);
+  const alias = await count(clientA, aliasURL, 20, 2);
+  t.same([tight.statuses, alias.statuses], [{ 503: 20 }, { 503: 20 }], 'the rest answer 503');
+  t.equal((await retried()) - r0, 1, 'and none of them was retried, through either route: the budget is the Service\'s');
+  t.equal((await exhausted()) - e1, 40, 'each refused retry counted');
+  const body = (await curl(clientA, aliasURL)).body;
+  t.match(body, /retry budget exhausted/, "the 503 is the agent's own, saying why");
+
+  // A second policy on the same Service is Conflicted; its missing target is TargetNotFound.
+  await apply(policy('loose', ['broken', 'gone'], { budget: { percent: 100 } }));
+  t.match(await statusIs('loose', [/^broken Accepted=False Conflicted/, /^gone Accepted=False TargetNotFound/]), [/XBackendTrafficPolicy rte-a\/tight is older/, /Service rte-a\/gone not found/], 'Conflicted, naming the policy in force; TargetNotFound');
+  // Once the older one goes, the newer is in force: retries come back.
+  await kubectl(['-n', A, 'delete', 'xbackendtrafficpolicy', 'tight']);
+  t.match(await statusIs('loose', [/^broken Accepted=True/, /^gone Accepted=False TargetNotFound/]), [/^broken Accepted=True/, /TargetNotFound/], 'the remaining policy is Accepted');
+  for (const until = Date.now() + 30_000; (await budgets()).join() !== `${A}/loose,${A}/loose`; await sleep(200)) if (Date.now() > until) throw new Error(`node-2's agent never got the new budget: ${JSON.stringify(await budgets())}`);
+  r0 = await retried();
+  const loose = await count(clientA, aliasURL, 20, 2);
+  t.same(loose.statuses, { 503: 20 }, "each request again ends with its retry's 503");
+  t.equal((await retried()) - r0, 20, 'every one retried');
+  await kubectl(['-n', A, 'delete', 'xbackendtrafficpolicy', 'loose']);
 });
 
 t.test('a consumer route applies only to its own namespace, and needs no ReferenceGrant for the producer\'s Services', async (t) => {
