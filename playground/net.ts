@@ -52,10 +52,9 @@ async function createNode(p: PlaygroundPlan, index: number): Promise<void> {
   await ip(n.netns, 'addr', 'add', `${n.ip}/${PREFIX}`, 'dev', 'eth0');
   await ip(n.netns, 'link', 'set', 'eth0', 'up');
   await sysctlIn(n.netns, 'net.ipv4.ip_forward', '1');
-  // What docs/install.md asks of every node: when an upgraded agent's old process closes its
-  // listeners, connections still in their accept queues move to the new process's instead of
-  // being reset. The agent sets it itself only where it may (not from a container).
-  await sysctlIn(n.netns, 'net.ipv4.tcp_migrate_req', '1');
+  // net.ipv4.tcp_migrate_req is left as a new namespace has it (0), as on a node nobody tuned:
+  // on real nodes the chart's node-sysctls init container sets it, on simulated ones the agent
+  // (a host process there) sets it itself (agent/handover.ts, logged at start).
   for (const other of p.nodes) {
     if (other.index !== index) await ip(n.netns, 'route', 'add', other.podCIDR, 'via', other.ip);
   }

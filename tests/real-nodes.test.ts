@@ -56,6 +56,14 @@ t.test('up: two real nodes, CoreDNS, and Weft from helm with its pods Running', 
   const list = await pg.kubectl(['get', 'deploy,ds', '-A', '-o', 'jsonpath={range .items[*]}{.metadata.name}{"\\n"}{end}']);
   t.match(list.stdout, /^weft-agent$/m, "the chart's DaemonSet runs, no stand-in");
   t.match(list.stdout, /^weft-controller$/m, "the chart's Deployment runs");
+  // The playground leaves the nodes' kernel settings as a new network namespace has them: the
+  // chart's node-sysctls init container is what sets accept-queue migration for hitless upgrades.
+  for (const node of ['node-1', 'node-2']) {
+    const v = await sh('ip', ['netns', 'exec', nodeNetns(node), 'sysctl', '-n', 'net.ipv4.tcp_migrate_req']);
+    t.equal(v.stdout.trim(), '1', `${node}: net.ipv4.tcp_migrate_req=1, set by the agent pod's init container`);
+  }
+  const init = await pg.kubectl(['-n', 'weft-system', 'logs', 'ds/weft-agent', '-c', 'node-sysctls']);
+  t.match(init.stdout, /tcp_migrate_req = 1/, `the init container says so (${init.stderr})`);
 });
 
 t.test('a meshed request across nodes, by Service name through cluster DNS, reported as mTLS', async (t) => {

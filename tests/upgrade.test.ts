@@ -92,6 +92,14 @@ t.before(async () => {
   ({ status, serverIP } = await deployEchoPods(pg, NS, { far: 'node-2', near: 'node-1' }));
 });
 
+t.test('accept-queue migration is on in both nodes, set by Weft (the playground leaves it off)', async (t) => {
+  // Real nodes: the chart's node-sysctls init container; simulated: the agent, a host process there.
+  for (const node of ['node-1', 'node-2']) {
+    const v = await sh('ip', ['netns', 'exec', `wpg-${pg.name}-${node}`, 'sysctl', '-n', 'net.ipv4.tcp_migrate_req']);
+    t.equal(v.stdout.trim(), '1', `${node}: net.ipv4.tcp_migrate_req=1`);
+  }
+});
+
 t.test('upgrading both agents drops no established connection; new connections keep working', { skip: REAL && 'real nodes: the helm upgrade test below' }, async (t) => {
   const far = hold('far', FAR);
   const near = hold('near', NEAR);
