@@ -12,7 +12,7 @@ import type { Informer, KubeConfig, KubernetesObject, ListPromise, ObjectCache }
 import type { Logger } from '../../api/log.ts';
 import { Backoff } from './backoff.ts';
 import type { BackoffOptions } from './backoff.ts';
-import { apiErrorSummary } from '../../api/kube-errors.ts';
+import { apiErrorSummary, httpStatus } from '../../api/kube-errors.ts';
 
 export type WatchEvent = 'add' | 'update' | 'delete';
 export type WatchHandler<T> = (event: WatchEvent, obj: T) => void;
@@ -46,6 +46,12 @@ export interface ResourceWatchOptions<T extends KubernetesObject> {
   backoff?: BackoffOptions;
   /** Called on every restart after an error (for a metric). */
   onRestart?: (resource: string) => void;
+  /**
+   * The resource is an optional CRD (Gateway API routes and policies): while the API server
+   * answers 404 the watch keeps checking, but says so once, at info, instead of warning on every
+   * retry of a cluster that simply does not have it.
+   */
+  optional?: boolean;
 }
 
 export function watchResource<T extends KubernetesObject>(opts: ResourceWatchOptions<T>): ResourceWatch<T> {
@@ -75,11 +81,15 @@ export function watchResource<T extends KubernetesObject>(opts: ResourceWatchOpt
   informer.on('update', dispatch('update'));
   informer.on('delete', dispatch('delete'));
 
+  let absentSaid = false;
   const scheduleRestart = (err: unknown): void => {
     isHealthy = false;
     if (stopped || restartTimer) return;
     const delayMs = backoff.next();
-    log.warn('watch failed; restarting', { resource, error: apiErrorSummary(err), attempt: backoff.attempts, inMs: delayMs });
+    if (opts.optional && httpStatus(err) === 404) {
+      if (!absentSaid) log.info('resource not served (its CRD is not installed); checking again quietly', { resource });
+      absentSaid = true;
+    } else log.warn('watch failed; restarting', { resource, error: apiErrorSummary(err), attempt: backoff.attempts, inMs: delayMs });
     opts.onRestart?.(resource);
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
@@ -108,6 +118,7 @@ export function watchResource<T extends KubernetesObject>(opts: ResourceWatchOpt
     if (stopped || failedDuringStart) return;
     backoff.reset();
     isHealthy = true;
+    absentSaid = false;
     if (!isSynced) {
       isSynced = true;
       log.info('watch synced', { resource, objects: informer.list().length });

@@ -64,8 +64,10 @@ export class RouteController {
         log: this.#log,
         resource: plural,
         path: `/apis/${group}/${version}/${plural}`,
-        // A CRD installed after the controller started is picked up within seconds.
+        // A CRD installed after the controller started is picked up within seconds; until then
+        // the watch says once that it is absent (most clusters lack one or more of these).
         backoff: { initialMs: 1000, maxMs: 10_000 },
+        optional: true,
         list: async () => (await this.#custom.listClusterCustomObject({ group, version, plural })) as KubernetesListObject<T>,
       });
     this.watches = {
