@@ -131,7 +131,6 @@ t.before(async () => {
   if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
   status = await pg.status();
   t.comment(`${pg.name}: ${pg.runtime} nodes`);
-  await pg.oneController(); // the AccessPolicy case waits for Programmed (helpers/playground.ts says why)
   // HTTPRoute from the experimental channel: its rules' `retry` (the retry case) is not in standard.
   for (const [channel, f] of [['standard', 'gateway.networking.k8s.io_grpcroutes.yaml'], ['experimental', 'gateway.networking.k8s.io_httproutes.yaml']] as const) {
     const c = await kubectl(['apply', '--server-side', '-f', join(REPO, 'helm/weft/gateway-api', channel, f)], undefined, 60_000);

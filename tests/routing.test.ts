@@ -102,7 +102,6 @@ t.before(async () => {
   if (r.code !== 0) throw new Error(`weft dev up failed: ${r.stderr}`);
   status = await pg.status();
   t.comment(`${pg.name}: ${pg.runtime} nodes`);
-  await pg.oneController(); // the AccessPolicy case waits for Programmed (helpers/playground.ts says why)
   const crdDir = join(REPO, 'helm/weft/gateway-api/experimental');
   for (const f of readdirSync(crdDir)) {
     const c = await kubectl(['apply', '--server-side', '-f', join(crdDir, f)], undefined, 60_000);
