@@ -52,7 +52,6 @@ async function programmed(name: string, timeoutMs = 20_000): Promise<void> {
 
 t.before(async () => {
   status = await pg.start(2);
-  await pg.oneController(); // the policy must be Programmed (helpers/playground.ts says why)
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
   const server = pod(NS, 'server', [process.execPath, join(REPO, 'tests/helpers/policy-server.ts')], { node: 'node-1' }) as {
     spec: { containers: Record<string, unknown>[] };
