@@ -93,7 +93,6 @@ function server(ns: string): object {
 
 t.before(async () => {
   status = await pg.start(2);
-  await pg.oneController(); // policies must be Programmed (helpers/playground.ts says why)
   nodeNetns = status.nodes.find((n) => n.name === 'node-1')?.netns ?? '';
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: MESHED, labels: { 'weft.dev/mesh': 'enabled' } } });
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: PLAIN } });
