@@ -146,7 +146,6 @@ async function roll(t: Test, sets: string[]): Promise<void> {
 t.before(async () => {
   status = await pg.start(2);
   t.comment(`${pg.name}: ${pg.runtime} nodes`);
-  await pg.oneController(); // the AUDIT policy must be Programmed (helpers/playground.ts says why)
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: OBS } });
   await pg.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'weft.dev/mesh': 'enabled' } } });
   // Jaeger all-in-one (memory store, OTLP in on 4318, query API on 16686), outside the mesh.
