@@ -193,45 +193,6 @@ export class Playground {
     return readFileSync(await this.weftTokenFile(component, node), 'utf8');
   }
 
-  /**
-   * Real nodes: scales the chart's controller Deployment (2 replicas by default) down to one and
-   * waits until that replica holds the leader Lease and every node's agent is connected to it.
-   * Why: the leader wrote a policy's Programmed condition from the ACKs of the agents connected
-   * to it alone, so with two replicas a policy waiting on a node whose agent chose the other
-   * replica stayed Pending ("its agent never connected to this controller"), as the real-node runs
-   * of the policy suite found. 0fc6c6c fixes that (the standby publishes its agents' state); the
-   * suites that wait for Programmed still run on one replica, as the simulated playground does,
-   * until they have been seen to pass with two. No-op on simulated nodes.
-   */
-  async oneController(timeoutMs = 180_000): Promise<void> {
-    if (this.runtime === 'simulated') return;
-    const r = await this.kubectl(['-n', 'weft-system', 'scale', 'deployment', 'weft-controller', '--replicas=1']);
-    if (r.code !== 0) throw new Error(`kubectl scale: ${r.stderr}`);
-    const until = Date.now() + timeoutMs;
-    let why = '';
-    while (Date.now() < until) {
-      const pods = (await this.weftPods('controller')).filter((p) => !p.metadata.deletionTimestamp);
-      const running = pods.filter((p) => p.status.phase === 'Running');
-      const holder = (await this.kubectl(['-n', 'weft-system', 'get', 'lease', 'weft-controller', '-o', 'jsonpath={.spec.holderIdentity}'])).stdout.trim();
-      const only = running.length === 1 && pods.length === 1 ? running[0] : undefined;
-      if (!only) why = `${pods.length} controller pods`;
-      else if (holder !== only.metadata.name) why = `the Lease is held by "${holder}", not ${only.metadata.name}`;
-      else {
-        const ip = (await this.status()).pods.find((p) => p.namespace === 'weft-system' && p.name === only.metadata.name)?.ip;
-        let answer = '';
-        const agents = await fetch(`http://${ip}:15014/agents`, { signal: AbortSignal.timeout(5000) })
-          .then((res) => res.json() as Promise<{ node: string; streams: number }[]>)
-          .catch((e: Error) => ((answer = e.message), []));
-        const nodes = (await this.status()).nodes.map((n) => n.name);
-        const missing = nodes.filter((n) => !agents.some((a) => a.node === n && a.streams > 0));
-        if (missing.length === 0) return;
-        why = `agents of ${missing.join(', ')} not connected to ${only.metadata.name} (${ip}): ${answer || JSON.stringify(agents)}`;
-      }
-      await new Promise((res) => setTimeout(res, 1000));
-    }
-    throw new Error(`one controller replica did not take over: ${why}`);
-  }
-
   async waitReady(namespace: string, selector: string[], timeoutS = 90): Promise<void> {
     const r = await this.kubectl(['-n', namespace, 'wait', '--for=condition=Ready', 'pod', ...selector, `--timeout=${timeoutS}s`], undefined, (timeoutS + 10) * 1000);
     if (r.code !== 0) {
