@@ -20,6 +20,7 @@ import { GATEWAY_GROUP, type CompiledRoute, type RouteFilter, type RouteKind, ty
 import { isGrpc } from '../agent/l7/request-info.ts';
 import { redirectLocation, rewritePath } from '../agent/route/filters.ts';
 import { findEntry, flatten, splitTarget } from '../agent/route/match.ts';
+import { DEFAULT_RETRY_BUDGET } from '../agent/route/select.ts';
 import { indexRoutes, routesFor } from '../agent/route/table.ts';
 import { compileBackendPolicies, POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, type BackendPolicyObject } from '../controller/route/backend-policy.ts';
 import { compileRoute, type RouteObject } from '../controller/route/compile.ts';
@@ -273,7 +274,7 @@ export function formatRouteCheck(c: RouteCheck): string {
       const p = b.retryBudget;
       const budget = p
         ? `${p.percent} % of its requests in ${p.intervalMs / 1000} s + ${p.minCount} per ${p.minIntervalMs / 1000} s (XBackendTrafficPolicy ${p.policy}), shared by every route to it`
-        : "this rule's own: 20 % of its requests in 10 s + 10 per s (Weft's default)";
+        : `this rule's own: ${DEFAULT_RETRY_BUDGET.ratio * 100} % of its requests in ${DEFAULT_RETRY_BUDGET.windowMs / 1000} s + ${DEFAULT_RETRY_BUDGET.minPerSecond} per s (Weft's default)`;
       lines.push(`  budget:   ${b.backend}: ${budget}; beyond it, 503`);
     }
   }

@@ -83,6 +83,9 @@ export class Outstanding {
   }
 }
 
+/** Weft's budget for a rule that retries, when no XBackendTrafficPolicy sets its backend's. */
+export const DEFAULT_RETRY_BUDGET = { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 } as const;
+
 /**
  * Retries may add at most `ratio` of the requests of the last `windowMs` on top of them, plus
  * `minPerSecond` so that a quiet service can still retry. Without a budget, retries multiply the
@@ -97,9 +100,9 @@ export class RetryBudget {
   #trimmed = 0;
 
   constructor(o: { ratio?: number; minPerSecond?: number; windowMs?: number } = {}) {
-    this.#ratio = o.ratio ?? 0.2;
-    this.#minPerSecond = o.minPerSecond ?? 10;
-    this.#windowMs = o.windowMs ?? 10_000;
+    this.#ratio = o.ratio ?? DEFAULT_RETRY_BUDGET.ratio;
+    this.#minPerSecond = o.minPerSecond ?? DEFAULT_RETRY_BUDGET.minPerSecond;
+    this.#windowMs = o.windowMs ?? DEFAULT_RETRY_BUDGET.windowMs;
   }
 
   request(now: number): void {

@@ -100,10 +100,10 @@ export interface CompileInput {
 /** What a parent's conditions say, before timestamps. */
 export interface ParentVerdict {
   parentRef: ParentRef;
-  accepted: { ok: boolean; reason: string; message: string };
-  resolvedRefs: { ok: boolean; reason: string; message: string };
+  accepted: Verdict;
+  resolvedRefs: Verdict;
   /** weft.dev/Programmed: on how many of the nodes that need it the route is in force (programmed.ts); only for an accepted parent. */
-  programmed?: { ok: boolean; reason: string; message: string };
+  programmed?: Verdict;
 }
 
 export interface CompileResult {

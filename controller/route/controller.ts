@@ -143,11 +143,13 @@ export class RouteController {
     const writes: Promise<void>[] = [];
     const remote = this.#o.remote?.();
     const leader = this.#o.leader.isLeader();
-    const policies = compileBackendPolicies(this.watches.XBackendTrafficPolicy.list(), service);
-    for (const policy of this.watches.XBackendTrafficPolicy.list()) {
-      const key = `XBackendTrafficPolicy/${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`;
+    const policyObjects = this.watches.XBackendTrafficPolicy.list();
+    const policies = compileBackendPolicies(policyObjects, service);
+    for (const policy of policyObjects) {
+      const name = `${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`;
+      const key = `XBackendTrafficPolicy/${name}`;
       live.add(key);
-      const verdicts = policies.verdicts.get(`${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`);
+      const verdicts = policies.verdicts.get(name);
       if (leader && verdicts) writes.push(this.#writePolicyStatus(key, policy, verdicts));
     }
     const retryBudget = (key: string) => policies.budgets.get(key);
